@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# deps.sh — install the Debian packages gpunas builds, tests and runs with.
+# Idempotent; run as root (or with sudo available).
+set -euo pipefail
+PKGS=(
+  build-essential cmake pkg-config git
+  libjansson-dev libcmocka-dev libdnnl-dev libopenblas-dev liblapacke-dev
+  python3 python3-numpy python3-torch
+)
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -q
+  $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi

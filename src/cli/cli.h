@@ -1,0 +1,16 @@
+/*
+ * cli.h — subcommands of the gpunas CLI.  Each takes argc/argv after the subcommand
+ * name (argv[0] is the subcommand) and returns the process exit status.  Errors go to
+ * stderr as one line "gpunas <cmd>: <message>"; results go to stdout.
+ */
+#ifndef GPUNAS_CLI_H
+#define GPUNAS_CLI_H
+
+int cmd_info(int argc, char **argv);
+int cmd_format(int argc, char **argv);
+
+/* shared helpers (cli_util.c) */
+int cli_parse_int(const char *cmd, const char *flag, const char *s, int lo, int hi, int *out);
+void cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#endif

@@ -1,0 +1,38 @@
+/* cli_util.c — small helpers shared by subcommands. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cli/cli.h"
+
+void cli_error(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "gpunas %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+int cli_parse_int(const char *cmd, const char *flag, const char *s, int lo, int hi, int *out)
+{
+    if (!s) {
+        cli_error(cmd, "option %s: missing value", flag);
+        return -1;
+    }
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end) {
+        cli_error(cmd, "option %s: '%s' is not an integer", flag, s);
+        return -1;
+    }
+    if (v < lo || v > hi) {
+        cli_error(cmd, "option %s: %ld out of range [%d, %d]", flag, v, lo, hi);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}

@@ -1,0 +1,94 @@
+/* testutil.c — see testutil.h. */
+#include "testutil.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char *join(const char *env, const char *fallback, const char *rel)
+{
+    const char *base = getenv(env);
+    if (!base)
+        base = fallback;
+    size_t n = strlen(base) + strlen(rel) + 2;
+    char *p = malloc(n);
+    snprintf(p, n, "%s/%s", base, rel);
+    return p;
+}
+
+char *tu_shared_path(const char *rel) { return join("GPUNAS_SHARED", "../shared", rel); }
+char *tu_source_path(const char *rel) { return join("GPUNAS_SOURCE", ".", rel); }
+
+char *tu_tmp_path(const char *name)
+{
+    const char *base = getenv("GPUNAS_TMP");
+    if (!base)
+        base = "/tmp/gpunas-test";
+    mkdir(base, 0777);
+    size_t n = strlen(base) + strlen(name) + 32;
+    char *p = malloc(n);
+    snprintf(p, n, "%s/%d-%s", base, (int)getpid(), name);
+    return p;
+}
+
+int tu_write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        return -1;
+    size_t n = strlen(text);
+    int rc = fwrite(text, 1, n, f) == n ? 0 : -1;
+    if (fclose(f) != 0)
+        rc = -1;
+    return rc;
+}
+
+char *tu_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    size_t r;
+    while ((r = fread(buf + n, 1, cap - n - 1, f)) > 0) {
+        n += r;
+        if (cap - n - 1 == 0) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+        }
+    }
+    fclose(f);
+    buf[n] = 0;
+    if (len)
+        *len = n;
+    return buf;
+}
+
+int tu_run_cli(const char *args, char **out, char **err)
+{
+    const char *cli = getenv("GPUNAS_CLI");
+    if (!cli)
+        cli = "./gpunas";
+    char *o = tu_tmp_path("cli.out"), *e = tu_tmp_path("cli.err");
+    size_t n = strlen(cli) + strlen(args) + strlen(o) + strlen(e) + 32;
+    char *cmd = malloc(n);
+    snprintf(cmd, n, "%s %s >%s 2>%s", cli, args, o, e);
+    int st = system(cmd);
+    free(cmd);
+    if (out)
+        *out = tu_read_file(o, NULL);
+    if (err)
+        *err = tu_read_file(e, NULL);
+    unlink(o);
+    unlink(e);
+    free(o);
+    free(e);
+    if (st == -1 || !WIFEXITED(st))
+        return -1;
+    return WEXITSTATUS(st);
+}

@@ -1,0 +1,28 @@
+/*
+ * testutil.h — helpers shared by the cmocka tests.
+ *
+ * Paths come from the environment CTest sets (see CMakeLists.txt):
+ *   GPUNAS_SHARED  ../shared (released GPUNet configs)
+ *   GPUNAS_SOURCE  the source tree (configs/, tests/data/)
+ *   GPUNAS_CLI     the built gpunas binary
+ *   GPUNAS_TMP     a scratch folder in the build tree
+ */
+#ifndef GPUNAS_TESTUTIL_H
+#define GPUNAS_TESTUTIL_H
+
+#include <stddef.h>
+
+/* "$GPUNAS_SHARED/<rel>" etc.; static buffer per call site is not used: returns malloc'd. */
+char *tu_shared_path(const char *rel);
+char *tu_source_path(const char *rel);
+/* A fresh path in the scratch folder (folder created); malloc'd. */
+char *tu_tmp_path(const char *name);
+/* Write text to a file; returns 0 on success. */
+int tu_write_file(const char *path, const char *text);
+/* Read a whole file; malloc'd, NUL-terminated; NULL on failure. */
+char *tu_read_file(const char *path, size_t *len);
+/* Run `$GPUNAS_CLI <args>` via /bin/sh; captures stdout and stderr (malloc'd, may be NULL
+ * pointers if not wanted).  Returns the exit status, or -1 if it did not exit normally. */
+int tu_run_cli(const char *args, char **out, char **err);
+
+#endif
