@@ -19,7 +19,8 @@
  *                -> 1x1 (groups)
  *     fused_irb  KxK p=k/2 (in -> in*exp) -> BN -> ReLU -> 1x1 -> BN
  *     tail       1x1 -> 1152 -> BN -> ReLU -> avgpool -> 1x1 (no bias) -> ReLU -> linear
- *   drop path (training only) = 0.2 * i / (n_layers - 1) for a residual layer at index i.
+ *   drop path (training only) = 0.2 * i / (n_layers - 1) for a residual layer at index i
+ *   of the standard family; none in the distill family.
  */
 #include "gpunas/arch.h"
 
@@ -248,7 +249,8 @@ int gn_arch_resolve(gn_arch *a, gn_error *err)
                        a->layers[i - 1].out_ch, i - 1, gn_layer_type_name(a->layers[i - 1].type));
         if (resolve_layer(&W, L, a->distill, a->same_pad_fix))
             return -1;
-        L->drop_path = L->residual ? 0.2 * i / (a->n_layers - 1) : 0.0;
+        /* the released distill builder sets no drop-connect rate */
+        L->drop_path = L->residual && !a->distill ? 0.2 * i / (a->n_layers - 1) : 0.0;
     }
     a->params = W.params;
     a->macs = W.macs;

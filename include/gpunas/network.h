@@ -1,0 +1,107 @@
+/*
+ * gpunas/network.h — a GPUNet network built from a gn_arch, on a compute backend.
+ *
+ * Design
+ *   gn_net_create() lowers every JSON layer into a flat list of primitive nodes
+ *   (conv, batch norm, activation, global pool, channel scale, add, linear, dropout,
+ *   drop-path) over numbered values; a residual block's skip is just a value read by
+ *   two nodes.  Training runs the list forward, keeping every value, then backward in
+ *   reverse, accumulating gradients of values read by several nodes.  Search and
+ *   training code only see parameters, gradients and logits.
+ *
+ *   Parameters live in one flat arena and their gradients in another (so an optimizer
+ *   can treat them as one vector); each gn_param is a view with its PyTorch name and
+ *   shape.  BN running statistics are non-trainable buffers.
+ *
+ *   Names follow the released builder's module names, keyed by JSON layer index:
+ *     layers.{I}.{module}.{param}  (module names: see network_build.c, identical to
+ *     tests/pytorch/gpunet_ref.py), e.g. layers.4.conv_exp.weight, layers.3.bn1.bias,
+ *     layers.14.net.6.weight (the classifier keeps its released Sequential index).
+ *
+ *   Inference (gn_net_prepare_inference + gn_net_infer): BN folded into the conv
+ *   weights and biases, activation and residual add fused into the conv as oneDNN
+ *   post-ops (gn_conv2d_fwd_fused), and activations assigned to a few reusable
+ *   buffers by liveness.  Training mode: batch statistics, running-stat update with
+ *   momentum 0.1, tail dropout 0.2 and drop-path 0.2*i/(n-1) (standard family only),
+ *   masks from a seeded RNG.
+ *
+ *   Initialisation (gn_net_init, deterministic per seed): convs Kaiming-normal with
+ *   fan_out = k*k*out/groups (timm's EfficientNet init, which GPUNet's modules use),
+ *   conv biases 0, BN gamma 1 / beta 0 / running mean 0 / var 1, classifier
+ *   U(-1/sqrt(out), 1/sqrt(out)) and bias 0.
+ */
+#ifndef GPUNAS_NETWORK_H
+#define GPUNAS_NETWORK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "gpunas/arch.h"
+#include "gpunas/backend.h"
+#include "gpunas/error.h"
+#include "gpunas/tensor.h"
+
+#define GN_NAME_MAX 96
+
+typedef struct {
+    char name[GN_NAME_MAX];
+    int ndim;          /* PyTorch shape, for files */
+    int64_t shape[4];
+    gn_tensor value;   /* view into the parameter arena */
+    gn_tensor grad;    /* view into the gradient arena (empty for buffers) */
+    bool trainable;    /* false: BN running mean/var */
+    bool no_decay;     /* BN affine params and biases: no weight decay */
+    int groups;        /* conv weights: the convolution's groups (for init fan-out) */
+} gn_param;
+
+typedef struct gn_net gn_net;
+
+int gn_net_create(const gn_arch *a, gn_backend *be, gn_net **out, gn_error *err);
+void gn_net_free(gn_net *net);
+
+const gn_arch *gn_net_arch(const gn_net *net);
+gn_backend *gn_net_backend(const gn_net *net);
+int gn_net_num_params(const gn_net *net);       /* tensors, trainable and buffers */
+gn_param *gn_net_param(gn_net *net, int i);
+gn_param *gn_net_find_param(gn_net *net, const char *name);
+int64_t gn_net_trainable_count(const gn_net *net); /* scalars; equals arch->params */
+/* The flat arenas (host memory on host backends): trainable values come first. */
+float *gn_net_values(gn_net *net);
+float *gn_net_grads(gn_net *net);
+
+int gn_net_init(gn_net *net, uint64_t seed, gn_error *err);
+
+typedef struct {
+    bool dropout;      /* tail dropout (0.2) in training forward */
+    bool drop_path;    /* stochastic depth in training forward */
+    float bn_momentum; /* 0.1 */
+    uint64_t seed;     /* mask RNG seed (advanced every training forward) */
+} gn_train_opts;
+void gn_net_set_train_opts(gn_net *net, const gn_train_opts *o);
+
+/* Training forward on x [N,C,H,W]; *logits points into the net (valid until the next
+ * forward).  Updates BN running stats. */
+int gn_net_forward_train(gn_net *net, const gn_tensor *x, const gn_tensor **logits, gn_error *err);
+/* Backward of the last training forward: gradients of every trainable param are
+ * OVERWRITTEN.  dlogits [N,K,1,1]. */
+int gn_net_backward(gn_net *net, const gn_tensor *dlogits, gn_error *err);
+/* forward_train + softmax cross-entropy (+ smoothing) + backward. */
+int gn_net_train_step(gn_net *net, const gn_tensor *x, const int32_t *labels, float smoothing, float *loss,
+                      gn_error *err);
+
+/* Plain evaluation forward (running statistics, no folding, no fusion): the reference
+ * for the inference path. */
+int gn_net_forward_eval(gn_net *net, const gn_tensor *x, const gn_tensor **logits, gn_error *err);
+
+/* Inference path: fold BN into convs (from the current weights), plan buffers. Call
+ * again after the weights change.  gn_net_infer runs it. */
+int gn_net_prepare_inference(gn_net *net, gn_error *err);
+int gn_net_infer(gn_net *net, const gn_tensor *x, const gn_tensor **logits, gn_error *err);
+/* Bytes of activation memory the inference plan uses for batch n (after a run). */
+size_t gn_net_infer_activation_bytes(const gn_net *net);
+
+/* Weights (all params and running stats) in safetensors, names as above. */
+int gn_net_save(gn_net *net, const char *path, gn_error *err);
+int gn_net_load(gn_net *net, const char *path, gn_error *err);
+
+#endif

@@ -1,0 +1,513 @@
+/* backend.c — backend registry and the validating gn_* op wrappers
+ * (see gpunas/backend.h).  Every check lives here, so backends see valid input. */
+#include "gpunas/backend.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "nn/backend_impl.h"
+
+const char *gn_eltwise_name(gn_eltwise e)
+{
+    switch (e) {
+    case GN_ELT_IDENTITY: return "identity";
+    case GN_ELT_RELU: return "relu";
+    case GN_ELT_SILU: return "silu";
+    case GN_ELT_SIGMOID: return "sigmoid";
+    }
+    return "?";
+}
+
+int gn_conv2d_out_size(int in, int k, int stride, int pad)
+{
+    if (stride < 1)
+        return 0;
+    int span = in + 2 * pad - k;
+    if (span < 0)
+        return 0;
+    return span / stride + 1;
+}
+
+int gn_backend_create(const char *name, gn_backend **out, gn_error *err)
+{
+    if (!out)
+        return gn_error_set(err, "backend: NULL output");
+    *out = NULL;
+    if (!name)
+        return gn_error_set(err, "backend: no name (available: %s)", gn_backend_names());
+    if (strcmp(name, "ref") == 0)
+        return gn_backend_ref_new(out, err);
+    if (strcmp(name, "dnnl") == 0 || strcmp(name, "onednn") == 0)
+        return gn_backend_dnnl_new(out, err);
+    return gn_error_set(err, "backend: unknown backend '%s' (available: %s)", name,
+                        gn_backend_names());
+}
+
+void gn_backend_destroy(gn_backend *be)
+{
+    if (be)
+        be->ops->destroy(be);
+}
+
+const char *gn_backend_names(void) { return "ref,dnnl"; }
+
+int gn_backend_set_threads(gn_backend *be, int n, gn_error *err)
+{
+    if (!be)
+        return gn_error_set(err, "set_threads: NULL backend");
+    return be->ops->set_threads(be, n, err);
+}
+
+/* ------------------------------------------------------------------ checks */
+#define SHP(t) (t)->n, (t)->c, (t)->h, (t)->w
+
+static int check_t(const char *op, const char *what, gn_backend *be, const gn_tensor *t,
+                   gn_error *err)
+{
+    if (!t || !t->data || gn_tensor_numel(t) == 0)
+        return gn_error_set(err, "%s: %s is empty", op, what);
+    if (t->be != be)
+        return gn_error_set(err, "%s: %s belongs to another backend", op, what);
+    return 0;
+}
+
+static int check_shape(const char *op, const char *what, const gn_tensor *t, int n, int c, int h,
+                       int w, gn_error *err)
+{
+    if (t->n != n || t->c != c || t->h != h || t->w != w)
+        return gn_error_set(err, "%s: %s is [%d,%d,%d,%d], expected [%d,%d,%d,%d]", op, what,
+                            SHP(t), n, c, h, w);
+    return 0;
+}
+
+static int check_vec(const char *op, const char *what, gn_backend *be, const gn_tensor *t,
+                     size_t len, gn_error *err)
+{
+    if (check_t(op, what, be, t, err))
+        return -1;
+    if (gn_tensor_numel(t) != len)
+        return gn_error_set(err, "%s: %s has %zu elements, expected %zu", op, what,
+                            gn_tensor_numel(t), len);
+    return 0;
+}
+
+#define CK(expr)                                                                               \
+    do {                                                                                       \
+        if (expr)                                                                              \
+            return -1;                                                                         \
+    } while (0)
+
+static int check_be(const char *op, gn_backend *be, gn_error *err)
+{
+    if (!be)
+        return gn_error_set(err, "%s: NULL backend", op);
+    return 0;
+}
+
+/* x, w consistent with p; computes the expected output shape. */
+static int check_conv(const char *op, gn_backend *be, const gn_tensor *x, const gn_tensor *w,
+                      const gn_conv2d_params *p, int *on, int *oc, int *oh, int *ow,
+                      gn_error *err)
+{
+    CK(check_be(op, be, err));
+    if (!p)
+        return gn_error_set(err, "%s: NULL params", op);
+    if (p->stride < 1 || p->pad < 0 || p->groups < 1)
+        return gn_error_set(err, "%s: invalid stride %d / pad %d / groups %d", op, p->stride,
+                            p->pad, p->groups);
+    CK(check_t(op, "input", be, x, err));
+    CK(check_t(op, "weight", be, w, err));
+    if (x->c % p->groups != 0 || w->n % p->groups != 0)
+        return gn_error_set(err, "%s: channels in %d / out %d not divisible by groups %d", op,
+                            x->c, w->n, p->groups);
+    if (w->c != x->c / p->groups)
+        return gn_error_set(err,
+                            "%s: weight [%d,%d,%d,%d] does not match input channels %d / groups %d",
+                            op, SHP(w), x->c, p->groups);
+    *on = x->n;
+    *oc = w->n;
+    *oh = gn_conv2d_out_size(x->h, w->h, p->stride, p->pad);
+    *ow = gn_conv2d_out_size(x->w, w->w, p->stride, p->pad);
+    if (*oh < 1 || *ow < 1)
+        return gn_error_set(err, "%s: kernel %dx%d larger than padded input %dx%d (pad %d)", op,
+                            w->h, w->w, x->h, x->w, p->pad);
+    return 0;
+}
+
+static int check_act(const char *op, gn_eltwise k, bool allow_identity, gn_error *err)
+{
+    if ((k == GN_ELT_IDENTITY && allow_identity) || k == GN_ELT_RELU || k == GN_ELT_SILU ||
+        k == GN_ELT_SIGMOID)
+        return 0;
+    return gn_error_set(err, "%s: invalid activation %d", op, (int)k);
+}
+
+/* ------------------------------------------------------------------ conv */
+static int conv_fwd_common(const char *op, gn_backend *be, const gn_tensor *x,
+                           const gn_tensor *w, const gn_tensor *b, gn_eltwise act,
+                           const gn_tensor *r, gn_tensor *y, const gn_conv2d_params *p,
+                           gn_error *err)
+{
+    int n, c, h, wd;
+    CK(check_conv(op, be, x, w, p, &n, &c, &h, &wd, err));
+    CK(check_act(op, act, true, err));
+    CK(check_t(op, "output", be, y, err));
+    CK(check_shape(op, "output", y, n, c, h, wd, err));
+    if (b)
+        CK(check_vec(op, "bias", be, b, (size_t)c, err));
+    if (r) {
+        CK(check_t(op, "residual", be, r, err));
+        CK(check_shape(op, "residual", r, n, c, h, wd, err));
+        if (r->data == y->data)
+            return gn_error_set(err, "%s: residual must not alias the output", op);
+    }
+    if (y->data == x->data)
+        return gn_error_set(err, "%s: output must not alias the input", op);
+    return be->ops->conv2d_fwd(be, x, w, b, r, act, y, p, err);
+}
+
+int gn_conv2d_fwd(gn_backend *be, const gn_tensor *x, const gn_tensor *w, const gn_tensor *b,
+                  gn_tensor *y, const gn_conv2d_params *p, gn_error *err)
+{
+    return conv_fwd_common("conv2d_fwd", be, x, w, b, GN_ELT_IDENTITY, NULL, y, p, err);
+}
+
+int gn_conv2d_fwd_fused(gn_backend *be, const gn_tensor *x, const gn_tensor *w,
+                        const gn_tensor *b, gn_eltwise act, const gn_tensor *r, gn_tensor *y,
+                        const gn_conv2d_params *p, gn_error *err)
+{
+    return conv_fwd_common("conv2d_fwd_fused", be, x, w, b, act, r, y, p, err);
+}
+
+int gn_conv2d_bwd_data(gn_backend *be, const gn_tensor *dy, const gn_tensor *w, gn_tensor *dx,
+                       const gn_conv2d_params *p, gn_error *err)
+{
+    const char *op = "conv2d_bwd_data";
+    int n, c, h, wd;
+    CK(check_be(op, be, err));
+    CK(check_t(op, "dx", be, dx, err));
+    CK(check_conv(op, be, dx, w, p, &n, &c, &h, &wd, err));
+    CK(check_t(op, "dy", be, dy, err));
+    CK(check_shape(op, "dy", dy, n, c, h, wd, err));
+    if (dy->data == dx->data)
+        return gn_error_set(err, "%s: dx must not alias dy", op);
+    return be->ops->conv2d_bwd_data(be, dy, w, dx, p, err);
+}
+
+int gn_conv2d_bwd_weights(gn_backend *be, const gn_tensor *x, const gn_tensor *dy,
+                          gn_tensor *dw, gn_tensor *db, const gn_conv2d_params *p,
+                          gn_error *err)
+{
+    const char *op = "conv2d_bwd_weights";
+    int n, c, h, wd;
+    CK(check_be(op, be, err));
+    CK(check_conv(op, be, x, dw, p, &n, &c, &h, &wd, err));
+    CK(check_t(op, "dy", be, dy, err));
+    CK(check_shape(op, "dy", dy, n, c, h, wd, err));
+    if (db)
+        CK(check_vec(op, "db", be, db, (size_t)c, err));
+    return be->ops->conv2d_bwd_weights(be, x, dy, dw, db, p, err);
+}
+
+/* ------------------------------------------------------------------ batch norm */
+static int check_bn_common(const char *op, gn_backend *be, const gn_tensor *x, float eps,
+                           gn_error *err)
+{
+    CK(check_be(op, be, err));
+    CK(check_t(op, "input", be, x, err));
+    if (!(eps > 0.0f) || !isfinite(eps))
+        return gn_error_set(err, "%s: eps must be > 0 (got %g)", op, (double)eps);
+    return 0;
+}
+
+int gn_bn_fwd_train(gn_backend *be, const gn_tensor *x, const gn_tensor *gamma,
+                    const gn_tensor *beta, float eps, gn_tensor *y, gn_tensor *mean,
+                    gn_tensor *var, gn_error *err)
+{
+    const char *op = "bn_fwd_train";
+    CK(check_bn_common(op, be, x, eps, err));
+    size_t C = (size_t)x->c;
+    CK(check_vec(op, "gamma", be, gamma, C, err));
+    CK(check_vec(op, "beta", be, beta, C, err));
+    CK(check_vec(op, "mean", be, mean, C, err));
+    CK(check_vec(op, "var", be, var, C, err));
+    CK(check_t(op, "output", be, y, err));
+    CK(check_shape(op, "output", y, SHP(x), err));
+    return be->ops->bn_fwd_train(be, x, gamma, beta, eps, y, mean, var, err);
+}
+
+int gn_bn_fwd_infer(gn_backend *be, const gn_tensor *x, const gn_tensor *gamma,
+                    const gn_tensor *beta, const gn_tensor *mean, const gn_tensor *var,
+                    float eps, gn_tensor *y, gn_error *err)
+{
+    const char *op = "bn_fwd_infer";
+    CK(check_bn_common(op, be, x, eps, err));
+    size_t C = (size_t)x->c;
+    CK(check_vec(op, "gamma", be, gamma, C, err));
+    CK(check_vec(op, "beta", be, beta, C, err));
+    CK(check_vec(op, "mean", be, mean, C, err));
+    CK(check_vec(op, "var", be, var, C, err));
+    CK(check_t(op, "output", be, y, err));
+    CK(check_shape(op, "output", y, SHP(x), err));
+    return be->ops->bn_fwd_infer(be, x, gamma, beta, mean, var, eps, y, err);
+}
+
+int gn_bn_bwd(gn_backend *be, const gn_tensor *x, const gn_tensor *dy, const gn_tensor *gamma,
+              const gn_tensor *mean, const gn_tensor *var, float eps, gn_tensor *dx,
+              gn_tensor *dgamma, gn_tensor *dbeta, gn_error *err)
+{
+    const char *op = "bn_bwd";
+    CK(check_bn_common(op, be, x, eps, err));
+    size_t C = (size_t)x->c;
+    CK(check_t(op, "dy", be, dy, err));
+    CK(check_shape(op, "dy", dy, SHP(x), err));
+    CK(check_t(op, "dx", be, dx, err));
+    CK(check_shape(op, "dx", dx, SHP(x), err));
+    CK(check_vec(op, "gamma", be, gamma, C, err));
+    CK(check_vec(op, "mean", be, mean, C, err));
+    CK(check_vec(op, "var", be, var, C, err));
+    CK(check_vec(op, "dgamma", be, dgamma, C, err));
+    CK(check_vec(op, "dbeta", be, dbeta, C, err));
+    if (dx->data == x->data || dx->data == dy->data)
+        return gn_error_set(err, "%s: dx must not alias x or dy", op);
+    return be->ops->bn_bwd(be, x, dy, gamma, mean, var, eps, dx, dgamma, dbeta, err);
+}
+
+int gn_bn_update_running(gn_backend *be, gn_tensor *run_mean, gn_tensor *run_var,
+                         const gn_tensor *mean, const gn_tensor *var, float momentum,
+                         int64_t count, gn_error *err)
+{
+    const char *op = "bn_update_running";
+    CK(check_be(op, be, err));
+    CK(check_t(op, "running mean", be, run_mean, err));
+    size_t C = gn_tensor_numel(run_mean);
+    CK(check_vec(op, "running var", be, run_var, C, err));
+    CK(check_vec(op, "mean", be, mean, C, err));
+    CK(check_vec(op, "var", be, var, C, err));
+    if (count < 2)
+        return gn_error_set(err, "%s: count %lld < 2 (unbiased variance undefined)", op,
+                            (long long)count);
+    if (!(momentum >= 0.0f && momentum <= 1.0f))
+        return gn_error_set(err, "%s: momentum %g not in [0,1]", op, (double)momentum);
+    return be->ops->bn_update_running(be, run_mean, run_var, mean, var, momentum, count, err);
+}
+
+/* ------------------------------------------------------------------ eltwise */
+int gn_eltwise_fwd(gn_backend *be, gn_eltwise k, const gn_tensor *x, gn_tensor *y,
+                   gn_error *err)
+{
+    const char *op = "eltwise_fwd";
+    CK(check_be(op, be, err));
+    CK(check_act(op, k, false, err));
+    CK(check_t(op, "input", be, x, err));
+    CK(check_t(op, "output", be, y, err));
+    CK(check_shape(op, "output", y, SHP(x), err));
+    return be->ops->eltwise_fwd(be, k, x, y, err);
+}
+
+int gn_eltwise_bwd(gn_backend *be, gn_eltwise k, const gn_tensor *x, const gn_tensor *dy,
+                   gn_tensor *dx, gn_error *err)
+{
+    const char *op = "eltwise_bwd";
+    CK(check_be(op, be, err));
+    CK(check_act(op, k, false, err));
+    CK(check_t(op, "x", be, x, err));
+    CK(check_t(op, "dy", be, dy, err));
+    CK(check_shape(op, "dy", dy, SHP(x), err));
+    CK(check_t(op, "dx", be, dx, err));
+    CK(check_shape(op, "dx", dx, SHP(x), err));
+    if (dx->data == x->data && dx->data != dy->data)
+        return gn_error_set(err, "%s: dx must not alias x", op);
+    return be->ops->eltwise_bwd(be, k, x, dy, dx, err);
+}
+
+/* ------------------------------------------------------------------ GAP */
+int gn_gap_fwd(gn_backend *be, const gn_tensor *x, gn_tensor *y, gn_error *err)
+{
+    const char *op = "gap_fwd";
+    CK(check_be(op, be, err));
+    CK(check_t(op, "input", be, x, err));
+    CK(check_t(op, "output", be, y, err));
+    CK(check_shape(op, "output", y, x->n, x->c, 1, 1, err));
+    if (x->data == y->data)
+        return gn_error_set(err, "%s: output must not alias the input", op);
+    return be->ops->gap_fwd(be, x, y, err);
+}
+
+int gn_gap_bwd(gn_backend *be, const gn_tensor *dy, gn_tensor *dx, gn_error *err)
+{
+    const char *op = "gap_bwd";
+    CK(check_be(op, be, err));
+    CK(check_t(op, "dx", be, dx, err));
+    CK(check_t(op, "dy", be, dy, err));
+    CK(check_shape(op, "dy", dy, dx->n, dx->c, 1, 1, err));
+    if (dx->data == dy->data)
+        return gn_error_set(err, "%s: dx must not alias dy", op);
+    return be->ops->gap_bwd(be, dy, dx, err);
+}
+
+/* ------------------------------------------------------------------ channel scale */
+int gn_channel_scale_fwd(gn_backend *be, const gn_tensor *x, const gn_tensor *s, gn_tensor *y,
+                         gn_error *err)
+{
+    const char *op = "channel_scale_fwd";
+    CK(check_be(op, be, err));
+    CK(check_t(op, "input", be, x, err));
+    CK(check_t(op, "scale", be, s, err));
+    CK(check_shape(op, "scale", s, x->n, x->c, 1, 1, err));
+    CK(check_t(op, "output", be, y, err));
+    CK(check_shape(op, "output", y, SHP(x), err));
+    return be->ops->chscale_fwd(be, x, s, y, err);
+}
+
+int gn_channel_scale_bwd(gn_backend *be, const gn_tensor *x, const gn_tensor *s,
+                         const gn_tensor *dy, gn_tensor *dx, gn_tensor *ds, gn_error *err)
+{
+    const char *op = "channel_scale_bwd";
+    CK(check_be(op, be, err));
+    CK(check_t(op, "input", be, x, err));
+    CK(check_t(op, "scale", be, s, err));
+    CK(check_shape(op, "scale", s, x->n, x->c, 1, 1, err));
+    CK(check_t(op, "dy", be, dy, err));
+    CK(check_shape(op, "dy", dy, SHP(x), err));
+    if (dx) {
+        CK(check_t(op, "dx", be, dx, err));
+        CK(check_shape(op, "dx", dx, SHP(x), err));
+        if (dx->data == x->data || (ds && dx->data == dy->data))
+            return gn_error_set(err, "%s: dx must not alias x (or dy when ds is wanted)", op);
+    }
+    if (ds) {
+        CK(check_t(op, "ds", be, ds, err));
+        CK(check_shape(op, "ds", ds, x->n, x->c, 1, 1, err));
+    }
+    if (!dx && !ds)
+        return 0;
+    return be->ops->chscale_bwd(be, x, s, dy, dx, ds, err);
+}
+
+/* ------------------------------------------------------------------ add / masks */
+int gn_add(gn_backend *be, const gn_tensor *a, const gn_tensor *b, gn_tensor *y, gn_error *err)
+{
+    const char *op = "add";
+    CK(check_be(op, be, err));
+    CK(check_t(op, "a", be, a, err));
+    CK(check_t(op, "b", be, b, err));
+    CK(check_shape(op, "b", b, SHP(a), err));
+    CK(check_t(op, "output", be, y, err));
+    CK(check_shape(op, "output", y, SHP(a), err));
+    return be->ops->add(be, a, b, y, err);
+}
+
+int gn_accumulate(gn_backend *be, gn_tensor *y, const gn_tensor *x, gn_error *err)
+{
+    const char *op = "accumulate";
+    CK(check_be(op, be, err));
+    CK(check_t(op, "y", be, y, err));
+    CK(check_t(op, "x", be, x, err));
+    if (gn_tensor_numel(x) != gn_tensor_numel(y))
+        return gn_error_set(err, "%s: x [%d,%d,%d,%d] and y [%d,%d,%d,%d] differ in size", op,
+                            SHP(x), SHP(y));
+    if (x->data == y->data)
+        return gn_error_set(err, "%s: x must not alias y", op);
+    return be->ops->accumulate(be, y, x, err);
+}
+
+static int mask_common(const char *op, gn_backend *be, const gn_tensor *x, const gn_tensor *mask,
+                       gn_tensor *y, gn_error *err)
+{
+    CK(check_be(op, be, err));
+    CK(check_t(op, "input", be, x, err));
+    CK(check_t(op, "mask", be, mask, err));
+    CK(check_t(op, "output", be, y, err));
+    CK(check_shape(op, "output", y, SHP(x), err));
+    size_t m = gn_tensor_numel(mask);
+    if (m != gn_tensor_numel(x) && m != (size_t)x->n)
+        return gn_error_set(err, "%s: mask has %zu elements; expected %zu (dropout) or %d "
+                                 "(drop-path)",
+                            op, m, gn_tensor_numel(x), x->n);
+    if (mask->data == y->data)
+        return gn_error_set(err, "%s: output must not alias the mask", op);
+    return be->ops->mul_mask(be, x, mask, y, err);
+}
+
+int gn_mul_mask_fwd(gn_backend *be, const gn_tensor *x, const gn_tensor *mask, gn_tensor *y,
+                    gn_error *err)
+{
+    return mask_common("mul_mask_fwd", be, x, mask, y, err);
+}
+
+int gn_mul_mask_bwd(gn_backend *be, const gn_tensor *dy, const gn_tensor *mask, gn_tensor *dx,
+                    gn_error *err)
+{
+    return mask_common("mul_mask_bwd", be, dy, mask, dx, err);
+}
+
+/* ------------------------------------------------------------------ linear */
+static int check_linear(const char *op, gn_backend *be, const gn_tensor *x, const gn_tensor *w,
+                        gn_error *err)
+{
+    CK(check_be(op, be, err));
+    CK(check_t(op, "input", be, x, err));
+    CK(check_t(op, "weight", be, w, err));
+    if (w->h != 1 || w->w != 1)
+        return gn_error_set(err, "%s: weight [%d,%d,%d,%d] must be [OUT,IN,1,1]", op, SHP(w));
+    if ((size_t)x->c * x->h * x->w != (size_t)w->c)
+        return gn_error_set(err, "%s: input [%d,%d,%d,%d] has %zu features, weight expects %d",
+                            op, SHP(x), (size_t)x->c * x->h * x->w, w->c);
+    return 0;
+}
+
+int gn_linear_fwd(gn_backend *be, const gn_tensor *x, const gn_tensor *w, const gn_tensor *b,
+                  gn_tensor *y, gn_error *err)
+{
+    const char *op = "linear_fwd";
+    CK(check_linear(op, be, x, w, err));
+    if (b)
+        CK(check_vec(op, "bias", be, b, (size_t)w->n, err));
+    CK(check_t(op, "output", be, y, err));
+    CK(check_shape(op, "output", y, x->n, w->n, 1, 1, err));
+    if (y->data == x->data)
+        return gn_error_set(err, "%s: output must not alias the input", op);
+    return be->ops->linear_fwd(be, x, w, b, y, err);
+}
+
+int gn_linear_bwd(gn_backend *be, const gn_tensor *x, const gn_tensor *w, const gn_tensor *dy,
+                  gn_tensor *dx, gn_tensor *dw, gn_tensor *db, gn_error *err)
+{
+    const char *op = "linear_bwd";
+    CK(check_linear(op, be, x, w, err));
+    CK(check_t(op, "dy", be, dy, err));
+    CK(check_shape(op, "dy", dy, x->n, w->n, 1, 1, err));
+    if (dx) {
+        CK(check_t(op, "dx", be, dx, err));
+        CK(check_shape(op, "dx", dx, SHP(x), err));
+    }
+    CK(check_t(op, "dw", be, dw, err));
+    CK(check_shape(op, "dw", dw, SHP(w), err));
+    if (db)
+        CK(check_vec(op, "db", be, db, (size_t)w->n, err));
+    return be->ops->linear_bwd(be, x, w, dy, dx, dw, db, err);
+}
+
+/* ------------------------------------------------------------------ loss */
+int gn_softmax_xent(gn_backend *be, const gn_tensor *logits, const int32_t *labels,
+                    float smoothing, float *loss, gn_tensor *dlogits, gn_error *err)
+{
+    const char *op = "softmax_xent";
+    CK(check_be(op, be, err));
+    CK(check_t(op, "logits", be, logits, err));
+    if (!labels || !loss)
+        return gn_error_set(err, "%s: NULL labels or loss", op);
+    if (!(smoothing >= 0.0f && smoothing < 1.0f))
+        return gn_error_set(err, "%s: label smoothing %g not in [0,1)", op, (double)smoothing);
+    int K = logits->c * logits->h * logits->w;
+    for (int i = 0; i < logits->n; i++)
+        if (labels[i] < 0 || labels[i] >= K)
+            return gn_error_set(err, "%s: label %d of sample %d not in [0,%d)", op,
+                                (int)labels[i], i, K);
+    if (dlogits) {
+        CK(check_t(op, "dlogits", be, dlogits, err));
+        CK(check_shape(op, "dlogits", dlogits, SHP(logits), err));
+    }
+    return be->ops->softmax_xent(be, logits, labels, smoothing, loss, dlogits, err);
+}

@@ -1,0 +1,282 @@
+/*
+ * network_train.c — training forward (batch statistics, dropout/drop-path masks,
+ * running-stat update), backward over the node list, and the plain eval forward.
+ *
+ * Backward: nodes in reverse; the gradient of a value read by several nodes (a
+ * residual skip, the SE input) is the sum of what each reader sends.  The first
+ * reader (in reverse order) writes dv[value] directly; later ones write to a scratch
+ * tensor and accumulate, since backend backward ops overwrite their outputs.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn/network_internal.h"
+
+static gn_tensor pv(gn_net *net, int id) { return net->params[id].value; }
+
+int gn_net_ensure_batch(gn_net *net, int n, gn_error *err)
+{
+    if (net->batch == n && net->v)
+        return 0;
+    if (net->v) {
+        for (int i = 0; i < net->n_vals; i++) {
+            gn_tensor_free(&net->v[i]);
+            gn_tensor_free(&net->dv[i]);
+        }
+        gn_tensor_free(&net->scratch[0]);
+        gn_tensor_free(&net->scratch[1]);
+        gn_tensor_free(&net->dlogits);
+    } else {
+        net->v = calloc(net->n_vals, sizeof *net->v);
+        net->dv = calloc(net->n_vals, sizeof *net->dv);
+        net->written = calloc(net->n_vals, 1);
+    }
+    size_t maxe = 0;
+    for (int i = 0; i < net->n_vals; i++) {
+        gn_value_shape s = net->vals[i];
+        if (i > 0 && gn_tensor_alloc(&net->v[i], net->be, n, s.c, s.h, s.w, err))
+            return -1;
+        if (gn_tensor_alloc(&net->dv[i], net->be, n, s.c, s.h, s.w, err))
+            return -1;
+        size_t e = (size_t)s.c * s.h * s.w;
+        if (e > maxe)
+            maxe = e;
+    }
+    for (int j = 0; j < 2; j++)
+        if (gn_tensor_alloc(&net->scratch[j], net->be, 1, 1, 1, (int)(maxe * n), err))
+            return -1;
+    gn_value_shape ls = net->vals[net->n_vals - 1];
+    if (gn_tensor_alloc(&net->dlogits, net->be, n, ls.c, ls.h, ls.w, err))
+        return -1;
+    for (int i = 0; i < net->n_nodes; i++) {
+        gn_node *nd = &net->nodes[i];
+        if (nd->k == ND_BN && !nd->bmean.data) {
+            int c = net->vals[nd->in].c;
+            if (gn_tensor_alloc(&nd->bmean, net->be, c, 1, 1, 1, err) ||
+                gn_tensor_alloc(&nd->bvar, net->be, c, 1, 1, 1, err))
+                return -1;
+        }
+        gn_tensor_free(&nd->mask);
+    }
+    net->batch = n;
+    net->have_forward = false;
+    return 0;
+}
+
+static int check_input(gn_net *net, const gn_tensor *x, gn_error *err)
+{
+    gn_value_shape s = net->vals[0];
+    if (x->c != s.c || x->h != s.h || x->w != s.w || x->n < 1)
+        return gn_error_set(err, "%s: input [%d,%d,%d,%d] does not match the network input [N,%d,%d,%d]",
+                            net->arch->source, x->n, x->c, x->h, x->w, s.c, s.h, s.w);
+    if (x->be != net->be)
+        return gn_error_set(err, "%s: input tensor belongs to another backend", net->arch->source);
+    return 0;
+}
+
+/* Fill a dropout / drop-path mask (host loop, then copy in). */
+static int make_mask(gn_net *net, gn_node *nd, int n, gn_error *err)
+{
+    const gn_value_shape s = net->vals[nd->in];
+    bool per_sample = nd->k == ND_DROPPATH;
+    size_t count = per_sample ? (size_t)n : (size_t)n * s.c * s.h * s.w;
+    if (!nd->mask.data && gn_tensor_alloc(&nd->mask, net->be, (int)count, 1, 1, 1, err))
+        return -1;
+    float *m = malloc(count * sizeof *m);
+    float keep = 1.0f - nd->rate;
+    for (size_t i = 0; i < count; i++)
+        m[i] = gn_rng_uniform(&net->rng) < keep ? 1.0f / keep : 0.0f;
+    int rc = gn_tensor_from_host(&nd->mask, m, err);
+    free(m);
+    return rc;
+}
+
+static int forward(gn_net *net, const gn_tensor *x, bool train, const gn_tensor **logits, gn_error *err)
+{
+    if (check_input(net, x, err) || gn_net_ensure_batch(net, x->n, err))
+        return -1;
+    gn_backend *be = net->be;
+    net->v[0] = *x;
+    net->v[0].owned = false;
+    for (int i = 0; i < net->n_nodes; i++) {
+        gn_node *nd = &net->nodes[i];
+        gn_tensor *in = &net->v[nd->in], *out = &net->v[nd->out];
+        int rc = 0;
+        switch (nd->k) {
+        case ND_CONV: {
+            gn_tensor w = pv(net, nd->w), b;
+            if (nd->b >= 0)
+                b = pv(net, nd->b);
+            rc = gn_conv2d_fwd(be, in, &w, nd->b >= 0 ? &b : NULL, out, &nd->cp, err);
+            break;
+        }
+        case ND_BN: {
+            gn_tensor g = pv(net, nd->gamma), bb = pv(net, nd->beta), rm = pv(net, nd->rmean), rv = pv(net, nd->rvar);
+            if (train) {
+                rc = gn_bn_fwd_train(be, in, &g, &bb, nd->eps, out, &nd->bmean, &nd->bvar, err);
+                if (!rc)
+                    rc = gn_bn_update_running(be, &rm, &rv, &nd->bmean, &nd->bvar, net->opts.bn_momentum,
+                                              (int64_t)in->n * in->h * in->w, err);
+            } else {
+                rc = gn_bn_fwd_infer(be, in, &g, &bb, &rm, &rv, nd->eps, out, err);
+            }
+            break;
+        }
+        case ND_ACT:
+            rc = gn_eltwise_fwd(be, nd->act, in, out, err);
+            break;
+        case ND_GAP:
+            rc = gn_gap_fwd(be, in, out, err);
+            break;
+        case ND_CHSCALE:
+            rc = gn_channel_scale_fwd(be, in, &net->v[nd->in2], out, err);
+            break;
+        case ND_ADD:
+            rc = gn_add(be, in, &net->v[nd->in2], out, err);
+            break;
+        case ND_LINEAR: {
+            gn_tensor w = pv(net, nd->w), b = pv(net, nd->b);
+            rc = gn_linear_fwd(be, in, &w, &b, out, err);
+            break;
+        }
+        case ND_DROPOUT:
+        case ND_DROPPATH: {
+            bool on = train && nd->rate > 0 && (nd->k == ND_DROPOUT ? net->opts.dropout : net->opts.drop_path);
+            if (on) {
+                rc = make_mask(net, nd, in->n, err);
+                if (!rc)
+                    rc = gn_mul_mask_fwd(be, in, &nd->mask, out, err);
+            } else {
+                gn_tensor_free(&nd->mask);
+                rc = gn_tensor_copy(out, in, err);
+            }
+            break;
+        }
+        }
+        if (rc)
+            return -1;
+    }
+    net->have_forward = train;
+    *logits = &net->v[net->n_vals - 1];
+    return 0;
+}
+
+int gn_net_forward_train(gn_net *net, const gn_tensor *x, const gn_tensor **logits, gn_error *err)
+{
+    net->ip.ready = false; /* running stats change */
+    return forward(net, x, true, logits, err);
+}
+
+int gn_net_forward_eval(gn_net *net, const gn_tensor *x, const gn_tensor **logits, gn_error *err)
+{
+    return forward(net, x, false, logits, err);
+}
+
+/* Where to write the gradient for value id: dv[id] on first write, else scratch j. */
+static gn_tensor *grad_dst(gn_net *net, int id, int j, gn_tensor *view)
+{
+    if (!net->written[id])
+        return &net->dv[id];
+    const gn_tensor *d = &net->dv[id];
+    gn_tensor_wrap(view, net->be, net->scratch[j].data, d->n, d->c, d->h, d->w);
+    return view;
+}
+
+static int grad_done(gn_net *net, int id, gn_tensor *dst, gn_error *err)
+{
+    if (!net->written[id]) {
+        net->written[id] = 1;
+        return 0;
+    }
+    return gn_accumulate(net->be, &net->dv[id], dst, err);
+}
+
+int gn_net_backward(gn_net *net, const gn_tensor *dlogits, gn_error *err)
+{
+    if (!net->have_forward)
+        return gn_error_set(err, "%s: backward without a training forward", net->arch->source);
+    gn_backend *be = net->be;
+    memset(net->written, 0, net->n_vals);
+    int last = net->n_vals - 1;
+    if (!gn_tensor_same_shape(dlogits, &net->dv[last]))
+        return gn_error_set(err, "%s: dlogits shape does not match the logits", net->arch->source);
+    if (gn_tensor_copy(&net->dv[last], dlogits, err))
+        return -1;
+    net->written[last] = 1;
+    for (int i = net->n_nodes - 1; i >= 0; i--) {
+        gn_node *nd = &net->nodes[i];
+        if (!net->written[nd->out])
+            continue; /* does not reach the loss */
+        gn_tensor *dy = &net->dv[nd->out], *x = &net->v[nd->in];
+        bool need_dx = nd->in != 0; /* no gradient for the image */
+        gn_tensor view0, view1, *dx = need_dx ? grad_dst(net, nd->in, 0, &view0) : NULL;
+        int rc = 0;
+        switch (nd->k) {
+        case ND_CONV: {
+            gn_tensor w = pv(net, nd->w), gw = net->params[nd->w].grad, gb;
+            if (nd->b >= 0)
+                gb = net->params[nd->b].grad;
+            rc = gn_conv2d_bwd_weights(be, x, dy, &gw, nd->b >= 0 ? &gb : NULL, &nd->cp, err);
+            if (!rc && dx)
+                rc = gn_conv2d_bwd_data(be, dy, &w, dx, &nd->cp, err);
+            break;
+        }
+        case ND_BN: {
+            gn_tensor g = pv(net, nd->gamma), gg = net->params[nd->gamma].grad, gbeta = net->params[nd->beta].grad;
+            rc = gn_bn_bwd(be, x, dy, &g, &nd->bmean, &nd->bvar, nd->eps, dx, &gg, &gbeta, err);
+            break;
+        }
+        case ND_ACT:
+            rc = gn_eltwise_bwd(be, nd->act, x, dy, dx, err);
+            break;
+        case ND_GAP:
+            rc = gn_gap_bwd(be, dy, dx, err);
+            break;
+        case ND_CHSCALE: {
+            gn_tensor *ds = grad_dst(net, nd->in2, 1, &view1);
+            rc = gn_channel_scale_bwd(be, x, &net->v[nd->in2], dy, dx, ds, err);
+            if (!rc)
+                rc = grad_done(net, nd->in2, ds, err);
+            break;
+        }
+        case ND_ADD: {
+            rc = gn_tensor_copy(dx, dy, err);
+            if (!rc) {
+                gn_tensor *db = grad_dst(net, nd->in2, 1, &view1);
+                rc = gn_tensor_copy(db, dy, err);
+                if (!rc)
+                    rc = grad_done(net, nd->in2, db, err);
+            }
+            break;
+        }
+        case ND_LINEAR: {
+            gn_tensor w = pv(net, nd->w), gw = net->params[nd->w].grad, gb = net->params[nd->b].grad;
+            rc = gn_linear_bwd(be, x, &w, dy, dx, &gw, &gb, err);
+            break;
+        }
+        case ND_DROPOUT:
+        case ND_DROPPATH:
+            rc = nd->mask.data ? gn_mul_mask_bwd(be, dy, &nd->mask, dx, err) : gn_tensor_copy(dx, dy, err);
+            break;
+        }
+        if (rc)
+            return -1;
+        if (dx && grad_done(net, nd->in, dx, err))
+            return -1;
+    }
+    return 0;
+}
+
+int gn_net_train_step(gn_net *net, const gn_tensor *x, const int32_t *labels, float smoothing, float *loss,
+                      gn_error *err)
+{
+    const gn_tensor *logits;
+    if (gn_net_forward_train(net, x, &logits, err))
+        return -1;
+    if (gn_softmax_xent(net->be, logits, labels, smoothing, loss, &net->dlogits, err))
+        return -1;
+    if (!isfinite(*loss))
+        return gn_error_set(err, "%s: loss is %f (not finite)", net->arch->source, *loss);
+    return gn_net_backward(net, &net->dlogits, err);
+}
