@@ -98,6 +98,16 @@ static int bad(walk *W, const char *field, const char *fmt, ...)
     return gn_error_set(W->err, "%s: layer %d: field '%s': %s", W->a->source, W->idx, field, reason);
 }
 
+/* Squeeze-excitation on the hidden width: rd = round(mid * 0.25 / exp) (Python round). */
+static int se_on_mid(walk *W, gn_layer *L)
+{
+    L->se_ch = gn_round_half_even(L->mid_ch * (0.25 / L->expansion));
+    if (L->se_ch < 1)
+        return bad(W, "use_se", "the squeeze-excitation width round(%d * 0.25 / %g) is 0", L->mid_ch, L->expansion);
+    se(W, L->se_ch);
+    return 0;
+}
+
 static int exact_mid(walk *W, const gn_layer *L, int *mid)
 {
     double m = L->in_ch * L->expansion;
@@ -169,13 +179,8 @@ static int resolve_layer(walk *W, gn_layer *L, bool distill, bool same_pad_fix)
             if (conv(W, L->mid_ch, k, s, L->pad, L->mid_ch, false))
                 return -1;
             bn(W);
-            if (L->use_se) {
-                L->se_ch = gn_round_half_even(L->mid_ch * (0.25 / L->expansion));
-                if (L->se_ch < 1)
-                    return bad(W, "use_se", "the squeeze-excitation width round(%d * 0.25 / %g) is 0",
-                               L->mid_ch, L->expansion);
-                se(W, L->se_ch);
-            }
+            if (L->use_se && se_on_mid(W, L))
+                return -1;
             if (conv(W, L->out_ch, 1, 1, 0, 1, false))
                 return -1;
             bn(W);
@@ -197,13 +202,8 @@ static int resolve_layer(walk *W, gn_layer *L, bool distill, bool same_pad_fix)
         if (conv(W, L->mid_ch, k, s, L->pad, 1, false))
             return -1;
         bn(W);
-        if (L->use_se) {
-            L->se_ch = gn_round_half_even(L->mid_ch * (0.25 / L->expansion));
-            if (L->se_ch < 1)
-                return bad(W, "use_se", "the squeeze-excitation width round(%d * 0.25 / %g) is 0", L->mid_ch,
-                           L->expansion);
-            se(W, L->se_ch);
-        }
+        if (L->use_se && se_on_mid(W, L))
+            return -1;
         if (conv(W, L->out_ch, 1, 1, 0, 1, false))
             return -1;
         bn(W);
