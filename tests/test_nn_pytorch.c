@@ -1,19 +1,21 @@
 /*
  * test_nn_pytorch.c — one training step of gpunas against PyTorch.
  *
- * For GPUNet-0 (native 320x320, batch 2) and the bundled Fashion-MNIST config
- * (32x32, batch 8): random weights (gpunas init) and a random batch are written as
- * safetensors, tests/pytorch/gpunet_ref.py (Debian's /usr/bin/python3 with torch) runs
- * the same training step (BN batch statistics, dropout and drop-path off), and we
- * compare with gpunas on the dnnl backend (GPUNAS_TEST_BACKEND=ref for the other):
- *   logits, loss, every parameter gradient and every updated BN running statistic
- *   agree with PyTorch in float64 (the truth) to a normwise relative error
- *   max|c - t| / max(max|t|, floor) <= 1e-4 (floor: see the loop).  Where PyTorch's own FP32 run is further than 1e-4
- *   from float64 (GPUNet-0 at random init: layer 12's bn1/conv_pw gradients, ~4e-2,
- *   and everything upstream, ~3e-3: an ill-conditioned ReLU-BN chain), the budget is
- *   10x PyTorch FP32's own error (dnnl measured up to ~6x there, ref ~1e-6); the test
- *   prints how many tensors that applies to.  So for GPUNet-0 the 1e-4 goal is met only
- *   where FP32 can meet it at all.
+ * Networks: the bundled Fashion-MNIST config (32x32, batch 8) and two small test
+ * networks (standard blocks; distill family) on the dnnl backend, and GPUNet-0 (native
+ * 320x320, batch 2) on the ref backend.  Random weights (gpunas init) and a random batch
+ * are written as safetensors; tests/pytorch/gpunet_ref.py (Debian's /usr/bin/python3 with
+ * torch) runs the same training step (BN batch statistics, dropout and drop-path off) in
+ * FP32 and in float64.  Logits, loss, every parameter gradient and every updated BN
+ * running statistic must agree with float64 (the truth) to a normwise relative error
+ * max|c - t| / max(max|t|, floor) <= 1e-4 (floor: see the loop).
+ *
+ * Why GPUNet-0 runs on ref: at random init it is ill-conditioned in FP32 (layer 12's
+ * bn1/conv_pw gradients, and everything upstream): PyTorch's own FP32 run is 3.7e-2 off
+ * float64 there and >1e-4 on 63 of 156 tensors, and dnnl was up to ~8x PyTorch FP32's
+ * error.  The ref backend accumulates in double and meets 1e-4 (worst 2.7e-6).  Where
+ * PyTorch FP32 itself exceeds 1e-4 the budget widens to 10x its error (no run here
+ * needs that); the test prints how many tensors are in that state.
  * Skips (cleanly, with a message) when /usr/bin/python3 has no torch.
  */
 #include <setjmp.h>
@@ -201,8 +203,9 @@ static void test_fmnist_small(void **s) { cross_check("configs/fmnist-small.json
 static void test_gradcheck_net(void **s) { cross_check("tests/data/gradcheck.json", 4, "dnnl"); }
 static void test_distill_net(void **s) { cross_check("tests/data/gradcheck-distill.json", 4, "dnnl"); }
 /* GPUNet-0 on the ref backend (double accumulation): its FP32 conditioning is poor at
- * random init, so this is the configuration in which the 1e-4 goal is checkable; the
- * dnnl run of GPUNet-0 is kept as a looser regression check */
+ * random init (PyTorch FP32 is >1e-4 off float64 on 63 of 156 tensors; dnnl was up to
+ * ~8x PyTorch FP32's error there), so the ref backend is where the 1e-4 goal is
+ * checkable; dnnl == ref is covered by test_nn_network on the smaller networks */
 static void test_gpunet0_ref(void **s) { cross_check("configs/gpunet/gpunet-0.json", 2, "ref"); }
 
 int main(void)
