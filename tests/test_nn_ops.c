@@ -255,7 +255,7 @@ static void conv_fwd(op_case *c, float *out)
 {
     const conv_cfg *q = c->p;
     gn_backend *be = c->be;
-    gn_conv2d_params p = {q->s, q->p, q->g};
+    gn_conv2d_params p = {.stride = q->s, .pad = q->p, .groups = q->g};
     gn_tensor x = mk(be, q->n, q->c, q->h, q->w, c->in[0]);
     gn_tensor w = mk(be, q->o, q->c / q->g, q->k, q->k, c->in[1]);
     gn_tensor b = {0};
@@ -271,7 +271,7 @@ static void conv_bwd(op_case *c, const float *gout, float **gin)
 {
     const conv_cfg *q = c->p;
     gn_backend *be = c->be;
-    gn_conv2d_params p = {q->s, q->p, q->g};
+    gn_conv2d_params p = {.stride = q->s, .pad = q->p, .groups = q->g};
     gn_tensor x = mk(be, q->n, q->c, q->h, q->w, c->in[0]);
     gn_tensor w = mk(be, q->o, q->c / q->g, q->k, q->k, c->in[1]);
     gn_tensor dy = mk(be, q->n, q->o, cv_oh(q), cv_ow(q), gout);
@@ -385,7 +385,7 @@ static void test_conv2d_fused(void **state)
         float *hb = rand_vec((size_t)q->o, -1, 1);
         float *hr = rand_vec(ny, -1, 1);
         float *fused[2] = {malloc(ny * 4), malloc(ny * 4)}, *unf = malloc(ny * 4);
-        gn_conv2d_params p = {q->s, q->p, q->g};
+        gn_conv2d_params p = {.stride = q->s, .pad = q->p, .groups = q->g};
         for (size_t ai = 0; ai < 4; ai++)
             for (int with_r = 0; with_r < 2; with_r++)
                 for (int with_b = 0; with_b < 2; with_b++) {
@@ -421,6 +421,181 @@ static void test_conv2d_fused(void **state)
                     assert_close(what, fused[1], fused[0], ny, XB_TOL);
                 }
         free(hx), free(hw), free(hb), free(hr), free(fused[0]), free(fused[1]), free(unf);
+    }
+}
+
+/* ------------------------------------------------------------------ channels-last inference ops */
+static float *to_nhwc(const float *a, int n, int c, int h, int w)
+{
+    float *o = malloc(sizeof(float) * (size_t)n * c * h * w);
+    assert_non_null(o);
+    for (int in = 0; in < n; in++)
+        for (int ic = 0; ic < c; ic++)
+            for (int y = 0; y < h; y++)
+                for (int x = 0; x < w; x++)
+                    o[(((size_t)in * h + y) * w + x) * c + ic] = a[(((size_t)in * c + ic) * h + y) * w + x];
+    return o;
+}
+
+static gn_tensor mk_nhwc(gn_backend *be, int n, int c, int h, int w, const float *nchw)
+{
+    float *t = nchw ? to_nhwc(nchw, n, c, h, w) : NULL;
+    gn_tensor r = mk(be, n, c, h, w, t);
+    r.layout = GN_LAYOUT_NHWC;
+    free(t);
+    return r;
+}
+
+/* get an NHWC tensor back as NCHW host data */
+static void get_nchw(const gn_tensor *t, float *dst)
+{
+    size_t m = gn_tensor_numel(t);
+    float *tmp = malloc(sizeof(float) * m);
+    assert_non_null(tmp);
+    get(t, tmp);
+    for (int in = 0; in < t->n; in++)
+        for (int ic = 0; ic < t->c; ic++)
+            for (int y = 0; y < t->h; y++)
+                for (int x = 0; x < t->w; x++)
+                    dst[(((size_t)in * t->c + ic) * t->h + y) * t->w + x] =
+                        tmp[(((size_t)in * t->h + y) * t->w + x) * t->c + ic];
+    free(tmp);
+}
+
+/* dnnl runs conv (x NCHW or NHWC, fused act + residual), BN inference, eltwise, GAP,
+ * channel scale and add on channels-last tensors; each must equal ref on NCHW. */
+static void test_nhwc_inference_ops(void **state)
+{
+    (void)state;
+    gn_backend *ref = g_be[0], *dn = g_be[1];
+    const int picks[] = {0, 2, 3, 4, 9, 13, 14, 15, 16, 17, 18};
+    for (size_t pi = 0; pi < sizeof picks / sizeof picks[0]; pi++) {
+        const conv_cfg *q = &conv_cases[picks[pi]];
+        const int OH = cv_oh(q), OW = cv_ow(q);
+        const size_t ny = (size_t)q->n * q->o * OH * OW;
+        rng_seed(700 + pi);
+        float *hx = rand_vec((size_t)q->n * q->c * q->h * q->w, -1, 1);
+        float *hw = rand_vec((size_t)q->o * (q->c / q->g) * q->k * q->k, -1, 1);
+        float *hb = rand_vec((size_t)q->o, -1, 1), *hr = rand_vec(ny, -1, 1);
+        float *want = malloc(ny * 4), *got = malloc(ny * 4);
+        gn_conv2d_params p = {.stride = q->s, .pad = q->p, .groups = q->g};
+        for (int with_r = 0; with_r < 2; with_r++)
+            for (int x_nhwc = 0; x_nhwc < 2; x_nhwc++) {
+                gn_tensor x = mk(ref, q->n, q->c, q->h, q->w, hx), w = mk(ref, q->o, q->c / q->g, q->k, q->k, hw);
+                gn_tensor b = mk(ref, q->o, 1, 1, 1, hb), r = mk(ref, q->n, q->o, OH, OW, hr);
+                gn_tensor y = mk(ref, q->n, q->o, OH, OW, NULL);
+                OK(gn_conv2d_fwd_fused(ref, &x, &w, &b, GN_ELT_SILU, with_r ? &r : NULL, &y, &p, E));
+                get(&y, want);
+                gn_tensor_free(&x), gn_tensor_free(&w), gn_tensor_free(&b), gn_tensor_free(&r), gn_tensor_free(&y);
+
+                gn_tensor dx = x_nhwc ? mk_nhwc(dn, q->n, q->c, q->h, q->w, hx) : mk(dn, q->n, q->c, q->h, q->w, hx);
+                gn_tensor dw = mk(dn, q->o, q->c / q->g, q->k, q->k, hw), db = mk(dn, q->o, 1, 1, 1, hb);
+                gn_tensor dr = mk_nhwc(dn, q->n, q->o, OH, OW, hr), dy = mk_nhwc(dn, q->n, q->o, OH, OW, NULL);
+                OK(gn_conv2d_fwd_fused(dn, &dx, &dw, &db, GN_ELT_SILU, with_r ? &dr : NULL, &dy, &p, E));
+                get_nchw(&dy, got);
+                char what[128];
+                snprintf(what, sizeof what, "nhwc conv case %d r%d x_nhwc%d", picks[pi], with_r, x_nhwc);
+                assert_close(what, got, want, ny, XB_TOL);
+                gn_tensor_free(&dx), gn_tensor_free(&dw), gn_tensor_free(&db), gn_tensor_free(&dr), gn_tensor_free(&dy);
+            }
+        free(hx), free(hw), free(hb), free(hr), free(want), free(got);
+    }
+
+    /* BN inference, eltwise, GAP, channel scale, add on [2,24,5,7] */
+    const int N = 2, C = 24, H = 5, W = 7;
+    const size_t m = (size_t)N * C * H * W;
+    rng_seed(777);
+    float *hx = rand_vec(m, -2, 2), *h2 = rand_vec(m, -2, 2), *hs = rand_vec((size_t)N * C, 0, 1);
+    float *hg = rand_vec(C, 0.5f, 1.5f), *hbt = rand_vec(C, -1, 1), *hm = rand_vec(C, -1, 1), *hv = rand_vec(C, 0.5f, 2);
+    float *want = malloc(m * 4), *got = malloc(m * 4);
+    for (int op = 0; op < 5; op++) {
+        gn_backend *bes[2] = {ref, dn};
+        for (int k = 0; k < 2; k++) {
+            gn_backend *be = bes[k];
+            gn_tensor x = k ? mk_nhwc(be, N, C, H, W, hx) : mk(be, N, C, H, W, hx);
+            gn_tensor x2 = k ? mk_nhwc(be, N, C, H, W, h2) : mk(be, N, C, H, W, h2);
+            gn_tensor y = k ? mk_nhwc(be, N, C, H, W, NULL) : mk(be, N, C, H, W, NULL);
+            gn_tensor s = mk(be, N, C, 1, 1, hs), g = mk(be, C, 1, 1, 1, hg), bt = mk(be, C, 1, 1, 1, hbt);
+            gn_tensor mu = mk(be, C, 1, 1, 1, hm), va = mk(be, C, 1, 1, 1, hv), pooled = mk(be, N, C, 1, 1, NULL);
+            size_t cnt = m;
+            switch (op) {
+            case 0: OK(gn_bn_fwd_infer(be, &x, &g, &bt, &mu, &va, 1e-3f, &y, E)); break;
+            case 1: OK(gn_eltwise_fwd(be, GN_ELT_SILU, &x, &y, E)); break;
+            case 2: OK(gn_channel_scale_fwd(be, &x, &s, &y, E)); break;
+            case 3: OK(gn_add(be, &x, &x2, &y, E)); break;
+            case 4: OK(gn_gap_fwd(be, &x, &pooled, E)); cnt = (size_t)N * C; break;
+            }
+            float *dst = k ? got : want;
+            if (op == 4)
+                get(&pooled, dst);
+            else if (k)
+                get_nchw(&y, dst);
+            else
+                get(&y, dst);
+            if (k) {
+                char what[64];
+                snprintf(what, sizeof what, "nhwc op %d", op);
+                assert_close(what, got, want, cnt, XB_TOL);
+            }
+            gn_tensor_free(&x), gn_tensor_free(&x2), gn_tensor_free(&y), gn_tensor_free(&s), gn_tensor_free(&g);
+            gn_tensor_free(&bt), gn_tensor_free(&mu), gn_tensor_free(&va), gn_tensor_free(&pooled);
+        }
+    }
+
+    /* ref takes NCHW only; training ops take NCHW only; layouts must agree */
+    gn_error err = {{0}};
+    gn_tensor rx = mk_nhwc(ref, N, C, H, W, hx), ry = mk(ref, N, C, H, W, NULL);
+    assert_int_not_equal(gn_eltwise_fwd(ref, GN_ELT_RELU, &rx, &ry, &err), 0);
+    assert_non_null(strstr(err.msg, "backend 'ref' takes NCHW only"));
+    gn_tensor dx = mk_nhwc(dn, N, C, H, W, hx), dy = mk(dn, N, C, H, W, NULL), dd = mk_nhwc(dn, N, C, H, W, NULL);
+    assert_int_not_equal(gn_eltwise_fwd(dn, GN_ELT_RELU, &dx, &dy, &err), 0);
+    assert_non_null(strstr(err.msg, "layout differs"));
+    assert_int_not_equal(gn_eltwise_bwd(dn, GN_ELT_RELU, &dx, &dd, &dd, &err), 0);
+    assert_non_null(strstr(err.msg, "channels-last; this op takes NCHW"));
+    gn_tensor_free(&rx), gn_tensor_free(&ry), gn_tensor_free(&dx), gn_tensor_free(&dy), gn_tensor_free(&dd);
+    free(hx), free(h2), free(hs), free(hg), free(hbt), free(hm), free(hv), free(want), free(got);
+}
+
+/* weights_version: the backend may keep its reordered copy while (buffer, version)
+ * stay the same, and must take the new values under a new version. */
+static void test_conv_weights_version(void **state)
+{
+    (void)state;
+    for (int bi = 0; bi < 2; bi++) {
+        gn_backend *be = g_be[bi];
+        const conv_cfg *q = &conv_cases[13]; /* blocked weights in oneDNN */
+        const int OH = cv_oh(q), OW = cv_ow(q);
+        const size_t ny = (size_t)q->n * q->o * OH * OW, nw = (size_t)q->o * (q->c / q->g) * q->k * q->k;
+        rng_seed(900);
+        float *hx = rand_vec((size_t)q->n * q->c * q->h * q->w, -1, 1), *hw = rand_vec(nw, -1, 1);
+        float *a = malloc(ny * 4), *b = malloc(ny * 4), *c = malloc(ny * 4);
+        gn_tensor x = mk(be, q->n, q->c, q->h, q->w, hx), w = mk(be, q->o, q->c / q->g, q->k, q->k, hw);
+        gn_tensor y = mk(be, q->n, q->o, OH, OW, NULL);
+        gn_conv2d_params p = {.stride = q->s, .pad = q->p, .groups = q->g};
+        p.weights_version = gn_backend_new_weights_version();
+        assert_true(p.weights_version != 0);
+        OK(gn_conv2d_fwd_fused(be, &x, &w, NULL, GN_ELT_IDENTITY, NULL, &y, &p, E));
+        get(&y, a);
+        for (size_t i = 0; i < nw; i++)
+            hw[i] *= 2.0f;
+        OK(gn_tensor_from_host(&w, hw, E));
+        OK(gn_conv2d_fwd_fused(be, &x, &w, NULL, GN_ELT_IDENTITY, NULL, &y, &p, E));
+        get(&y, b); /* same version: dnnl keeps the cached (old) weights, ref reads the new */
+        uint64_t v2 = gn_backend_new_weights_version();
+        assert_true(v2 != p.weights_version);
+        p.weights_version = v2;
+        OK(gn_conv2d_fwd_fused(be, &x, &w, NULL, GN_ELT_IDENTITY, NULL, &y, &p, E));
+        get(&y, c);
+        for (size_t i = 0; i < ny; i++)
+            a[i] *= 2.0f;
+        assert_close("new weights version", c, a, ny, XB_TOL);
+        if (bi == 1) { /* the cache really is used: old weights still in effect */
+            for (size_t i = 0; i < ny; i++)
+                a[i] *= 0.5f;
+            assert_close("cached weights under the same version", b, a, ny, XB_TOL);
+        }
+        gn_tensor_free(&x), gn_tensor_free(&w), gn_tensor_free(&y);
+        free(hx), free(hw), free(a), free(b), free(c);
     }
 }
 
@@ -1030,7 +1205,7 @@ static void test_errors(void **state)
         gn_backend *b = g_be[bi];
         gn_tensor x = mk(b, 2, 6, 5, 5, NULL), w = mk(b, 8, 4, 3, 3, NULL);
         gn_tensor y = mk(b, 2, 8, 5, 5, NULL), v = mk(b, 6, 1, 1, 1, NULL);
-        gn_conv2d_params p = {1, 1, 1};
+        gn_conv2d_params p = {.stride = 1, .pad = 1, .groups = 1};
         err.msg[0] = 0;
         assert_int_not_equal(gn_conv2d_fwd(b, &x, &w, NULL, &y, &p, &err), 0);
         assert_non_null(strstr(err.msg, "does not match input channels 6"));
@@ -1130,6 +1305,8 @@ int main(void)
         cmocka_unit_test(test_conv2d),
         cmocka_unit_test(test_conv2d_cache_reuse),
         cmocka_unit_test(test_conv2d_fused),
+        cmocka_unit_test(test_nhwc_inference_ops),
+        cmocka_unit_test(test_conv_weights_version),
         cmocka_unit_test(test_batchnorm_train),
         cmocka_unit_test(test_batchnorm_stats_infer),
         cmocka_unit_test(test_eltwise),

@@ -84,7 +84,15 @@ typedef struct {
     int stride; /* >= 1 */
     int pad;    /* >= 0, same on all four sides */
     int groups; /* >= 1; C_in and C_out divisible by it; groups == C_in: depthwise */
+    /* Forward only.  0: the weights may change between calls (training).  Non-zero: a
+     * promise that the weight memory holds the same values whenever it is passed with
+     * this version (gn_backend_new_weights_version() hands out fresh ones), so a
+     * backend may keep its reordered copy of the weights (the inference path). */
+    uint64_t weights_version;
 } gn_conv2d_params;
+
+/* A process-wide unique, non-zero weights version (thread-safe). */
+uint64_t gn_backend_new_weights_version(void);
 
 /* floor((in + 2*pad - k) / stride) + 1, or 0 if that is < 1. */
 int gn_conv2d_out_size(int in, int k, int stride, int pad);
@@ -155,8 +163,12 @@ typedef struct gn_backend_ops {
                         float smoothing, float *loss, gn_tensor *dlogits, gn_error *err);
 } gn_backend_ops;
 
+/* gn_backend.caps bits */
+#define GN_CAP_NHWC 1u /* inference ops accept channels-last tensors (tensor.h) */
+
 struct gn_backend {
     const char *name;          /* "ref", "dnnl" */
+    unsigned caps;             /* GN_CAP_* */
     const gn_backend_ops *ops;
     void *impl;                /* backend private state */
 };

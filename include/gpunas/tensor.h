@@ -36,11 +36,19 @@
 
 typedef struct gn_backend gn_backend;
 
+/* Memory order of an activation tensor.  NCHW everywhere, except that a backend with
+ * GN_CAP_NHWC (see backend.h) also runs its inference ops (conv forward, BN inference,
+ * eltwise forward, GAP forward, channel scale forward, add) on channels-last
+ * activations: the shape fields stay logical (n, c, h, w), element (n,c,h,w) lives at
+ * ((n*h + y)*w + x)*c + c.  Every other op rejects NHWC tensors. */
+typedef enum { GN_LAYOUT_NCHW = 0, GN_LAYOUT_NHWC = 1 } gn_layout;
+
 typedef struct gn_tensor {
     int n, c, h, w;
     float *data;    /* backend memory; NULL when empty */
     gn_backend *be; /* backend the memory belongs to */
     bool owned;     /* true: gn_tensor_free releases data via be->free */
+    gn_layout layout; /* GN_LAYOUT_NCHW unless set by the caller */
 } gn_tensor;
 
 /* n*c*h*w (0 for an empty tensor). */

@@ -61,14 +61,45 @@ int gn_backend_set_threads(gn_backend *be, int n, gn_error *err)
 /* ------------------------------------------------------------------ checks */
 #define SHP(t) (t)->n, (t)->c, (t)->h, (t)->w
 
-static int check_t(const char *op, const char *what, gn_backend *be, const gn_tensor *t,
-                   gn_error *err)
+/* A usable tensor of this backend, in either layout the backend can take here. */
+static int check_tl(const char *op, const char *what, gn_backend *be, const gn_tensor *t,
+                    gn_error *err)
 {
     if (!t || !t->data || gn_tensor_numel(t) == 0)
         return gn_error_set(err, "%s: %s is empty", op, what);
     if (t->be != be)
         return gn_error_set(err, "%s: %s belongs to another backend", op, what);
+    if (t->layout != GN_LAYOUT_NCHW && t->layout != GN_LAYOUT_NHWC)
+        return gn_error_set(err, "%s: %s has an invalid layout %d", op, what, (int)t->layout);
+    if (t->layout == GN_LAYOUT_NHWC && !(be->caps & GN_CAP_NHWC))
+        return gn_error_set(err, "%s: %s is channels-last and backend '%s' takes NCHW only", op, what,
+                            be->name);
     return 0;
+}
+
+/* A usable NCHW tensor (every op but the inference ones). */
+static int check_t(const char *op, const char *what, gn_backend *be, const gn_tensor *t,
+                   gn_error *err)
+{
+    if (check_tl(op, what, be, t, err))
+        return -1;
+    if (t->layout != GN_LAYOUT_NCHW)
+        return gn_error_set(err, "%s: %s is channels-last; this op takes NCHW", op, what);
+    return 0;
+}
+
+static int check_same_layout(const char *op, const char *what, const gn_tensor *t, const gn_tensor *ref,
+                             gn_error *err)
+{
+    if (t->layout != ref->layout)
+        return gn_error_set(err, "%s: %s layout differs from the input's", op, what);
+    return 0;
+}
+
+uint64_t gn_backend_new_weights_version(void)
+{
+    static _Atomic uint64_t next = 1;
+    return next++;
 }
 
 static int check_shape(const char *op, const char *what, const gn_tensor *t, int n, int c, int h,
@@ -115,7 +146,7 @@ static int check_conv(const char *op, gn_backend *be, const gn_tensor *x, const 
     if (p->stride < 1 || p->pad < 0 || p->groups < 1)
         return gn_error_set(err, "%s: invalid stride %d / pad %d / groups %d", op, p->stride,
                             p->pad, p->groups);
-    CK(check_t(op, "input", be, x, err));
+    CK(check_tl(op, "input", be, x, err));
     CK(check_t(op, "weight", be, w, err));
     if (x->c % p->groups != 0 || w->n % p->groups != 0)
         return gn_error_set(err, "%s: channels in %d / out %d not divisible by groups %d", op,
@@ -148,15 +179,16 @@ static int conv_fwd_common(const char *op, gn_backend *be, const gn_tensor *x,
                            const gn_tensor *r, gn_tensor *y, const gn_conv2d_params *p,
                            gn_error *err)
 {
-    int n, c, h, wd;
+    int n = 0, c = 0, h = 0, wd = 0;
     CK(check_conv(op, be, x, w, p, &n, &c, &h, &wd, err));
     CK(check_act(op, act, true, err));
-    CK(check_t(op, "output", be, y, err));
+    CK(check_tl(op, "output", be, y, err));
     CK(check_shape(op, "output", y, n, c, h, wd, err));
     if (b)
         CK(check_vec(op, "bias", be, b, (size_t)c, err));
     if (r) {
-        CK(check_t(op, "residual", be, r, err));
+        CK(check_tl(op, "residual", be, r, err));
+        CK(check_same_layout(op, "residual", r, y, err));
         CK(check_shape(op, "residual", r, n, c, h, wd, err));
         if (r->data == y->data)
             return gn_error_set(err, "%s: residual must not alias the output", op);
@@ -183,7 +215,7 @@ int gn_conv2d_bwd_data(gn_backend *be, const gn_tensor *dy, const gn_tensor *w, 
                        const gn_conv2d_params *p, gn_error *err)
 {
     const char *op = "conv2d_bwd_data";
-    int n, c, h, wd;
+    int n = 0, c = 0, h = 0, wd = 0;
     CK(check_be(op, be, err));
     CK(check_t(op, "dx", be, dx, err));
     CK(check_conv(op, be, dx, w, p, &n, &c, &h, &wd, err));
@@ -199,9 +231,10 @@ int gn_conv2d_bwd_weights(gn_backend *be, const gn_tensor *x, const gn_tensor *d
                           gn_error *err)
 {
     const char *op = "conv2d_bwd_weights";
-    int n, c, h, wd;
+    int n = 0, c = 0, h = 0, wd = 0;
     CK(check_be(op, be, err));
     CK(check_conv(op, be, x, dw, p, &n, &c, &h, &wd, err));
+    CK(check_t(op, "input", be, x, err));
     CK(check_t(op, "dy", be, dy, err));
     CK(check_shape(op, "dy", dy, n, c, h, wd, err));
     if (db)
@@ -214,7 +247,7 @@ static int check_bn_common(const char *op, gn_backend *be, const gn_tensor *x, f
                            gn_error *err)
 {
     CK(check_be(op, be, err));
-    CK(check_t(op, "input", be, x, err));
+    CK(strcmp(op, "bn_fwd_infer") == 0 ? check_tl(op, "input", be, x, err) : check_t(op, "input", be, x, err));
     if (!(eps > 0.0f) || !isfinite(eps))
         return gn_error_set(err, "%s: eps must be > 0 (got %g)", op, (double)eps);
     return 0;
@@ -247,7 +280,8 @@ int gn_bn_fwd_infer(gn_backend *be, const gn_tensor *x, const gn_tensor *gamma,
     CK(check_vec(op, "beta", be, beta, C, err));
     CK(check_vec(op, "mean", be, mean, C, err));
     CK(check_vec(op, "var", be, var, C, err));
-    CK(check_t(op, "output", be, y, err));
+    CK(check_tl(op, "output", be, y, err));
+    CK(check_same_layout(op, "output", y, x, err));
     CK(check_shape(op, "output", y, SHP(x), err));
     return be->ops->bn_fwd_infer(be, x, gamma, beta, mean, var, eps, y, err);
 }
@@ -299,8 +333,9 @@ int gn_eltwise_fwd(gn_backend *be, gn_eltwise k, const gn_tensor *x, gn_tensor *
     const char *op = "eltwise_fwd";
     CK(check_be(op, be, err));
     CK(check_act(op, k, false, err));
-    CK(check_t(op, "input", be, x, err));
-    CK(check_t(op, "output", be, y, err));
+    CK(check_tl(op, "input", be, x, err));
+    CK(check_tl(op, "output", be, y, err));
+    CK(check_same_layout(op, "output", y, x, err));
     CK(check_shape(op, "output", y, SHP(x), err));
     return be->ops->eltwise_fwd(be, k, x, y, err);
 }
@@ -326,8 +361,8 @@ int gn_gap_fwd(gn_backend *be, const gn_tensor *x, gn_tensor *y, gn_error *err)
 {
     const char *op = "gap_fwd";
     CK(check_be(op, be, err));
-    CK(check_t(op, "input", be, x, err));
-    CK(check_t(op, "output", be, y, err));
+    CK(check_tl(op, "input", be, x, err));
+    CK(check_tl(op, "output", be, y, err));
     CK(check_shape(op, "output", y, x->n, x->c, 1, 1, err));
     if (x->data == y->data)
         return gn_error_set(err, "%s: output must not alias the input", op);
@@ -352,10 +387,11 @@ int gn_channel_scale_fwd(gn_backend *be, const gn_tensor *x, const gn_tensor *s,
 {
     const char *op = "channel_scale_fwd";
     CK(check_be(op, be, err));
-    CK(check_t(op, "input", be, x, err));
+    CK(check_tl(op, "input", be, x, err));
     CK(check_t(op, "scale", be, s, err));
     CK(check_shape(op, "scale", s, x->n, x->c, 1, 1, err));
-    CK(check_t(op, "output", be, y, err));
+    CK(check_tl(op, "output", be, y, err));
+    CK(check_same_layout(op, "output", y, x, err));
     CK(check_shape(op, "output", y, SHP(x), err));
     return be->ops->chscale_fwd(be, x, s, y, err);
 }
@@ -390,10 +426,12 @@ int gn_add(gn_backend *be, const gn_tensor *a, const gn_tensor *b, gn_tensor *y,
 {
     const char *op = "add";
     CK(check_be(op, be, err));
-    CK(check_t(op, "a", be, a, err));
-    CK(check_t(op, "b", be, b, err));
+    CK(check_tl(op, "a", be, a, err));
+    CK(check_tl(op, "b", be, b, err));
+    CK(check_same_layout(op, "b", b, a, err));
     CK(check_shape(op, "b", b, SHP(a), err));
-    CK(check_t(op, "output", be, y, err));
+    CK(check_tl(op, "output", be, y, err));
+    CK(check_same_layout(op, "output", y, a, err));
     CK(check_shape(op, "output", y, SHP(a), err));
     return be->ops->add(be, a, b, y, err);
 }

@@ -41,6 +41,10 @@ typedef struct {
     dnnl_memory_t user;       /* plain layout, handle = caller's pointer */
     dnnl_memory_t inner;      /* primitive layout (owned buffer) or NULL */
     dnnl_primitive_t reorder; /* user->inner (in) or inner->user (out) */
+    /* weights argument with a weights_version: inner already holds the reorder of
+     * (done_ptr, done_ver), skip the reorder while both match */
+    const void *done_ptr;
+    uint64_t done_ver;
 } carg;
 
 typedef struct centry {
@@ -49,6 +53,7 @@ typedef struct centry {
     dnnl_primitive_t prim;
     int nargs;
     carg a[MAXARGS];
+    size_t bytes; /* internal buffers held by this entry */
 } centry;
 
 typedef struct {
@@ -56,7 +61,12 @@ typedef struct {
     dnnl_stream_t strm;
     centry *buckets[NBUCKETS];
     int count;
+    size_t bytes; /* sum of the entries' internal buffers */
 } dimpl;
+
+/* The cache is flushed when it would hold more than this in internal buffers (mostly
+ * reordered inference weights, one copy per live network's conv). */
+#define MAX_CACHE_BYTES ((size_t)1 << 30)
 
 static dimpl *D(gn_backend *be) { return (dimpl *)be->impl; }
 
@@ -114,6 +124,7 @@ static void cache_clear(dimpl *d)
         d->buckets[b] = NULL;
     }
     d->count = 0;
+    d->bytes = 0;
 }
 
 static centry *cache_find(dimpl *d, const int64_t *key)
@@ -126,8 +137,9 @@ static centry *cache_find(dimpl *d, const int64_t *key)
 
 static void cache_insert(dimpl *d, centry *e)
 {
-    if (d->count >= MAX_ENTRIES)
+    if (d->count >= MAX_ENTRIES || d->bytes + e->bytes > MAX_CACHE_BYTES)
         cache_clear(d);
+    d->bytes += e->bytes;
     uint64_t b = key_hash(e->key) % NBUCKETS;
     e->next = d->buckets[b];
     d->buckets[b] = e;
@@ -154,6 +166,7 @@ static int ent_arg(dimpl *d, centry *e, int arg, const dnnl_memory_desc_t *user_
     if (prim_md && !dnnl_memory_desc_equal(user_md, prim_md)) {
         DN(dnnl_memory_create(&a->inner, prim_md, d->eng, DNNL_MEMORY_ALLOCATE),
            "memory create");
+        e->bytes += dnnl_memory_desc_get_size(prim_md);
         if (out)
             DN(dnnl_reorder_primitive_desc_create(&rpd, prim_md, d->eng, user_md, d->eng, NULL),
                "reorder");
@@ -170,17 +183,23 @@ fail:
     return -1;
 }
 
-/* Run an entry; ptrs[i] is the caller's buffer for argument i. */
-static int ent_exec(dimpl *d, centry *e, void *const *ptrs, const char *what, gn_error *err)
+/* Run an entry; ptrs[i] is the caller's buffer for argument i.  wver != 0: the
+ * weights argument's values are fixed for (pointer, wver) (gn_conv2d_params). */
+static int ent_exec_v(dimpl *d, centry *e, void *const *ptrs, uint64_t wver, const char *what, gn_error *err)
 {
     dnnl_exec_arg_t args[MAXARGS];
     for (int i = 0; i < e->nargs; i++) {
         carg *a = &e->a[i];
         DN(dnnl_memory_set_data_handle(a->user, ptrs[i]), what);
         if (a->inner && !a->out) {
+            if (wver && a->arg == DNNL_ARG_WEIGHTS && a->done_ptr == ptrs[i] && a->done_ver == wver)
+                goto skip;
             dnnl_exec_arg_t ra[2] = {{DNNL_ARG_SRC, a->user}, {DNNL_ARG_DST, a->inner}};
             DN(dnnl_primitive_execute(a->reorder, d->strm, 2, ra), what);
+            if (a->arg == DNNL_ARG_WEIGHTS)
+                a->done_ptr = wver ? ptrs[i] : NULL, a->done_ver = wver;
         }
+    skip:
         args[i].arg = a->arg;
         args[i].memory = a->inner ? a->inner : a->user;
     }
@@ -196,6 +215,11 @@ static int ent_exec(dimpl *d, centry *e, void *const *ptrs, const char *what, gn
     return 0;
 fail:
     return -1;
+}
+
+static int ent_exec(dimpl *d, centry *e, void *const *ptrs, const char *what, gn_error *err)
+{
+    return ent_exec_v(d, e, ptrs, 0, what, err);
 }
 
 /* Finish an entry from pd: create the primitive, insert, return it. */
@@ -234,6 +258,12 @@ static int md_t(dnnl_memory_desc_t *md, const gn_tensor *t, dnnl_format_tag_t ta
     return md_nchw(md, t->n, t->c, t->h, t->w, tag);
 }
 
+/* the plain tag of an activation tensor's layout */
+static dnnl_format_tag_t TAG(const gn_tensor *t)
+{
+    return t->layout == GN_LAYOUT_NHWC ? dnnl_nhwc : dnnl_nchw;
+}
+
 static int md_vec(dnnl_memory_desc_t *md, int c)
 {
     dnnl_dims_t dims = {c};
@@ -268,16 +298,20 @@ static void conv_key(int64_t *k, int op, const gn_tensor *x, const gn_tensor *w,
     k[5] = w->n, k[6] = w->h, k[7] = w->w;
     k[8] = y->h, k[9] = y->w;
     k[10] = p->stride, k[11] = p->pad, k[12] = p->groups;
+    k[16] = x->layout, k[17] = y->layout;
 }
 
-/* forward conv desc with "any" formats for src/weights/dst */
+/* forward conv desc: "any" formats for weights, and for src/dst in NCHW (oneDNN then
+ * picks a blocked layout and we reorder); channels-last src/dst are used as they are */
 static int conv_fwd_desc(dnnl_convolution_desc_t *cd, dnnl_prop_kind_t prop, const gn_tensor *x,
                          const gn_tensor *w, const gn_tensor *y, int has_bias,
                          const gn_conv2d_params *p)
 {
     dnnl_memory_desc_t xs, ws, bs, ys;
-    if (md_t(&xs, x, dnnl_format_tag_any) || md_convw(&ws, w, p->groups, dnnl_format_tag_any) ||
-        md_vec(&bs, w->n) || md_t(&ys, y, dnnl_format_tag_any))
+    dnnl_format_tag_t xt = x->layout == GN_LAYOUT_NHWC ? dnnl_nhwc : dnnl_format_tag_any;
+    dnnl_format_tag_t yt = y->layout == GN_LAYOUT_NHWC ? dnnl_nhwc : dnnl_format_tag_any;
+    if (md_t(&xs, x, xt) || md_convw(&ws, w, p->groups, dnnl_format_tag_any) || md_vec(&bs, w->n) ||
+        md_t(&ys, y, yt))
         return -1;
     dnnl_dims_t st = {p->stride, p->stride}, pad = {p->pad, p->pad};
     return dnnl_convolution_forward_desc_init(cd, prop, dnnl_convolution_direct, &xs, &ws,
@@ -307,6 +341,9 @@ static int dn_conv2d_fwd(gn_backend *be, const gn_tensor *x, const gn_tensor *w,
     int64_t key[KEYLEN];
     conv_key(key, OP_CONV_FWD, x, w, y, p);
     key[13] = b != NULL, key[14] = r != NULL, key[15] = act;
+    /* fixed (inference) weights: one entry per weight buffer, so each keeps its own
+     * reordered copy (layers of equal shape would otherwise evict each other's) */
+    key[18] = p->weights_version ? (int64_t)(intptr_t)w->data : 0;
     centry *e = cache_find(d, key);
     if (!e) {
         dnnl_convolution_desc_t cd;
@@ -319,8 +356,8 @@ static int dn_conv2d_fwd(gn_backend *be, const gn_tensor *x, const gn_tensor *w,
             return gn_error_set(err, "dnnl: %s: out of memory", what);
         if (conv_fwd_desc(&cd, fused ? dnnl_forward_inference : dnnl_forward_training, x, w, y,
                           b != NULL, p) ||
-            md_t(&ux, x, dnnl_nchw) || md_convw(&uw, w, p->groups, dnnl_nchw) ||
-            md_vec(&ub, w->n) || md_t(&uy, y, dnnl_nchw)) {
+            md_t(&ux, x, TAG(x)) || md_convw(&uw, w, p->groups, dnnl_nchw) ||
+            md_vec(&ub, w->n) || md_t(&uy, y, TAG(y))) {
             desc_fail(err, what);
             goto fail;
         }
@@ -376,7 +413,7 @@ run:;
     if (r)
         ptrs[i++] = P(r);
     ptrs[i++] = P(y);
-    return ent_exec(d, e, ptrs, what, err);
+    return ent_exec_v(d, e, ptrs, p->weights_version, what, err);
 }
 
 static int dn_conv2d_bwd_data(gn_backend *be, const gn_tensor *dy, const gn_tensor *w,
@@ -496,6 +533,7 @@ static void bn_key(int64_t *k, int op, const gn_tensor *x, float eps)
     uint32_t bits;
     memcpy(&bits, &eps, sizeof bits);
     k[5] = bits;
+    k[6] = x->layout;
 }
 
 /* kind: OP_BN_TRAIN, OP_BN_INFER, OP_BN_BWD */
@@ -515,7 +553,7 @@ static centry *bn_entry(dimpl *d, int kind, const gn_tensor *x, float eps, const
         gn_error_set(err, "dnnl: %s: out of memory", what);
         return NULL;
     }
-    if (md_t(&ux, x, dnnl_nchw) || md_vec(&uv, x->c)) {
+    if (md_t(&ux, x, TAG(x)) || md_vec(&uv, x->c)) {
         desc_fail(err, what);
         goto fail;
     }
@@ -699,6 +737,7 @@ static int dn_gap(gn_backend *be, int bwd, const gn_tensor *big, gn_tensor *bigo
     int64_t key[KEYLEN] = {0};
     key[0] = bwd ? OP_GAP_BWD : OP_GAP_FWD;
     key[1] = shape->n, key[2] = shape->c, key[3] = shape->h, key[4] = shape->w;
+    key[5] = shape->layout;
     centry *e = cache_find(d, key);
     if (!e) {
         dnnl_pooling_desc_t fd, bd;
@@ -707,7 +746,7 @@ static int dn_gap(gn_backend *be, int bwd, const gn_tensor *big, gn_tensor *bigo
         dnnl_dims_t st = {1, 1}, ker = {shape->h, shape->w}, pad = {0, 0};
         if (!(e = ent_new(key)))
             return gn_error_set(err, "dnnl: %s: out of memory", what);
-        if (md_t(&ux, shape, dnnl_nchw) || md_nchw(&uy, shape->n, shape->c, 1, 1, dnnl_nchw)) {
+        if (md_t(&ux, shape, TAG(shape)) || md_nchw(&uy, shape->n, shape->c, 1, 1, TAG(shape))) {
             desc_fail(err, what);
             goto fail;
         }
@@ -766,7 +805,7 @@ static int dn_gap_bwd(gn_backend *be, const gn_tensor *dy, gn_tensor *dx, gn_err
 /* ------------------------------------------------------------------ binary */
 /* dst = src0 (op) src1, src0/dst dims (n,c,h,w); src1 dims s1 (broadcast where 1). */
 static int dn_binary(gn_backend *be, dnnl_alg_kind_t alg, const float *src0, const float *src1,
-                     float *dst, const int *dims, const int *s1, gn_error *err)
+                     float *dst, const int *dims, const int *s1, gn_layout layout, gn_error *err)
 {
     const char *what = "binary";
     dimpl *d = D(be);
@@ -775,6 +814,7 @@ static int dn_binary(gn_backend *be, dnnl_alg_kind_t alg, const float *src0, con
     key[1] = alg;
     for (int i = 0; i < 4; i++)
         key[2 + i] = dims[i], key[6 + i] = s1[i];
+    key[10] = layout;
     centry *e = cache_find(d, key);
     if (!e) {
         dnnl_binary_desc_t bd;
@@ -782,8 +822,9 @@ static int dn_binary(gn_backend *be, dnnl_alg_kind_t alg, const float *src0, con
         dnnl_memory_desc_t u0, u1;
         if (!(e = ent_new(key)))
             return gn_error_set(err, "dnnl: %s: out of memory", what);
-        if (md_nchw(&u0, dims[0], dims[1], dims[2], dims[3], dnnl_nchw) ||
-            md_nchw(&u1, s1[0], s1[1], s1[2], s1[3], dnnl_nchw)) {
+        dnnl_format_tag_t tag = layout == GN_LAYOUT_NHWC ? dnnl_nhwc : dnnl_nchw;
+        if (md_nchw(&u0, dims[0], dims[1], dims[2], dims[3], tag) ||
+            md_nchw(&u1, s1[0], s1[1], s1[2], s1[3], s1[2] * s1[3] == 1 ? dnnl_nchw : tag)) {
             desc_fail(err, what);
             goto fail;
         }
@@ -810,7 +851,7 @@ static int dn_chscale_fwd(gn_backend *be, const gn_tensor *x, const gn_tensor *s
                           gn_error *err)
 {
     int dims[4] = {x->n, x->c, x->h, x->w}, s1[4] = {x->n, x->c, 1, 1};
-    return dn_binary(be, dnnl_binary_mul, x->data, s->data, y->data, dims, s1, err);
+    return dn_binary(be, dnnl_binary_mul, x->data, s->data, y->data, dims, s1, x->layout, err);
 }
 
 static int dn_chscale_bwd(gn_backend *be, const gn_tensor *x, const gn_tensor *s,
@@ -828,13 +869,13 @@ static int dn_add(gn_backend *be, const gn_tensor *a, const gn_tensor *b, gn_ten
                   gn_error *err)
 {
     int dims[4] = {a->n, a->c, a->h, a->w};
-    return dn_binary(be, dnnl_binary_add, a->data, b->data, y->data, dims, dims, err);
+    return dn_binary(be, dnnl_binary_add, a->data, b->data, y->data, dims, dims, a->layout, err);
 }
 
 static int dn_accumulate(gn_backend *be, gn_tensor *y, const gn_tensor *x, gn_error *err)
 {
     int dims[4] = {y->n, y->c, y->h, y->w};
-    return dn_binary(be, dnnl_binary_add, y->data, x->data, y->data, dims, dims, err);
+    return dn_binary(be, dnnl_binary_add, y->data, x->data, y->data, dims, dims, GN_LAYOUT_NCHW, err);
 }
 
 static int dn_mul_mask(gn_backend *be, const gn_tensor *x, const gn_tensor *mask, gn_tensor *y,
@@ -842,7 +883,7 @@ static int dn_mul_mask(gn_backend *be, const gn_tensor *x, const gn_tensor *mask
 {
     int dims[4] = {x->n, x->c, x->h, x->w}, s1[4] = {x->n, 1, 1, 1};
     return dn_binary(be, dnnl_binary_mul, x->data, mask->data, y->data, dims,
-                     gn_tensor_numel(mask) == gn_tensor_numel(x) ? dims : s1, err);
+                     gn_tensor_numel(mask) == gn_tensor_numel(x) ? dims : s1, GN_LAYOUT_NCHW, err);
 }
 
 /* ------------------------------------------------------------------ linear (dnnl_sgemm) */
@@ -953,6 +994,7 @@ int gn_backend_dnnl_new(gn_backend **out, gn_error *err)
         return gn_error_set(err, "backend dnnl: out of memory");
     }
     be->name = "dnnl";
+    be->caps = GN_CAP_NHWC;
     be->ops = &dnnl_ops;
     be->impl = d;
     dnnl_status_t st = dnnl_engine_create(&d->eng, dnnl_cpu, 0);

@@ -8,13 +8,24 @@
  * inference); GAP, channel scale, linear stay; anything else that is left runs
  * unfused.
  *
+ * Layout: on a backend with GN_CAP_NHWC (dnnl) every activation after the input is
+ * channels-last, so oneDNN's convolutions read and write them directly (no reorder to
+ * and from a blocked layout around each conv, and the residual add stays a post-op of
+ * a direct kernel); the NCHW input is reordered once by the first conv.  Folded
+ * weights get a fresh weights_version, so the backend reorders them once, not per run.
+ *
  * Memory plan: values are visited in execution order; a node's output takes the
  * smallest free buffer that is large enough (else a new one), and only then are the
  * buffers of values whose last reader was this node released, so an output never
  * aliases its inputs.  Buffers are sized per sample and allocated for the batch of
  * the call (re-allocated when the batch changes).
+ *
+ * Profiling (gn_net_infer_profile): the same node loop, with a CLOCK_MONOTONIC read
+ * around each node, its elapsed nanoseconds added to the node's JSON layer; the
+ * plain gn_net_infer runs the loop with no clock reads at all.
  */
 #include <math.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -123,6 +134,7 @@ static int lower(gn_net *net, gn_infer_plan *p, gn_error *err)
         o->act = GN_ELT_IDENTITY;
         if (nd->k == ND_CONV) {
             o->cp = nd->cp;
+            o->cp.weights_version = gn_backend_new_weights_version(); /* fresh folded weights */
             int last = nd->out, j = i + 1;
             const gn_node *bn = NULL;
             if (j < net->n_nodes && net->nodes[j].k == ND_BN && net->nodes[j].in == last && uses[last] == 1) {
@@ -236,7 +248,36 @@ size_t gn_net_infer_activation_bytes(const gn_net *net)
     return s;
 }
 
+size_t gn_net_infer_weight_bytes(const gn_net *net)
+{
+    size_t s = 0;
+    for (int i = 0; i < net->ip.n_nodes; i++)
+        s += (gn_tensor_numel(&net->ip.nodes[i].w) + gn_tensor_numel(&net->ip.nodes[i].b)) * sizeof(float);
+    return s;
+}
+
+static int64_t now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+static int infer_run(gn_net *net, const gn_tensor *x, const gn_tensor **logits, int64_t *layer_ns, gn_error *err);
+
 int gn_net_infer(gn_net *net, const gn_tensor *x, const gn_tensor **logits, gn_error *err)
+{
+    return infer_run(net, x, logits, NULL, err);
+}
+
+int gn_net_infer_profile(gn_net *net, const gn_tensor *x, const gn_tensor **logits, int64_t *layer_ns, gn_error *err)
+{
+    if (!layer_ns)
+        return gn_error_set(err, "%s: infer_profile: layer_ns is NULL", net->arch->source);
+    return infer_run(net, x, logits, layer_ns, err);
+}
+
+static int infer_run(gn_net *net, const gn_tensor *x, const gn_tensor **logits, int64_t *layer_ns, gn_error *err)
 {
     gn_infer_plan *p = &net->ip;
     if (!p->ready && gn_net_prepare_inference(net, err))
@@ -255,6 +296,10 @@ int gn_net_infer(gn_net *net, const gn_tensor *x, const gn_tensor **logits, gn_e
         for (int v = 1; v < p->n_vals; v++) {
             gn_value_shape s = p->vshape[v];
             gn_tensor_wrap(&p->views[v], net->be, p->bufs[p->vbuf[v]].data, n, s.c, s.h, s.w);
+            /* channels-last activations where the backend runs them (no reorders
+             * around each conv); [N,C,1,1] values are the same in both layouts */
+            if ((net->be->caps & GN_CAP_NHWC) && s.h * s.w > 1)
+                p->views[v].layout = GN_LAYOUT_NHWC;
         }
         p->batch = n;
     }
@@ -264,6 +309,7 @@ int gn_net_infer(gn_net *net, const gn_tensor *x, const gn_tensor **logits, gn_e
         gn_inode *o = &p->nodes[i];
         gn_tensor *in = &p->views[o->in], *out = &p->views[o->out];
         int rc = 0;
+        int64_t t0 = layer_ns ? now_ns() : 0;
         switch (o->k) {
         case ND_CONV:
             rc = gn_conv2d_fwd_fused(net->be, in, &o->w, &o->b, o->act, o->res >= 0 ? &p->views[o->res] : NULL, out,
@@ -295,6 +341,8 @@ int gn_net_infer(gn_net *net, const gn_tensor *x, const gn_tensor **logits, gn_e
         }
         if (rc)
             return -1;
+        if (layer_ns)
+            layer_ns[net->nodes[o->src].layer] += now_ns() - t0;
     }
     *logits = &p->views[p->n_vals - 1];
     return 0;

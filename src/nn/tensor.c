@@ -48,6 +48,7 @@ void gn_tensor_wrap(gn_tensor *t, gn_backend *be, float *data, int n, int c, int
     t->data = data;
     t->be = be;
     t->owned = false;
+    t->layout = GN_LAYOUT_NCHW;
 }
 
 void gn_tensor_free(gn_tensor *t)

@@ -1,0 +1,160 @@
+/*
+ * nn_bench.c — speed of the compute engine on one GPUNet config (issue 3 benchmark).
+ *
+ *   nn_bench CONFIG [--res R] [--in-ch C] [--classes K] [--batch B] [--threads T]
+ *            [--iters N] [--backend dnnl|ref] [--seed S]
+ *
+ * Measures, after warm-up:
+ *   train   forward + softmax cross-entropy + backward (gn_net_train_step: training-mode
+ *           BN, no dropout / drop-path, no optimizer update) at batch B: images/s from
+ *           the median step time over N steps;
+ *   infer   batch-1 inference (gn_net_infer: BN folded, fused post-ops): median, p10 and
+ *           p90 latency over max(5N, 50) runs.
+ * bench/nn_bench_pytorch.py measures the same two things for the same network in
+ * PyTorch eager; bench/nn_bench.sh runs both, interleaved, for the issue's configs.
+ * Output: one line "key=value ..." per measurement, easy to paste into RESULTS.md.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "gpunas/arch.h"
+#include "gpunas/backend.h"
+#include "gpunas/network.h"
+#include "gpunas/rng.h"
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double pct(double *v, int n, double p)
+{
+    qsort(v, n, sizeof *v, cmp_d);
+    int i = (int)(p * (n - 1) + 0.5);
+    return v[i];
+}
+
+static int die(const char *what, const gn_error *e)
+{
+    fprintf(stderr, "nn_bench: %s: %s\n", what, e->msg);
+    return 1;
+}
+
+int main(int argc, char **argv)
+{
+    const char *cfg = NULL, *backend = "dnnl";
+    int res = 0, in_ch = 0, classes = 0, batch = 32, threads = 0, iters = 20;
+    uint64_t seed = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (a[0] != '-') {
+            cfg = a;
+            continue;
+        }
+        if (!v) {
+            fprintf(stderr, "nn_bench: %s needs a value\n", a);
+            return 2;
+        }
+        i++;
+        if (!strcmp(a, "--res")) res = atoi(v);
+        else if (!strcmp(a, "--in-ch")) in_ch = atoi(v);
+        else if (!strcmp(a, "--classes")) classes = atoi(v);
+        else if (!strcmp(a, "--batch")) batch = atoi(v);
+        else if (!strcmp(a, "--threads")) threads = atoi(v);
+        else if (!strcmp(a, "--iters")) iters = atoi(v);
+        else if (!strcmp(a, "--backend")) backend = v;
+        else if (!strcmp(a, "--seed")) seed = strtoull(v, NULL, 10);
+        else {
+            fprintf(stderr, "nn_bench: unknown option %s\n", a);
+            return 2;
+        }
+    }
+    if (!cfg || batch < 1 || iters < 1) {
+        fprintf(stderr, "usage: nn_bench CONFIG [--res R] [--batch B] [--threads T] [--iters N]\n");
+        return 2;
+    }
+    gn_error err = {{0}};
+    gn_arch *a = NULL;
+    gn_backend *be = NULL;
+    gn_net *net = NULL;
+    if (gn_arch_load(cfg, &a, &err) || (res && gn_arch_set_resolution(a, res, &err)) ||
+        (in_ch && gn_arch_set_in_channels(a, in_ch, &err)) || (classes && gn_arch_set_classes(a, classes, &err)))
+        return die(cfg, &err);
+    if (gn_backend_create(backend, &be, &err) || (threads && gn_backend_set_threads(be, threads, &err)))
+        return die("backend", &err);
+    if (gn_net_create(a, be, &net, &err) || gn_net_init(net, seed, &err))
+        return die("network", &err);
+    gn_train_opts o = {.dropout = false, .drop_path = false, .bn_momentum = 0.1f, .seed = seed};
+    gn_net_set_train_opts(net, &o);
+
+    int R = a->resolution, C = a->layers[1].in_c, K = a->layers[a->n_layers - 1].out_c;
+    size_t per = (size_t)C * R * R;
+    float *host = malloc(per * batch * sizeof *host);
+    int32_t *labels = malloc(batch * sizeof *labels);
+    gn_rng rng;
+    gn_rng_seed(&rng, seed);
+    for (size_t i = 0; i < per * batch; i++)
+        host[i] = (float)gn_rng_normal(&rng);
+    for (int i = 0; i < batch; i++)
+        labels[i] = (int32_t)gn_rng_below(&rng, K);
+    gn_tensor x = {0}, x1 = {0};
+    if (gn_tensor_alloc(&x, be, batch, C, R, R, &err) || gn_tensor_from_host(&x, host, &err) ||
+        gn_tensor_alloc(&x1, be, 1, C, R, R, &err) || gn_tensor_from_host(&x1, host, &err))
+        return die("input", &err);
+
+    /* training: forward + loss + backward */
+    double *t = malloc(sizeof(double) * (iters > 50 ? iters * 5 : 250));
+    float loss;
+    for (int i = 0; i < 3; i++)
+        if (gn_net_train_step(net, &x, labels, 0.0f, &loss, &err))
+            return die("train step", &err);
+    for (int i = 0; i < iters; i++) {
+        double t0 = now_s();
+        if (gn_net_train_step(net, &x, labels, 0.0f, &loss, &err))
+            return die("train step", &err);
+        t[i] = now_s() - t0;
+    }
+    double tmed = pct(t, iters, 0.5);
+    printf("engine=gpunas-%s config=%s res=%d batch=%d threads=%d train_step_ms=%.2f train_img_s=%.1f "
+           "(p10 %.2f ms, p90 %.2f ms)\n",
+           backend, cfg, R, batch, threads, tmed * 1e3, batch / tmed, pct(t, iters, 0.1) * 1e3,
+           pct(t, iters, 0.9) * 1e3);
+
+    /* batch-1 inference */
+    const gn_tensor *logits;
+    if (gn_net_prepare_inference(net, &err))
+        return die("prepare inference", &err);
+    int runs = iters * 5 > 50 ? iters * 5 : 50;
+    for (int i = 0; i < 10; i++)
+        if (gn_net_infer(net, &x1, &logits, &err))
+            return die("infer", &err);
+    for (int i = 0; i < runs; i++) {
+        double t0 = now_s();
+        if (gn_net_infer(net, &x1, &logits, &err))
+            return die("infer", &err);
+        t[i] = now_s() - t0;
+    }
+    printf("engine=gpunas-%s config=%s res=%d batch=1 threads=%d infer_ms_median=%.3f p10=%.3f p90=%.3f runs=%d\n",
+           backend, cfg, R, threads, pct(t, runs, 0.5) * 1e3, pct(t, runs, 0.1) * 1e3, pct(t, runs, 0.9) * 1e3,
+           runs);
+    free(t);
+    free(host);
+    free(labels);
+    gn_tensor_free(&x);
+    gn_tensor_free(&x1);
+    gn_net_free(net);
+    gn_backend_destroy(be);
+    gn_arch_free(a);
+    return 0;
+}
