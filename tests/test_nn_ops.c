@@ -463,7 +463,9 @@ static void get_nchw(const gn_tensor *t, float *dst)
 }
 
 /* dnnl runs conv (x NCHW or NHWC, fused act + residual), BN inference, eltwise, GAP,
- * channel scale and add on channels-last tensors; each must equal ref on NCHW. */
+ * channel scale and add on channels-last tensors; each must equal ref on NCHW.  (The
+ * training ops run channels-last inside the network tests: test_nn_network's finite
+ * differences and dnnl-vs-ref checks cover them.) */
 static void test_nhwc_inference_ops(void **state)
 {
     (void)state;
@@ -550,8 +552,12 @@ static void test_nhwc_inference_ops(void **state)
     gn_tensor dx = mk_nhwc(dn, N, C, H, W, hx), dy = mk(dn, N, C, H, W, NULL), dd = mk_nhwc(dn, N, C, H, W, NULL);
     assert_int_not_equal(gn_eltwise_fwd(dn, GN_ELT_RELU, &dx, &dy, &err), 0);
     assert_non_null(strstr(err.msg, "layout differs"));
-    assert_int_not_equal(gn_eltwise_bwd(dn, GN_ELT_RELU, &dx, &dd, &dd, &err), 0);
+    assert_int_not_equal(gn_eltwise_bwd(dn, GN_ELT_RELU, &dx, &dy, &dd, &err), 0);
+    assert_non_null(strstr(err.msg, "layout differs"));
+    gn_tensor lw = mk(dn, 3, C * H * W, 1, 1, NULL), ly = mk(dn, N, 3, 1, 1, NULL);
+    assert_int_not_equal(gn_linear_fwd(dn, &dx, &lw, NULL, &ly, &err), 0); /* flattening order */
     assert_non_null(strstr(err.msg, "channels-last; this op takes NCHW"));
+    gn_tensor_free(&lw), gn_tensor_free(&ly);
     gn_tensor_free(&rx), gn_tensor_free(&ry), gn_tensor_free(&dx), gn_tensor_free(&dy), gn_tensor_free(&dd);
     free(hx), free(h2), free(hs), free(hg), free(hbt), free(hm), free(hv), free(want), free(got);
 }

@@ -16,6 +16,12 @@
  * error.  The ref backend accumulates in double and meets 1e-4 (worst 2.7e-6).  Where
  * PyTorch FP32 itself exceeds 1e-4 the budget widens to 10x its error (no run here
  * needs that); the test prints how many tensors are in that state.
+ * ReLU kinks: a ReLU input within FP32 noise of 0 flips its mask between gpunas and
+ * PyTorch and changes that element's gradient by O(1) relative — not an error of either.
+ * On dnnl the test therefore draws the random batch again (seeded, at most 40 draws)
+ * until every ReLU input of the training forward is at least 2e-6 away from 0 (the
+ * engines differ by ~1e-7 there); the seed used is printed.  (ref accumulates in double
+ * and is not re-drawn.)
  * Skips (cleanly, with a message) when /usr/bin/python3 has no torch.
  */
 #include <setjmp.h>
@@ -30,12 +36,54 @@
 
 #include "gpunas/network.h"
 #include "gpunas/rng.h"
+#include "nn/network_internal.h"
 #include "gpunas/safetensors.h"
 #include "testutil.h"
 
 #define PY "/usr/bin/python3"
 
 static int have_torch(void) { return system(PY " -c 'import torch' >/dev/null 2>&1") == 0; }
+
+#define KINK_MARGIN 2e-6
+
+static void random_batch(uint64_t seed, float *hx, size_t nx, int32_t *labels, int batch, int K)
+{
+    gn_rng rng;
+    gn_rng_seed(&rng, seed);
+    for (size_t i = 0; i < nx; i++)
+        hx[i] = (float)gn_rng_normal(&rng);
+    for (int i = 0; i < batch; i++)
+        labels[i] = (int32_t)gn_rng_below(&rng, K);
+}
+
+/* smallest |input| of any ReLU in a training forward of a fresh copy of the network */
+static double relu_margin(const gn_arch *a, gn_backend *be, const float *hx, int batch)
+{
+    gn_error err;
+    gn_net *net;
+    assert_int_equal(gn_net_create(a, be, &net, &err), 0);
+    assert_int_equal(gn_net_init(net, 1234, &err), 0);
+    gn_train_opts o = {.dropout = false, .drop_path = false, .bn_momentum = 0.1f, .seed = 1};
+    gn_net_set_train_opts(net, &o);
+    gn_tensor x;
+    const gn_tensor *logits;
+    int C = a->layers[1].in_ch, R = a->resolution;
+    assert_int_equal(gn_tensor_alloc(&x, be, batch, C, R, R, &err), 0);
+    assert_int_equal(gn_tensor_from_host(&x, hx, &err), 0);
+    assert_int_equal(gn_net_forward_train(net, &x, &logits, &err), 0);
+    double m = INFINITY;
+    for (int i = 0; i < net->n_nodes; i++) {
+        const gn_node *nd = &net->nodes[i];
+        if (nd->k != ND_ACT || nd->act != GN_ELT_RELU)
+            continue;
+        const gn_tensor *v = &net->v[nd->in];
+        for (size_t j = 0; j < gn_tensor_numel(v); j++)
+            m = fmin(m, fabs((double)v->data[j]));
+    }
+    gn_tensor_free(&x);
+    gn_net_free(net);
+    return m;
+}
 
 
 static void cross_check(const char *config, int batch, const char *backend)
@@ -68,14 +116,19 @@ static void cross_check(const char *config, int batch, const char *backend)
     size_t nx = (size_t)batch * C * R * R;
     float *hx = malloc(nx * sizeof *hx), *hl = malloc(batch * sizeof *hl);
     int32_t *labels = malloc(batch * sizeof *labels);
-    gn_rng rng;
-    gn_rng_seed(&rng, 99);
-    for (size_t i = 0; i < nx; i++)
-        hx[i] = (float)gn_rng_normal(&rng);
-    for (int i = 0; i < batch; i++) {
-        labels[i] = (int32_t)gn_rng_below(&rng, K);
-        hl[i] = (float)labels[i];
+    uint64_t seed = 99;
+    random_batch(seed, hx, nx, labels, batch, K);
+    if (strcmp(backend, "dnnl") == 0) {
+        double m = relu_margin(a, be, hx, batch);
+        while (m < KINK_MARGIN && seed < 99 + 40) {
+            random_batch(++seed, hx, nx, labels, batch, K);
+            m = relu_margin(a, be, hx, batch);
+        }
+        fprintf(stderr, "%s: batch seed %llu, smallest |ReLU input| %.3g\n", config, (unsigned long long)seed, m);
+        assert_true(m >= KINK_MARGIN);
     }
+    for (int i = 0; i < batch; i++)
+        hl[i] = (float)labels[i];
     gn_st_writer *w = gn_st_writer_new();
     int64_t xs[4] = {batch, C, R, R}, ls[1] = {batch};
     assert_int_equal(gn_st_writer_add(w, "input", 4, xs, hx, &err), 0);

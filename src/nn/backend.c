@@ -77,13 +77,17 @@ static int check_tl(const char *op, const char *what, gn_backend *be, const gn_t
     return 0;
 }
 
-/* A usable NCHW tensor (every op but the inference ones). */
-static int check_t(const char *op, const char *what, gn_backend *be, const gn_tensor *t,
-                   gn_error *err)
+/* Operands whose layout is irrelevant or forced ([N,C,1,1] vectors, weights) go
+ * through the same check. */
+#define check_t check_tl
+
+/* A tensor whose flattening order matters (linear input, weights): NCHW, or a
+ * [N,C,1,1] value (identical in both layouts). */
+static int check_t_nchw(const char *op, const char *what, gn_backend *be, const gn_tensor *t, gn_error *err)
 {
     if (check_tl(op, what, be, t, err))
         return -1;
-    if (t->layout != GN_LAYOUT_NCHW)
+    if (t->layout != GN_LAYOUT_NCHW && t->h * t->w != 1)
         return gn_error_set(err, "%s: %s is channels-last; this op takes NCHW", op, what);
     return 0;
 }
@@ -147,7 +151,7 @@ static int check_conv(const char *op, gn_backend *be, const gn_tensor *x, const 
         return gn_error_set(err, "%s: invalid stride %d / pad %d / groups %d", op, p->stride,
                             p->pad, p->groups);
     CK(check_tl(op, "input", be, x, err));
-    CK(check_t(op, "weight", be, w, err));
+    CK(check_t_nchw(op, "weight", be, w, err));
     if (x->c % p->groups != 0 || w->n % p->groups != 0)
         return gn_error_set(err, "%s: channels in %d / out %d not divisible by groups %d", op,
                             x->c, w->n, p->groups);
@@ -247,7 +251,7 @@ static int check_bn_common(const char *op, gn_backend *be, const gn_tensor *x, f
                            gn_error *err)
 {
     CK(check_be(op, be, err));
-    CK(strcmp(op, "bn_fwd_infer") == 0 ? check_tl(op, "input", be, x, err) : check_t(op, "input", be, x, err));
+    CK(check_tl(op, "input", be, x, err));
     if (!(eps > 0.0f) || !isfinite(eps))
         return gn_error_set(err, "%s: eps must be > 0 (got %g)", op, (double)eps);
     return 0;
@@ -266,6 +270,7 @@ int gn_bn_fwd_train(gn_backend *be, const gn_tensor *x, const gn_tensor *gamma,
     CK(check_vec(op, "var", be, var, C, err));
     CK(check_t(op, "output", be, y, err));
     CK(check_shape(op, "output", y, SHP(x), err));
+    CK(check_same_layout(op, "output", y, x, err));
     return be->ops->bn_fwd_train(be, x, gamma, beta, eps, y, mean, var, err);
 }
 
@@ -291,6 +296,8 @@ int gn_bn_bwd(gn_backend *be, const gn_tensor *x, const gn_tensor *dy, const gn_
               gn_tensor *dgamma, gn_tensor *dbeta, gn_error *err)
 {
     const char *op = "bn_bwd";
+    if (x && dy && dx && (dy->layout != x->layout || dx->layout != x->layout))
+        return gn_error_set(err, "%s: dy/dx layout differs from the input's", op);
     CK(check_bn_common(op, be, x, eps, err));
     size_t C = (size_t)x->c;
     CK(check_t(op, "dy", be, dy, err));
@@ -348,8 +355,10 @@ int gn_eltwise_bwd(gn_backend *be, gn_eltwise k, const gn_tensor *x, const gn_te
     CK(check_act(op, k, false, err));
     CK(check_t(op, "x", be, x, err));
     CK(check_t(op, "dy", be, dy, err));
+    CK(check_same_layout(op, "dy", dy, x, err));
     CK(check_shape(op, "dy", dy, SHP(x), err));
     CK(check_t(op, "dx", be, dx, err));
+    CK(check_same_layout(op, "dx", dx, x, err));
     CK(check_shape(op, "dx", dx, SHP(x), err));
     if (dx->data == x->data && dx->data != dy->data)
         return gn_error_set(err, "%s: dx must not alias x", op);
@@ -405,9 +414,11 @@ int gn_channel_scale_bwd(gn_backend *be, const gn_tensor *x, const gn_tensor *s,
     CK(check_t(op, "scale", be, s, err));
     CK(check_shape(op, "scale", s, x->n, x->c, 1, 1, err));
     CK(check_t(op, "dy", be, dy, err));
+    CK(check_same_layout(op, "dy", dy, x, err));
     CK(check_shape(op, "dy", dy, SHP(x), err));
     if (dx) {
         CK(check_t(op, "dx", be, dx, err));
+        CK(check_same_layout(op, "dx", dx, x, err));
         CK(check_shape(op, "dx", dx, SHP(x), err));
         if (dx->data == x->data || (ds && dx->data == dy->data))
             return gn_error_set(err, "%s: dx must not alias x (or dy when ds is wanted)", op);
@@ -442,6 +453,7 @@ int gn_accumulate(gn_backend *be, gn_tensor *y, const gn_tensor *x, gn_error *er
     CK(check_be(op, be, err));
     CK(check_t(op, "y", be, y, err));
     CK(check_t(op, "x", be, x, err));
+    CK(check_same_layout(op, "x", x, y, err));
     if (gn_tensor_numel(x) != gn_tensor_numel(y))
         return gn_error_set(err, "%s: x [%d,%d,%d,%d] and y [%d,%d,%d,%d] differ in size", op,
                             SHP(x), SHP(y));
@@ -457,8 +469,9 @@ static int mask_common(const char *op, gn_backend *be, const gn_tensor *x, const
     CK(check_t(op, "input", be, x, err));
     CK(check_t(op, "mask", be, mask, err));
     CK(check_t(op, "output", be, y, err));
+    CK(check_same_layout(op, "output", y, x, err));
     CK(check_shape(op, "output", y, SHP(x), err));
-    size_t m = gn_tensor_numel(mask);
+    size_t m = gn_tensor_numel(mask); /* a full mask applies in memory order */
     if (m != gn_tensor_numel(x) && m != (size_t)x->n)
         return gn_error_set(err, "%s: mask has %zu elements; expected %zu (dropout) or %d "
                                  "(drop-path)",
@@ -485,8 +498,8 @@ static int check_linear(const char *op, gn_backend *be, const gn_tensor *x, cons
                         gn_error *err)
 {
     CK(check_be(op, be, err));
-    CK(check_t(op, "input", be, x, err));
-    CK(check_t(op, "weight", be, w, err));
+    CK(check_t_nchw(op, "input", be, x, err));
+    CK(check_t_nchw(op, "weight", be, w, err));
     if (w->h != 1 || w->w != 1)
         return gn_error_set(err, "%s: weight [%d,%d,%d,%d] must be [OUT,IN,1,1]", op, SHP(w));
     if ((size_t)x->c * x->h * x->w != (size_t)w->c)

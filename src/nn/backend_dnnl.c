@@ -264,6 +264,15 @@ static dnnl_format_tag_t TAG(const gn_tensor *t)
     return t->layout == GN_LAYOUT_NHWC ? dnnl_nhwc : dnnl_nchw;
 }
 
+/* the tag a convolution primitive is created with for its activations x (input side)
+ * and y (output side): when both are channels-last they are used as they are;
+ * otherwise (the stem conv, whose input is NCHW, or an all-NCHW caller) oneDNN
+ * chooses (then we reorder) — mixed plain layouts can land on its reference kernel */
+static dnnl_format_tag_t ATAG2(const gn_tensor *x, const gn_tensor *y)
+{
+    return x->layout == GN_LAYOUT_NHWC && y->layout == GN_LAYOUT_NHWC ? dnnl_nhwc : dnnl_format_tag_any;
+}
+
 static int md_vec(dnnl_memory_desc_t *md, int c)
 {
     dnnl_dims_t dims = {c};
@@ -308,10 +317,8 @@ static int conv_fwd_desc(dnnl_convolution_desc_t *cd, dnnl_prop_kind_t prop, con
                          const gn_conv2d_params *p)
 {
     dnnl_memory_desc_t xs, ws, bs, ys;
-    dnnl_format_tag_t xt = x->layout == GN_LAYOUT_NHWC ? dnnl_nhwc : dnnl_format_tag_any;
-    dnnl_format_tag_t yt = y->layout == GN_LAYOUT_NHWC ? dnnl_nhwc : dnnl_format_tag_any;
-    if (md_t(&xs, x, xt) || md_convw(&ws, w, p->groups, dnnl_format_tag_any) || md_vec(&bs, w->n) ||
-        md_t(&ys, y, yt))
+    if (md_t(&xs, x, ATAG2(x, y)) || md_convw(&ws, w, p->groups, dnnl_format_tag_any) || md_vec(&bs, w->n) ||
+        md_t(&ys, y, ATAG2(x, y)))
         return -1;
     dnnl_dims_t st = {p->stride, p->stride}, pad = {p->pad, p->pad};
     return dnnl_convolution_forward_desc_init(cd, prop, dnnl_convolution_direct, &xs, &ws,
@@ -432,9 +439,9 @@ static int dn_conv2d_bwd_data(gn_backend *be, const gn_tensor *dy, const gn_tens
         if (!(e = ent_new(key)))
             return gn_error_set(err, "dnnl: %s: out of memory", what);
         if (conv_fwd_desc(&fd, dnnl_forward_training, dx, w, dy, 0, p) ||
-            md_t(&ax, dx, dnnl_format_tag_any) || md_convw(&aw, w, p->groups, dnnl_format_tag_any) ||
-            md_t(&ay, dy, dnnl_format_tag_any) || md_t(&ux, dx, dnnl_nchw) ||
-            md_convw(&uw, w, p->groups, dnnl_nchw) || md_t(&uy, dy, dnnl_nchw)) {
+            md_t(&ax, dx, ATAG2(dx, dy)) || md_convw(&aw, w, p->groups, dnnl_format_tag_any) ||
+            md_t(&ay, dy, ATAG2(dx, dy)) || md_t(&ux, dx, TAG(dx)) ||
+            md_convw(&uw, w, p->groups, dnnl_nchw) || md_t(&uy, dy, TAG(dy))) {
             desc_fail(err, what);
             goto fail;
         }
@@ -485,10 +492,10 @@ static int dn_conv2d_bwd_weights(gn_backend *be, const gn_tensor *x, const gn_te
         if (!(e = ent_new(key)))
             return gn_error_set(err, "dnnl: %s: out of memory", what);
         if (conv_fwd_desc(&fd, dnnl_forward_training, x, dw, dy, db != NULL, p) ||
-            md_t(&ax, x, dnnl_format_tag_any) || md_convw(&aw, dw, p->groups, dnnl_format_tag_any) ||
-            md_t(&ay, dy, dnnl_format_tag_any) || md_t(&ux, x, dnnl_nchw) ||
+            md_t(&ax, x, ATAG2(x, dy)) || md_convw(&aw, dw, p->groups, dnnl_format_tag_any) ||
+            md_t(&ay, dy, ATAG2(x, dy)) || md_t(&ux, x, TAG(x)) ||
             md_convw(&uw, dw, p->groups, dnnl_nchw) || md_vec(&ub, dw->n) ||
-            md_t(&uy, dy, dnnl_nchw)) {
+            md_t(&uy, dy, TAG(dy))) {
             desc_fail(err, what);
             goto fail;
         }
@@ -858,7 +865,22 @@ static int dn_chscale_bwd(gn_backend *be, const gn_tensor *x, const gn_tensor *s
                           const gn_tensor *dy, gn_tensor *dx, gn_tensor *ds, gn_error *err)
 {
     /* ds first (a plain loop; no oneDNN primitive fuses mul + spatial sum) */
-    if (ds && gn_ref_chscale_bwd(be, x, s, dy, NULL, ds, err))
+    if (ds && x->layout == GN_LAYOUT_NHWC) {
+        const int C = x->c;
+        const size_t HW = (size_t)x->h * x->w;
+        for (int n = 0; n < x->n; n++) {
+            double *acc = calloc(C, sizeof *acc);
+            if (!acc)
+                return gn_error_set(err, "dnnl: channel scale backward: out of memory");
+            const float *xp = x->data + (size_t)n * HW * C, *gp = dy->data + (size_t)n * HW * C;
+            for (size_t i = 0; i < HW; i++)
+                for (int c = 0; c < C; c++)
+                    acc[c] += (double)xp[i * C + c] * gp[i * C + c];
+            for (int c = 0; c < C; c++)
+                ds->data[(size_t)n * C + c] = (float)acc[c];
+            free(acc);
+        }
+    } else if (ds && gn_ref_chscale_bwd(be, x, s, dy, NULL, ds, err))
         return -1;
     if (dx)
         return dn_chscale_fwd(be, dy, s, dx, err);
@@ -875,7 +897,7 @@ static int dn_add(gn_backend *be, const gn_tensor *a, const gn_tensor *b, gn_ten
 static int dn_accumulate(gn_backend *be, gn_tensor *y, const gn_tensor *x, gn_error *err)
 {
     int dims[4] = {y->n, y->c, y->h, y->w};
-    return dn_binary(be, dnnl_binary_add, y->data, x->data, y->data, dims, dims, GN_LAYOUT_NCHW, err);
+    return dn_binary(be, dnnl_binary_add, y->data, x->data, y->data, dims, dims, y->layout, err);
 }
 
 static int dn_mul_mask(gn_backend *be, const gn_tensor *x, const gn_tensor *mask, gn_tensor *y,
@@ -883,7 +905,7 @@ static int dn_mul_mask(gn_backend *be, const gn_tensor *x, const gn_tensor *mask
 {
     int dims[4] = {x->n, x->c, x->h, x->w}, s1[4] = {x->n, 1, 1, 1};
     return dn_binary(be, dnnl_binary_mul, x->data, mask->data, y->data, dims,
-                     gn_tensor_numel(mask) == gn_tensor_numel(x) ? dims : s1, GN_LAYOUT_NCHW, err);
+                     gn_tensor_numel(mask) == gn_tensor_numel(x) ? dims : s1, x->layout, err);
 }
 
 /* ------------------------------------------------------------------ linear (dnnl_sgemm) */

@@ -39,6 +39,12 @@ int gn_net_ensure_batch(gn_net *net, int n, gn_error *err)
             return -1;
         if (gn_tensor_alloc(&net->dv[i], net->be, n, s.c, s.h, s.w, err))
             return -1;
+        /* channels-last activations and gradients where the backend runs every op on
+         * them (dnnl): no reorders around convs, and oneDNN's nspc batch norm, which
+         * beats its NCHW one on the small spatial sizes here.  The input (value 0) and
+         * its gradient stay NCHW; [N,C,1,1] values are the same in both layouts. */
+        if (i > 0 && (net->be->caps & GN_CAP_NHWC) && s.h * s.w > 1)
+            net->v[i].layout = net->dv[i].layout = GN_LAYOUT_NHWC;
         size_t e = (size_t)s.c * s.h * s.w;
         if (e > maxe)
             maxe = e;
@@ -180,6 +186,7 @@ static gn_tensor *grad_dst(gn_net *net, int id, int j, gn_tensor *view)
         return &net->dv[id];
     const gn_tensor *d = &net->dv[id];
     gn_tensor_wrap(view, net->be, net->scratch[j].data, d->n, d->c, d->h, d->w);
+    view->layout = d->layout;
     return view;
 }
 
