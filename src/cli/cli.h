@@ -8,6 +8,7 @@
 
 int cmd_info(int argc, char **argv);
 int cmd_format(int argc, char **argv);
+int cmd_trials(int argc, char **argv);
 
 /* shared helpers (cli_util.c) */
 int cli_parse_int(const char *cmd, const char *flag, const char *s, int lo, int hi, int *out);

@@ -11,6 +11,7 @@ static const struct {
 } commands[] = {
     {"info", cmd_info, "describe a GPUNet JSON config: per-layer shapes, params, MACs"},
     {"format", cmd_format, "rewrite a GPUNet JSON config in the canonical layout"},
+    {"trials", cmd_trials, "list the trials stored by a search (table or --json)"},
 };
 
 static void usage(FILE *f)

@@ -1,0 +1,197 @@
+/*
+ * cmd_trials.c — `gpunas trials STORE.db [--status S] [--tier T|none] [--json]`:
+ * list the trials a search stored (gpunas/store.h), ordered by id.
+ *
+ * The table has one row per trial (id, proposal number, tier, status, validation
+ * accuracy, latency ± spread, params, MACs, training seconds, optimizer, encoding,
+ * and the error of a failed trial) and a summary line with counts per status; --json
+ * prints a JSON array of trial objects with every stored field (config as a nested
+ * JSON value; unknown values null) for scripts.  The store is opened without
+ * GN_STORE_CREATE, so a mistyped path is an error rather than a new empty store.
+ */
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "gpunas/store.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: gpunas trials STORE.db [--status running|done|failed|pruned] [--tier T|none] [--json]\n"
+               "List the trials stored by a search, ordered by id.\n");
+}
+
+/* 12345678 -> "12.3M" */
+static const char *human(int64_t v, char *buf, size_t n)
+{
+    if (v < 0)
+        snprintf(buf, n, "-");
+    else if (v < 10000)
+        snprintf(buf, n, "%lld", (long long)v);
+    else if (v < 10000000)
+        snprintf(buf, n, "%.1fk", v / 1e3);
+    else if (v < 10000000000LL)
+        snprintf(buf, n, "%.1fM", v / 1e6);
+    else
+        snprintf(buf, n, "%.1fG", v / 1e9);
+    return buf;
+}
+
+static const char *real(double v, const char *fmt, char *buf, size_t n)
+{
+    if (isnan(v))
+        snprintf(buf, n, "-");
+    else
+        snprintf(buf, n, fmt, v);
+    return buf;
+}
+
+static void print_table(const char *path, const gn_trial_list *l)
+{
+    int64_t counts[4] = {0};
+    printf("%5s %5s %4s %-7s %7s %15s %8s %8s %8s %-10s %s\n", "id", "seq", "tier", "status", "val_acc",
+           "latency_ms", "params", "MACs", "train_s", "optimizer", "encoding");
+    for (int64_t i = 0; i < l->n; i++) {
+        const gn_trial *t = &l->items[i];
+        counts[t->status]++;
+        char tier[16] = "-", acc[32], lat[48], p[32], m[32], tr[32];
+        if (t->tier >= 0)
+            snprintf(tier, sizeof tier, "%d", t->tier);
+        if (isnan(t->latency_ms))
+            snprintf(lat, sizeof lat, "-");
+        else if (isnan(t->latency_spread_ms))
+            snprintf(lat, sizeof lat, "%.3f", t->latency_ms);
+        else
+            snprintf(lat, sizeof lat, "%.3f±%.3f", t->latency_ms, t->latency_spread_ms);
+        printf("%5lld %5lld %4s %-7s %7s %15s %8s %8s %8s %-10s %s", (long long)t->id, (long long)t->seq, tier,
+               gn_trial_status_name(t->status), real(t->val_acc, "%.4f", acc, sizeof acc), lat,
+               human(t->params, p, sizeof p), human(t->macs, m, sizeof m), real(t->train_s, "%.1f", tr, sizeof tr),
+               t->optimizer ? t->optimizer : "-", t->encoding ? t->encoding : "-");
+        if (t->error)
+            printf("  error: %s", t->error);
+        putchar('\n');
+    }
+    printf("%s: %lld trials (%lld done, %lld running, %lld failed, %lld pruned)\n", path, (long long)l->n,
+           (long long)counts[GN_TRIAL_DONE], (long long)counts[GN_TRIAL_RUNNING], (long long)counts[GN_TRIAL_FAILED],
+           (long long)counts[GN_TRIAL_PRUNED]);
+}
+
+static json_t *jreal(double v) { return isnan(v) ? json_null() : json_real(v); }
+static json_t *jstr(const char *s) { return s ? json_string(s) : json_null(); }
+static json_t *jint(int64_t v) { return v < 0 ? json_null() : json_integer(v); }
+
+static int print_json(const gn_trial_list *l)
+{
+    json_t *arr = json_array();
+    for (int64_t i = 0; i < l->n; i++) {
+        const gn_trial *t = &l->items[i];
+        json_t *o = json_object();
+        json_object_set_new(o, "id", json_integer(t->id));
+        json_object_set_new(o, "seq", json_integer(t->seq));
+        json_object_set_new(o, "tier", t->tier >= 0 ? json_integer(t->tier) : json_null());
+        json_object_set_new(o, "status", json_string(gn_trial_status_name(t->status)));
+        json_object_set_new(o, "encoding", jstr(t->encoding));
+        json_object_set_new(o, "val_acc", jreal(t->val_acc));
+        json_object_set_new(o, "latency_ms", jreal(t->latency_ms));
+        json_object_set_new(o, "latency_spread_ms", jreal(t->latency_spread_ms));
+        json_object_set_new(o, "params", jint(t->params));
+        json_object_set_new(o, "macs", jint(t->macs));
+        json_object_set_new(o, "train_s", jreal(t->train_s));
+        json_object_set_new(o, "created_at", jreal(t->created_at));
+        json_object_set_new(o, "started_at", jreal(t->started_at));
+        json_object_set_new(o, "finished_at", jreal(t->finished_at));
+        json_object_set_new(o, "worker", jstr(t->worker));
+        json_object_set_new(o, "optimizer", jstr(t->optimizer));
+        json_object_set_new(o, "error", jstr(t->error));
+        json_t *cfg = NULL;
+        if (t->config) {
+            json_error_t je;
+            cfg = json_loads(t->config, JSON_DECODE_ANY, &je);
+            if (!cfg) /* stored text that is not JSON: keep it as a string */
+                cfg = json_string(t->config);
+        }
+        json_object_set_new(o, "config", cfg ? cfg : json_null());
+        json_array_append_new(arr, o);
+    }
+    char *s = json_dumps(arr, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
+    json_decref(arr);
+    if (!s)
+        return -1;
+    puts(s);
+    free(s);
+    return 0;
+}
+
+int cmd_trials(int argc, char **argv)
+{
+    const char *cmd = "trials", *path = NULL;
+    gn_trial_filter f;
+    gn_trial_filter_init(&f);
+    bool json = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout);
+            return 0;
+        } else if (strcmp(a, "--json") == 0) {
+            json = true;
+        } else if (strcmp(a, "--status") == 0) {
+            gn_trial_status st;
+            if (i + 1 >= argc) {
+                cli_error(cmd, "option --status: missing value");
+                return 2;
+            }
+            if (gn_trial_status_parse(argv[++i], &st)) {
+                cli_error(cmd, "option --status: unknown status '%s' (running, done, failed, pruned)", argv[i]);
+                return 2;
+            }
+            f.status = (int)st;
+        } else if (strcmp(a, "--tier") == 0) {
+            if (i + 1 < argc && strcmp(argv[i + 1], "none") == 0) {
+                f.tier = -1;
+                i++;
+            } else if (cli_parse_int(cmd, "--tier", i + 1 < argc ? argv[++i] : NULL, 0, 1000000, &f.tier)) {
+                return 2;
+            }
+        } else if (a[0] == '-' && a[1]) {
+            cli_error(cmd, "unknown option '%s' (see gpunas trials --help)", a);
+            return 2;
+        } else if (path) {
+            cli_error(cmd, "more than one store given ('%s' and '%s')", path, a);
+            return 2;
+        } else {
+            path = a;
+        }
+    }
+    if (!path) {
+        usage(stderr);
+        return 2;
+    }
+    gn_store *s;
+    gn_error err;
+    if (gn_store_open(path, 0, &s, &err)) {
+        cli_error(cmd, "%s", err.msg);
+        return 1;
+    }
+    gn_trial_list l;
+    int rc = gn_store_list_trials(s, &f, &l, &err);
+    gn_store_close(s);
+    if (rc) {
+        cli_error(cmd, "%s", err.msg);
+        return 1;
+    }
+    if (json) {
+        if (print_json(&l)) {
+            cli_error(cmd, "out of memory writing JSON");
+            gn_trial_list_free(&l);
+            return 1;
+        }
+    } else {
+        print_table(path, &l);
+    }
+    gn_trial_list_free(&l);
+    return 0;
+}

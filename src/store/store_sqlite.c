@@ -1,0 +1,608 @@
+/*
+ * store_sqlite.c — the SQLite trial store (gpunas/store.h).
+ *
+ * File format.  PRAGMA application_id = 0x676e6173 ("gnas") marks a gpunas store; the
+ * table schema_version holds the schema's version (1).  Opening checks both: a file
+ * that is not an SQLite database, an SQLite database of another application, an empty
+ * database without GN_STORE_CREATE, or a schema newer than this code knows is refused
+ * with one line.  Tables:
+ *   schema_version(version, applied_at)
+ *   meta(key PRIMARY KEY, value)                 search-level settings
+ *   trials(id INTEGER PRIMARY KEY AUTOINCREMENT, seq, tier, encoding, config, status
+ *          CHECK in running/done/failed/pruned, val_acc, latency_ms,
+ *          latency_spread_ms, params, macs, train_s, created_at, started_at,
+ *          finished_at, worker, error, optimizer)  + indexes on (status, id), (tier, id)
+ *   AUTOINCREMENT: ids are never reused, even after the last row is deleted by hand.
+ *   Unknown values are SQL NULL (tier -1 is NULL too).
+ *
+ * Durability.  journal_mode=WAL: a commit appends to the -wal file and readers (e.g.
+ * `gpunas trials` while a search runs) never block the writer.  synchronous:
+ *   - NORMAL in WAL mode writes each commit into the WAL with write(2) before COMMIT
+ *     returns but fsyncs only at checkpoints.  Data handed to the kernel survives the
+ *     death of the process (kill -9, a crash, OOM kill), so NORMAL already keeps every
+ *     committed trial across a killed search; an OS crash or power loss can lose the
+ *     last commits (the database stays consistent).
+ *   - FULL also fsyncs the WAL at every commit, so commits survive power loss too.
+ *   We default to FULL: a trial write happens once per evaluated candidate (seconds to
+ *   minutes of training), so one fsync (~1-10 ms) per write costs nothing measurable,
+ *   and a search resumed after a power cut then repeats no finished trial either.
+ *   GN_STORE_FAST selects NORMAL for callers that write many rows quickly (e.g.
+ *   thousands of latency-only 'pruned' candidates) and accept the power-loss window.
+ * Every write is one explicit transaction (BEGIN IMMEDIATE ... COMMIT, rolled back on
+ * any error); busy_timeout 5 s lets several processes share a store.
+ *
+ * Errors name the file and the operation and carry SQLite's reason, e.g.
+ * "runs.db: finish trial 7: database or disk is full"; after a failed write the
+ * transaction is rolled back and the store stays usable and consistent.
+ */
+#include <errno.h>
+#include <math.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "gpunas/store.h"
+
+#define APP_ID 0x676e6173 /* "gnas" */
+#define SCHEMA_VERSION 1
+#define BUSY_TIMEOUT_MS 5000
+
+typedef struct {
+    gn_store base;
+    sqlite3 *db;
+    int last_rc; /* SQLite's (primary) result code of the last error reported */
+} sq_store;
+
+static const gn_store_ops sqlite_ops;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* "FILE: OP: sqlite reason" */
+static int sqerr(sq_store *s, const char *op, gn_error *err)
+{
+    s->last_rc = sqlite3_errcode(s->db) & 0xff;
+    return gn_error_set(err, "%s: %s: %s", s->base.where, op, sqlite3_errmsg(s->db));
+}
+
+static int exec(sq_store *s, const char *sql, const char *op, gn_error *err)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        s->last_rc = sqlite3_errcode(s->db) & 0xff;
+        gn_error_set(err, "%s: %s: %s", s->base.where, op, msg ? msg : sqlite3_errmsg(s->db));
+        sqlite3_free(msg);
+        return -1;
+    }
+    return 0;
+}
+
+static int begin(sq_store *s, const char *op, gn_error *err) { return exec(s, "BEGIN IMMEDIATE", op, err); }
+
+static void rollback(sq_store *s)
+{
+    if (!sqlite3_get_autocommit(s->db))
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+/* Commit, or roll back and report. */
+static int commit(sq_store *s, const char *op, gn_error *err)
+{
+    if (exec(s, "COMMIT", op, err)) {
+        rollback(s);
+        return -1;
+    }
+    return 0;
+}
+
+static int prepare(sq_store *s, const char *sql, sqlite3_stmt **st, const char *op, gn_error *err)
+{
+    if (sqlite3_prepare_v2(s->db, sql, -1, st, NULL) != SQLITE_OK) {
+        *st = NULL;
+        return sqerr(s, op, err);
+    }
+    return 0;
+}
+
+/* One integer from a query (e.g. a PRAGMA); -1 with err on failure. */
+static int query_int(sq_store *s, const char *sql, int64_t *v, const char *op, gn_error *err)
+{
+    sqlite3_stmt *st;
+    if (prepare(s, sql, &st, op, err))
+        return -1;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *v = sqlite3_column_int64(st, 0);
+    else if (rc == SQLITE_DONE)
+        *v = 0;
+    else {
+        sqerr(s, op, err);
+        sqlite3_finalize(st);
+        return -1;
+    }
+    sqlite3_finalize(st);
+    return 0;
+}
+
+static const char schema_sql[] =
+    "CREATE TABLE schema_version(version INTEGER NOT NULL, applied_at REAL NOT NULL);"
+    "CREATE TABLE meta(key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);"
+    "CREATE TABLE trials("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " seq INTEGER NOT NULL,"
+    " tier INTEGER,"
+    " encoding TEXT NOT NULL,"
+    " config TEXT,"
+    " status TEXT NOT NULL CHECK (status IN ('running', 'done', 'failed', 'pruned')),"
+    " val_acc REAL, latency_ms REAL, latency_spread_ms REAL,"
+    " params INTEGER, macs INTEGER, train_s REAL,"
+    " created_at REAL NOT NULL, started_at REAL, finished_at REAL,"
+    " worker TEXT, error TEXT, optimizer TEXT);"
+    "CREATE INDEX trials_status ON trials(status, id);"
+    "CREATE INDEX trials_tier ON trials(tier, id);";
+
+static int create_schema(sq_store *s, gn_error *err)
+{
+    if (begin(s, "create store", err))
+        return -1;
+    int64_t n;
+    /* re-check inside the write lock: another process may have created it meanwhile */
+    if (query_int(s, "SELECT count(*) FROM sqlite_master", &n, "create store", err)) {
+        rollback(s);
+        return -1;
+    }
+    if (n > 0) {
+        rollback(s);
+        return 1; /* someone else did: identify it again */
+    }
+    char sql[sizeof schema_sql + 256];
+    snprintf(sql, sizeof sql, "%sINSERT INTO schema_version VALUES(%d, %.6f);PRAGMA application_id = %d;", schema_sql,
+             SCHEMA_VERSION, now_s(), APP_ID);
+    if (exec(s, sql, "create store", err)) {
+        rollback(s);
+        return -1;
+    }
+    return commit(s, "create store", err);
+}
+
+/* Recognise (or, if empty and allowed, create) a gpunas store. */
+static int identify(sq_store *s, unsigned flags, gn_error *err)
+{
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int64_t app;
+        gn_error e;
+        if (query_int(s, "PRAGMA application_id", &app, "open", &e)) {
+            if (s->last_rc == SQLITE_NOTADB)
+                return gn_error_set(err, "%s: not a gpunas trial store (not an SQLite database)", s->base.where);
+            *err = e;
+            return -1;
+        }
+        if (app == APP_ID) {
+            int64_t v;
+            if (query_int(s, "SELECT max(version) FROM schema_version", &v, "open", err))
+                return gn_error_set(err, "%s: damaged gpunas trial store: no schema_version table", s->base.where);
+            if (v > SCHEMA_VERSION)
+                return gn_error_set(err, "%s: trial store schema version %lld is newer than this gpunas supports (%d); "
+                                         "use a newer gpunas", s->base.where, (long long)v, SCHEMA_VERSION);
+            if (v < 1)
+                return gn_error_set(err, "%s: damaged gpunas trial store: schema version %lld", s->base.where,
+                                    (long long)v);
+            return 0;
+        }
+        if (app != 0)
+            return gn_error_set(err, "%s: not a gpunas trial store (SQLite application_id 0x%08llx)", s->base.where,
+                                (unsigned long long)(uint32_t)app);
+        int64_t n;
+        if (query_int(s, "SELECT count(*) FROM sqlite_master", &n, "open", err))
+            return -1;
+        if (n > 0)
+            return gn_error_set(err, "%s: not a gpunas trial store (an SQLite database of another application)",
+                                s->base.where);
+        if (!(flags & GN_STORE_CREATE))
+            return gn_error_set(err, "%s: not a gpunas trial store (empty database)", s->base.where);
+        /* WAL must be chosen outside a transaction; on an empty file it is the first write */
+        if (exec(s, "PRAGMA journal_mode=WAL", "open", err))
+            return -1;
+        int rc = create_schema(s, err);
+        if (rc <= 0)
+            return rc;
+    }
+    return gn_error_set(err, "%s: open: the store changed while it was being created; try again", s->base.where);
+}
+
+int gn_store_open_sqlite(const char *path, unsigned flags, gn_store **out, gn_error *err)
+{
+    *out = NULL;
+    if (!path || !*path)
+        return gn_error_set(err, "trial store: empty file name");
+    if (strcmp(path, ":memory:") == 0 || path[0] == ':')
+        return gn_error_set(err, "%s: a trial store must be a file", path);
+    struct stat stt;
+    if (stat(path, &stt) == 0) {
+        if (S_ISDIR(stt.st_mode))
+            return gn_error_set(err, "%s: is a directory, not a trial store", path);
+    } else if (!(flags & GN_STORE_CREATE)) {
+        return gn_error_set(err, "%s: cannot open trial store: %s", path, strerror(errno));
+    }
+    sq_store *s = calloc(1, sizeof *s);
+    s->base.ops = &sqlite_ops;
+    s->base.where = strdup(path);
+    int oflags = SQLITE_OPEN_READWRITE | (flags & GN_STORE_CREATE ? SQLITE_OPEN_CREATE : 0);
+    int rc = sqlite3_open_v2(path, &s->db, oflags, NULL);
+    if (rc != SQLITE_OK) {
+        if (s->db)
+            gn_error_set(err, "%s: cannot open trial store: %s", path, sqlite3_errmsg(s->db));
+        else
+            gn_error_set(err, "%s: cannot open trial store: out of memory", path);
+        sqlite3_close(s->db);
+        free(s->base.where);
+        free(s);
+        return -1;
+    }
+    sqlite3_extended_result_codes(s->db, 1);
+    sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
+    char sync[64];
+    snprintf(sync, sizeof sync, "PRAGMA synchronous=%s", flags & GN_STORE_FAST ? "NORMAL" : "FULL");
+    if (identify(s, flags, err) || exec(s, "PRAGMA journal_mode=WAL", "open", err) ||
+        exec(s, sync, "open", err)) {
+        sqlite3_close(s->db);
+        free(s->base.where);
+        free(s);
+        return -1;
+    }
+    *out = &s->base;
+    return 0;
+}
+
+static void sq_close(gn_store *b)
+{
+    sq_store *s = (sq_store *)b;
+    sqlite3_close(s->db); /* statements are always finalized, so this closes */
+    free(s->base.where);
+    free(s);
+}
+
+static int sq_put_meta(gn_store *b, const char *key, const char *value, gn_error *err)
+{
+    sq_store *s = (sq_store *)b;
+    char op[160];
+    snprintf(op, sizeof op, "put meta '%.100s'", key);
+    sqlite3_stmt *st;
+    if (begin(s, op, err))
+        return -1;
+    if (prepare(s, "INSERT INTO meta(key, value) VALUES(?1, ?2) ON CONFLICT(key) DO UPDATE SET value = ?2", &st, op,
+                err)) {
+        rollback(s);
+        return -1;
+    }
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, value, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        sqerr(s, op, err);
+        rollback(s);
+        return -1;
+    }
+    return commit(s, op, err);
+}
+
+static int sq_get_meta(gn_store *b, const char *key, char **value, gn_error *err)
+{
+    sq_store *s = (sq_store *)b;
+    char op[160];
+    snprintf(op, sizeof op, "get meta '%.100s'", key);
+    sqlite3_stmt *st;
+    if (prepare(s, "SELECT value FROM meta WHERE key = ?1", &st, op, err))
+        return -1;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(st), ret;
+    if (rc == SQLITE_ROW) {
+        *value = strdup((const char *)sqlite3_column_text(st, 0));
+        ret = 0;
+    } else if (rc == SQLITE_DONE) {
+        ret = 1;
+    } else {
+        ret = sqerr(s, op, err);
+    }
+    sqlite3_finalize(st);
+    return ret;
+}
+
+static void bind_real(sqlite3_stmt *st, int i, double v)
+{
+    if (isnan(v))
+        sqlite3_bind_null(st, i);
+    else
+        sqlite3_bind_double(st, i, v);
+}
+
+static void bind_i64(sqlite3_stmt *st, int i, int64_t v, int64_t null_value)
+{
+    if (v == null_value)
+        sqlite3_bind_null(st, i);
+    else
+        sqlite3_bind_int64(st, i, v);
+}
+
+static void bind_str(sqlite3_stmt *st, int i, const char *v)
+{
+    if (v)
+        sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+static int sq_insert_trial(gn_store *b, gn_trial *t, gn_error *err)
+{
+    sq_store *s = (sq_store *)b;
+    char op[96];
+    snprintf(op, sizeof op, "insert trial (seq %lld)", (long long)t->seq);
+    double now = now_s();
+    double created = isnan(t->created_at) ? now : t->created_at, started = isnan(t->started_at) ? now : t->started_at;
+    sqlite3_stmt *st;
+    if (begin(s, op, err))
+        return -1;
+    if (prepare(s,
+                "INSERT INTO trials(seq, tier, encoding, config, status, val_acc, latency_ms, latency_spread_ms, "
+                "params, macs, train_s, created_at, started_at, finished_at, worker, error, optimizer) "
+                "VALUES(?1, ?2, ?3, ?4, 'running', NULL, ?5, ?6, ?7, ?8, NULL, ?9, ?10, NULL, ?11, NULL, ?12)",
+                &st, op, err)) {
+        rollback(s);
+        return -1;
+    }
+    sqlite3_bind_int64(st, 1, t->seq);
+    bind_i64(st, 2, t->tier, -1);
+    bind_str(st, 3, t->encoding);
+    bind_str(st, 4, t->config);
+    bind_real(st, 5, t->latency_ms);
+    bind_real(st, 6, t->latency_spread_ms);
+    bind_i64(st, 7, t->params, -1);
+    bind_i64(st, 8, t->macs, -1);
+    sqlite3_bind_double(st, 9, created);
+    sqlite3_bind_double(st, 10, started);
+    bind_str(st, 11, t->worker);
+    bind_str(st, 12, t->optimizer);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        sqerr(s, op, err);
+        rollback(s);
+        return -1;
+    }
+    int64_t id = sqlite3_last_insert_rowid(s->db);
+    if (commit(s, op, err))
+        return -1;
+    t->id = id;
+    t->status = GN_TRIAL_RUNNING;
+    t->created_at = created;
+    t->started_at = started;
+    t->finished_at = NAN;
+    return 0;
+}
+
+static int sq_finish_trial(gn_store *b, int64_t id, const gn_trial *t, gn_error *err)
+{
+    sq_store *s = (sq_store *)b;
+    char op[96];
+    snprintf(op, sizeof op, "finish trial %lld", (long long)id);
+    double fin = isnan(t->finished_at) ? now_s() : t->finished_at;
+    sqlite3_stmt *st;
+    if (begin(s, op, err))
+        return -1;
+    if (prepare(s,
+                "UPDATE trials SET status = ?2, val_acc = ?3, train_s = ?4, finished_at = ?5, error = ?6,"
+                " tier = coalesce(?7, tier), config = coalesce(?8, config),"
+                " latency_ms = coalesce(?9, latency_ms), latency_spread_ms = coalesce(?10, latency_spread_ms),"
+                " params = coalesce(?11, params), macs = coalesce(?12, macs), worker = coalesce(?13, worker)"
+                " WHERE id = ?1 AND status = 'running'",
+                &st, op, err)) {
+        rollback(s);
+        return -1;
+    }
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_text(st, 2, gn_trial_status_name(t->status), -1, SQLITE_STATIC);
+    bind_real(st, 3, t->val_acc);
+    bind_real(st, 4, t->train_s);
+    sqlite3_bind_double(st, 5, fin);
+    bind_str(st, 6, t->error);
+    bind_i64(st, 7, t->tier, -1);
+    bind_str(st, 8, t->config);
+    bind_real(st, 9, t->latency_ms);
+    bind_real(st, 10, t->latency_spread_ms);
+    bind_i64(st, 11, t->params, -1);
+    bind_i64(st, 12, t->macs, -1);
+    bind_str(st, 13, t->worker);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        sqerr(s, op, err);
+        rollback(s);
+        return -1;
+    }
+    if (sqlite3_changes(s->db) == 0) {
+        /* not running: say why */
+        sqlite3_stmt *q;
+        int ret = -1;
+        if (prepare(s, "SELECT status FROM trials WHERE id = ?1", &q, op, err) == 0) {
+            sqlite3_bind_int64(q, 1, id);
+            int r2 = sqlite3_step(q);
+            if (r2 == SQLITE_ROW)
+                gn_error_set(err, "%s: %s: the trial is already %s (a trial is finished once)", s->base.where, op,
+                             (const char *)sqlite3_column_text(q, 0));
+            else if (r2 == SQLITE_DONE)
+                gn_error_set(err, "%s: %s: no such trial", s->base.where, op);
+            else
+                sqerr(s, op, err);
+            sqlite3_finalize(q);
+        }
+        rollback(s);
+        return ret;
+    }
+    return commit(s, op, err);
+}
+
+#define TRIAL_COLUMNS                                                                                        \
+    "id, seq, tier, encoding, config, status, val_acc, latency_ms, latency_spread_ms, params, macs, train_s, " \
+    "created_at, started_at, finished_at, worker, error, optimizer"
+
+static double col_real(sqlite3_stmt *st, int i)
+{
+    return sqlite3_column_type(st, i) == SQLITE_NULL ? NAN : sqlite3_column_double(st, i);
+}
+
+static int64_t col_i64(sqlite3_stmt *st, int i, int64_t null_value)
+{
+    return sqlite3_column_type(st, i) == SQLITE_NULL ? null_value : sqlite3_column_int64(st, i);
+}
+
+static char *col_str(sqlite3_stmt *st, int i)
+{
+    const unsigned char *v = sqlite3_column_text(st, i);
+    return v ? strdup((const char *)v) : NULL;
+}
+
+static void read_row(sqlite3_stmt *st, gn_trial *t)
+{
+    gn_trial_init(t);
+    t->id = sqlite3_column_int64(st, 0);
+    t->seq = sqlite3_column_int64(st, 1);
+    t->tier = (int)col_i64(st, 2, -1);
+    t->encoding = col_str(st, 3);
+    t->config = col_str(st, 4);
+    const char *status = (const char *)sqlite3_column_text(st, 5);
+    gn_trial_status_parse(status, &t->status); /* the CHECK constraint keeps it valid */
+    t->val_acc = col_real(st, 6);
+    t->latency_ms = col_real(st, 7);
+    t->latency_spread_ms = col_real(st, 8);
+    t->params = col_i64(st, 9, -1);
+    t->macs = col_i64(st, 10, -1);
+    t->train_s = col_real(st, 11);
+    t->created_at = col_real(st, 12);
+    t->started_at = col_real(st, 13);
+    t->finished_at = col_real(st, 14);
+    t->worker = col_str(st, 15);
+    t->error = col_str(st, 16);
+    t->optimizer = col_str(st, 17);
+}
+
+/* WHERE clause for a filter; parameters ?1 status, ?2 tier, ?3 after_id. */
+static void filter_sql(const gn_trial_filter *f, char *buf, size_t n)
+{
+    snprintf(buf, n, " WHERE id > ?3%s%s", f->status >= 0 ? " AND status = ?1" : "",
+             f->tier == GN_TIER_ANY ? "" : f->tier < 0 ? " AND tier IS NULL" : " AND tier = ?2");
+}
+
+static void bind_filter(sqlite3_stmt *st, const gn_trial_filter *f)
+{
+    if (f->status >= 0)
+        sqlite3_bind_text(st, 1, gn_trial_status_name((gn_trial_status)f->status), -1, SQLITE_STATIC);
+    if (f->tier >= 0)
+        sqlite3_bind_int(st, 2, f->tier);
+    sqlite3_bind_int64(st, 3, f->after_id);
+}
+
+static int sq_list_trials(gn_store *b, const gn_trial_filter *f, gn_trial_list *out, gn_error *err)
+{
+    sq_store *s = (sq_store *)b;
+    char where[128], sql[512];
+    filter_sql(f, where, sizeof where);
+    snprintf(sql, sizeof sql, "SELECT " TRIAL_COLUMNS " FROM trials%s ORDER BY id%s", where,
+             f->limit > 0 ? " LIMIT ?4" : "");
+    sqlite3_stmt *st;
+    if (prepare(s, sql, &st, "list trials", err))
+        return -1;
+    bind_filter(st, f);
+    if (f->limit > 0)
+        sqlite3_bind_int64(st, 4, f->limit);
+    int64_t cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (out->n == cap) {
+            cap = cap ? 2 * cap : 64;
+            gn_trial *p = realloc(out->items, sizeof(gn_trial) * (size_t)cap);
+            if (!p) {
+                sqlite3_finalize(st);
+                gn_trial_list_free(out);
+                return gn_error_set(err, "%s: list trials: out of memory", s->base.where);
+            }
+            out->items = p;
+        }
+        read_row(st, &out->items[out->n++]);
+    }
+    if (rc != SQLITE_DONE) {
+        sqerr(s, "list trials", err);
+        sqlite3_finalize(st);
+        gn_trial_list_free(out);
+        return -1;
+    }
+    sqlite3_finalize(st);
+    return 0;
+}
+
+static int sq_count_trials(gn_store *b, const gn_trial_filter *f, int64_t *n, gn_error *err)
+{
+    sq_store *s = (sq_store *)b;
+    char where[128], sql[256];
+    filter_sql(f, where, sizeof where);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM (SELECT 1 FROM trials%s%s)", where,
+             f->limit > 0 ? " LIMIT ?4" : "");
+    sqlite3_stmt *st;
+    if (prepare(s, sql, &st, "count trials", err))
+        return -1;
+    bind_filter(st, f);
+    if (f->limit > 0)
+        sqlite3_bind_int64(st, 4, f->limit);
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
+        sqerr(s, "count trials", err);
+        sqlite3_finalize(st);
+        return -1;
+    }
+    *n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return 0;
+}
+
+static int sq_get_trial(gn_store *b, int64_t id, gn_trial *out, gn_error *err)
+{
+    sq_store *s = (sq_store *)b;
+    char op[64];
+    snprintf(op, sizeof op, "get trial %lld", (long long)id);
+    sqlite3_stmt *st;
+    if (prepare(s, "SELECT " TRIAL_COLUMNS " FROM trials WHERE id = ?1", &st, op, err))
+        return -1;
+    sqlite3_bind_int64(st, 1, id);
+    int rc = sqlite3_step(st), ret;
+    if (rc == SQLITE_ROW) {
+        read_row(st, out);
+        ret = 0;
+    } else if (rc == SQLITE_DONE) {
+        gn_error_set(err, "%s: %s: no such trial", s->base.where, op);
+        ret = 1;
+    } else {
+        ret = sqerr(s, op, err);
+    }
+    sqlite3_finalize(st);
+    return ret;
+}
+
+static const gn_store_ops sqlite_ops = {
+    .name = "sqlite",
+    .close = sq_close,
+    .put_meta = sq_put_meta,
+    .get_meta = sq_get_meta,
+    .insert_trial = sq_insert_trial,
+    .finish_trial = sq_finish_trial,
+    .list_trials = sq_list_trials,
+    .count_trials = sq_count_trials,
+    .get_trial = sq_get_trial,
+};

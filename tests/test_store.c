@@ -1,0 +1,687 @@
+/*
+ * test_store.c — the trial store (gpunas/store.h) and `gpunas trials`.
+ *
+ * Checks: meta and trial round trips (every field, unknowns as NaN / -1 / NULL),
+ * filters and ordering, a trial finishes exactly once; trials survive close/reopen
+ * and the file is in WAL mode; a child process killed with SIGKILL while it writes
+ * trials as fast as it can leaves every trial it reported finished intact (same
+ * metrics), its marked running trial still running, and a database that passes
+ * PRAGMA integrity_check; a file size limit (the disk-full path: SQLite gets a short
+ * write) gives a one-line error naming the file, rolls back, and keeps the store
+ * readable and consistent; files that are not stores (text, another application's
+ * database, an empty database, a newer schema, a directory, a missing file, an
+ * unsupported URL) are refused with one line; `gpunas trials` prints the table, the
+ * filters and --json, and reports bad usage and bad stores as one line.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <jansson.h>
+#include <math.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "gpunas/store.h"
+#include "testutil.h"
+
+static char *fresh_path(const char *name)
+{
+    char *p = tu_tmp_path(name);
+    char side[1024];
+    unlink(p);
+    snprintf(side, sizeof side, "%s-wal", p);
+    unlink(side);
+    snprintf(side, sizeof side, "%s-shm", p);
+    unlink(side);
+    return p;
+}
+
+static gn_store *open_store(const char *path, unsigned flags)
+{
+    gn_store *s;
+    gn_error err;
+    if (gn_store_open(path, flags, &s, &err))
+        fail_msg("%s", err.msg);
+    return s;
+}
+
+static int64_t insert(gn_store *s, int64_t seq, int tier, const char *enc)
+{
+    gn_trial t;
+    gn_trial_init(&t);
+    t.seq = seq;
+    t.tier = tier;
+    t.encoding = (char *)enc;
+    t.optimizer = (char *)"lamcts";
+    gn_error err;
+    if (gn_store_insert_trial(s, &t, &err))
+        fail_msg("%s", err.msg);
+    assert_int_equal(t.status, GN_TRIAL_RUNNING);
+    assert_false(isnan(t.created_at));
+    return t.id;
+}
+
+static void finish(gn_store *s, int64_t id, gn_trial_status st, double acc, const char *error)
+{
+    gn_trial t;
+    gn_trial_init(&t);
+    t.status = st;
+    t.val_acc = acc;
+    t.error = (char *)error;
+    t.latency_ms = 0.5 + id * 0.001;
+    t.latency_spread_ms = 0.01;
+    t.params = 1000 * id;
+    t.macs = 100000 * id;
+    t.train_s = 12.5;
+    gn_error err;
+    if (gn_store_finish_trial(s, id, &t, &err))
+        fail_msg("%s", err.msg);
+}
+
+static void test_round_trip(void **state)
+{
+    char *path = fresh_path("rt.db");
+    gn_store *s = open_store(path, GN_STORE_CREATE);
+    gn_error err;
+    char *v;
+    assert_int_equal(gn_store_get_meta(s, "space", &v, &err), 1);
+    assert_null(v);
+    assert_int_equal(gn_store_put_meta(s, "space", "fmnist", &err), 0);
+    assert_int_equal(gn_store_put_meta(s, "tiers", "0.5,1,2", &err), 0);
+    assert_int_equal(gn_store_put_meta(s, "space", "gpunet", &err), 0); /* replaces */
+    assert_int_equal(gn_store_get_meta(s, "space", &v, &err), 0);
+    assert_string_equal(v, "gpunet");
+    free(v);
+
+    /* a trial with every field set */
+    gn_trial t, g;
+    gn_trial_init(&t);
+    t.seq = 7;
+    t.tier = 2;
+    t.encoding = (char *)"1,0,3";
+    t.config = (char *)"[{\"layer_type\": \"data\"}]";
+    t.latency_ms = 0.731;
+    t.latency_spread_ms = 0.012;
+    t.params = 208000;
+    t.macs = 5000000;
+    t.created_at = 1700000000.25;
+    t.worker = (char *)"host-a/0";
+    t.optimizer = (char *)"evolution";
+    assert_int_equal(gn_store_insert_trial(s, &t, &err), 0);
+    assert_int_equal(t.id, 1);
+    assert_true(t.created_at == 1700000000.25);
+    assert_false(isnan(t.started_at));
+    assert_int_equal(gn_store_get_trial(s, 1, &g, &err), 0);
+    assert_int_equal(g.status, GN_TRIAL_RUNNING);
+    assert_true(isnan(g.val_acc) && isnan(g.train_s) && isnan(g.finished_at));
+    assert_null(g.error);
+    gn_trial_clear(&g);
+
+    gn_trial f;
+    gn_trial_init(&f);
+    f.status = GN_TRIAL_DONE;
+    f.val_acc = 0.8765;
+    f.train_s = 21.5;
+    f.latency_ms = 0.702; /* re-measured: replaces */
+    assert_int_equal(gn_store_finish_trial(s, 1, &f, &err), 0);
+    assert_int_equal(gn_store_get_trial(s, 1, &g, &err), 0);
+    assert_int_equal(g.id, 1);
+    assert_int_equal(g.seq, 7);
+    assert_int_equal(g.tier, 2);
+    assert_string_equal(g.encoding, "1,0,3");
+    assert_string_equal(g.config, t.config);
+    assert_int_equal(g.status, GN_TRIAL_DONE);
+    assert_true(g.val_acc == 0.8765);
+    assert_true(g.latency_ms == 0.702);
+    assert_true(g.latency_spread_ms == 0.012); /* kept */
+    assert_int_equal(g.params, 208000);
+    assert_int_equal(g.macs, 5000000);
+    assert_true(g.train_s == 21.5);
+    assert_true(g.created_at == 1700000000.25);
+    assert_true(g.started_at == t.started_at);
+    assert_true(g.finished_at >= g.started_at);
+    assert_string_equal(g.worker, "host-a/0");
+    assert_string_equal(g.optimizer, "evolution");
+    assert_null(g.error);
+    gn_trial_clear(&g);
+
+    /* a trial is finished once; unknown ids and bad statuses are refused */
+    assert_int_not_equal(gn_store_finish_trial(s, 1, &f, &err), 0);
+    assert_non_null(strstr(err.msg, "finish trial 1: the trial is already done"));
+    assert_int_not_equal(gn_store_finish_trial(s, 99, &f, &err), 0);
+    assert_non_null(strstr(err.msg, "finish trial 99: no such trial"));
+    f.status = GN_TRIAL_RUNNING;
+    assert_int_not_equal(gn_store_finish_trial(s, 1, &f, &err), 0);
+    assert_non_null(strstr(err.msg, "status must be done, failed or pruned"));
+    assert_int_equal(gn_store_get_trial(s, 99, &g, &err), 1);
+    gn_trial_init(&t);
+    assert_int_not_equal(gn_store_insert_trial(s, &t, &err), 0);
+    assert_non_null(strstr(err.msg, "no encoding"));
+
+    /* more trials: tiers, statuses, order, filters */
+    int64_t a = insert(s, 8, 0, "0,0,0"), b = insert(s, 9, -1, "0,0,1"), c = insert(s, 10, 2, "0,1,1"),
+            d = insert(s, 11, 0, "1,1,1");
+    assert_true(a == 2 && b == 3 && c == 4 && d == 5);
+    finish(s, a, GN_TRIAL_DONE, 0.5, NULL);
+    finish(s, b, GN_TRIAL_PRUNED, NAN, NULL);
+    finish(s, c, GN_TRIAL_FAILED, NAN, "out of memory");
+    gn_trial_list l;
+    assert_int_equal(gn_store_list_trials(s, NULL, &l, &err), 0);
+    assert_int_equal(l.n, 5);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(l.items[i].id, i + 1);
+    assert_string_equal(l.items[3].error, "out of memory");
+    assert_int_equal(l.items[2].tier, -1);
+    gn_trial_list_free(&l);
+
+    gn_trial_filter flt;
+    gn_trial_filter_init(&flt);
+    int64_t n;
+    flt.status = GN_TRIAL_DONE;
+    assert_int_equal(gn_store_count_trials(s, &flt, &n, &err), 0);
+    assert_int_equal(n, 2);
+    flt.tier = 0;
+    assert_int_equal(gn_store_list_trials(s, &flt, &l, &err), 0);
+    assert_int_equal(l.n, 1);
+    assert_int_equal(l.items[0].id, a);
+    gn_trial_list_free(&l);
+    gn_trial_filter_init(&flt);
+    flt.tier = -1;
+    assert_int_equal(gn_store_count_trials(s, &flt, &n, &err), 0);
+    assert_int_equal(n, 1);
+    gn_trial_filter_init(&flt);
+    flt.status = GN_TRIAL_RUNNING;
+    assert_int_equal(gn_store_list_trials(s, &flt, &l, &err), 0);
+    assert_int_equal(l.n, 1);
+    assert_int_equal(l.items[0].id, d);
+    gn_trial_list_free(&l);
+    gn_trial_filter_init(&flt);
+    flt.after_id = 2;
+    flt.limit = 2;
+    assert_int_equal(gn_store_list_trials(s, &flt, &l, &err), 0);
+    assert_int_equal(l.n, 2);
+    assert_int_equal(l.items[0].id, 3);
+    assert_int_equal(l.items[1].id, 4);
+    gn_trial_list_free(&l);
+    assert_int_equal(gn_store_count_trials(s, &flt, &n, &err), 0);
+    assert_int_equal(n, 2);
+
+    /* a second handle (another process would do the same) sees the writes */
+    gn_store *s2 = open_store(path, GN_STORE_FAST); /* synchronous=NORMAL on this handle */
+    assert_int_equal(gn_store_count_trials(s2, NULL, &n, &err), 0);
+    assert_int_equal(n, 5);
+    int64_t e = insert(s2, 12, 1, "2,2,2");
+    assert_int_equal(e, 6);
+    assert_int_equal(gn_store_count_trials(s, NULL, &n, &err), 0);
+    assert_int_equal(n, 6);
+    gn_store_close(s2);
+    char url[1100];
+    snprintf(url, sizeof url, "sqlite:%s", path); /* the explicit form of the location */
+    s2 = open_store(url, 0);
+    assert_int_equal(gn_store_count_trials(s2, NULL, &n, &err), 0);
+    assert_int_equal(n, 6);
+    gn_store_close(s2);
+    assert_string_equal(gn_store_where(s), path);
+    gn_store_close(s);
+
+    /* close / reopen: all of it is there */
+    s = open_store(path, 0);
+    assert_int_equal(gn_store_get_meta(s, "tiers", &v, &err), 0);
+    assert_string_equal(v, "0.5,1,2");
+    free(v);
+    assert_int_equal(gn_store_list_trials(s, NULL, &l, &err), 0);
+    assert_int_equal(l.n, 6);
+    assert_true(l.items[0].val_acc == 0.8765);
+    assert_int_equal(l.items[3].status, GN_TRIAL_FAILED);
+    assert_int_equal(l.items[4].status, GN_TRIAL_RUNNING);
+    assert_int_equal(l.items[5].tier, 1);
+    gn_trial_list_free(&l);
+    gn_store_close(s);
+
+    /* the file is a WAL database of ours */
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(st, 0), "wal");
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    free(path);
+}
+
+static int integrity_ok(const char *path)
+{
+    sqlite3 *db;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK)
+        return 0;
+    sqlite3_stmt *st;
+    int ok = sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL) == SQLITE_OK &&
+             sqlite3_step(st) == SQLITE_ROW && strcmp((const char *)sqlite3_column_text(st, 0), "ok") == 0;
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return ok;
+}
+
+/* Child: write trials as fast as possible (seq continues from the rows already
+ * there), report each finished id on the pipe after its commit returned; the 10th
+ * trial of the round is left running and reported negated.  Never returns: the
+ * parent kills it. */
+static void writer_child(const char *path, int fd)
+{
+    gn_store *s;
+    gn_error err;
+    int64_t have;
+    if (gn_store_open(path, GN_STORE_CREATE, &s, &err) || gn_store_count_trials(s, NULL, &have, &err))
+        _exit(3);
+    for (int64_t i = 1;; i++) {
+        gn_trial t;
+        gn_trial_init(&t);
+        t.seq = have + i;
+        t.encoding = (char *)"1,2,3";
+        if (gn_store_insert_trial(s, &t, &err))
+            _exit(4);
+        if (i == 10) {
+            int64_t mark = -t.id;
+            if (write(fd, &mark, sizeof mark) != sizeof mark)
+                _exit(5);
+            continue; /* left running */
+        }
+        gn_trial f;
+        gn_trial_init(&f);
+        f.status = GN_TRIAL_DONE;
+        f.val_acc = 1.0 / (double)t.id;
+        f.train_s = (double)t.id;
+        if (gn_store_finish_trial(s, t.id, &f, &err))
+            _exit(6);
+        if (write(fd, &t.id, sizeof t.id) != sizeof t.id)
+            _exit(7);
+    }
+}
+
+/* One writer process, killed with SIGKILL `delay_us` after its 30th report.
+ * Returns the reported finished ids (appended to ids) and the running one. */
+static int64_t kill_round(const char *path, int delay_us, int64_t *ids, int *nids)
+{
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(fds[0]);
+        writer_child(path, fds[1]);
+        _exit(0);
+    }
+    close(fds[1]);
+    int64_t running = 0;
+    int got = 0;
+    while (got < 30) {
+        int64_t id;
+        if (read(fds[0], &id, sizeof id) != sizeof id)
+            fail_msg("writer child stopped early");
+        if (id < 0) {
+            running = -id;
+        } else {
+            ids[(*nids)++] = id;
+            got++;
+        }
+    }
+    if (delay_us)
+        usleep((useconds_t)delay_us);
+    kill(pid, SIGKILL); /* the child is somewhere in an insert or a finish */
+    int status;
+    waitpid(pid, &status, 0);
+    close(fds[0]);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    assert_true(running > 0);
+    return running;
+}
+
+static void test_kill9(void **state)
+{
+    char *path = fresh_path("kill.db");
+    int64_t ids[256], running[3];
+    int nids = 0;
+    static const int delays[3] = {0, 1500, 6000};
+    gn_error err;
+    for (int round = 0; round < 3; round++) {
+        running[round] = kill_round(path, delays[round], ids, &nids);
+        assert_true(integrity_ok(path));
+        gn_store *s = open_store(path, 0);
+        for (int i = 0; i < nids; i++) {
+            gn_trial g;
+            assert_int_equal(gn_store_get_trial(s, ids[i], &g, &err), 0);
+            assert_int_equal(g.status, GN_TRIAL_DONE);
+            assert_true(g.val_acc == 1.0 / (double)ids[i]);
+            assert_true(g.train_s == (double)ids[i]);
+            gn_trial_clear(&g);
+        }
+        for (int r = 0; r <= round; r++) {
+            gn_trial g;
+            assert_int_equal(gn_store_get_trial(s, running[r], &g, &err), 0);
+            assert_int_equal(g.status, GN_TRIAL_RUNNING);
+            gn_trial_clear(&g);
+        }
+        /* every stored row is consistent: ids 1..n without gaps, one per proposal, done
+         * rows complete; running rows are the marked ones and at most one cut off per round */
+        gn_trial_list l;
+        assert_int_equal(gn_store_list_trials(s, NULL, &l, &err), 0);
+        assert_true(l.n >= nids + round + 1);
+        int n_running = 0;
+        for (int64_t i = 0; i < l.n; i++) {
+            assert_int_equal(l.items[i].id, i + 1);
+            assert_int_equal(l.items[i].seq, i + 1);
+            if (l.items[i].status == GN_TRIAL_DONE)
+                assert_true(l.items[i].val_acc == 1.0 / (double)l.items[i].id);
+            else
+                n_running++;
+        }
+        assert_true(n_running >= round + 1 && n_running <= 2 * (round + 1));
+        print_message("kill -9 round %d (%d us after the 30th report): %lld rows, %d reported finished, %d running\n",
+                      round, delays[round], (long long)l.n, nids, n_running);
+        gn_trial_list_free(&l);
+        gn_store_close(s);
+    }
+    /* the resumed search can go on writing */
+    gn_store *s = open_store(path, 0);
+    int64_t id = insert(s, 1000, -1, "0");
+    assert_true(id > running[2]);
+    finish(s, id, GN_TRIAL_FAILED, NAN, "interrupted");
+    gn_store_close(s);
+    free(path);
+}
+
+/* Child: under a file-size limit, insert big trials until SQLite reports the short
+ * write; check the error is one line naming the file and the store stays usable. */
+static void full_child(const char *path, int64_t *committed_out, int fd)
+{
+    signal(SIGXFSZ, SIG_IGN); /* write(2) then fails with EFBIG instead of killing us */
+    struct rlimit rl = {.rlim_cur = 256 * 1024, .rlim_max = 256 * 1024};
+    if (setrlimit(RLIMIT_FSIZE, &rl))
+        _exit(10);
+    gn_store *s;
+    gn_error err;
+    if (gn_store_open(path, 0, &s, &err))
+        _exit(11);
+    char *big = malloc(40001);
+    memset(big, 'x', 40000);
+    big[40000] = 0;
+    int64_t committed = 0;
+    int rc = 0;
+    for (int i = 0; i < 100; i++) {
+        gn_trial t;
+        gn_trial_init(&t);
+        t.seq = 100 + i;
+        t.encoding = (char *)"9";
+        t.config = big;
+        if ((rc = gn_store_insert_trial(s, &t, &err)) != 0)
+            break;
+        committed++;
+    }
+    free(big);
+    if (rc == 0)
+        _exit(12);
+    /* the message: one line, names the file */
+    char msg[GN_ERROR_MAX + 16];
+    snprintf(msg, sizeof msg, "%s", err.msg);
+    ssize_t wn = write(fd, msg, strlen(msg) + 1);
+    (void)wn;
+    /* still consistent and readable after the failed write */
+    int64_t n;
+    if (gn_store_count_trials(s, NULL, &n, &err) || n != 2 + committed)
+        _exit(13);
+    gn_store_close(s);
+    *committed_out = committed;
+    _exit((int)committed);
+}
+
+static void test_io_error(void **state)
+{
+    char *path = fresh_path("full.db");
+    gn_store *s = open_store(path, GN_STORE_CREATE);
+    insert(s, 1, 0, "1");
+    finish(s, 1, GN_TRIAL_DONE, 0.9, NULL);
+    insert(s, 2, 0, "2");
+    gn_store_close(s);
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int64_t c;
+        close(fds[0]);
+        full_child(path, &c, fds[1]);
+    }
+    close(fds[1]);
+    char msg[1024] = {0};
+    ssize_t got = read(fds[0], msg, sizeof msg - 1);
+    close(fds[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    assert_true(WIFEXITED(status));
+    int committed = WEXITSTATUS(status);
+    assert_true(got > 0);
+    print_message("size-limited store: %d big trials committed, then: %s\n", committed, msg);
+    assert_true(committed >= 1 && committed < 10);
+    assert_non_null(strstr(msg, path));
+    assert_non_null(strstr(msg, "insert trial (seq"));
+    assert_true(strstr(msg, "disk is full") || strstr(msg, "I/O error"));
+    assert_null(strchr(msg, '\n'));
+
+    assert_true(integrity_ok(path));
+    s = open_store(path, 0);
+    gn_error err;
+    int64_t n;
+    assert_int_equal(gn_store_count_trials(s, NULL, &n, &err), 0);
+    assert_int_equal(n, 2 + committed);
+    gn_trial g;
+    assert_int_equal(gn_store_get_trial(s, 1, &g, &err), 0);
+    assert_true(g.val_acc == 0.9);
+    gn_trial_clear(&g);
+    gn_store_close(s);
+    free(path);
+}
+
+static void expect_open_error(const char *where, unsigned flags, const char *msg)
+{
+    gn_store *s = (gn_store *)1;
+    gn_error err;
+    if (gn_store_open(where, flags, &s, &err) == 0)
+        fail_msg("%s: opened", where);
+    assert_null(s);
+    if (!strstr(err.msg, msg) || strchr(err.msg, '\n'))
+        fail_msg("%s: expected '%s', got '%s'", where, msg, err.msg);
+}
+
+static void sql(const char *path, const char *text)
+{
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    char *e = NULL;
+    if (sqlite3_exec(db, text, NULL, NULL, &e) != SQLITE_OK)
+        fail_msg("%s", e);
+    sqlite3_close(db);
+}
+
+static void test_not_a_store(void **state)
+{
+    char *p = fresh_path("text.db");
+    tu_write_file(p, "this is not a database, just some text that is long enough to fill a header....\n"
+                     "more text, more text, more text, more text, more text, more text, more text\n");
+    expect_open_error(p, GN_STORE_CREATE, "not a gpunas trial store (not an SQLite database)");
+    /* the file was not touched */
+    char *back = tu_read_file(p, NULL);
+    assert_non_null(strstr(back, "this is not a database"));
+    free(back);
+    free(p);
+
+    p = fresh_path("other.db");
+    sql(p, "CREATE TABLE photos(id INTEGER, path TEXT); INSERT INTO photos VALUES(1, 'a.jpg');");
+    expect_open_error(p, GN_STORE_CREATE, "not a gpunas trial store (an SQLite database of another application)");
+    free(p);
+
+    p = fresh_path("empty.db");
+    tu_write_file(p, "");
+    expect_open_error(p, 0, "not a gpunas trial store (empty database)");
+    gn_store *s = open_store(p, GN_STORE_CREATE); /* an empty file may become a store */
+    gn_store_close(s);
+    free(p);
+
+    p = fresh_path("newer.db");
+    s = open_store(p, GN_STORE_CREATE);
+    gn_store_close(s);
+    sql(p, "INSERT INTO schema_version VALUES(99, 0);");
+    expect_open_error(p, 0, "trial store schema version 99 is newer than this gpunas supports (1)");
+    free(p);
+
+    p = fresh_path("appid.db");
+    sql(p, "PRAGMA application_id = 1234; CREATE TABLE x(y);");
+    expect_open_error(p, 0, "not a gpunas trial store (SQLite application_id 0x000004d2)");
+    free(p);
+
+    p = fresh_path("missing.db");
+    expect_open_error(p, 0, "cannot open trial store: No such file or directory");
+    struct stat st;
+    assert_int_not_equal(stat(p, &st), 0); /* not created */
+    free(p);
+    p = tu_tmp_path("adir");
+    mkdir(p, 0777);
+    expect_open_error(p, GN_STORE_CREATE, "is a directory");
+    rmdir(p);
+    free(p);
+    expect_open_error("postgresql://db.example/nas", GN_STORE_CREATE,
+                      "unsupported trial store 'postgresql' (this build stores trials in SQLite files");
+    expect_open_error("", GN_STORE_CREATE, "no location given");
+}
+
+static int count_lines(const char *s)
+{
+    int n = 0;
+    for (; s && *s; s++)
+        n += *s == '\n';
+    return n;
+}
+
+static void test_cli_trials(void **state)
+{
+    char *path = fresh_path("cli.db");
+    gn_store *s = open_store(path, GN_STORE_CREATE);
+    int64_t a = insert(s, 1, 0, "0,1,2"), b = insert(s, 2, 1, "1,1,1"), c = insert(s, 3, -1, "2,2,2");
+    insert(s, 4, 1, "3,3,3");
+    finish(s, a, GN_TRIAL_DONE, 0.9012, NULL);
+    finish(s, b, GN_TRIAL_FAILED, NAN, "training diverged (loss nan)");
+    finish(s, c, GN_TRIAL_PRUNED, NAN, NULL);
+    gn_trial t;
+    gn_trial_init(&t);
+    t.seq = 5;
+    t.tier = 2;
+    t.encoding = (char *)"4,4,4";
+    t.config = (char *)"[{\"layer_type\": \"data\", \"img_resolution\": 32, \"distill\": false}]";
+    gn_error err;
+    assert_int_equal(gn_store_insert_trial(s, &t, &err), 0);
+    gn_store_close(s);
+
+    char args[1024], *out, *errs;
+    snprintf(args, sizeof args, "trials %s", path);
+    assert_int_equal(tu_run_cli(args, &out, &errs), 0);
+    assert_string_equal(errs, "");
+    assert_int_equal(count_lines(out), 1 + 5 + 1);
+    assert_non_null(strstr(out, "val_acc"));
+    assert_non_null(strstr(out, "0.9012"));
+    assert_non_null(strstr(out, "0.501±0.010"));
+    assert_non_null(strstr(out, "error: training diverged (loss nan)"));
+    assert_non_null(strstr(out, "5 trials (1 done, 2 running, 1 failed, 1 pruned)"));
+    free(out);
+    free(errs);
+
+    snprintf(args, sizeof args, "trials %s --status running --tier 1", path);
+    assert_int_equal(tu_run_cli(args, &out, &errs), 0);
+    assert_int_equal(count_lines(out), 3);
+    assert_non_null(strstr(out, "3,3,3"));
+    assert_non_null(strstr(out, "1 trials (0 done, 1 running"));
+    free(out);
+    free(errs);
+    snprintf(args, sizeof args, "trials %s --tier none", path);
+    assert_int_equal(tu_run_cli(args, &out, &errs), 0);
+    assert_non_null(strstr(out, "2,2,2"));
+    assert_non_null(strstr(out, "1 trials (0 done, 0 running, 0 failed, 1 pruned)"));
+    free(out);
+    free(errs);
+
+    snprintf(args, sizeof args, "trials %s --json", path);
+    assert_int_equal(tu_run_cli(args, &out, &errs), 0);
+    json_error_t je;
+    json_t *j = json_loads(out, 0, &je);
+    assert_non_null(j);
+    assert_int_equal(json_array_size(j), 5);
+    json_t *o = json_array_get(j, 0);
+    assert_string_equal(json_string_value(json_object_get(o, "status")), "done");
+    assert_true(json_real_value(json_object_get(o, "val_acc")) == 0.9012);
+    assert_int_equal(json_integer_value(json_object_get(o, "params")), 1000);
+    assert_string_equal(json_string_value(json_object_get(o, "optimizer")), "lamcts");
+    assert_true(json_is_null(json_object_get(json_array_get(j, 2), "tier")));
+    assert_string_equal(json_string_value(json_object_get(json_array_get(j, 1), "error")),
+                        "training diverged (loss nan)");
+    json_t *cfg = json_object_get(json_array_get(j, 4), "config");
+    assert_true(json_is_array(cfg));
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(cfg, 0), "img_resolution")), 32);
+    assert_true(json_is_null(json_object_get(json_array_get(j, 4), "val_acc")));
+    json_decref(j);
+    free(out);
+    free(errs);
+
+    /* errors */
+    static const struct {
+        const char *args;
+        int rc;
+        const char *msg;
+    } bad[] = {
+        {"trials", 2, "usage: gpunas trials"},
+        {"trials %s --status finished", 2, "gpunas trials: option --status: unknown status 'finished'"},
+        {"trials %s --tier x", 2, "gpunas trials: option --tier: 'x' is not an integer"},
+        {"trials %s --bogus", 2, "gpunas trials: unknown option '--bogus'"},
+        {"trials %s.missing", 1, "gpunas trials: "},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(args, sizeof args, bad[i].args, path);
+        assert_int_equal(tu_run_cli(args, &out, &errs), bad[i].rc);
+        if (!strstr(errs, bad[i].msg))
+            fail_msg("'%s': got '%s'", args, errs);
+        if (bad[i].rc == 1)
+            assert_int_equal(count_lines(errs), 1);
+        free(out);
+        free(errs);
+    }
+    char *txt = tu_tmp_path("notastore.txt");
+    tu_write_file(txt, "hello, this is a text file and not an SQLite database at all, no header here......\n"
+                       "padding padding padding padding padding padding padding padding padding padding\n");
+    snprintf(args, sizeof args, "trials %s", txt);
+    assert_int_equal(tu_run_cli(args, &out, &errs), 1);
+    assert_non_null(strstr(errs, "not a gpunas trial store"));
+    assert_int_equal(count_lines(errs), 1);
+    free(out);
+    free(errs);
+    free(txt);
+    free(path);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_kill9),
+        cmocka_unit_test(test_io_error),
+        cmocka_unit_test(test_not_a_store),
+        cmocka_unit_test(test_cli_trials),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
