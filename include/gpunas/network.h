@@ -99,6 +99,15 @@ int gn_net_prepare_inference(gn_net *net, gn_error *err);
 int gn_net_infer(gn_net *net, const gn_tensor *x, const gn_tensor **logits, gn_error *err);
 /* Bytes of activation memory the inference plan uses for batch n (after a run). */
 size_t gn_net_infer_activation_bytes(const gn_net *net);
+/* Bytes of the inference weights (folded conv weights and biases, classifier) once
+ * prepared; 0 before gn_net_prepare_inference. */
+size_t gn_net_infer_weight_bytes(const gn_net *net);
+/* gn_net_infer that also times every inference node (CLOCK_MONOTONIC) and ADDS its
+ * nanoseconds to layer_ns[JSON layer index of the node]; layer_ns has
+ * gn_net_arch(net)->n_layers entries and is not cleared (callers sum over runs).
+ * Used by the latency profiler (gpunas/latency.h). */
+int gn_net_infer_profile(gn_net *net, const gn_tensor *x, const gn_tensor **logits, int64_t *layer_ns,
+                         gn_error *err);
 
 /* Weights (all params and running stats) in safetensors, names as above. */
 int gn_net_save(gn_net *net, const char *path, gn_error *err);

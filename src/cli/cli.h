@@ -6,12 +6,18 @@
 #ifndef GPUNAS_CLI_H
 #define GPUNAS_CLI_H
 
+#include <stdint.h>
+
 int cmd_info(int argc, char **argv);
 int cmd_format(int argc, char **argv);
 int cmd_trials(int argc, char **argv);
+int cmd_latency(int argc, char **argv);
+int cmd_profile(int argc, char **argv);
 
 /* shared helpers (cli_util.c) */
 int cli_parse_int(const char *cmd, const char *flag, const char *s, int lo, int hi, int *out);
+int cli_parse_double(const char *cmd, const char *flag, const char *s, double lo, double hi, double *out);
+int cli_parse_u64(const char *cmd, const char *flag, const char *s, uint64_t *out);
 void cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #endif

@@ -1,5 +1,6 @@
 /* cli_util.c — small helpers shared by subcommands. */
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,5 +35,43 @@ int cli_parse_int(const char *cmd, const char *flag, const char *s, int lo, int 
         return -1;
     }
     *out = (int)v;
+    return 0;
+}
+
+int cli_parse_double(const char *cmd, const char *flag, const char *s, double lo, double hi, double *out)
+{
+    if (!s) {
+        cli_error(cmd, "option %s: missing value", flag);
+        return -1;
+    }
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v)) {
+        cli_error(cmd, "option %s: '%s' is not a number", flag, s);
+        return -1;
+    }
+    if (v < lo || v > hi) {
+        cli_error(cmd, "option %s: %g out of range [%g, %g]", flag, v, lo, hi);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_parse_u64(const char *cmd, const char *flag, const char *s, uint64_t *out)
+{
+    if (!s) {
+        cli_error(cmd, "option %s: missing value", flag);
+        return -1;
+    }
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *end || s[0] == '-') {
+        cli_error(cmd, "option %s: '%s' is not a non-negative integer", flag, s);
+        return -1;
+    }
+    *out = (uint64_t)v;
     return 0;
 }

@@ -11,6 +11,8 @@ static const struct {
 } commands[] = {
     {"info", cmd_info, "describe a GPUNet JSON config: per-layer shapes, params, MACs"},
     {"format", cmd_format, "rewrite a GPUNet JSON config in the canonical layout"},
+    {"latency", cmd_latency, "measure a config's inference latency (median, spread, memory, per layer)"},
+    {"profile", cmd_profile, "build a device latency profile: lookup table + calibrated predictor"},
     {"trials", cmd_trials, "list the trials stored by a search (table or --json)"},
 };
 

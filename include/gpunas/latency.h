@@ -1,0 +1,145 @@
+/*
+ * gpunas/latency.h — on-device inference latency, measured the way trtexec does it.
+ *
+ * Design
+ *   A measurement runs a network in inference mode (gn_net_prepare_inference: BN
+ *   folded, fused post-ops, reused buffers) on a fixed random input:
+ *     1. warm-up: runs until BOTH a minimum time (warmup_ms) and a minimum count
+ *        (warmup_runs) are reached, so caches, oneDNN primitive creation and the
+ *        OpenMP pool are settled before anything is timed;
+ *     2. `runs` timed runs; each run reads CLOCK_MONOTONIC four times and records
+ *        three separate samples: the host -> input-tensor copy ("h2d"), the
+ *        inference itself ("compute", what GPUNet reports as TensorRT's "GPU Compute
+ *        Time") and the read of the logits back to the host ("d2h").  On the CPU
+ *        backends the copies are memcpy's, but they are still timed apart so a
+ *        device backend reports the same split.
+ *   Statistics per sample set (gn_lat_stats): median, mean, p90, p99 (linear
+ *   interpolation between order statistics, numpy's default), min, max, sample
+ *   standard deviation, CV = stddev/mean, a distribution-free 95% confidence interval
+ *   of the median (order statistics n/2 -+ 0.98 sqrt(n)), and the medians of the
+ *   first and second half of the runs in run order; their relative difference is the
+ *   drift (a machine that speeds up or slows down during the measurement).
+ *
+ *   Stability: gn_lat_check_stable refuses a measurement whose CV or drift exceeds
+ *   the limits (defaults 15% and 5%) or that has too few runs, with a one-line
+ *   reason; the CLI then reports nothing unless --force.  CV catches noise; drift
+ *   catches a trend (another process starting, frequency scaling) that a stable CV
+ *   can hide.  What no statistic can catch: with as many OpenMP threads as cores,
+ *   a process running beside the measurement deschedules a team thread and every
+ *   parallel region waits for it, so times grow many-fold yet may look steady
+ *   (small CV) for as long as the other process runs.  Measure on a quiet machine,
+ *   or with fewer threads than cores on a shared one.
+ *
+ *   Per-layer timing (gn_lat_measure_layers) uses gn_net_infer_profile: the same
+ *   inference with a clock read around every node, summed per JSON layer; per layer
+ *   the median over runs is reported, plus the per-run wall time of the profiled
+ *   runs so callers can check that the layers account for the whole run.
+ *
+ *   Device description (gn_lat_device): CPU model (/proc/cpuinfo "model name"),
+ *   physical cores and logical CPUs, the threads used, the backend, the oneDNN
+ *   version (dnnl_version()) and the gpunas version; `id` joins them into one string
+ *   that names the device in latency profiles (gpunas/latprofile.h).
+ *
+ *   All times are milliseconds (double).  Nothing prints; errors fill a gn_error.
+ */
+#ifndef GPUNAS_LATENCY_H
+#define GPUNAS_LATENCY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gpunas/error.h"
+#include "gpunas/network.h"
+
+/* ------------------------------------------------------------------ statistics */
+typedef struct {
+    int n;
+    double median, mean, p90, p99, min, max;
+    double stddev; /* sample standard deviation (n - 1); 0 when n == 1 */
+    double cv;     /* stddev / mean */
+    double med_lo, med_hi;              /* 95% confidence interval of the median */
+    double median_first, median_second; /* medians of the first / second half (run order) */
+    double drift;                       /* |median_second - median_first| / median */
+} gn_lat_stats;
+
+/* Quantile q in [0,1] of sorted[0..n-1] (ascending), linear interpolation at
+ * position q*(n-1) (numpy.percentile's default). */
+double gn_lat_quantile(const double *sorted, int n, double q);
+/* Statistics of x[0..n-1] in run order (x is not modified); n >= 1, finite values. */
+int gn_lat_stats_compute(const double *x, int n, gn_lat_stats *s, gn_error *err);
+
+typedef struct {
+    double max_cv;    /* refuse when cv > max_cv (default 0.15) */
+    double max_drift; /* refuse when drift > max_drift (default 0.05) */
+    int min_runs;     /* refuse when n < min_runs (default 10) */
+} gn_lat_limits;
+
+void gn_lat_limits_default(gn_lat_limits *l);
+/* 0: stable.  1: not stable, `why` (may be NULL) gets one line naming the failed
+ * criterion with its value and limit. */
+int gn_lat_check_stable(const gn_lat_stats *s, const gn_lat_limits *l, char *why, size_t why_size);
+
+/* ------------------------------------------------------------------ measurement */
+typedef struct {
+    int runs;          /* timed runs (default 100) */
+    double warmup_ms;  /* warm-up lasts at least this long (default 500) */
+    int warmup_runs;   /* ... and at least this many runs (default 5) */
+    uint64_t seed;     /* input data (default 1) */
+} gn_lat_opts;
+
+void gn_lat_opts_default(gn_lat_opts *o);
+
+typedef struct {
+    int batch;
+    gn_lat_stats compute; /* gn_net_infer alone */
+    gn_lat_stats h2d;     /* host -> input tensor copy */
+    gn_lat_stats d2h;     /* logits -> host copy */
+    gn_lat_stats e2e;     /* the three, per run */
+    int warmup_done;      /* warm-up runs made */
+    double warmup_ms_done;
+    size_t input_bytes;   /* the input tensor */
+    size_t act_bytes;     /* activation buffers of the inference plan at this batch */
+    size_t weight_bytes;  /* folded inference weights */
+    double *compute_ms;   /* the compute samples in run order (owned, `runs` values) */
+} gn_lat_result;
+
+/* Measure net (any backend) at the given batch; prepares the inference plan from the
+ * current weights.  Fills r (free with gn_lat_result_free). */
+int gn_lat_measure(gn_net *net, int batch, const gn_lat_opts *o, gn_lat_result *r, gn_error *err);
+void gn_lat_result_free(gn_lat_result *r);
+
+typedef struct {
+    int n_layers;        /* = arch->n_layers (index 0, the data layer, is always 0) */
+    int runs;
+    double *median_ms;   /* per JSON layer: median over runs (owned) */
+    double *mean_ms;     /* per JSON layer: mean over runs (owned) */
+    double *cv;          /* per JSON layer: coefficient of variation over runs (owned) */
+    double sum_median_ms;   /* sum of the per-layer medians */
+    gn_lat_stats layer_sum; /* per run: sum over layers */
+    gn_lat_stats run;       /* per run: wall time of the whole profiled inference */
+} gn_lat_layers;
+
+/* Per-layer times (same warm-up and run count as gn_lat_measure). */
+int gn_lat_measure_layers(gn_net *net, int batch, const gn_lat_opts *o, gn_lat_layers *r, gn_error *err);
+void gn_lat_layers_free(gn_lat_layers *r);
+
+/* ------------------------------------------------------------------ device */
+typedef struct {
+    char kind[16];       /* "cpu" */
+    char cpu_model[128]; /* /proc/cpuinfo "model name" ("unknown" if absent) */
+    int cores;           /* physical cores (distinct physical id/core id; else logical) */
+    int logical_cpus;    /* online logical CPUs */
+    int threads;         /* intra-op threads used for the measurement */
+    char backend[16];    /* "dnnl", "ref" */
+    char onednn[32];     /* "2.6.3" */
+    char gpunas[16];     /* gpunas version */
+    char id[320];        /* all of the above in one line */
+} gn_lat_device;
+
+/* Describe this machine for `backend` run with `threads` threads (<= 0: all logical
+ * CPUs).  Only "cpu" devices exist today. */
+int gn_lat_device_detect(const char *backend, int threads, gn_lat_device *d, gn_error *err);
+/* Rebuild d->id from the other fields. */
+void gn_lat_device_make_id(gn_lat_device *d);
+
+#endif

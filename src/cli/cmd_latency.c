@@ -1,0 +1,949 @@
+/*
+ * cmd_latency.c — `gpunas latency` (measure one config's inference latency, like
+ * trtexec) and `gpunas profile` (build a device profile: lookup table, calibrated
+ * predictor, held-out evaluation; see gpunas/latency.h and gpunas/latprofile.h).
+ *
+ * latency: load the config (with --res), build the network on the dnnl backend
+ * with --threads, initialise it from a seed, measure (warm-up, timed runs, compute
+ * apart from the copies), check stability and refuse to report an unstable result
+ * unless --force; optionally per-layer times (--per-layer) and the prediction of a
+ * device profile (--profile).  Memory: folded weights and the activation buffers of
+ * the inference plan at that batch, plus the input tensor.
+ *
+ * profile: see cmd_profile below; architectures come from a search space
+ * (--space NAME|FILE) or from random per-layer perturbations of a config (--base).
+ */
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "gpunas/arch.h"
+#include "gpunas/latency.h"
+#include "gpunas/latprofile.h"
+#include "gpunas/network.h"
+#include "gpunas/rng.h"
+#include "gpunas/space.h"
+
+/* ------------------------------------------------------------------ shared */
+static const char *mib(size_t bytes, char *buf, size_t n)
+{
+    snprintf(buf, n, "%.2f MiB", bytes / 1048576.0);
+    return buf;
+}
+
+static json_t *stats_json(const gn_lat_stats *s)
+{
+    return json_pack("{s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "n", s->n, "median_ms",
+                     s->median, "mean_ms", s->mean, "p90_ms", s->p90, "p99_ms", s->p99, "min_ms", s->min, "max_ms",
+                     s->max, "stddev_ms", s->stddev, "cv", s->cv, "median_ci95_lo_ms", s->med_lo, "median_ci95_hi_ms",
+                     s->med_hi, "median_first_half_ms", s->median_first, "median_second_half_ms", s->median_second);
+}
+
+static void print_stats(const char *what, const gn_lat_stats *s)
+{
+    printf("%-14s median %.4f  mean %.4f  p90 %.4f  p99 %.4f  min %.4f  max %.4f  CV %.1f%%\n", what, s->median,
+           s->mean, s->p90, s->p99, s->min, s->max, 100 * s->cv);
+}
+
+static int setup_backend(const char *cmd, const char *backend, int threads, gn_backend **be, gn_lat_device *dev)
+{
+    gn_error err;
+    if (gn_backend_create(backend, be, &err)) {
+        cli_error(cmd, "%s", err.msg);
+        return -1;
+    }
+    if (gn_backend_set_threads(*be, threads, &err) || gn_lat_device_detect(backend, threads, dev, &err)) {
+        cli_error(cmd, "%s", err.msg);
+        gn_backend_destroy(*be);
+        *be = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ latency */
+typedef struct {
+    const char *config, *profile, *backend;
+    int batch, res, threads;
+    gn_lat_opts mo;
+    gn_lat_limits lim;
+    bool per_layer, json, force;
+} lat_opts;
+
+static const char *latency_usage =
+    "usage: gpunas latency CONFIG.json [--batch B] [--res R] [--threads N] [--runs N]\n"
+    "         [--warmup-ms M] [--warmup-runs N] [--device cpu] [--backend dnnl|ref]\n"
+    "         [--per-layer] [--json] [--force] [--max-cv PCT] [--max-drift PCT]\n"
+    "         [--seed S] [--profile DEVICE.json]\n"
+    "  Inference latency (BN folded, fused ops) after a warm-up: median, mean, p90, p99,\n"
+    "  min, max and CV of the compute time, with the input copy and output read timed\n"
+    "  apart; peak activation and weight memory at that batch; params and MACs.\n"
+    "  --batch B        batch size (default 1)\n"
+    "  --res R          input resolution (default: the config's)\n"
+    "  --threads N      intra-op threads (default: all logical CPUs)\n"
+    "  --runs N         timed runs (default 100)\n"
+    "  --warmup-ms M    warm-up for at least M ms (default 500) ...\n"
+    "  --warmup-runs N  ... and at least N runs (default 5)\n"
+    "  --device cpu     the only device today\n"
+    "  --per-layer      each JSON layer's time, share, GFLOP/s and GB/s\n"
+    "  --json           machine-readable output\n"
+    "  --force          report even when the measurement is not stable\n"
+    "  --max-cv PCT     stability limit on the coefficient of variation (default 15)\n"
+    "  --max-drift PCT  limit on the median change between the two halves (default 5)\n"
+    "  --seed S         weight and input seed (default 1)\n"
+    "  --profile F      also print the latency predicted by device profile F\n";
+
+static int parse_lat(int argc, char **argv, lat_opts *o)
+{
+    const char *cmd = "latency";
+    memset(o, 0, sizeof *o);
+    o->batch = 1;
+    o->backend = "dnnl";
+    gn_lat_opts_default(&o->mo);
+    gn_lat_limits_default(&o->lim);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        double d = 0;
+        int rc = 0;
+        if (strcmp(a, "--batch") == 0)
+            rc = cli_parse_int(cmd, a, v, 1, 65536, &o->batch), i++;
+        else if (strcmp(a, "--res") == 0)
+            rc = cli_parse_int(cmd, a, v, 1, 16384, &o->res), i++;
+        else if (strcmp(a, "--threads") == 0)
+            rc = cli_parse_int(cmd, a, v, 1, 4096, &o->threads), i++;
+        else if (strcmp(a, "--runs") == 0)
+            rc = cli_parse_int(cmd, a, v, 1, 10000000, &o->mo.runs), i++;
+        else if (strcmp(a, "--warmup-runs") == 0)
+            rc = cli_parse_int(cmd, a, v, 0, 10000000, &o->mo.warmup_runs), i++;
+        else if (strcmp(a, "--warmup-ms") == 0)
+            rc = cli_parse_double(cmd, a, v, 0, 3.6e6, &o->mo.warmup_ms), i++;
+        else if (strcmp(a, "--max-cv") == 0)
+            rc = cli_parse_double(cmd, a, v, 0, 1e6, &d), o->lim.max_cv = d / 100, i++;
+        else if (strcmp(a, "--max-drift") == 0)
+            rc = cli_parse_double(cmd, a, v, 0, 1e6, &d), o->lim.max_drift = d / 100, i++;
+        else if (strcmp(a, "--seed") == 0)
+            rc = cli_parse_u64(cmd, a, v, &o->mo.seed), i++;
+        else if (strcmp(a, "--device") == 0) {
+            if (!v) {
+                cli_error(cmd, "option %s: missing value", a);
+                return -1;
+            }
+            if (strcmp(v, "cpu") != 0) {
+                cli_error(cmd, "option --device: '%s' is not available (devices: cpu)", v);
+                return -1;
+            }
+            i++;
+        } else if (strcmp(a, "--backend") == 0) {
+            if (!v || (strcmp(v, "dnnl") != 0 && strcmp(v, "ref") != 0)) {
+                cli_error(cmd, "option --backend: '%s' is not a CPU backend (dnnl, ref)", v ? v : "");
+                return -1;
+            }
+            o->backend = v;
+            i++;
+        } else if (strcmp(a, "--profile") == 0) {
+            if (!v) {
+                cli_error(cmd, "option %s: missing value", a);
+                return -1;
+            }
+            o->profile = v;
+            i++;
+        } else if (strcmp(a, "--per-layer") == 0)
+            o->per_layer = true;
+        else if (strcmp(a, "--json") == 0)
+            o->json = true;
+        else if (strcmp(a, "--force") == 0)
+            o->force = true;
+        else if (a[0] == '-' && a[1]) {
+            cli_error(cmd, "unknown option '%s' (see gpunas latency --help)", a);
+            return -1;
+        } else if (!o->config)
+            o->config = a;
+        else {
+            cli_error(cmd, "unexpected argument '%s'", a);
+            return -1;
+        }
+        if (rc)
+            return -1;
+    }
+    if (!o->config) {
+        cli_error(cmd, "missing CONFIG.json argument");
+        return -1;
+    }
+    return 0;
+}
+
+static void print_layers_text(const gn_arch *a, const gn_lat_layers *lr, int batch, double whole_median)
+{
+    printf("\nper layer (median of %d profiled runs; share of the layer sum):\n", lr->runs);
+    printf("%3s %-10s %-14s %10s %7s %10s %9s %12s\n", "#", "type", "output", "ms", "share", "GFLOP/s", "GB/s",
+           "MACs");
+    for (int i = 1; i < a->n_layers; i++) {
+        const gn_layer *L = &a->layers[i];
+        double ms = lr->median_ms[i];
+        char out[32];
+        snprintf(out, sizeof out, "%dx%dx%d", L->out_c, L->out_h, L->out_w);
+        printf("%3d %-10s %-14s %10.4f %6.1f%% %10.2f %9.2f %12lld\n", i, gn_layer_type_name(L->type), out, ms,
+               lr->sum_median_ms > 0 ? 100 * ms / lr->sum_median_ms : 0.0,
+               ms > 0 ? gn_lat_layer_flops(L, batch) / (ms * 1e6) : 0.0,
+               ms > 0 ? gn_lat_layer_bytes(L, batch) / (ms * 1e6) : 0.0, (long long)L->macs);
+    }
+    printf("sum of layer medians %.4f ms; per-run layer sum median %.4f ms; profiled run median %.4f ms; "
+           "unprofiled compute median %.4f ms\n",
+           lr->sum_median_ms, lr->layer_sum.median, lr->run.median, whole_median);
+}
+
+static json_t *layers_json(const gn_arch *a, const gn_lat_layers *lr, int batch)
+{
+    json_t *arr = json_array();
+    for (int i = 1; i < a->n_layers; i++) {
+        const gn_layer *L = &a->layers[i];
+        double ms = lr->median_ms[i];
+        json_array_append_new(
+            arr, json_pack("{s:i, s:s, s:[iii], s:f, s:f, s:f, s:f, s:f, s:f, s:I}", "index", i, "layer_type",
+                           gn_layer_type_name(L->type), "output", L->out_c, L->out_h, L->out_w, "median_ms", ms,
+                           "mean_ms", lr->mean_ms[i], "cv", lr->cv[i], "share",
+                           lr->sum_median_ms > 0 ? ms / lr->sum_median_ms : 0.0, "gflops",
+                           ms > 0 ? gn_lat_layer_flops(L, batch) / (ms * 1e6) : 0.0, "gbytes_per_s",
+                           ms > 0 ? gn_lat_layer_bytes(L, batch) / (ms * 1e6) : 0.0, "macs", (json_int_t)L->macs));
+    }
+    return arr;
+}
+
+int cmd_latency(int argc, char **argv)
+{
+    const char *cmd = "latency";
+    if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        fputs(latency_usage, stdout);
+        return 0;
+    }
+    lat_opts o;
+    if (parse_lat(argc, argv, &o))
+        return 2;
+    gn_error err;
+    gn_arch *a = NULL;
+    gn_backend *be = NULL;
+    gn_net *net = NULL;
+    gn_lat_result r = {0};
+    gn_lat_layers lr = {0};
+    gn_lat_profile prof;
+    gn_lat_profile_init(&prof);
+    gn_lat_device dev;
+    int rc = 1;
+    if (gn_arch_load(o.config, &a, &err) || (o.res && gn_arch_set_resolution(a, o.res, &err))) {
+        cli_error(cmd, "%s", err.msg);
+        goto out;
+    }
+    if (o.profile && gn_lat_profile_load(o.profile, &prof, &err)) {
+        cli_error(cmd, "%s", err.msg);
+        goto out;
+    }
+    if (o.profile && !prof.calibrated) {
+        cli_error(cmd, "%s: the profile has no calibration", o.profile);
+        goto out;
+    }
+    if (o.profile && prof.batch != o.batch) {
+        cli_error(cmd, "%s: the profile was measured at batch %d, not %d", o.profile, prof.batch, o.batch);
+        goto out;
+    }
+    if (setup_backend(cmd, o.backend, o.threads, &be, &dev))
+        goto out;
+    if (gn_net_create(a, be, &net, &err) || gn_net_init(net, o.mo.seed, &err) ||
+        gn_lat_measure(net, o.batch, &o.mo, &r, &err)) {
+        cli_error(cmd, "%s", err.msg);
+        goto out;
+    }
+    char why[300];
+    bool unstable = gn_lat_check_stable(&r.compute, &o.lim, why, sizeof why) != 0;
+    if (unstable && !o.force) {
+        cli_error(cmd, "%s: measurement not stable: %s; quiet the machine, raise --runs or --warmup-ms, or pass --force",
+                  o.config, why);
+        goto out;
+    }
+    if (o.per_layer && gn_lat_measure_layers(net, o.batch, &o.mo, &lr, &err)) {
+        cli_error(cmd, "%s", err.msg);
+        goto out;
+    }
+    double pred = 0;
+    int missing = 0;
+    if (o.profile && gn_lat_predict(&prof, a, &pred, &missing, &err)) {
+        cli_error(cmd, "%s", err.msg);
+        goto out;
+    }
+    double thr = r.compute.median > 0 ? 1e3 * o.batch / r.compute.median : 0;
+    if (o.json) {
+        json_t *root = json_object();
+        json_object_set_new(root, "config", json_string(o.config));
+        json_object_set_new(root, "batch", json_integer(o.batch));
+        json_object_set_new(root, "resolution", json_integer(a->resolution));
+        json_object_set_new(root, "device",
+                            json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:s, s:s, s:s}", "id", dev.id, "kind", dev.kind,
+                                      "cpu_model", dev.cpu_model, "cores", dev.cores, "logical_cpus", dev.logical_cpus,
+                                      "threads", dev.threads, "backend", dev.backend, "onednn", dev.onednn, "gpunas",
+                                      dev.gpunas));
+        json_object_set_new(root, "params", json_integer(a->params));
+        json_object_set_new(root, "macs", json_integer(a->macs));
+        json_object_set_new(root, "memory",
+                            json_pack("{s:I, s:I, s:I}", "weight_bytes", (json_int_t)r.weight_bytes,
+                                      "activation_bytes", (json_int_t)r.act_bytes, "input_bytes",
+                                      (json_int_t)r.input_bytes));
+        json_object_set_new(root, "warmup",
+                            json_pack("{s:i, s:f}", "runs", r.warmup_done, "ms", r.warmup_ms_done));
+        json_object_set_new(root, "compute", stats_json(&r.compute));
+        json_object_set_new(root, "input_copy", stats_json(&r.h2d));
+        json_object_set_new(root, "output_read", stats_json(&r.d2h));
+        json_object_set_new(root, "end_to_end", stats_json(&r.e2e));
+        json_object_set_new(root, "throughput_per_s", json_real(thr));
+        json_object_set_new(root, "stable", json_boolean(!unstable));
+        json_object_set_new(root, "unstable_reason", unstable ? json_string(why) : json_null());
+        json_object_set_new(root, "limits",
+                            json_pack("{s:f, s:f, s:i}", "max_cv", o.lim.max_cv, "max_drift", o.lim.max_drift,
+                                      "min_runs", o.lim.min_runs));
+        json_t *samples = json_array();
+        for (int i = 0; i < r.compute.n; i++)
+            json_array_append_new(samples, json_real(r.compute_ms[i]));
+        json_object_set_new(root, "compute_samples_ms", samples);
+        if (o.per_layer) {
+            json_object_set_new(root, "layers", layers_json(a, &lr, o.batch));
+            json_object_set_new(root, "layer_sum_median_ms", json_real(lr.sum_median_ms));
+            json_object_set_new(root, "profiled_run", stats_json(&lr.run));
+        }
+        if (o.profile)
+            json_object_set_new(root, "predicted",
+                                json_pack("{s:s, s:f, s:i}", "profile", o.profile, "ms", pred, "fallback_layers",
+                                          missing));
+        char *s = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(8));
+        json_decref(root);
+        if (!s) {
+            cli_error(cmd, "cannot format the JSON output");
+            goto out;
+        }
+        puts(s);
+        free(s);
+    } else {
+        char b1[32], b2[32], b3[32];
+        printf("%s: batch %d, %dx%dx%d input, %d layers\n", o.config, o.batch, a->layers[1].in_ch, a->resolution,
+               a->resolution, a->n_layers);
+        printf("device: %s\n", dev.id);
+        printf("network: %lld params, %lld MACs (%.3f GMACs per image)\n", (long long)a->params, (long long)a->macs,
+               a->macs / 1e9);
+        printf("memory at batch %d: weights %s (folded), activations %s (peak of the buffer plan), input %s\n",
+               o.batch, mib(r.weight_bytes, b1, sizeof b1), mib(r.act_bytes, b2, sizeof b2),
+               mib(r.input_bytes, b3, sizeof b3));
+        printf("warm-up: %d runs in %.1f ms; timed runs: %d\n", r.warmup_done, r.warmup_ms_done, r.compute.n);
+        if (unstable)
+            printf("WARNING: not stable (%s); reported because of --force\n", why);
+        printf("times in ms:\n");
+        print_stats("compute", &r.compute);
+        print_stats("input copy", &r.h2d);
+        print_stats("output read", &r.d2h);
+        print_stats("end-to-end", &r.e2e);
+        printf("median compute latency: %.4f ms (95%% CI of the median %.4f .. %.4f; halves %.4f / %.4f); "
+               "%.1f images/s\n",
+               r.compute.median, r.compute.med_lo, r.compute.med_hi, r.compute.median_first, r.compute.median_second,
+               thr);
+        if (o.profile)
+            printf("predicted by %s: %.4f ms (%+.1f%% vs measured; %d layers from the fallback)\n", o.profile, pred,
+                   100 * (pred - r.compute.median) / r.compute.median, missing);
+        if (o.per_layer)
+            print_layers_text(a, &lr, o.batch, r.compute.median);
+    }
+    rc = 0;
+out:
+    gn_lat_layers_free(&lr);
+    gn_lat_result_free(&r);
+    gn_lat_profile_free(&prof);
+    gn_net_free(net);
+    gn_backend_destroy(be);
+    gn_arch_free(a);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ profile
+ *
+ * 1. table: for --samples random architectures, every layer key not yet in the
+ *    table is measured in isolation (gn_lat_measure_layer);
+ * 2. calibration: --calib further architectures are measured whole (their missing
+ *    keys are added first), the fallback and the predictor are fitted;
+ *    (before the fit, table entries far above the fallback model are measured
+ *    again: see remeasure_outliers);
+ * 3. evaluation: --holdout further architectures, measured whole and predicted from
+ *    the table alone (no keys added, as a search elsewhere would), mean |error| and
+ *    max error in percent;
+ * the three use disjoint seeded random streams.  A measurement outside the stability
+ * limits is repeated (--retries) and the lowest median kept: on a shared machine a
+ * co-running process makes OpenMP teams wait for a descheduled thread, which only
+ * ever adds time.  Progress goes to stderr; the held-out table and a summary to
+ * stdout; the profile to -o.
+ * --evaluate FILE skips 1-2 and evaluates an existing profile on this machine.
+ */
+typedef struct {
+    const char *space_name, *base_path, *out, *backend, *evaluate;
+    int batch, res, threads, samples, calib, holdout, retries;
+    uint64_t seed;
+    gn_lat_opts net_opts, layer_opts;
+    gn_lat_limits lim;
+    bool quiet;
+} prof_opts;
+
+typedef struct {
+    gn_space *space;
+    int *x;
+    gn_arch *base;
+    int res;
+} arch_src;
+
+static void src_free(arch_src *s)
+{
+    gn_space_free(s->space);
+    free(s->x);
+    gn_arch_free(s->base);
+}
+
+static int src_open(const prof_opts *o, arch_src *s, char *name, size_t name_size, gn_error *err)
+{
+    memset(s, 0, sizeof *s);
+    s->res = o->res;
+    if (o->base_path) {
+        if (gn_arch_load(o->base_path, &s->base, err))
+            return -1;
+        snprintf(name, name_size, "perturbations of %s", o->base_path);
+        return 0;
+    }
+    int rc = (strcmp(o->space_name, "fmnist") == 0 || strcmp(o->space_name, "gpunet") == 0)
+                 ? gn_space_builtin(o->space_name, &s->space, err)
+                 : gn_space_load(o->space_name, &s->space, err);
+    if (rc)
+        return -1;
+    s->x = calloc(GN_ENC_MAX_DIMS, sizeof *s->x);
+    snprintf(name, name_size, "%s", gn_space_name(s->space));
+    return 0;
+}
+
+static int src_sample(arch_src *s, gn_rng *r, gn_arch **out, gn_error *err)
+{
+    *out = NULL;
+    int rc;
+    if (s->base) {
+        rc = gn_lat_perturb_arch(s->base, r, out, err);
+    } else {
+        gn_space_sample_random(s->space, r, s->x);
+        rc = gn_space_decode(s->space, s->x, out, err);
+    }
+    if (rc == 0 && s->res && gn_arch_set_resolution(*out, s->res, err)) {
+        gn_arch_free(*out);
+        *out = NULL;
+        return -1;
+    }
+    return rc;
+}
+
+static const char *profile_usage =
+    "usage: gpunas profile --device cpu [--space NAME|FILE | --base CONFIG.json] -o DEVICE.json\n"
+    "         [--batch B] [--res R] [--threads N] [--samples N] [--calib N] [--holdout N]\n"
+    "         [--seed S] [--runs N] [--warmup-ms M] [--layer-runs N] [--layer-warmup-ms M]\n"
+    "         [--max-cv PCT] [--max-drift PCT] [--retries N] [--quiet]\n"
+    "       gpunas profile --evaluate DEVICE.json [--space ... | --base ...] [--holdout N] ...\n"
+    "  Measures a latency lookup table for the layers that occur in random members of a\n"
+    "  search space (--space fmnist|gpunet|FILE; default fmnist) or of random per-layer\n"
+    "  variants of a config (--base), calibrates the predictor on whole networks and\n"
+    "  reports its error on held-out networks; writes the device profile to -o.\n"
+    "  --samples N        architectures whose layers fill the table (default 2000)\n"
+    "  --calib N          calibration networks (default 30)\n"
+    "  --holdout N        held-out evaluation networks (default 30)\n"
+    "  --seed S           sampling seed (default 1)\n"
+    "  --res R            override the architectures' resolution\n"
+    "  --runs N, --warmup-ms M            whole-network measurements (default 100, 200)\n"
+    "  --layer-runs N, --layer-warmup-ms M  table entries (default 30, 10)\n"
+    "  --retries N        measure again (up to N times, keeping the lowest median) a\n"
+    "                     layer whose CV or a network whose CV/drift is over the limits\n"
+    "                     (default 2); table entries over 3x the fallback model are\n"
+    "                     measured twice more as well\n"
+    "  --evaluate F       evaluate profile F on this machine instead of building one\n";
+
+static int parse_prof(int argc, char **argv, prof_opts *o)
+{
+    const char *cmd = "profile";
+    memset(o, 0, sizeof *o);
+    o->batch = 1;
+    o->samples = 2000;
+    o->calib = 30;
+    o->holdout = 30;
+    o->retries = 2;
+    o->seed = 1;
+    o->backend = "dnnl";
+    gn_lat_opts_default(&o->net_opts);
+    o->net_opts.warmup_ms = 200;
+    gn_lat_opts_default(&o->layer_opts);
+    o->layer_opts.runs = 30;
+    o->layer_opts.warmup_ms = 10;
+    o->layer_opts.warmup_runs = 3;
+    gn_lat_limits_default(&o->lim);
+    bool device = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        double d = 0;
+        int rc = 0;
+        if (strcmp(a, "--batch") == 0)
+            rc = cli_parse_int(cmd, a, v, 1, 65536, &o->batch), i++;
+        else if (strcmp(a, "--res") == 0)
+            rc = cli_parse_int(cmd, a, v, 1, 16384, &o->res), i++;
+        else if (strcmp(a, "--threads") == 0)
+            rc = cli_parse_int(cmd, a, v, 1, 4096, &o->threads), i++;
+        else if (strcmp(a, "--samples") == 0)
+            rc = cli_parse_int(cmd, a, v, 0, 10000000, &o->samples), i++;
+        else if (strcmp(a, "--calib") == 0)
+            rc = cli_parse_int(cmd, a, v, 3, 10000000, &o->calib), i++;
+        else if (strcmp(a, "--holdout") == 0)
+            rc = cli_parse_int(cmd, a, v, 0, 10000000, &o->holdout), i++;
+        else if (strcmp(a, "--retries") == 0)
+            rc = cli_parse_int(cmd, a, v, 0, 100, &o->retries), i++;
+        else if (strcmp(a, "--runs") == 0)
+            rc = cli_parse_int(cmd, a, v, 1, 10000000, &o->net_opts.runs), i++;
+        else if (strcmp(a, "--warmup-ms") == 0)
+            rc = cli_parse_double(cmd, a, v, 0, 3.6e6, &o->net_opts.warmup_ms), i++;
+        else if (strcmp(a, "--layer-runs") == 0)
+            rc = cli_parse_int(cmd, a, v, 1, 10000000, &o->layer_opts.runs), i++;
+        else if (strcmp(a, "--layer-warmup-ms") == 0)
+            rc = cli_parse_double(cmd, a, v, 0, 3.6e6, &o->layer_opts.warmup_ms), i++;
+        else if (strcmp(a, "--max-cv") == 0)
+            rc = cli_parse_double(cmd, a, v, 0, 1e6, &d), o->lim.max_cv = d / 100, i++;
+        else if (strcmp(a, "--max-drift") == 0)
+            rc = cli_parse_double(cmd, a, v, 0, 1e6, &d), o->lim.max_drift = d / 100, i++;
+        else if (strcmp(a, "--seed") == 0)
+            rc = cli_parse_u64(cmd, a, v, &o->seed), i++;
+        else if (strcmp(a, "--quiet") == 0)
+            o->quiet = true;
+        else if (strcmp(a, "--device") == 0 || strcmp(a, "--space") == 0 || strcmp(a, "--base") == 0 ||
+                 strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0 || strcmp(a, "--evaluate") == 0 ||
+                 strcmp(a, "--backend") == 0) {
+            if (!v) {
+                cli_error(cmd, "option %s: missing value", a);
+                return -1;
+            }
+            i++;
+            if (strcmp(a, "--device") == 0) {
+                if (strcmp(v, "cpu") != 0) {
+                    cli_error(cmd, "option --device: '%s' is not available (devices: cpu)", v);
+                    return -1;
+                }
+                device = true;
+            } else if (strcmp(a, "--space") == 0)
+                o->space_name = v;
+            else if (strcmp(a, "--base") == 0)
+                o->base_path = v;
+            else if (strcmp(a, "--evaluate") == 0)
+                o->evaluate = v;
+            else if (strcmp(a, "--backend") == 0) {
+                if (strcmp(v, "dnnl") != 0 && strcmp(v, "ref") != 0) {
+                    cli_error(cmd, "option --backend: '%s' is not a CPU backend (dnnl, ref)", v);
+                    return -1;
+                }
+                o->backend = v;
+            } else
+                o->out = v;
+        } else if (a[0] == '-') {
+            cli_error(cmd, "unknown option '%s' (see gpunas profile --help)", a);
+            return -1;
+        } else {
+            cli_error(cmd, "unexpected argument '%s'", a);
+            return -1;
+        }
+        if (rc)
+            return -1;
+    }
+    (void)device; /* cpu is the default and only device */
+    if (o->space_name && o->base_path) {
+        cli_error(cmd, "give only one of --space NAME|FILE and --base CONFIG.json");
+        return -1;
+    }
+    if (!o->space_name && !o->base_path)
+        o->space_name = "fmnist";
+    if (!o->out && !o->evaluate) {
+        cli_error(cmd, "missing -o DEVICE.json (or --evaluate DEVICE.json)");
+        return -1;
+    }
+    return 0;
+}
+
+/* The backend's primitive and weight caches grow with every new shape; the
+ * profile starts a fresh backend after this many measured keys to bound memory. */
+#define KEYS_PER_BACKEND 256
+
+typedef struct {
+    const char *backend;
+    int threads;
+    gn_backend *be;
+    int keys; /* measured on be */
+} be_holder;
+
+static int holder_get(be_holder *h, gn_backend **be, gn_error *err)
+{
+    if (h->be && h->keys >= KEYS_PER_BACKEND) {
+        gn_backend_destroy(h->be);
+        h->be = NULL;
+    }
+    if (!h->be) {
+        if (gn_backend_create(h->backend, &h->be, err))
+            return -1;
+        if (gn_backend_set_threads(h->be, h->threads, err)) {
+            gn_backend_destroy(h->be);
+            h->be = NULL;
+            return -1;
+        }
+        h->keys = 0;
+    }
+    *be = h->be;
+    return 0;
+}
+
+/* State of one profile run.  Every architecture whose layers entered the table is
+ * kept (archs), with one witness (arch, layer) per key, so suspicious entries can
+ * be measured again. */
+typedef struct {
+    gn_lat_profile *p;
+    be_holder hold;
+    gn_lat_limits lim;
+    int retries;
+    gn_arch **archs;
+    int n_archs, cap_archs;
+    struct witness {
+        char key[GN_LAT_KEY_MAX];
+        const gn_arch *a;
+        int layer;
+    } *wit;
+    int n_wit, cap_wit;
+    int layer_retried, net_retried, outliers;
+} prof_ctx;
+
+static int keep_arch(prof_ctx *c, gn_arch *a, gn_error *err)
+{
+    if (c->n_archs == c->cap_archs) {
+        int cap = c->cap_archs ? 2 * c->cap_archs : 64;
+        gn_arch **na = realloc(c->archs, (size_t)cap * sizeof *na);
+        if (!na)
+            return gn_error_set(err, "profile: out of memory");
+        c->archs = na;
+        c->cap_archs = cap;
+    }
+    c->archs[c->n_archs++] = a;
+    return 0;
+}
+
+/* Isolated time of layer i of a: measured again (up to retries times) while its
+ * CV exceeds the limit; the lowest median is kept. */
+static int measure_key(prof_ctx *c, const gn_arch *a, int i, double *ms, double *cv, gn_error *err)
+{
+    *ms = INFINITY;
+    for (int t = 0; t <= c->retries; t++) {
+        gn_backend *be;
+        double m, v;
+        if (holder_get(&c->hold, &be, err) ||
+            gn_lat_measure_layer(a, i, be, c->p->batch, &c->p->layer_opts, &m, &v, err))
+            return -1;
+        c->hold.keys++;
+        if (m < *ms)
+            *ms = m, *cv = v;
+        if (v <= c->lim.max_cv)
+            break;
+        if (t < c->retries)
+            c->layer_retried++;
+    }
+    if (!(*ms > 0)) /* below the clock's resolution: one nanosecond */
+        *ms = 1e-6;
+    return 0;
+}
+
+/* Measure every key of a that is not in the table yet (a must stay alive). */
+static int fill_keys(prof_ctx *c, const gn_arch *a, gn_error *err)
+{
+    gn_lat_profile *p = c->p;
+    for (int i = 1; i < a->n_layers; i++) {
+        gn_lat_entry e = {0};
+        if (gn_lat_key(a, i, p->batch, e.key, sizeof e.key, err))
+            return -1;
+        if (gn_lat_profile_find(p, e.key))
+            continue;
+        const gn_layer *L = &a->layers[i];
+        e.type = L->type;
+        e.gflop = gn_lat_layer_flops(L, p->batch) / 1e9;
+        e.mb = gn_lat_layer_bytes(L, p->batch) / 1e6;
+        if (measure_key(c, a, i, &e.ms, &e.cv, err) || gn_lat_profile_add(p, &e, err))
+            return -1;
+        if (c->n_wit == c->cap_wit) {
+            int cap = c->cap_wit ? 2 * c->cap_wit : 256;
+            struct witness *nw = realloc(c->wit, (size_t)cap * sizeof *nw);
+            if (!nw)
+                return gn_error_set(err, "profile: out of memory");
+            c->wit = nw;
+            c->cap_wit = cap;
+        }
+        struct witness *w = &c->wit[c->n_wit++];
+        memcpy(w->key, e.key, sizeof w->key);
+        w->a = a;
+        w->layer = i;
+    }
+    return 0;
+}
+
+/* Entries more than 3x slower than the fallback model (fitted on the whole table)
+ * predicts are measured again, up to twice, keeping the lowest median: a burst of
+ * interference during one entry's few milliseconds is the likely cause, and the
+ * model is refitted afterwards. */
+#define OUTLIER_FACTOR 3.0
+
+static int remeasure_outliers(prof_ctx *c, gn_error *err)
+{
+    gn_lat_profile *p = c->p;
+    if (gn_lat_profile_fit_fallback(p, err))
+        return -1;
+    for (int k = 0; k < c->n_wit; k++) {
+        struct witness *w = &c->wit[k];
+        gn_lat_entry *e = (gn_lat_entry *)gn_lat_profile_find(p, w->key);
+        double pred;
+        if (!e || gn_lat_fallback_ms(p, e->type, e->key, e->gflop, e->mb, &pred, err))
+            return -1;
+        if (e->ms <= OUTLIER_FACTOR * pred)
+            continue;
+        c->outliers++;
+        for (int t = 0; t < 2 && e->ms > OUTLIER_FACTOR * pred; t++) {
+            double ms, cv;
+            if (measure_key(c, w->a, w->layer, &ms, &cv, err))
+                return -1;
+            if (ms < e->ms)
+                e->ms = ms, e->cv = cv;
+        }
+    }
+    return gn_lat_profile_fit_fallback(p, err);
+}
+
+/* Whole-network median compute latency, measured again (up to retries times) while
+ * outside the stability limits; the lowest median is kept, *unstable tells whether
+ * that one is still outside them. */
+static int measure_net(prof_ctx *c, const gn_arch *a, const gn_lat_opts *o, double *ms, bool *unstable,
+                       gn_error *err)
+{
+    *ms = INFINITY;
+    for (int t = 0; t <= c->retries; t++) {
+        gn_net *net = NULL;
+        gn_lat_result r = {0};
+        gn_backend *be;
+        if (holder_get(&c->hold, &be, err))
+            return -1;
+        c->hold.keys++;
+        int rc = gn_net_create(a, be, &net, err) || gn_net_init(net, o->seed, err) ||
+                 gn_lat_measure(net, c->p->batch, o, &r, err);
+        bool uns = !rc && gn_lat_check_stable(&r.compute, &c->lim, NULL, 0) != 0;
+        if (!rc && r.compute.median < *ms)
+            *ms = r.compute.median, *unstable = uns;
+        gn_lat_result_free(&r);
+        gn_net_free(net);
+        if (rc)
+            return -1;
+        if (!uns)
+            break;
+        if (t < c->retries)
+            c->net_retried++;
+    }
+    return 0;
+}
+
+static void ctx_free(prof_ctx *c)
+{
+    for (int i = 0; i < c->n_archs; i++)
+        gn_arch_free(c->archs[i]);
+    free(c->archs);
+    free(c->wit);
+    gn_backend_destroy(c->hold.be);
+    memset(c, 0, sizeof *c);
+}
+
+int cmd_profile(int argc, char **argv)
+{
+    const char *cmd = "profile";
+    if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        fputs(profile_usage, stdout);
+        return 0;
+    }
+    prof_opts o;
+    if (parse_prof(argc, argv, &o))
+        return 2;
+    gn_error err;
+    arch_src src;
+    gn_backend *be = NULL;
+    gn_lat_profile p;
+    gn_lat_profile_init(&p);
+    prof_ctx ctx = {.p = &p, .lim = o.lim, .retries = o.retries};
+    gn_lat_device dev;
+    double *sums = NULL, *y = NULL, *pred = NULL, *meas = NULL;
+    int rc = 1, n_unstable = 0;
+    char sname[128];
+    gn_arch *a = NULL;
+    if (src_open(&o, &src, sname, sizeof sname, &err)) {
+        cli_error(cmd, "%s", err.msg);
+        memset(&src, 0, sizeof src);
+        goto out;
+    }
+    if (setup_backend(cmd, o.backend, o.threads, &be, &dev))
+        goto out;
+    ctx.hold = (be_holder){.backend = o.backend, .threads = o.threads, .be = be};
+    be = NULL; /* owned by ctx.hold */
+    if (o.evaluate) {
+        if (gn_lat_profile_load(o.evaluate, &p, &err)) {
+            cli_error(cmd, "%s", err.msg);
+            goto out;
+        }
+        if (!p.calibrated) {
+            cli_error(cmd, "%s: the profile has no calibration", o.evaluate);
+            goto out;
+        }
+        if (p.batch != o.batch) {
+            cli_error(cmd, "%s: the profile was measured at batch %d, not %d", o.evaluate, p.batch, o.batch);
+            goto out;
+        }
+        if (!o.quiet)
+            fprintf(stderr, "evaluating %s (device: %s) on %s\n", o.evaluate, p.device.id, dev.id);
+    } else {
+        p.device = dev;
+        p.batch = o.batch;
+        snprintf(p.space, sizeof p.space, "%s", sname);
+        if (o.res)
+            snprintf(p.space + strlen(p.space), sizeof p.space - strlen(p.space), " @%d", o.res);
+        p.net_opts = o.net_opts;
+        p.layer_opts = o.layer_opts;
+        if (!o.quiet)
+            fprintf(stderr, "profile of %s on %s, batch %d\n", p.space, dev.id, o.batch);
+    }
+    gn_rng r_table, r_cal, r_hold;
+    gn_rng_seed(&r_table, o.seed * 3 + 0);
+    gn_rng_seed(&r_cal, o.seed * 3 + 1);
+    gn_rng_seed(&r_hold, o.seed * 3 + 2);
+
+    if (!o.evaluate) {
+        /* 1. table */
+        for (int s = 0; s < o.samples; s++) {
+            if (src_sample(&src, &r_table, &a, &err) || keep_arch(&ctx, a, &err)) {
+                cli_error(cmd, "%s", err.msg);
+                goto out;
+            }
+            gn_arch *t = a;
+            a = NULL;
+            if (fill_keys(&ctx, t, &err)) {
+                cli_error(cmd, "%s", err.msg);
+                goto out;
+            }
+            if (!o.quiet && ((s + 1) % 10 == 0 || s + 1 == o.samples))
+                fprintf(stderr, "table: %d/%d architectures, %d keys\n", s + 1, o.samples, p.n_entries);
+        }
+        /* 2. calibration */
+        sums = calloc((size_t)o.calib * GN_LAT_NTYPES, sizeof *sums);
+        y = calloc((size_t)o.calib, sizeof *y);
+        int first_cal = ctx.n_archs;
+        for (int c = 0; c < o.calib; c++) {
+            bool uns = false;
+            if (src_sample(&src, &r_cal, &a, &err) || keep_arch(&ctx, a, &err)) {
+                cli_error(cmd, "%s", err.msg);
+                goto out;
+            }
+            gn_arch *t = a;
+            a = NULL;
+            if (fill_keys(&ctx, t, &err) || measure_net(&ctx, t, &o.net_opts, &y[c], &uns, &err)) {
+                cli_error(cmd, "%s", err.msg);
+                goto out;
+            }
+            n_unstable += uns;
+            if (!o.quiet)
+                fprintf(stderr, "calibration: %d/%d networks measured, %d keys\n", c + 1, o.calib, p.n_entries);
+        }
+        if (remeasure_outliers(&ctx, &err)) {
+            cli_error(cmd, "%s", err.msg);
+            goto out;
+        }
+        if (!o.quiet && ctx.outliers)
+            fprintf(stderr, "table: %d entries more than %.0fx above the fallback model were measured again\n",
+                    ctx.outliers, OUTLIER_FACTOR);
+        for (int c = 0; c < o.calib; c++)
+            if (gn_lat_table_sums(&p, ctx.archs[first_cal + c], &sums[(size_t)c * GN_LAT_NTYPES], NULL, &err)) {
+                cli_error(cmd, "%s", err.msg);
+                goto out;
+            }
+        if (gn_lat_calibrate(sums, y, o.calib, &p.calib, &err)) {
+            cli_error(cmd, "%s", err.msg);
+            goto out;
+        }
+        p.calibrated = true;
+    }
+
+    /* 3. held-out evaluation: predicted from the table alone */
+    pred = calloc((size_t)o.holdout + 1, sizeof *pred);
+    meas = calloc((size_t)o.holdout + 1, sizeof *meas);
+    gn_lat_eval ev = {0};
+    if (o.holdout)
+        printf("%4s %12s %12s %8s %8s %14s\n", "net", "measured_ms", "predicted_ms", "error%", "missing", "MACs");
+    for (int h = 0; h < o.holdout; h++) {
+        bool uns = false;
+        int miss;
+        if (src_sample(&src, &r_hold, &a, &err) || gn_lat_predict(&p, a, &pred[h], &miss, &err) ||
+            measure_net(&ctx, a, &o.net_opts, &meas[h], &uns, &err)) {
+            cli_error(cmd, "%s", err.msg);
+            goto out;
+        }
+        n_unstable += uns;
+        ev.layers += a->n_layers - 1;
+        ev.missing += miss;
+        printf("%4d %12.4f %12.4f %+8.2f %8d %14lld%s\n", h, meas[h], pred[h], 100 * (pred[h] - meas[h]) / meas[h],
+               miss, (long long)a->macs, uns ? "  (unstable)" : "");
+        fflush(stdout);
+        gn_arch_free(a);
+        a = NULL;
+    }
+    if (o.holdout) {
+        ev.networks = o.holdout;
+        gn_lat_eval_errors(pred, meas, o.holdout, &ev.mean_abs_pct, &ev.max_pct);
+        p.eval = ev;
+        p.evaluated = true;
+    }
+    if (!o.evaluate) {
+        printf("table: %d keys (%d architectures sampled); calibration: %s model on %d networks, fit error mean %.2f%% "
+               "max %.2f%%, leave-one-out mean %.2f%%\n",
+               p.n_entries, o.samples, gn_lat_model_name(p.calib.model), p.calib.networks, p.calib.fit_mean_abs_pct,
+               p.calib.fit_max_pct, p.calib.loo_mean_abs_pct);
+        printf("calibration: latency = %.4f ms", p.calib.intercept_ms);
+        for (int t = 1; t < GN_LAT_NTYPES; t++)
+            if (p.calib.model == GN_LAT_MODEL_PER_TYPE || t == 1)
+                printf(" + %.4f x %s", p.calib.scale[t],
+                       p.calib.model == GN_LAT_MODEL_PER_TYPE ? gn_layer_type_name((gn_layer_type)t) : "table sum");
+        printf("\n");
+    }
+    if (o.holdout)
+        printf("held-out: %d networks, mean |error| %.2f%%, max |error| %.2f%%; %d of %d layers from the fallback\n",
+               ev.networks, ev.mean_abs_pct, ev.max_pct, ev.missing, ev.layers);
+    printf("measurement: %d layer and %d network measurements repeated for instability, %d table outliers "
+           "re-measured",
+           ctx.layer_retried, ctx.net_retried, ctx.outliers);
+    if (n_unstable)
+        printf("; %d whole-network medians still outside the stability limits (CV %.0f%%, drift %.0f%%)", n_unstable,
+               100 * o.lim.max_cv, 100 * o.lim.max_drift);
+    printf("\n");
+    if (o.out) {
+        if (gn_lat_profile_save(&p, o.out, &err)) {
+            cli_error(cmd, "%s", err.msg);
+            goto out;
+        }
+        printf("wrote %s\n", o.out);
+    }
+    rc = 0;
+out:
+    gn_arch_free(a);
+    free(sums);
+    free(y);
+    free(pred);
+    free(meas);
+    gn_lat_profile_free(&p);
+    gn_backend_destroy(be);
+    ctx_free(&ctx);
+    src_free(&src);
+    return rc;
+}

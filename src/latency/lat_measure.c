@@ -1,0 +1,245 @@
+/*
+ * lat_measure.c — warm-up and timed runs of a network's inference path
+ * (see gpunas/latency.h).
+ *
+ * One run = copy a fixed host input into the input tensor, gn_net_infer, copy the
+ * logits back; CLOCK_MONOTONIC is read between the three steps so the copies are
+ * reported apart from the compute time.  The warm-up makes full runs until both
+ * its time and its count minimum are met.  The input is N(0,1) noise from a seeded
+ * gn_rng, so every measurement of a network sees the same data.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "gpunas/latency.h"
+#include "gpunas/rng.h"
+
+void gn_lat_opts_default(gn_lat_opts *o)
+{
+    o->runs = 100;
+    o->warmup_ms = 500;
+    o->warmup_runs = 5;
+    o->seed = 1;
+}
+
+static double now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1e3 + t.tv_nsec * 1e-6;
+}
+
+/* Input tensor and host buffers shared by both measurements. */
+typedef struct {
+    gn_tensor x;
+    float *hx, *hy;
+    size_t nx, ny;
+} bench_io;
+
+static void io_free(bench_io *io)
+{
+    gn_tensor_free(&io->x);
+    free(io->hx);
+    free(io->hy);
+    memset(io, 0, sizeof *io);
+}
+
+static int io_setup(gn_net *net, int batch, const gn_lat_opts *o, bench_io *io, gn_error *err)
+{
+    memset(io, 0, sizeof *io);
+    const gn_arch *a = gn_net_arch(net);
+    if (batch < 1)
+        return gn_error_set(err, "%s: batch %d must be >= 1", a->source, batch);
+    if (o->runs < 1 || o->warmup_runs < 0 || !(o->warmup_ms >= 0))
+        return gn_error_set(err, "%s: latency options: runs %d must be >= 1, warm-up runs %d and time %g ms >= 0",
+                            a->source, o->runs, o->warmup_runs, o->warmup_ms);
+    int c = a->layers[1].in_ch, r = a->resolution;
+    if (gn_tensor_alloc(&io->x, gn_net_backend(net), batch, c, r, r, err))
+        return -1;
+    io->nx = gn_tensor_numel(&io->x);
+    io->ny = (size_t)batch * a->layers[a->n_layers - 1].num_classes;
+    io->hx = malloc(io->nx * sizeof *io->hx);
+    io->hy = malloc(io->ny * sizeof *io->hy);
+    if (!io->hx || !io->hy) {
+        io_free(io);
+        return gn_error_set(err, "%s: out of memory for the batch-%d input", a->source, batch);
+    }
+    gn_rng rng;
+    gn_rng_seed(&rng, o->seed);
+    for (size_t i = 0; i < io->nx; i++)
+        io->hx[i] = (float)gn_rng_normal(&rng);
+    if (gn_net_prepare_inference(net, err)) {
+        io_free(io);
+        return -1;
+    }
+    return 0;
+}
+
+/* One full run; per-step times in ms (any may be NULL). layer_ns: profile mode. */
+static int one_run(gn_net *net, bench_io *io, int64_t *layer_ns, double *t_h2d, double *t_cmp, double *t_d2h,
+                   gn_error *err)
+{
+    const gn_tensor *logits;
+    double t0 = now_ms();
+    if (gn_tensor_from_host(&io->x, io->hx, err))
+        return -1;
+    double t1 = now_ms();
+    int rc = layer_ns ? gn_net_infer_profile(net, &io->x, &logits, layer_ns, err)
+                      : gn_net_infer(net, &io->x, &logits, err);
+    if (rc)
+        return -1;
+    double t2 = now_ms();
+    if (gn_tensor_numel(logits) != io->ny)
+        return gn_error_set(err, "%s: logits have %zu values, expected %zu", gn_net_arch(net)->source,
+                            gn_tensor_numel(logits), io->ny);
+    if (gn_tensor_to_host(logits, io->hy, err))
+        return -1;
+    double t3 = now_ms();
+    if (t_h2d)
+        *t_h2d = t1 - t0;
+    if (t_cmp)
+        *t_cmp = t2 - t1;
+    if (t_d2h)
+        *t_d2h = t3 - t2;
+    return 0;
+}
+
+static int warm_up(gn_net *net, bench_io *io, const gn_lat_opts *o, int64_t *layer_ns, int *done, double *ms,
+                   gn_error *err)
+{
+    double start = now_ms();
+    int k = 0;
+    while (k < o->warmup_runs || now_ms() - start < o->warmup_ms) {
+        if (one_run(net, io, layer_ns, NULL, NULL, NULL, err))
+            return -1;
+        k++;
+    }
+    *done = k;
+    *ms = now_ms() - start;
+    return 0;
+}
+
+void gn_lat_result_free(gn_lat_result *r)
+{
+    free(r->compute_ms);
+    memset(r, 0, sizeof *r);
+}
+
+int gn_lat_measure(gn_net *net, int batch, const gn_lat_opts *o, gn_lat_result *r, gn_error *err)
+{
+    memset(r, 0, sizeof *r);
+    bench_io io;
+    if (io_setup(net, batch, o, &io, err))
+        return -1;
+    int n = o->runs;
+    double *h2d = malloc(n * sizeof *h2d), *cmp = malloc(n * sizeof *cmp), *d2h = malloc(n * sizeof *d2h),
+           *e2e = malloc(n * sizeof *e2e);
+    int rc = -1;
+    if (!h2d || !cmp || !d2h || !e2e) {
+        gn_error_set(err, "%s: out of memory for %d samples", gn_net_arch(net)->source, n);
+        goto out;
+    }
+    if (warm_up(net, &io, o, NULL, &r->warmup_done, &r->warmup_ms_done, err))
+        goto out;
+    for (int i = 0; i < n; i++) {
+        if (one_run(net, &io, NULL, &h2d[i], &cmp[i], &d2h[i], err))
+            goto out;
+        e2e[i] = h2d[i] + cmp[i] + d2h[i];
+    }
+    if (gn_lat_stats_compute(cmp, n, &r->compute, err) || gn_lat_stats_compute(h2d, n, &r->h2d, err) ||
+        gn_lat_stats_compute(d2h, n, &r->d2h, err) || gn_lat_stats_compute(e2e, n, &r->e2e, err))
+        goto out;
+    r->batch = batch;
+    r->input_bytes = io.nx * sizeof(float);
+    r->act_bytes = gn_net_infer_activation_bytes(net);
+    r->weight_bytes = gn_net_infer_weight_bytes(net);
+    r->compute_ms = cmp;
+    cmp = NULL;
+    rc = 0;
+out:
+    free(h2d);
+    free(cmp);
+    free(d2h);
+    free(e2e);
+    io_free(&io);
+    return rc;
+}
+
+void gn_lat_layers_free(gn_lat_layers *r)
+{
+    free(r->median_ms);
+    free(r->mean_ms);
+    free(r->cv);
+    memset(r, 0, sizeof *r);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+int gn_lat_measure_layers(gn_net *net, int batch, const gn_lat_opts *o, gn_lat_layers *r, gn_error *err)
+{
+    memset(r, 0, sizeof *r);
+    bench_io io;
+    if (io_setup(net, batch, o, &io, err))
+        return -1;
+    int L = gn_net_arch(net)->n_layers, n = o->runs, rc = -1;
+    int64_t *ns = calloc((size_t)L, sizeof *ns);
+    double *t = malloc((size_t)n * L * sizeof *t), *sum = malloc(n * sizeof *sum), *run = malloc(n * sizeof *run),
+           *col = malloc(n * sizeof *col);
+    r->median_ms = calloc((size_t)L, sizeof *r->median_ms);
+    r->mean_ms = calloc((size_t)L, sizeof *r->mean_ms);
+    r->cv = calloc((size_t)L, sizeof *r->cv);
+    if (!ns || !t || !sum || !run || !col || !r->median_ms || !r->mean_ms || !r->cv) {
+        gn_error_set(err, "%s: out of memory for %d x %d layer samples", gn_net_arch(net)->source, n, L);
+        goto out;
+    }
+    int wd;
+    double wms;
+    if (warm_up(net, &io, o, ns, &wd, &wms, err))
+        goto out;
+    for (int i = 0; i < n; i++) {
+        memset(ns, 0, (size_t)L * sizeof *ns);
+        if (one_run(net, &io, ns, NULL, &run[i], NULL, err))
+            goto out;
+        sum[i] = 0;
+        for (int l = 0; l < L; l++) {
+            t[(size_t)i * L + l] = ns[l] * 1e-6;
+            sum[i] += ns[l] * 1e-6;
+        }
+    }
+    for (int l = 0; l < L; l++) {
+        double m = 0;
+        for (int i = 0; i < n; i++) {
+            col[i] = t[(size_t)i * L + l];
+            m += col[i];
+        }
+        qsort(col, n, sizeof *col, cmp_double);
+        r->median_ms[l] = gn_lat_quantile(col, n, 0.5);
+        r->mean_ms[l] = m / n;
+        double ss = 0;
+        for (int i = 0; i < n; i++)
+            ss += (col[i] - r->mean_ms[l]) * (col[i] - r->mean_ms[l]);
+        r->cv[l] = n > 1 && r->mean_ms[l] > 0 ? sqrt(ss / (n - 1)) / r->mean_ms[l] : 0.0;
+        r->sum_median_ms += r->median_ms[l];
+    }
+    if (gn_lat_stats_compute(sum, n, &r->layer_sum, err) || gn_lat_stats_compute(run, n, &r->run, err))
+        goto out;
+    r->n_layers = L;
+    r->runs = n;
+    rc = 0;
+out:
+    if (rc)
+        gn_lat_layers_free(r);
+    free(ns);
+    free(t);
+    free(sum);
+    free(run);
+    free(col);
+    io_free(&io);
+    return rc;
+}
