@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
-# main.sh — the README's main-job command: install dependencies, build, run the main
-# job on the embedded defaults.  Until `gpunas search` exists (issue: search), the main
-# job describes the bundled Fashion-MNIST config and NVIDIA's GPUNet-0.
+# main.sh — the README's main-job command: install dependencies, build, and run a real
+# search on the embedded defaults: the Fashion-MNIST search space (spaces/fmnist.json),
+# Fashion-MNIST from Debian's dataset-fashion-mnist, batch-1 latency measured on this
+# machine, three latency tiers from the measured latency distribution, LA-MCTS + BO in
+# each tier.  Prints progress, then the best model of every tier and the Pareto front,
+# and writes the tier winners (GPUNet JSON) and summary.json to gpunas-search/.
+# Running it again continues (or just re-reports) the same search (--resume).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
 cmake --build build -j"$(nproc)"
-./build/gpunas info configs/fmnist-small.json
-./build/gpunas info configs/gpunet/gpunet-0.json
+OUT=gpunas-search
+RESUME=()
+if [ -f "$OUT/search.db" ]; then RESUME=(--resume); fi
+./build/gpunas search --out "$OUT" --time-budget 20 "${RESUME[@]}"

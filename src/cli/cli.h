@@ -10,9 +10,12 @@
 
 int cmd_info(int argc, char **argv);
 int cmd_format(int argc, char **argv);
-int cmd_trials(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
 int cmd_latency(int argc, char **argv);
 int cmd_profile(int argc, char **argv);
+int cmd_trials(int argc, char **argv);
+int cmd_search(int argc, char **argv);
 
 /* shared helpers (cli_util.c) */
 int cli_parse_int(const char *cmd, const char *flag, const char *s, int lo, int hi, int *out);

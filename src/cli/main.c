@@ -11,8 +11,11 @@ static const struct {
 } commands[] = {
     {"info", cmd_info, "describe a GPUNet JSON config: per-layer shapes, params, MACs"},
     {"format", cmd_format, "rewrite a GPUNet JSON config in the canonical layout"},
+    {"train", cmd_train, "train a config on a data set (checkpoints, --resume, metrics.jsonl)"},
+    {"eval", cmd_eval, "test top-1/top-5 and confusion matrix of trained weights"},
     {"latency", cmd_latency, "measure a config's inference latency (median, spread, memory, per layer)"},
     {"profile", cmd_profile, "build a device latency profile: lookup table + calibrated predictor"},
+    {"search", cmd_search, "latency-tiered architecture search (resumable; writes tier winners)"},
     {"trials", cmd_trials, "list the trials stored by a search (table or --json)"},
 };
 

@@ -1,0 +1,142 @@
+/*
+ * gpunas/nas.h — the search loop: latency-first tiering, then one optimizer per tier,
+ * every trial in the store, resumable after a kill.
+ *
+ * Design (docs/gpunet.md §4.4, reconstructed GPUNet loop)
+ *   Phase 1, tiering.  `prune_samples` scrambled-Sobol members of the space are built
+ *   and their batch-`lat_batch` inference latency is measured on this machine (or
+ *   predicted from a device profile).  Each is stored as a trial with status 'pruned'
+ *   (never trained) and optimizer "tiering".  Tiers are latency bands with the given
+ *   upper edges: tier i holds (edge[i-1], edge[i]] ms (edge[-1] = 0); anything above
+ *   the last edge is in no tier.  With auto tiers the edges are quantiles of the
+ *   phase-1 latencies (see nas_tiers.c), fixed once and stored with the search.
+ *
+ *   Phase 2, optimisation.  Tier i has its own optimizer (gpunas/search.h, seeded by
+ *   seed + 1000*(i+1)) whose only objective is proxy accuracy; a proposal is first
+ *   measured (or its latency taken from an earlier measurement of the same network),
+ *   and only if it falls in tier i is it trained (proxy budget: epochs, subset,
+ *   batch) and scored by its validation accuracy on a fixed, seeded split of the
+ *   training set; otherwise it is stored as 'pruned' and observed as infeasible.  A
+ *   cheap latency estimate (the profile's predictor, or a least-squares model of
+ *   log latency on log MACs, log params and depth fitted to phase 1) is the
+ *   optimizers' accept() filter, so few proposals miss their tier.  Tiers take turns:
+ *   the next trial goes to the tier with the fewest trained candidates (ties: lowest
+ *   index) until `trials` candidates are trained or the time budget is spent.
+ *
+ *   Store.  Trials are inserted as 'running' when their evaluation starts and
+ *   finished once, each write its own transaction (gpunas/store.h).  Search settings
+ *   are stored as meta; a resume with different settings is refused naming the first
+ *   difference (the budget — trials, time — may change).
+ *
+ *   Resume (after kill -9 or a normal stop).  Phase 1 continues from its stored
+ *   count (the Sobol stream is skipped ahead).  Each tier's optimizer is rebuilt by
+ *   replaying its stored trials in id order: propose() must return the stored
+ *   encoding (else the store was made by another version: refused), then the stored
+ *   result is observed.  A trial left 'running' by the kill is evaluated again and
+ *   finished under its own id, so no finished trial is lost and none is repeated.
+ *
+ *   Nothing prints; progress goes to an event callback as one-line messages.
+ */
+#ifndef GPUNAS_NAS_H
+#define GPUNAS_NAS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "gpunas/data.h"
+#include "gpunas/error.h"
+#include "gpunas/space.h"
+#include "gpunas/store.h"
+
+#define GN_NAS_MAX_TIERS 16
+
+
+typedef struct {
+    /* ---- what to search (borrowed) */
+    const gn_space *space;
+    const char *space_source;      /* for the settings record, e.g. "builtin:fmnist" */
+    const gn_dataset *train_set;   /* proxy training data; the validation split comes from it */
+    const char *dataset_name;      /* for the settings record */
+    gn_store *store;
+    /* ---- tiers */
+    int n_tiers;                   /* > 0: tier_ms holds the upper edges (ascending) */
+    double tier_ms[GN_NAS_MAX_TIERS];
+    int auto_tiers;                /* n_tiers == 0: this many tiers from phase-1 quantiles */
+    /* ---- latency */
+    int lat_batch;                 /* 1 */
+    int threads;                   /* intra-op threads for latency and training; <= 0 all */
+    int lat_runs;                  /* timed runs per measurement (30) */
+    double lat_warmup_ms;          /* warm-up per measurement (50) */
+    const char *profile_path;      /* device profile: predict instead of measuring (NULL) */
+    int prune_samples;             /* phase-1 samples (96) */
+    /* ---- optimisation */
+    const char *optimizer;         /* "lamcts" (default), "evolution", "random", "nsga2" */
+    uint64_t seed;
+    int trials;                    /* trained candidates in all (phase 2 budget) */
+    double time_budget_s;          /* stop starting trials after this (0: none) */
+    int max_misses;                /* consecutive out-of-tier proposals before a tier is
+                                      declared exhausted (40) */
+    /* ---- proxy training */
+    int proxy_epochs;              /* 1 */
+    int proxy_subset;              /* training images per candidate (5000) */
+    int proxy_batch;               /* 64 */
+    double proxy_lr;               /* 0.05 */
+    double val_fraction;           /* validation split of the training set (0.05) */
+    uint64_t split_seed;           /* 42 */
+} gn_nas_config;
+
+void gn_nas_defaults(gn_nas_config *c);
+
+typedef enum {
+    GN_NAS_EV_INFO = 0,   /* a message (settings, phase changes, replay) */
+    GN_NAS_EV_SAMPLE,     /* a phase-1 sample measured */
+    GN_NAS_EV_TIERS,      /* tiers fixed */
+    GN_NAS_EV_TRIAL,      /* a phase-2 trial finished (done, failed or pruned) */
+} gn_nas_event_kind;
+
+typedef struct {
+    gn_nas_event_kind kind;
+    const char *message;     /* one line, no newline */
+    const gn_trial *trial;   /* SAMPLE / TRIAL: the stored row */
+    int done, total;         /* SAMPLE: samples; TRIAL: trained candidates / budget */
+} gn_nas_event;
+
+typedef struct {
+    void *user;
+    void (*event)(void *user, const gn_nas_event *e);
+    /* polled between trials: non-zero stops the search cleanly (e.g. SIGINT) */
+    int (*should_stop)(void *user);
+} gn_nas_callbacks;
+
+/* Run (or, with resume, continue) the search in c->store. */
+int gn_nas_run(const gn_nas_config *c, bool resume, const gn_nas_callbacks *cb, gn_error *err);
+
+/* ------------------------------------------------------------------ results */
+typedef struct {
+    int n_tiers;
+    double tier_ms[GN_NAS_MAX_TIERS];
+    gn_trial best[GN_NAS_MAX_TIERS]; /* best trained trial per tier (id 0: none) */
+    int trained[GN_NAS_MAX_TIERS];   /* trained candidates per tier */
+    gn_trial *front;                 /* accuracy/latency Pareto front of trained trials, by latency */
+    int n_front;
+    int64_t n_done, n_failed, n_pruned, n_running;
+} gn_nas_summary;
+
+/* Read the store's settings and trials into a summary. */
+int gn_nas_summarize(gn_store *store, gn_nas_summary *s, gn_error *err);
+void gn_nas_summary_free(gn_nas_summary *s);
+/* Write each tier's best as DIR/tier<i>-<edge>ms.json (GPUNet JSON) and DIR/summary.json.
+ * Creates DIR.  Returns the number of files written, or -1. */
+int gn_nas_write_winners(const gn_nas_summary *s, const char *dir, gn_error *err);
+
+/* Tier of a latency: index, or -1 above the last edge. */
+int gn_nas_tier_of(const double *edges, int n, double ms);
+/* Parse "0.5,1,2" (ascending, > 0) or "auto" / "auto:N".  *n_out 0 means auto with
+ * *auto_n tiers. */
+int gn_nas_parse_tiers(const char *text, double *edges, int *n_out, int *auto_n, gn_error *err);
+/* Auto edges from latencies (n >= 3): k tiers at quantiles (i+1) * q / k of the
+ * sorted latencies, q = 0.9 (the slowest tenth is left out), rounded to 2
+ * significant digits and made strictly increasing. */
+int gn_nas_auto_tiers(const double *lat, int n, int k, double *edges, gn_error *err);
+
+#endif

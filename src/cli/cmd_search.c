@@ -1,0 +1,237 @@
+/*
+ * cmd_search.c — `gpunas search`: the main job.  Loads the space and the data,
+ * opens (or creates) the trial store, runs gn_nas_run (gpunas/nas.h) printing one
+ * line per event, then prints the best model of every latency tier and the
+ * accuracy/latency Pareto front and writes the tier winners as GPUNet JSON files.
+ * Ctrl-C stops cleanly after the current trial (a second Ctrl-C kills); kill -9 is
+ * safe too: `--resume` continues either way.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "gpunas/data.h"
+#include "gpunas/nas.h"
+
+static const char *CMD = "search";
+static volatile sig_atomic_t g_stop;
+
+static void on_sigint(int sig)
+{
+    (void)sig;
+    if (g_stop)
+        _exit(130);
+    g_stop = 1;
+}
+
+static int should_stop(void *user)
+{
+    (void)user;
+    return g_stop;
+}
+
+static void on_event(void *user, const gn_nas_event *e)
+{
+    int quiet = *(int *)user;
+    if (quiet && e->kind == GN_NAS_EV_SAMPLE)
+        return;
+    if (e->kind == GN_NAS_EV_SAMPLE && e->done % 16 != 0 && e->done != e->total)
+        return; /* tiering: one line per 16 samples */
+    printf("%s\n", e->message);
+    fflush(stdout);
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: gpunas search [options]\n"
+            "  --space NAME|FILE     search space: fmnist (default), gpunet, or a space JSON file\n"
+            "  --dataset KIND        fashion-mnist (default), mnist, cifar10, folder\n"
+            "  --data DIR            data location (default: the kind's Debian location)\n"
+            "  --out DIR             output folder (default gpunas-search): search.db, tier winners, summary.json\n"
+            "  --store FILE          trial store (default OUT/search.db)\n"
+            "  --resume              continue the search in the store\n"
+            "  --tiers SPEC          latency tier edges in ms, e.g. 0.1,0.2,0.4, or auto[:N] (default auto:3)\n"
+            "  --optimizer KIND      lamcts (default), evolution, random, nsga2\n"
+            "  --trials N            candidates to train in all (default 30)\n"
+            "  --time-budget MIN     stop starting trials after MIN minutes (default: none)\n"
+            "  --prune-samples N     tiering samples measured before the search (default 96)\n"
+            "  --profile FILE        predict latency from a device profile instead of measuring\n"
+            "  --lat-runs N          timed runs per latency measurement (default 30)\n"
+            "  --proxy-epochs E      proxy training epochs per candidate (default 1)\n"
+            "  --proxy-subset N      proxy training images per candidate (default 5000)\n"
+            "  --proxy-batch B       proxy batch size (default 64)\n"
+            "  --proxy-lr X          proxy learning rate (default 0.05)\n"
+            "  --val-fraction F      validation split of the training set (default 0.05)\n"
+            "  --threads N           threads for latency and training (default: all cores)\n"
+            "  --seed S              search seed (default 1)\n"
+            "  --quiet               fewer progress lines\n");
+}
+
+static void print_summary(const gn_nas_summary *s, const char *out_dir)
+{
+    printf("\nbest model per latency tier (batch-1 latency on this machine; proxy validation accuracy)\n");
+    printf("%-5s %-10s %-8s %-9s %-16s %-10s %-10s %s\n", "tier", "<= ms", "trained", "val acc", "latency ms",
+           "params", "MACs", "file");
+    for (int i = 0; i < s->n_tiers; i++) {
+        const gn_trial *b = &s->best[i];
+        if (b->id <= 0) {
+            printf("%-5d %-10.3g %-8d %-9s %-16s %-10s %-10s %s\n", i, s->tier_ms[i], s->trained[i], "-", "-", "-",
+                   "-", "(no trained model in this tier)");
+            continue;
+        }
+        char lat[32], acc[16];
+        snprintf(lat, sizeof lat, "%.3f±%.3f", b->latency_ms, b->latency_spread_ms >= 0 ? b->latency_spread_ms : 0.0);
+        snprintf(acc, sizeof acc, "%.2f%%", 100 * b->val_acc);
+        printf("%-5d %-10.3g %-8d %-9s %-16s %-10lld %-10lld %s/tier%d-%gms.json\n", i, s->tier_ms[i], s->trained[i],
+               acc, lat, (long long)b->params, (long long)b->macs, out_dir, i, s->tier_ms[i]);
+    }
+    printf("\nPareto front (accuracy vs latency) of the %lld trained candidates\n", (long long)s->n_done);
+    printf("%-7s %-12s %-9s %-10s %s\n", "trial", "latency ms", "val acc", "params", "encoding");
+    for (int i = 0; i < s->n_front; i++)
+        printf("%-7lld %-12.3f %-8.2f%% %-10lld %s\n", (long long)s->front[i].id, s->front[i].latency_ms,
+               100 * s->front[i].val_acc, (long long)s->front[i].params, s->front[i].encoding);
+    printf("\ntrials: %lld trained, %lld failed, %lld not trained (latency outside the tiers or tiering samples)\n",
+           (long long)s->n_done, (long long)s->n_failed, (long long)s->n_pruned);
+}
+
+int cmd_search(int argc, char **argv)
+{
+    gn_nas_config c;
+    gn_nas_defaults(&c);
+    const char *space_arg = "fmnist", *dataset = "fashion-mnist", *data_dir = NULL, *out_dir = "gpunas-search",
+               *store_path = NULL, *tiers = "auto:3";
+    bool resume = false;
+    int quiet = 0;
+    double minutes = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int r = 0;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--resume")) {
+            resume = true;
+            continue;
+        } else if (!strcmp(a, "--quiet")) {
+            quiet = 1;
+            continue;
+        }
+        if (!v && a[0] == '-') {
+            cli_error(CMD, "option %s: missing value", a);
+            return 2;
+        }
+        if (!strcmp(a, "--space")) space_arg = v;
+        else if (!strcmp(a, "--dataset")) dataset = v;
+        else if (!strcmp(a, "--data")) data_dir = v;
+        else if (!strcmp(a, "--out")) out_dir = v;
+        else if (!strcmp(a, "--store")) store_path = v;
+        else if (!strcmp(a, "--tiers")) tiers = v;
+        else if (!strcmp(a, "--optimizer")) c.optimizer = v;
+        else if (!strcmp(a, "--profile")) c.profile_path = v;
+        else if (!strcmp(a, "--trials")) r = cli_parse_int(CMD, a, v, 0, 1000000, &c.trials);
+        else if (!strcmp(a, "--time-budget")) r = cli_parse_double(CMD, a, v, 0, 1e7, &minutes);
+        else if (!strcmp(a, "--prune-samples")) r = cli_parse_int(CMD, a, v, 3, 1000000, &c.prune_samples);
+        else if (!strcmp(a, "--lat-runs")) r = cli_parse_int(CMD, a, v, 3, 100000, &c.lat_runs);
+        else if (!strcmp(a, "--proxy-epochs")) r = cli_parse_int(CMD, a, v, 1, 1000, &c.proxy_epochs);
+        else if (!strcmp(a, "--proxy-subset")) r = cli_parse_int(CMD, a, v, 0, 100000000, &c.proxy_subset);
+        else if (!strcmp(a, "--proxy-batch")) r = cli_parse_int(CMD, a, v, 1, 65536, &c.proxy_batch);
+        else if (!strcmp(a, "--proxy-lr")) r = cli_parse_double(CMD, a, v, 1e-9, 100, &c.proxy_lr);
+        else if (!strcmp(a, "--val-fraction")) r = cli_parse_double(CMD, a, v, 0.001, 0.9, &c.val_fraction);
+        else if (!strcmp(a, "--threads")) r = cli_parse_int(CMD, a, v, 0, 4096, &c.threads);
+        else if (!strcmp(a, "--seed")) r = cli_parse_u64(CMD, a, v, &c.seed);
+        else {
+            cli_error(CMD, "unknown option '%s' (see gpunas search --help)", a);
+            return 2;
+        }
+        if (r)
+            return 2;
+        i++;
+    }
+    c.time_budget_s = minutes * 60.0;
+    gn_error err = {{0}};
+    if (gn_nas_parse_tiers(tiers, c.tier_ms, &c.n_tiers, &c.auto_tiers, &err)) {
+        cli_error(CMD, "%s", err.msg);
+        return 2;
+    }
+    const char *kinds[] = {"lamcts", "evolution", "random", "nsga2"};
+    int ok = 0;
+    for (int i = 0; i < 4; i++)
+        ok |= !strcmp(c.optimizer, kinds[i]);
+    if (!ok) {
+        cli_error(CMD, "option --optimizer: unknown '%s' (lamcts, evolution, random, nsga2)", c.optimizer);
+        return 2;
+    }
+
+    gn_space *space = NULL;
+    gn_dataset *train = NULL;
+    gn_store *store = NULL;
+    int rc = 1;
+    char space_src[300];
+    if (!strcmp(space_arg, "fmnist") || !strcmp(space_arg, "gpunet")) {
+        if (gn_space_builtin(space_arg, &space, &err))
+            goto fail;
+        snprintf(space_src, sizeof space_src, "builtin:%s", space_arg);
+    } else {
+        if (gn_space_load(space_arg, &space, &err))
+            goto fail;
+        snprintf(space_src, sizeof space_src, "%s", space_arg);
+    }
+    if (gn_dataset_load(dataset, data_dir, "train", 0, &train, &err))
+        goto fail;
+    if (train->c != gn_space_in_channels(space) || train->classes != gn_space_classes(space)) {
+        gn_error_set(&err, "space '%s' is for %d-channel images and %d classes, data set %s has %d and %d",
+                     gn_space_name(space), gn_space_in_channels(space), gn_space_classes(space), train->source,
+                     train->c, train->classes);
+        goto fail;
+    }
+    if (mkdir(out_dir, 0777) != 0 && access(out_dir, W_OK) != 0) {
+        gn_error_set(&err, "%s: cannot create the output folder", out_dir);
+        goto fail;
+    }
+    char dbpath[4096];
+    snprintf(dbpath, sizeof dbpath, "%s/search.db", out_dir);
+    if (!store_path)
+        store_path = dbpath;
+    if (gn_store_open(store_path, resume ? 0 : GN_STORE_CREATE, &store, &err))
+        goto fail;
+
+    c.space = space;
+    c.space_source = space_src;
+    c.train_set = train;
+    c.dataset_name = dataset;
+    c.store = store;
+    printf("gpunas search: space %s (%d dims), data %s (%d images), store %s, optimizer %s, %d trials%s\n",
+           gn_space_name(space), gn_space_desc(space)->ndims, train->source, train->n, store_path, c.optimizer,
+           c.trials, resume ? " (resume)" : "");
+    fflush(stdout);
+    signal(SIGINT, on_sigint);
+    gn_nas_callbacks cb = {.user = &quiet, .event = on_event, .should_stop = should_stop};
+    if (gn_nas_run(&c, resume, &cb, &err))
+        goto fail;
+    signal(SIGINT, SIG_DFL);
+
+    gn_nas_summary sum;
+    if (gn_nas_summarize(store, &sum, &err))
+        goto fail;
+    if (gn_nas_write_winners(&sum, out_dir, &err) < 0) {
+        gn_nas_summary_free(&sum);
+        goto fail;
+    }
+    print_summary(&sum, out_dir);
+    printf("wrote %s/summary.json%s\n", out_dir, sum.n_done ? " and the tier winners above" : "");
+    gn_nas_summary_free(&sum);
+    rc = g_stop ? 130 : 0;
+    goto done;
+fail:
+    cli_error(CMD, "%s", err.msg);
+done:
+    gn_store_close(store);
+    gn_dataset_free(train);
+    gn_space_free(space);
+    return rc;
+}

@@ -1,0 +1,118 @@
+/*
+ * nas_settings.c — the settings a search is defined by, kept in the store's meta
+ * ("nas.settings", a JSON object) so that `--resume` continues the same search: a
+ * resume whose settings differ is refused naming the first differing setting.  The
+ * budget (trials, time) is not a setting: a resumed search may be given more.
+ * The space is recorded by name and its encoding (cardinality of every dimension),
+ * the latency source by profile path or "measure" with the thread count, since
+ * latencies from different conditions must not be mixed in one set of tiers.
+ */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nas/nas_internal.h"
+
+#define META_KEY "nas.settings"
+
+char *nas_settings_json(const gn_nas_config *c, gn_error *err)
+{
+    const gn_enc_desc *d = gn_space_desc(c->space);
+    char card[4 * GN_ENC_MAX_DIMS + 8] = "";
+    for (int i = 0; i < d->ndims; i++) {
+        char t[16];
+        snprintf(t, sizeof t, "%s%d", i ? "," : "", d->card[i]);
+        strcat(card, t);
+    }
+    char tiers[32 * GN_NAS_MAX_TIERS + 16] = "";
+    if (c->n_tiers == 0)
+        snprintf(tiers, sizeof tiers, "auto:%d", c->auto_tiers);
+    for (int i = 0; i < c->n_tiers; i++) {
+        char t[32];
+        snprintf(t, sizeof t, "%s%.17g", i ? "," : "", c->tier_ms[i]);
+        strcat(tiers, t);
+    }
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:i, s:i, s:i, s:f, s:s, s:i, s:i, s:i, s:i, s:i, s:f, "
+                          "s:f, s:I}",
+                          "space", gn_space_name(c->space), "space_source", c->space_source ? c->space_source : "",
+                          "space_card", card, "dataset", c->dataset_name ? c->dataset_name : "", "optimizer",
+                          c->optimizer, "seed", (json_int_t)c->seed, "tiers", tiers, "prune_samples",
+                          c->prune_samples, "lat_batch", c->lat_batch, "lat_runs", c->lat_runs, "lat_warmup_ms",
+                          c->lat_warmup_ms, "latency", c->profile_path ? c->profile_path : "measure", "threads",
+                          c->threads, "max_misses", c->max_misses, "proxy_epochs", c->proxy_epochs, "proxy_subset",
+                          c->proxy_subset, "proxy_batch", c->proxy_batch, "proxy_lr", c->proxy_lr, "val_fraction",
+                          c->val_fraction, "split_seed", (json_int_t)c->split_seed);
+    if (!o) {
+        gn_error_set(err, "search: cannot record the settings");
+        return NULL;
+    }
+    char *s = json_dumps(o, JSON_SORT_KEYS | JSON_COMPACT);
+    json_decref(o);
+    if (!s)
+        gn_error_set(err, "search: out of memory");
+    return s;
+}
+
+int nas_settings_check(gn_store *st, const gn_nas_config *c, bool resume, gn_error *err)
+{
+    char *mine = nas_settings_json(c, err), *stored = NULL;
+    if (!mine)
+        return -1;
+    int rc = gn_store_get_meta(st, META_KEY, &stored, err);
+    if (rc < 0) {
+        free(mine);
+        return -1;
+    }
+    int64_t n = 0;
+    gn_trial_filter f;
+    gn_trial_filter_init(&f);
+    if (gn_store_count_trials(st, &f, &n, err)) {
+        free(mine);
+        free(stored);
+        return -1;
+    }
+    if (rc == 1) { /* no search recorded yet */
+        if (n > 0) {
+            free(mine);
+            return gn_error_set(err, "%s: holds %lld trials but no search settings (not made by gpunas search)",
+                                gn_store_where(st), (long long)n);
+        }
+        rc = gn_store_put_meta(st, META_KEY, mine, err);
+        free(mine);
+        return rc;
+    }
+    if (!resume) {
+        free(mine);
+        free(stored);
+        return gn_error_set(err, "%s: holds a search already (%lld trials); use --resume to continue it, or another --store",
+                            gn_store_where(st), (long long)n);
+    }
+    json_error_t je;
+    json_t *a = json_loads(mine, 0, &je), *b = json_loads(stored, 0, &je);
+    free(mine);
+    free(stored);
+    if (!a || !b) {
+        json_decref(a);
+        json_decref(b);
+        return gn_error_set(err, "%s: meta '%s' is not valid JSON", gn_store_where(st), META_KEY);
+    }
+    const char *key;
+    json_t *va;
+    rc = 0;
+    json_object_foreach(a, key, va)
+    {
+        json_t *vb = json_object_get(b, key);
+        if (!vb || !json_equal(va, vb)) {
+            char *sa = json_dumps(va, JSON_ENCODE_ANY), *sb = vb ? json_dumps(vb, JSON_ENCODE_ANY) : NULL;
+            rc = gn_error_set(err, "%s: --resume with different settings: %s is %s here but %s in the store",
+                              gn_store_where(st), key, sa ? sa : "?", sb ? sb : "absent");
+            free(sa);
+            free(sb);
+            break;
+        }
+    }
+    json_decref(a);
+    json_decref(b);
+    return rc;
+}
