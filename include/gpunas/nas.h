@@ -120,6 +120,7 @@ typedef struct {
     gn_trial *front;                 /* accuracy/latency Pareto front of trained trials, by latency */
     int n_front;
     int64_t n_done, n_failed, n_pruned, n_running;
+    int64_t n_reused;                /* proposals that decoded to an already trained network */
 } gn_nas_summary;
 
 /* Read the store's settings and trials into a summary. */

@@ -92,11 +92,15 @@ static void print_summary(const gn_nas_summary *s, const char *out_dir)
     }
     printf("\nPareto front (accuracy vs latency) of the %lld trained candidates\n", (long long)s->n_done);
     printf("%-7s %-12s %-9s %-10s %s\n", "trial", "latency ms", "val acc", "params", "encoding");
-    for (int i = 0; i < s->n_front; i++)
-        printf("%-7lld %-12.3f %-8.2f%% %-10lld %s\n", (long long)s->front[i].id, s->front[i].latency_ms,
-               100 * s->front[i].val_acc, (long long)s->front[i].params, s->front[i].encoding);
-    printf("\ntrials: %lld trained, %lld failed, %lld not trained (latency outside the tiers or tiering samples)\n",
-           (long long)s->n_done, (long long)s->n_failed, (long long)s->n_pruned);
+    for (int i = 0; i < s->n_front; i++) {
+        char acc[16];
+        snprintf(acc, sizeof acc, "%.2f%%", 100 * s->front[i].val_acc);
+        printf("%-7lld %-12.3f %-9s %-10lld %s\n", (long long)s->front[i].id, s->front[i].latency_ms, acc,
+               (long long)s->front[i].params, s->front[i].encoding);
+    }
+    printf("\ntrials: %lld trained, %lld failed, %lld not trained (latency outside the tiers or tiering samples), "
+           "%lld repeats of a trained network\n",
+           (long long)s->n_done, (long long)s->n_failed, (long long)s->n_pruned, (long long)s->n_reused);
 }
 
 int cmd_search(int argc, char **argv)

@@ -227,8 +227,15 @@ static int observe_row(nas_state *s, int tier, const int *x, const gn_trial *t, 
 {
     if (t->status == GN_TRIAL_DONE) {
         double acc = t->val_acc;
-        s->trained[tier]++;
-        s->misses[tier] = 0;
+        if (t->error && strncmp(t->error, "same network", 12) == 0) {
+            /* a network trained before (reached again through inert dimensions): not a
+             * new candidate, so it does not use the budget; a run of them exhausts the tier */
+            if (++s->misses[tier] >= s->c->max_misses)
+                s->exhausted[tier] = 1;
+        } else {
+            s->trained[tier]++;
+            s->misses[tier] = 0;
+        }
         return gn_opt_observe(s->opt[tier], x, &acc, true, err);
     }
     if (t->status == GN_TRIAL_FAILED)

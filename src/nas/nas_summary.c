@@ -66,6 +66,11 @@ int gn_nas_summarize(gn_store *store, gn_nas_summary *s, gn_error *err)
         }
         if (t->status != GN_TRIAL_DONE || !(t->latency_ms > 0) || !isfinite(t->val_acc))
             continue;
+        if (t->error && strncmp(t->error, "same network", 12) == 0) {
+            s->n_reused++; /* a repeat of an earlier row: counted once, there */
+            s->n_done--;
+            continue;
+        }
         int tier = gn_nas_tier_of(s->tier_ms, s->n_tiers, t->latency_ms);
         if (tier >= 0) {
             s->trained[tier]++;
