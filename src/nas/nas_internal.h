@@ -30,7 +30,7 @@ typedef struct {
     int n_tiers;
     double edges[GN_NAS_MAX_TIERS];
     gn_optimizer *opt[GN_NAS_MAX_TIERS];
-    int trained[GN_NAS_MAX_TIERS], misses[GN_NAS_MAX_TIERS];
+    int trained[GN_NAS_MAX_TIERS], misses[GN_NAS_MAX_TIERS], repeats[GN_NAS_MAX_TIERS];
     int exhausted[GN_NAS_MAX_TIERS];
     int accept_tier;            /* tier the accept() filter is asked about */
     int64_t next_seq;

@@ -229,12 +229,14 @@ static int observe_row(nas_state *s, int tier, const int *x, const gn_trial *t, 
         double acc = t->val_acc;
         if (t->error && strncmp(t->error, "same network", 12) == 0) {
             /* a network trained before (reached again through inert dimensions): not a
-             * new candidate, so it does not use the budget; a run of them exhausts the tier */
-            if (++s->misses[tier] >= s->c->max_misses)
+             * new candidate, so it does not use the budget; repeats cost no measurement or
+             * training, so only a long run of them (10x max_misses) exhausts the tier */
+            if (++s->repeats[tier] >= 10 * s->c->max_misses)
                 s->exhausted[tier] = 1;
         } else {
             s->trained[tier]++;
             s->misses[tier] = 0;
+            s->repeats[tier] = 0;
         }
         return gn_opt_observe(s->opt[tier], x, &acc, true, err);
     }
@@ -302,7 +304,10 @@ static int evaluate(nas_state *s, gn_store *st, int tier, const int *x, gn_trial
 static void trial_message(nas_state *s, int tier, const gn_trial *t, const int *x, char *buf, size_t n)
 {
     char *desc = gn_space_describe(s->c->space, x);
-    if (t->status == GN_TRIAL_DONE)
+    if (t->status == GN_TRIAL_DONE && t->error)
+        snprintf(buf, n, "[%d/%d] t%d #%lld %.3f ms  val %.2f%%  (%s: not trained again)", total_trained(s),
+                 s->c->trials, tier, (long long)t->id, t->latency_ms, 100 * t->val_acc, t->error);
+    else if (t->status == GN_TRIAL_DONE)
         snprintf(buf, n, "[%d/%d] t%d #%lld %.3f ms  val %.2f%%  %.1f s  %s", total_trained(s), s->c->trials, tier,
                  (long long)t->id, t->latency_ms, 100 * t->val_acc, t->train_s, desc ? desc : "");
     else if (t->status == GN_TRIAL_FAILED)
