@@ -5,7 +5,7 @@
 #
 # 1. the machine: CPU model, cores, load average, oneDNN, torch versions;
 # 2. GPUNet-0, -1, -2 (configs/gpunet/, native resolutions) at batch 1 with
-#    `gpunas latency` (twice each, back to back: the repeated-measurement check) and
+#    `gpunas latency` (three times each, back to back: the repeated-measurement check) and
 #    with PyTorch eager (bench/latency_pytorch.py, /usr/bin/python3), same threads,
 #    same warm-up and run counts;
 # 3. the small bundled config measured 5 times back to back (agreement);
@@ -16,7 +16,7 @@
 # for bench/RESULTS.md.
 #
 # Settings (environment): BUILD (build dir, default build-latency), THREADS (default:
-# all CPUs), RUNS (100), WARMUP_MS (500), FM_SAMPLES (3000), GN_SAMPLES (400),
+# all CPUs), RUNS (100), DURATION (10 s, gpunas latency's default), WARMUP_MS (500), FM_SAMPLES (3000), GN_SAMPLES (400),
 # GN_RES (128), CALIB (30), HOLDOUT (30), SEED (1), OUT ($BUILD/latency_out),
 # SKIP_GPUNET_SPACE=1 to skip the GPUNet-space profile.
 set -euo pipefail
@@ -24,6 +24,7 @@ cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build-latency}
 THREADS=${THREADS:-$(nproc)}
 RUNS=${RUNS:-100}
+DURATION=${DURATION:-10}
 WARMUP_MS=${WARMUP_MS:-500}
 FM_SAMPLES=${FM_SAMPLES:-3000}
 GN_SAMPLES=${GN_SAMPLES:-400}
@@ -45,20 +46,22 @@ echo "== machine"
   echo "cpu_model=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
   echo "logical_cpus=$(nproc)"
   echo "threads=$THREADS"
+  echo "duration=$DURATION"
   echo "load_before=$(cut -d' ' -f1-3 /proc/loadavg)"
   echo "torch=$($PY -c 'import torch; print(torch.__version__)')"
   echo "date=$(date -u +%Y-%m-%dT%H:%MZ)"
 } | tee "$OUT/machine.txt"
 
-COMMON=(--threads "$THREADS" --runs "$RUNS" --warmup-ms "$WARMUP_MS" --warmup-runs 5)
-echo "== GPUNet-0/1/2, batch 1: gpunas (twice each) and PyTorch eager"
+COMMON=(--threads "$THREADS" --runs "$RUNS" --duration "$DURATION" --warmup-ms "$WARMUP_MS" --warmup-runs 5)
+echo "== GPUNet-0/1/2, batch 1: gpunas (three times each) and PyTorch eager"
 for m in 0 1 2; do
-  for rep in 1 2; do
+  for rep in 1 2 3; do
     "$G" latency configs/gpunet/gpunet-$m.json "${COMMON[@]}" --force --json > "$OUT/gpunet-$m.gpunas.$rep.json"
     $PY - "$OUT/gpunet-$m.gpunas.$rep.json" <<'EOF'
 import json, sys
 r = json.load(open(sys.argv[1])); c = r["compute"]
-print("  %s run: median %.3f ms (CV %.1f%%, stable %s)" % (sys.argv[1], c["median_ms"], 100 * c["cv"], r["stable"]))
+print("  %s run: median %.3f ms (blocks %.3f .. %.3f, %d runs, robust CV %.1f%%, stable %s)" % (sys.argv[1],
+      c["median_ms"], c["block_median_lo_ms"], c["block_median_hi_ms"], c["n"], 100 * c["robust_cv"], r["stable"]))
 EOF
   done
   $PY bench/latency_pytorch.py configs/gpunet/gpunet-$m.json --threads "$THREADS" --runs "$RUNS" \
@@ -73,14 +76,15 @@ tail -n 3 "$OUT/gpunet-0.per-layer.txt"
 
 echo "== repeated measurement of configs/fmnist-small.json (5 x, back to back)"
 for rep in 1 2 3 4 5; do
-  "$G" latency configs/fmnist-small.json --threads "$THREADS" --runs 1000 --warmup-ms "$WARMUP_MS" --force --json \
+  "$G" latency configs/fmnist-small.json --threads "$THREADS" --runs 1000 --duration "$DURATION" \
+      --warmup-ms "$WARMUP_MS" --force --json \
       > "$OUT/fmnist-small.$rep.json"
 done
 
 echo "== profile: fmnist space, batch 1 ($FM_SAMPLES table samples, $CALIB calibration, $HOLDOUT held out)"
 "$G" profile --device cpu --space fmnist -o "$OUT/profile-fmnist.json" --threads "$THREADS" --batch 1 \
     --samples "$FM_SAMPLES" --calib "$CALIB" --holdout "$HOLDOUT" --seed "$SEED" > "$OUT/profile-fmnist.txt"
-tail -n 4 "$OUT/profile-fmnist.txt"
+tail -n 6 "$OUT/profile-fmnist.txt"
 "$G" latency configs/fmnist-small.json "${COMMON[@]}" --force --profile "$OUT/profile-fmnist.json" \
     | grep "predicted by" || true
 
@@ -89,7 +93,7 @@ if [ "${SKIP_GPUNET_SPACE:-0}" != 1 ]; then
   "$G" profile --device cpu --space gpunet --res "$GN_RES" -o "$OUT/profile-gpunet-$GN_RES.json" \
       --threads "$THREADS" --batch 1 --samples "$GN_SAMPLES" --calib "$CALIB" --holdout "$HOLDOUT" \
       --seed "$SEED" --runs 30 --warmup-ms 100 > "$OUT/profile-gpunet-$GN_RES.txt"
-  tail -n 4 "$OUT/profile-gpunet-$GN_RES.txt"
+  tail -n 6 "$OUT/profile-gpunet-$GN_RES.txt"
 fi
 echo "load_after=$(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/machine.txt"
 

@@ -18,6 +18,8 @@
 #include "gpunas/latprofile.h"
 #include "testutil.h"
 
+#define NEAR0(x) assert_true((x) == 0)
+
 static int count_lines(const char *s)
 {
     int n = 0;
@@ -41,7 +43,7 @@ static void test_latency_smoke(void **state)
 {
     char *cfg = tu_source_path("configs/fmnist-small.json");
     char args[1024], *out, *err;
-    snprintf(args, sizeof args, "latency %s --runs 20 --warmup-ms 0 --force --threads 1", cfg);
+    snprintf(args, sizeof args, "latency %s --runs 20 --duration 0 --warmup-ms 0 --force --threads 1", cfg);
     assert_int_equal(tu_run_cli(args, &out, &err), 0);
     assert_non_null(strstr(out, "median compute latency: "));
     assert_non_null(strstr(out, "compute        median "));
@@ -53,7 +55,7 @@ static void test_latency_smoke(void **state)
     free(out);
     free(err);
 
-    snprintf(args, sizeof args, "latency %s --runs 12 --warmup-ms 0 --force --json --per-layer --batch 2 --res 28 --seed 3",
+    snprintf(args, sizeof args, "latency %s --runs 12 --duration 0 --warmup-ms 0 --force --json --per-layer --batch 2 --res 28 --seed 3",
              cfg);
     assert_int_equal(tu_run_cli(args, &out, &err), 0);
     json_error_t je;
@@ -92,12 +94,46 @@ static void test_latency_smoke(void **state)
     free(out);
     free(err);
 
-    snprintf(args, sizeof args, "latency %s --runs 5 --warmup-ms 0 --per-layer --threads 1 --force", cfg);
+    snprintf(args, sizeof args, "latency %s --runs 5 --duration 0 --warmup-ms 0 --per-layer --threads 1 --force", cfg);
     assert_int_equal(tu_run_cli(args, &out, &err), 0);
     assert_non_null(strstr(out, "per layer (median of 5 profiled runs"));
     assert_non_null(strstr(out, "GFLOP/s"));
     free(out);
     free(err);
+
+    /* --duration: at least --runs runs AND at least that long; the spread of the
+     * median over 10 consecutive blocks is printed and in the JSON */
+    snprintf(args, sizeof args, "latency %s --runs 10 --duration 0.25 --warmup-ms 0 --threads 1 --force --json", cfg);
+    assert_int_equal(tu_run_cli(args, &out, &err), 0);
+    j = json_loads(out, 0, &je);
+    if (!j)
+        fail_msg("not JSON: %s", je.text);
+    c = json_object_get(j, "compute");
+    json_int_t n = json_integer_value(json_object_get(c, "n"));
+    double total = 0;
+    json_t *smp = json_object_get(j, "compute_samples_ms");
+    assert_int_equal((json_int_t)json_array_size(smp), n);
+    for (size_t i = 0; i < json_array_size(smp); i++)
+        total += json_real_value(json_array_get(smp, i));
+    assert_true(n > 10);      /* a 0.25 s phase holds more than 10 runs of this net */
+    assert_true(total < 250); /* compute alone is part of the phase */
+    assert_int_equal(json_integer_value(json_object_get(c, "blocks")), 10);
+    double lo = json_real_value(json_object_get(c, "block_median_lo_ms")),
+           hi = json_real_value(json_object_get(c, "block_median_hi_ms"));
+    assert_true(lo > 0 && lo <= hi);
+    assert_true(lo >= json_real_value(json_object_get(c, "min_ms")));
+    assert_true(hi <= json_real_value(json_object_get(c, "max_ms")));
+    assert_true(json_real_value(json_object_get(c, "robust_cv")) >= 0);
+    json_decref(j);
+    free(out);
+    free(err);
+    snprintf(args, sizeof args, "latency %s --runs 10 --duration 0.05 --warmup-ms 0 --threads 1 --force", cfg);
+    assert_int_equal(tu_run_cli(args, &out, &err), 0);
+    assert_non_null(strstr(out, "spread of the median over time: "));
+    assert_non_null(strstr(out, "consecutive blocks"));
+    free(out);
+    free(err);
+    expect_error("latency x.json --duration -1", 2, "gpunas latency: option --duration");
     free(cfg);
 }
 
@@ -120,7 +156,7 @@ static void test_latency_errors(void **state)
     snprintf(args, sizeof args, "latency %s --res 2", cfg);
     expect_error(args, 1, "gpunas latency: ");
     /* too few runs to judge stability: refused without --force */
-    snprintf(args, sizeof args, "latency %s --runs 5 --warmup-ms 0 --threads 1", cfg);
+    snprintf(args, sizeof args, "latency %s --runs 5 --duration 0 --warmup-ms 0 --threads 1", cfg);
     expect_error(args, 1, "measurement not stable: only 5 timed runs");
     /* a bad profile */
     char *bad = tu_tmp_path("bad_profile.json");
@@ -152,6 +188,9 @@ static void test_profile_tiny(void **state)
     if (rc != 0)
         fail_msg("exit %d: %s", rc, err);
     assert_non_null(strstr(out, "held-out: 2 networks, mean |error| "));
+    assert_non_null(strstr(out, "(speed-normalised measurements)"));
+    assert_non_null(strstr(out, "held-out against the raw measurements: mean |error| "));
+    assert_non_null(strstr(out, "speed probe: reference network "));
     assert_non_null(strstr(out, "calibration: "));
     free(out);
     free(err);
@@ -165,9 +204,49 @@ static void test_profile_tiny(void **state)
     assert_int_equal(p.calib.networks, 4);
     assert_int_equal(p.device.threads, 1);
     assert_non_null(strstr(p.space, "perturbations of "));
+    assert_true(p.probe_ms > 0);
+    assert_true(p.eval.raw_mean_abs_pct >= 0);
     gn_lat_profile_free(&p);
 
-    snprintf(args, sizeof args, "latency %s --profile %s --runs 10 --warmup-ms 0 --force --threads 1", cfg, file);
+    /* --per-layer with a profile: the table's time of every layer beside its own */
+    snprintf(args, sizeof args, "latency %s --profile %s --per-layer --runs 5 --duration 0 --warmup-ms 0 --force "
+             "--threads 1 --json", cfg, file);
+    assert_int_equal(tu_run_cli(args, &out, &err), 0);
+    json_error_t je;
+    json_t *j = json_loads(out, 0, &je);
+    if (!j)
+        fail_msg("not JSON: %s", je.text);
+    json_t *layers = json_object_get(j, "layers");
+    assert_int_equal(json_array_size(layers), 8);
+    for (size_t i = 0; i < 8; i++) {
+        json_t *L = json_array_get(layers, i);
+        assert_true(json_real_value(json_object_get(L, "table_ms")) > 0);
+        assert_true(json_is_boolean(json_object_get(L, "table_fallback")));
+    }
+    json_decref(j);
+    free(out);
+    free(err);
+
+    /* without the probe: no factor, no raw figures */
+    char *file2 = tu_tmp_path("tiny_profile_noprobe.json");
+    snprintf(args, sizeof args,
+             "profile --device cpu --base %s -o %s --samples 1 --calib 3 --holdout 1 --runs 3 --warmup-ms 0 "
+             "--layer-runs 3 --layer-warmup-ms 0 --threads 1 --quiet --no-speed-probe",
+             cfg, file2);
+    rc = tu_run_cli(args, &out, &err);
+    if (rc != 0)
+        fail_msg("exit %d: %s", rc, err);
+    assert_null(strstr(out, "speed probe"));
+    assert_null(strstr(out, "speed-normalised"));
+    free(out);
+    free(err);
+    if (gn_lat_profile_load(file2, &p, &e))
+        fail_msg("%s", e.msg);
+    NEAR0(p.probe_ms);
+    gn_lat_profile_free(&p);
+    free(file2);
+
+    snprintf(args, sizeof args, "latency %s --profile %s --runs 10 --duration 0 --warmup-ms 0 --force --threads 1", cfg, file);
     assert_int_equal(tu_run_cli(args, &out, &err), 0);
     assert_non_null(strstr(out, "predicted by "));
     free(out);
@@ -180,6 +259,7 @@ static void test_profile_tiny(void **state)
              cfg);
     assert_int_equal(tu_run_cli(args, &out, &err), 0);
     assert_non_null(strstr(out, "held-out: 2 networks"));
+    assert_non_null(strstr(out, "speed probe: reference network "));
     free(out);
     free(err);
     free(file);

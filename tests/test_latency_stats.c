@@ -39,6 +39,13 @@ static void test_stats_small(void **state)
     NEAR(s.median_first, 3, 1e-12);  /* {5, 1} */
     NEAR(s.median_second, 3, 1e-12); /* {4, 2, 3} */
     NEAR(s.drift, 0, 1e-12);
+    NEAR(s.p10, 1.4, 1e-12); /* position 0.4 */
+    NEAR(s.p25, 2, 1e-12);
+    NEAR(s.p75, 4, 1e-12);
+    NEAR(s.rcv, 2 / (1.349 * 3), 1e-12);
+    assert_int_equal(s.blocks, 5); /* fewer runs than blocks: one run per block */
+    NEAR(s.block_lo, 1, 0);
+    NEAR(s.block_hi, 5, 0);
     NEAR(s.med_lo, 1, 0); /* n = 5: ranks clamp to 1 and 5 */
     NEAR(s.med_hi, 5, 0);
     /* the input is not reordered */
@@ -61,6 +68,14 @@ static void test_stats_hundred(void **state)
     NEAR(s.median_first, 25.5, 1e-12);
     NEAR(s.median_second, 75.5, 1e-12);
     NEAR(s.drift, 50 / 50.5, 1e-12);
+    NEAR(s.p10, 10.9, 1e-9);  /* position 9.9 */
+    NEAR(s.p25, 25.75, 1e-9); /* position 24.75 */
+    NEAR(s.p75, 75.25, 1e-9);
+    NEAR(s.rcv, 49.5 / (1.349 * 50.5), 1e-12);
+    /* ten blocks of ten runs in run order: medians 5.5, 15.5, ..., 95.5 */
+    assert_int_equal(s.blocks, 10);
+    NEAR(s.block_lo, 5.5, 1e-12);
+    NEAR(s.block_hi, 95.5, 1e-12);
     /* 0.98 sqrt(100) = 9.8: ranks floor(50 - 9.8) = 40 and ceil(51 + 9.8) = 61 */
     NEAR(s.med_lo, 40, 0);
     NEAR(s.med_hi, 61, 0);
@@ -102,20 +117,32 @@ static void test_stability(void **state)
     assert_int_equal(gn_lat_stats_compute(x, 40, &s, &err), 0);
     assert_int_equal(gn_lat_check_stable(&s, &lim, why, sizeof why), 0);
 
-    /* two outliers of 10x: CV about 0.9 */
+    /* two outliers of 10x: the classic CV is about 0.9, but they are rare stalls
+     * (a preempted thread), not noise: the robust CV stays at about 0.3% */
     x[5] = x[30] = 10.0;
     assert_int_equal(gn_lat_stats_compute(x, 40, &s, &err), 0);
     assert_true(s.cv > 0.15);
+    assert_true(s.rcv < 0.01);
+    assert_int_equal(gn_lat_check_stable(&s, &lim, why, sizeof why), 0);
+
+    /* broad noise, uniform on [0.5, 1.5]: robust CV about 0.5 / 1.349 = 37% */
+    for (int i = 0; i < 40; i++)
+        x[i] = 0.5 + gn_rng_uniform(&r);
+    assert_int_equal(gn_lat_stats_compute(x, 40, &s, &err), 0);
+    assert_true(s.rcv > 0.2);
     assert_int_equal(gn_lat_check_stable(&s, &lim, why, sizeof why), 1);
-    assert_non_null(strstr(why, "coefficient of variation"));
+    assert_non_null(strstr(why, "robust coefficient of variation"));
     assert_null(strchr(why, '\n'));
 
-    /* a 10% step in the middle: CV about 5% (passes) but drift 10% */
+    /* a 20% step in the middle: robust CV 0.2 / (1.349 x 1.1) = 13.5% (passes) but
+     * drift 0.2 / 1.1 = 18% */
     for (int i = 0; i < 40; i++)
-        x[i] = i < 20 ? 1.0 : 1.1;
+        x[i] = i < 20 ? 1.0 : 1.2;
     assert_int_equal(gn_lat_stats_compute(x, 40, &s, &err), 0);
-    assert_true(s.cv < 0.15);
-    NEAR(s.drift, 0.1 / 1.05, 1e-12);
+    assert_true(s.rcv < 0.15);
+    NEAR(s.drift, 0.2 / 1.1, 1e-12);
+    NEAR(s.block_lo, 1.0, 0);
+    NEAR(s.block_hi, 1.2, 0);
     assert_int_equal(gn_lat_check_stable(&s, &lim, why, sizeof why), 1);
     assert_non_null(strstr(why, "drifted"));
     lim.max_drift = 0.2;

@@ -216,7 +216,14 @@ static void fake_profile(gn_lat_profile *p, const gn_arch *a)
     p->calib.fit_max_pct = 4.25;
     p->calib.loo_mean_abs_pct = 2.0;
     p->evaluated = true;
-    p->eval = (gn_lat_eval){.networks = 30, .mean_abs_pct = 3.5, .max_pct = 9.0, .layers = 240, .missing = 3};
+    p->eval = (gn_lat_eval){.networks = 30,
+                            .mean_abs_pct = 3.5,
+                            .max_pct = 9.0,
+                            .raw_mean_abs_pct = 12.5,
+                            .raw_max_pct = 40.0,
+                            .layers = 240,
+                            .missing = 3};
+    p->probe_ms = 0.4375;
 }
 
 static void test_predict(void **state)
@@ -303,6 +310,9 @@ static void test_profile_round_trip(void **state)
     NEAR(q.calib.loo_mean_abs_pct, 2.0, 1e-12);
     assert_int_equal(q.eval.missing, 3);
     NEAR(q.eval.max_pct, 9.0, 1e-12);
+    NEAR(q.eval.raw_mean_abs_pct, 12.5, 1e-12);
+    NEAR(q.eval.raw_max_pct, 40.0, 1e-12);
+    NEAR(q.probe_ms, 0.4375, 1e-12);
     double m1, m2;
     assert_int_equal(gn_lat_predict(&p, a, &m1, NULL, &err), 0);
     assert_int_equal(gn_lat_predict(&q, a, &m2, NULL, &err), 0);
@@ -364,6 +374,8 @@ static void test_profile_malformed(void **state)
         {"\"intercept_ms\"", "\"intercept\"", "field 'calibration.intercept_ms': missing"},
         {"\"entries\"", "\"entrees\"", "field 'entrees': unknown field"},
         {"\"mean_abs_pct\": 3.5", "\"mean_abs_pct\": null", "field 'evaluation.mean_abs_pct': must be a number"},
+        {"\"raw_max_pct\": 40", "\"raw_max_pct\": -1", "field 'evaluation.raw_max_pct': -1 must be >= 0"},
+        {"\"ms\": 0.4375", "\"ms\": 0", "field 'speed_probe.ms': 0 must be > 0"},
         {"{", "[", "dev.json:"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {

@@ -35,6 +35,18 @@
  *   absorbs what isolated timing cannot see: cache state between layers, the
  *   per-call overhead of the framework, timer overhead.
  *
+ *   Speed probe.  On a shared host the machine's speed drifts (measured on the
+ *   development VM: the same networks 45-95% slower half an hour apart, +-10% within
+ *   seconds), which would make the table (filled over minutes) and the calibration
+ *   and held-out measurements disagree for reasons that have nothing to do with the
+ *   predictor.  A profile therefore keeps one reference network (the space member
+ *   drawn with a fixed seed, or that perturbation of --base) and times it for ~20 ms
+ *   at the start (probe_ms) and again at most every second while it fills the table
+ *   and around every whole-network measurement; each time is divided by the speed
+ *   factor probe now / probe_ms.  The table, the calibration and the prediction are
+ *   thus at the speed the machine had at the start; the held-out error is reported
+ *   against both normalised and raw measurements.  `--no-speed-probe` turns it off.
+ *
  *   Keys missing from the table (a network outside what the profile enumerated)
  *   get a fallback per type: a log-linear model fitted on the table's entries,
  *     log ms = c . (1, log GFLOP, log MB, swish, SE, (k-3)/2, stride 2, residual)
@@ -51,13 +63,15 @@
  *       "batch": 1, "space": "fmnist",
  *       "measurement": { "runs", "warmup_ms", "warmup_runs", "layer_runs",
  *                        "layer_warmup_ms" },
+ *       "speed_probe": { "ms" }                  (optional)
  *       "entries": [ { "key", "type", "ms", "cv", "gflop", "mb" }, ... ],
  *       "fallback": { "irb": [c0, ..., c7], ... },
  *       "calibration": { "model": "linear"|"per_type", "intercept_ms",
  *                        "scale": { "head": a, ... }, "networks",
  *                        "fit_mean_abs_pct", "fit_max_pct", "loo_mean_abs_pct" },
- *       "evaluation": { "networks", "mean_abs_pct", "max_pct", "layers",
- *                       "missing" } }           (calibration/evaluation optional)
+ *       "evaluation": { "networks", "mean_abs_pct", "max_pct", "raw_mean_abs_pct",
+ *                       "raw_max_pct", "layers", "missing" } }
+ *                                               (calibration/evaluation optional)
  *   Loading validates every field; errors are one line "FILE: field 'F': reason".
  */
 #ifndef GPUNAS_LATPROFILE_H
@@ -131,7 +145,9 @@ typedef struct {
 
 typedef struct {
     int networks;
-    double mean_abs_pct, max_pct; /* |predicted - measured| / measured */
+    double mean_abs_pct, max_pct; /* |predicted - measured| / measured (speed-normalised
+                                     measurements when the profile has a probe) */
+    double raw_mean_abs_pct, raw_max_pct; /* the same against the raw measurements */
     int layers, missing;          /* layers predicted; of them, from the fallback */
 } gn_lat_eval;
 
@@ -141,6 +157,7 @@ typedef struct {
     char space[192];
     gn_lat_opts net_opts;   /* whole-network measurements (calibration, evaluation) */
     gn_lat_opts layer_opts; /* table entries */
+    double probe_ms;        /* speed probe's median at the start (0: no probe; see the note) */
     gn_lat_entry *entries;  /* sorted by key */
     int n_entries, cap_entries;
     double fallback[GN_LAT_NTYPES][GN_LAT_FB_NCOEF];
@@ -167,6 +184,11 @@ int gn_lat_fallback_features(const char *key, double gflop, double mb, double *f
 int gn_lat_fallback_ms(const gn_lat_profile *p, gn_layer_type t, const char *key, double gflop, double mb, double *ms,
                        gn_error *err);
 
+/* Table time (ms) of JSON layer `layer` of a at the profile's batch; a key not in the
+ * table gets the fallback's time and *from_fallback = true (an error if the type
+ * has no fallback). */
+int gn_lat_table_layer_ms(const gn_lat_profile *p, const gn_arch *a, int layer, double *ms, bool *from_fallback,
+                          gn_error *err);
 /* Per-type sums of the table times of a's layers at the profile's batch; *missing
  * (nullable) counts layers not in the table (their time comes from the fallback;
  * an error if the type has none). */

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli/cli.h"
 #include "gpunas/arch.h"
@@ -36,16 +37,22 @@ static const char *mib(size_t bytes, char *buf, size_t n)
 
 static json_t *stats_json(const gn_lat_stats *s)
 {
-    return json_pack("{s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "n", s->n, "median_ms",
-                     s->median, "mean_ms", s->mean, "p90_ms", s->p90, "p99_ms", s->p99, "min_ms", s->min, "max_ms",
-                     s->max, "stddev_ms", s->stddev, "cv", s->cv, "median_ci95_lo_ms", s->med_lo, "median_ci95_hi_ms",
-                     s->med_hi, "median_first_half_ms", s->median_first, "median_second_half_ms", s->median_second);
+    json_t *j = json_pack("{s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "n", s->n, "median_ms",
+                          s->median, "mean_ms", s->mean, "p90_ms", s->p90, "p99_ms", s->p99, "min_ms", s->min,
+                          "max_ms", s->max, "stddev_ms", s->stddev, "cv", s->cv, "median_ci95_lo_ms", s->med_lo,
+                          "median_ci95_hi_ms", s->med_hi, "median_first_half_ms", s->median_first,
+                          "median_second_half_ms", s->median_second);
+    json_object_update_new(j, json_pack("{s:f, s:f, s:f, s:f, s:i, s:f, s:f}", "p10_ms", s->p10, "p25_ms", s->p25,
+                                        "p75_ms", s->p75, "robust_cv", s->rcv, "blocks", s->blocks,
+                                        "block_median_lo_ms", s->block_lo, "block_median_hi_ms", s->block_hi));
+    return j;
 }
 
 static void print_stats(const char *what, const gn_lat_stats *s)
 {
-    printf("%-14s median %.4f  mean %.4f  p90 %.4f  p99 %.4f  min %.4f  max %.4f  CV %.1f%%\n", what, s->median,
-           s->mean, s->p90, s->p99, s->min, s->max, 100 * s->cv);
+    printf("%-14s median %.4f  mean %.4f  p10 %.4f  p90 %.4f  p99 %.4f  min %.4f  max %.4f  CV %.1f%% (robust "
+           "%.1f%%)\n",
+           what, s->median, s->mean, s->p10, s->p90, s->p99, s->min, s->max, 100 * s->cv, 100 * s->rcv);
 }
 
 static int setup_backend(const char *cmd, const char *backend, int threads, gn_backend **be, gn_lat_device *dev)
@@ -75,7 +82,7 @@ typedef struct {
 
 static const char *latency_usage =
     "usage: gpunas latency CONFIG.json [--batch B] [--res R] [--threads N] [--runs N]\n"
-    "         [--warmup-ms M] [--warmup-runs N] [--device cpu] [--backend dnnl|ref]\n"
+    "         [--duration S] [--warmup-ms M] [--warmup-runs N] [--device cpu] [--backend dnnl|ref]\n"
     "         [--per-layer] [--json] [--force] [--max-cv PCT] [--max-drift PCT]\n"
     "         [--seed S] [--profile DEVICE.json]\n"
     "  Inference latency (BN folded, fused ops) after a warm-up: median, mean, p90, p99,\n"
@@ -84,15 +91,19 @@ static const char *latency_usage =
     "  --batch B        batch size (default 1)\n"
     "  --res R          input resolution (default: the config's)\n"
     "  --threads N      intra-op threads (default: all logical CPUs)\n"
-    "  --runs N         timed runs (default 100)\n"
+    "  --runs N         timed runs, at least (default 100) ...\n"
+    "  --duration S     ... over at least S seconds (default 10; the machine's speed can\n"
+    "                   drift over seconds, and the spread of the median over the\n"
+    "                   measurement's 10 consecutive blocks is reported)\n"
     "  --warmup-ms M    warm-up for at least M ms (default 500) ...\n"
     "  --warmup-runs N  ... and at least N runs (default 5)\n"
     "  --device cpu     the only device today\n"
     "  --per-layer      each JSON layer's time, share, GFLOP/s and GB/s\n"
     "  --json           machine-readable output\n"
     "  --force          report even when the measurement is not stable\n"
-    "  --max-cv PCT     stability limit on the coefficient of variation (default 15)\n"
-    "  --max-drift PCT  limit on the median change between the two halves (default 5)\n"
+    "  --max-cv PCT     stability limit on the robust coefficient of variation,\n"
+    "                   IQR / (1.349 median) (default 15)\n"
+    "  --max-drift PCT  limit on the median change between the two halves (default 10)\n"
     "  --seed S         weight and input seed (default 1)\n"
     "  --profile F      also print the latency predicted by device profile F\n";
 
@@ -103,6 +114,7 @@ static int parse_lat(int argc, char **argv, lat_opts *o)
     o->batch = 1;
     o->backend = "dnnl";
     gn_lat_opts_default(&o->mo);
+    o->mo.min_ms = 10000;
     gn_lat_limits_default(&o->lim);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -116,6 +128,8 @@ static int parse_lat(int argc, char **argv, lat_opts *o)
             rc = cli_parse_int(cmd, a, v, 1, 4096, &o->threads), i++;
         else if (strcmp(a, "--runs") == 0)
             rc = cli_parse_int(cmd, a, v, 1, 10000000, &o->mo.runs), i++;
+        else if (strcmp(a, "--duration") == 0)
+            rc = cli_parse_double(cmd, a, v, 0, 86400, &d), o->mo.min_ms = 1000 * d, i++;
         else if (strcmp(a, "--warmup-runs") == 0)
             rc = cli_parse_int(cmd, a, v, 0, 10000000, &o->mo.warmup_runs), i++;
         else if (strcmp(a, "--warmup-ms") == 0)
@@ -175,27 +189,46 @@ static int parse_lat(int argc, char **argv, lat_opts *o)
     return 0;
 }
 
-static void print_layers_text(const gn_arch *a, const gn_lat_layers *lr, int batch, double whole_median)
+/* The profile's table time of layer i (nullable profile: NAN); fb: from the fallback. */
+static double table_ms(const gn_lat_profile *prof, const gn_arch *a, int i, bool *fb)
 {
-    printf("\nper layer (median of %d profiled runs; share of the layer sum):\n", lr->runs);
-    printf("%3s %-10s %-14s %10s %7s %10s %9s %12s\n", "#", "type", "output", "ms", "share", "GFLOP/s", "GB/s",
-           "MACs");
+    double ms = NAN;
+    gn_error err;
+    *fb = false;
+    if (prof && gn_lat_table_layer_ms(prof, a, i, &ms, fb, &err))
+        ms = NAN;
+    return ms;
+}
+
+static void print_layers_text(const gn_arch *a, const gn_lat_layers *lr, int batch, double whole_median,
+                              const gn_lat_profile *prof)
+{
+    printf("\nper layer (median of %d profiled runs; share of the layer sum%s):\n", lr->runs,
+           prof ? "; 'table ms': the profile's isolated time, * = from its fallback model" : "");
+    printf("%3s %-10s %-14s %10s %7s %10s %9s %12s", "#", "type", "output", "ms", "share", "GFLOP/s", "GB/s", "MACs");
+    printf(prof ? " %10s\n" : "\n", "table ms");
     for (int i = 1; i < a->n_layers; i++) {
         const gn_layer *L = &a->layers[i];
         double ms = lr->median_ms[i];
         char out[32];
         snprintf(out, sizeof out, "%dx%dx%d", L->out_c, L->out_h, L->out_w);
-        printf("%3d %-10s %-14s %10.4f %6.1f%% %10.2f %9.2f %12lld\n", i, gn_layer_type_name(L->type), out, ms,
+        printf("%3d %-10s %-14s %10.4f %6.1f%% %10.2f %9.2f %12lld", i, gn_layer_type_name(L->type), out, ms,
                lr->sum_median_ms > 0 ? 100 * ms / lr->sum_median_ms : 0.0,
                ms > 0 ? gn_lat_layer_flops(L, batch) / (ms * 1e6) : 0.0,
                ms > 0 ? gn_lat_layer_bytes(L, batch) / (ms * 1e6) : 0.0, (long long)L->macs);
+        if (prof) {
+            bool fb;
+            double t = table_ms(prof, a, i, &fb);
+            printf(" %10.4f%s", t, fb ? "*" : "");
+        }
+        putchar('\n');
     }
     printf("sum of layer medians %.4f ms; per-run layer sum median %.4f ms; profiled run median %.4f ms; "
            "unprofiled compute median %.4f ms\n",
            lr->sum_median_ms, lr->layer_sum.median, lr->run.median, whole_median);
 }
 
-static json_t *layers_json(const gn_arch *a, const gn_lat_layers *lr, int batch)
+static json_t *layers_json(const gn_arch *a, const gn_lat_layers *lr, int batch, const gn_lat_profile *prof)
 {
     json_t *arr = json_array();
     for (int i = 1; i < a->n_layers; i++) {
@@ -208,6 +241,13 @@ static json_t *layers_json(const gn_arch *a, const gn_lat_layers *lr, int batch)
                            lr->sum_median_ms > 0 ? ms / lr->sum_median_ms : 0.0, "gflops",
                            ms > 0 ? gn_lat_layer_flops(L, batch) / (ms * 1e6) : 0.0, "gbytes_per_s",
                            ms > 0 ? gn_lat_layer_bytes(L, batch) / (ms * 1e6) : 0.0, "macs", (json_int_t)L->macs));
+        if (prof) {
+            bool fb;
+            double t = table_ms(prof, a, i, &fb);
+            json_t *row = json_array_get(arr, json_array_size(arr) - 1);
+            json_object_set_new(row, "table_ms", isfinite(t) ? json_real(t) : json_null());
+            json_object_set_new(row, "table_fallback", json_boolean(fb));
+        }
     }
     return arr;
 }
@@ -258,7 +298,7 @@ int cmd_latency(int argc, char **argv)
     char why[300];
     bool unstable = gn_lat_check_stable(&r.compute, &o.lim, why, sizeof why) != 0;
     if (unstable && !o.force) {
-        cli_error(cmd, "%s: measurement not stable: %s; quiet the machine, raise --runs or --warmup-ms, or pass --force",
+        cli_error(cmd, "%s: measurement not stable: %s; quiet the machine, raise --duration or --warmup-ms, or pass --force",
                   o.config, why);
         goto out;
     }
@@ -306,7 +346,7 @@ int cmd_latency(int argc, char **argv)
             json_array_append_new(samples, json_real(r.compute_ms[i]));
         json_object_set_new(root, "compute_samples_ms", samples);
         if (o.per_layer) {
-            json_object_set_new(root, "layers", layers_json(a, &lr, o.batch));
+            json_object_set_new(root, "layers", layers_json(a, &lr, o.batch, o.profile ? &prof : NULL));
             json_object_set_new(root, "layer_sum_median_ms", json_real(lr.sum_median_ms));
             json_object_set_new(root, "profiled_run", stats_json(&lr.run));
         }
@@ -340,15 +380,16 @@ int cmd_latency(int argc, char **argv)
         print_stats("input copy", &r.h2d);
         print_stats("output read", &r.d2h);
         print_stats("end-to-end", &r.e2e);
-        printf("median compute latency: %.4f ms (95%% CI of the median %.4f .. %.4f; halves %.4f / %.4f); "
-               "%.1f images/s\n",
-               r.compute.median, r.compute.med_lo, r.compute.med_hi, r.compute.median_first, r.compute.median_second,
-               thr);
+        printf("median compute latency: %.4f ms (spread of the median over time: %.4f .. %.4f, the medians of %d "
+               "consecutive blocks; halves %.4f / %.4f; 95%% CI of the median if runs were independent %.4f .. "
+               "%.4f); %.1f images/s\n",
+               r.compute.median, r.compute.block_lo, r.compute.block_hi, r.compute.blocks, r.compute.median_first,
+               r.compute.median_second, r.compute.med_lo, r.compute.med_hi, thr);
         if (o.profile)
             printf("predicted by %s: %.4f ms (%+.1f%% vs measured; %d layers from the fallback)\n", o.profile, pred,
                    100 * (pred - r.compute.median) / r.compute.median, missing);
         if (o.per_layer)
-            print_layers_text(a, &lr, o.batch, r.compute.median);
+            print_layers_text(a, &lr, o.batch, r.compute.median, o.profile ? &prof : NULL);
     }
     rc = 0;
 out:
@@ -385,7 +426,7 @@ typedef struct {
     uint64_t seed;
     gn_lat_opts net_opts, layer_opts;
     gn_lat_limits lim;
-    bool quiet;
+    bool quiet, no_probe;
 } prof_opts;
 
 typedef struct {
@@ -444,7 +485,7 @@ static const char *profile_usage =
     "usage: gpunas profile --device cpu [--space NAME|FILE | --base CONFIG.json] -o DEVICE.json\n"
     "         [--batch B] [--res R] [--threads N] [--samples N] [--calib N] [--holdout N]\n"
     "         [--seed S] [--runs N] [--warmup-ms M] [--layer-runs N] [--layer-warmup-ms M]\n"
-    "         [--max-cv PCT] [--max-drift PCT] [--retries N] [--quiet]\n"
+    "         [--max-cv PCT] [--max-drift PCT] [--retries N] [--no-speed-probe] [--quiet]\n"
     "       gpunas profile --evaluate DEVICE.json [--space ... | --base ...] [--holdout N] ...\n"
     "  Measures a latency lookup table for the layers that occur in random members of a\n"
     "  search space (--space fmnist|gpunet|FILE; default fmnist) or of random per-layer\n"
@@ -461,7 +502,10 @@ static const char *profile_usage =
     "                     layer whose CV or a network whose CV/drift is over the limits\n"
     "                     (default 2); table entries over 3x the fallback model are\n"
     "                     measured twice more as well\n"
-    "  --evaluate F       evaluate profile F on this machine instead of building one\n";
+    "  --evaluate F       evaluate profile F on this machine instead of building one\n"
+    "  --no-speed-probe   do not time the reference network that tracks the machine's\n"
+    "                     speed (by default every time is divided by its slow-down\n"
+    "                     since the profile's start; see the printed factor range)\n";
 
 static int parse_prof(int argc, char **argv, prof_opts *o)
 {
@@ -516,6 +560,8 @@ static int parse_prof(int argc, char **argv, prof_opts *o)
             rc = cli_parse_u64(cmd, a, v, &o->seed), i++;
         else if (strcmp(a, "--quiet") == 0)
             o->quiet = true;
+        else if (strcmp(a, "--no-speed-probe") == 0)
+            o->no_probe = true;
         else if (strcmp(a, "--device") == 0 || strcmp(a, "--space") == 0 || strcmp(a, "--base") == 0 ||
                  strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0 || strcmp(a, "--evaluate") == 0 ||
                  strcmp(a, "--backend") == 0) {
@@ -616,7 +662,77 @@ typedef struct {
     } *wit;
     int n_wit, cap_wit;
     int layer_retried, net_retried, outliers;
+    /* speed probe (gpunas/latprofile.h): a reference network on its own backend */
+    bool probe_on;
+    gn_backend *probe_be;
+    gn_arch *probe_arch;
+    gn_net *probe_net;
+    double probe0, probe_t, factor, fmin, fmax;
+    int n_probes;
 } prof_ctx;
+
+/* The reference network is the architecture drawn with this seed (whatever --seed
+ * is), so a profile and a later --evaluate of it time the same network. */
+#define PROBE_SEED 0x5eed0b5e11ULL
+#define PROBE_EVERY_MS 1000.0
+
+static double mono_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1e3 + t.tv_nsec * 1e-6;
+}
+
+/* Time the reference network (~20 ms, at least 3 runs) and update the factor. */
+static int probe_measure(prof_ctx *c, gn_error *err)
+{
+    gn_lat_opts po;
+    gn_lat_opts_default(&po);
+    po.runs = 3;
+    po.min_ms = 20;
+    po.warmup_ms = 0;
+    po.warmup_runs = 1;
+    gn_lat_result r = {0};
+    if (gn_lat_measure(c->probe_net, c->p->batch, &po, &r, err))
+        return -1;
+    double m = r.compute.median;
+    gn_lat_result_free(&r);
+    if (!(m > 0))
+        return gn_error_set(err, "profile: the speed probe measured %g ms", m);
+    if (!(c->probe0 > 0))
+        c->probe0 = m;
+    c->factor = m / c->probe0;
+    if (c->n_probes == 0 || c->factor < c->fmin)
+        c->fmin = c->factor;
+    if (c->n_probes == 0 || c->factor > c->fmax)
+        c->fmax = c->factor;
+    c->n_probes++;
+    c->probe_t = mono_ms();
+    return 0;
+}
+
+/* probe0 > 0: the speed the factors are relative to (an evaluated profile's);
+ * otherwise the first probe sets it. */
+static int probe_open(prof_ctx *c, arch_src *src, const char *backend, int threads, double probe0, gn_error *err)
+{
+    gn_rng r;
+    gn_rng_seed(&r, PROBE_SEED);
+    c->probe0 = probe0;
+    if (src_sample(src, &r, &c->probe_arch, err) || gn_backend_create(backend, &c->probe_be, err) ||
+        gn_backend_set_threads(c->probe_be, threads, err) ||
+        gn_net_create(c->probe_arch, c->probe_be, &c->probe_net, err) || gn_net_init(c->probe_net, 1, err))
+        return -1;
+    c->probe_on = true;
+    return probe_measure(c, err);
+}
+
+/* Probe again when the last probe is older than PROBE_EVERY_MS. */
+static int probe_refresh(prof_ctx *c, gn_error *err)
+{
+    if (!c->probe_on || mono_ms() - c->probe_t < PROBE_EVERY_MS)
+        return 0;
+    return probe_measure(c, err);
+}
 
 static int keep_arch(prof_ctx *c, gn_arch *a, gn_error *err)
 {
@@ -632,18 +748,21 @@ static int keep_arch(prof_ctx *c, gn_arch *a, gn_error *err)
     return 0;
 }
 
-/* Isolated time of layer i of a: measured again (up to retries times) while its
- * CV exceeds the limit; the lowest median is kept. */
+/* Isolated time of layer i of a (divided by the speed factor when probing):
+ * measured again (up to retries times) while its CV exceeds the limit; the lowest
+ * median is kept. */
 static int measure_key(prof_ctx *c, const gn_arch *a, int i, double *ms, double *cv, gn_error *err)
 {
     *ms = INFINITY;
     for (int t = 0; t <= c->retries; t++) {
         gn_backend *be;
         double m, v;
-        if (holder_get(&c->hold, &be, err) ||
+        if (probe_refresh(c, err) || holder_get(&c->hold, &be, err) ||
             gn_lat_measure_layer(a, i, be, c->p->batch, &c->p->layer_opts, &m, &v, err))
             return -1;
         c->hold.keys++;
+        if (c->probe_on)
+            m /= c->factor;
         if (m < *ms)
             *ms = m, *cv = v;
         if (v <= c->lim.max_cv)
@@ -720,24 +839,29 @@ static int remeasure_outliers(prof_ctx *c, gn_error *err)
 }
 
 /* Whole-network median compute latency, measured again (up to retries times) while
- * outside the stability limits; the lowest median is kept, *unstable tells whether
- * that one is still outside them. */
-static int measure_net(prof_ctx *c, const gn_arch *a, const gn_lat_opts *o, double *ms, bool *unstable,
-                       gn_error *err)
+ * outside the stability limits; the lowest (speed-normalised) median is kept in *ms
+ * and the raw median of that attempt in *raw_ms; *unstable tells whether that one
+ * is still outside the limits.  With the probe on, the reference network is timed
+ * right before and right after, and the median divided by their mean factor. */
+static int measure_net(prof_ctx *c, const gn_arch *a, const gn_lat_opts *o, double *ms, double *raw_ms,
+                       bool *unstable, gn_error *err)
 {
-    *ms = INFINITY;
+    *ms = *raw_ms = INFINITY;
     for (int t = 0; t <= c->retries; t++) {
         gn_net *net = NULL;
         gn_lat_result r = {0};
         gn_backend *be;
-        if (holder_get(&c->hold, &be, err))
+        double f0 = 1;
+        if ((c->probe_on && probe_measure(c, err)) || holder_get(&c->hold, &be, err))
             return -1;
+        f0 = c->factor;
         c->hold.keys++;
         int rc = gn_net_create(a, be, &net, err) || gn_net_init(net, o->seed, err) ||
-                 gn_lat_measure(net, c->p->batch, o, &r, err);
+                 gn_lat_measure(net, c->p->batch, o, &r, err) || (c->probe_on && probe_measure(c, err));
+        double f = c->probe_on ? (f0 + c->factor) / 2 : 1.0;
         bool uns = !rc && gn_lat_check_stable(&r.compute, &c->lim, NULL, 0) != 0;
-        if (!rc && r.compute.median < *ms)
-            *ms = r.compute.median, *unstable = uns;
+        if (!rc && r.compute.median / f < *ms)
+            *ms = r.compute.median / f, *raw_ms = r.compute.median, *unstable = uns;
         gn_lat_result_free(&r);
         gn_net_free(net);
         if (rc)
@@ -757,6 +881,9 @@ static void ctx_free(prof_ctx *c)
     free(c->archs);
     free(c->wit);
     gn_backend_destroy(c->hold.be);
+    gn_net_free(c->probe_net);
+    gn_backend_destroy(c->probe_be);
+    gn_arch_free(c->probe_arch);
     memset(c, 0, sizeof *c);
 }
 
@@ -777,7 +904,7 @@ int cmd_profile(int argc, char **argv)
     gn_lat_profile_init(&p);
     prof_ctx ctx = {.p = &p, .lim = o.lim, .retries = o.retries};
     gn_lat_device dev;
-    double *sums = NULL, *y = NULL, *pred = NULL, *meas = NULL;
+    double *sums = NULL, *y = NULL, *pred = NULL, *meas = NULL, *raw = NULL;
     int rc = 1, n_unstable = 0;
     char sname[128];
     gn_arch *a = NULL;
@@ -816,6 +943,20 @@ int cmd_profile(int argc, char **argv)
         if (!o.quiet)
             fprintf(stderr, "profile of %s on %s, batch %d\n", p.space, dev.id, o.batch);
     }
+    if (!o.no_probe && o.evaluate && !(p.probe_ms > 0)) {
+        if (!o.quiet)
+            fprintf(stderr, "%s has no speed probe: measurements are not normalised\n", o.evaluate);
+    } else if (!o.no_probe) {
+        if (probe_open(&ctx, &src, o.backend, o.threads, o.evaluate ? p.probe_ms : 0, &err)) {
+            cli_error(cmd, "%s", err.msg);
+            goto out;
+        }
+        if (!o.evaluate)
+            p.probe_ms = ctx.probe0;
+        if (!o.quiet)
+            fprintf(stderr, "speed probe: reference network %.4f ms now, factor %.3f\n", ctx.probe0 * ctx.factor,
+                    ctx.factor);
+    }
     gn_rng r_table, r_cal, r_hold;
     gn_rng_seed(&r_table, o.seed * 3 + 0);
     gn_rng_seed(&r_cal, o.seed * 3 + 1);
@@ -843,13 +984,14 @@ int cmd_profile(int argc, char **argv)
         int first_cal = ctx.n_archs;
         for (int c = 0; c < o.calib; c++) {
             bool uns = false;
+            double raw;
             if (src_sample(&src, &r_cal, &a, &err) || keep_arch(&ctx, a, &err)) {
                 cli_error(cmd, "%s", err.msg);
                 goto out;
             }
             gn_arch *t = a;
             a = NULL;
-            if (fill_keys(&ctx, t, &err) || measure_net(&ctx, t, &o.net_opts, &y[c], &uns, &err)) {
+            if (fill_keys(&ctx, t, &err) || measure_net(&ctx, t, &o.net_opts, &y[c], &raw, &uns, &err)) {
                 cli_error(cmd, "%s", err.msg);
                 goto out;
             }
@@ -879,22 +1021,25 @@ int cmd_profile(int argc, char **argv)
     /* 3. held-out evaluation: predicted from the table alone */
     pred = calloc((size_t)o.holdout + 1, sizeof *pred);
     meas = calloc((size_t)o.holdout + 1, sizeof *meas);
+    raw = calloc((size_t)o.holdout + 1, sizeof *raw);
     gn_lat_eval ev = {0};
     if (o.holdout)
-        printf("%4s %12s %12s %8s %8s %14s\n", "net", "measured_ms", "predicted_ms", "error%", "missing", "MACs");
+        printf("%4s %12s %12s %8s %8s %14s %10s %8s\n", "net", "measured_ms", "predicted_ms", "error%", "missing",
+               "MACs", "raw_ms", "raw_err%");
     for (int h = 0; h < o.holdout; h++) {
         bool uns = false;
         int miss;
         if (src_sample(&src, &r_hold, &a, &err) || gn_lat_predict(&p, a, &pred[h], &miss, &err) ||
-            measure_net(&ctx, a, &o.net_opts, &meas[h], &uns, &err)) {
+            measure_net(&ctx, a, &o.net_opts, &meas[h], &raw[h], &uns, &err)) {
             cli_error(cmd, "%s", err.msg);
             goto out;
         }
         n_unstable += uns;
         ev.layers += a->n_layers - 1;
         ev.missing += miss;
-        printf("%4d %12.4f %12.4f %+8.2f %8d %14lld%s\n", h, meas[h], pred[h], 100 * (pred[h] - meas[h]) / meas[h],
-               miss, (long long)a->macs, uns ? "  (unstable)" : "");
+        printf("%4d %12.4f %12.4f %+8.2f %8d %14lld %10.4f %+8.2f%s\n", h, meas[h], pred[h],
+               100 * (pred[h] - meas[h]) / meas[h], miss, (long long)a->macs, raw[h], 100 * (pred[h] - raw[h]) / raw[h],
+               uns ? "  (unstable)" : "");
         fflush(stdout);
         gn_arch_free(a);
         a = NULL;
@@ -902,6 +1047,7 @@ int cmd_profile(int argc, char **argv)
     if (o.holdout) {
         ev.networks = o.holdout;
         gn_lat_eval_errors(pred, meas, o.holdout, &ev.mean_abs_pct, &ev.max_pct);
+        gn_lat_eval_errors(pred, raw, o.holdout, &ev.raw_mean_abs_pct, &ev.raw_max_pct);
         p.eval = ev;
         p.evaluated = true;
     }
@@ -918,13 +1064,22 @@ int cmd_profile(int argc, char **argv)
         printf("\n");
     }
     if (o.holdout)
-        printf("held-out: %d networks, mean |error| %.2f%%, max |error| %.2f%%; %d of %d layers from the fallback\n",
-               ev.networks, ev.mean_abs_pct, ev.max_pct, ev.missing, ev.layers);
+        printf("held-out: %d networks, mean |error| %.2f%%, max |error| %.2f%%%s; %d of %d layers from the fallback\n",
+               ev.networks, ev.mean_abs_pct, ev.max_pct, ctx.probe_on ? " (speed-normalised measurements)" : "",
+               ev.missing, ev.layers);
+    if (o.holdout && ctx.probe_on)
+        printf("held-out against the raw measurements: mean |error| %.2f%%, max |error| %.2f%%\n", ev.raw_mean_abs_pct,
+               ev.raw_max_pct);
+    if (ctx.probe_on)
+        printf("speed probe: reference network %.4f ms at the profile's start; %d probes, speed factor %.3f .. %.3f "
+               "(time now / time then)\n",
+               ctx.probe0, ctx.n_probes, ctx.fmin, ctx.fmax);
     printf("measurement: %d layer and %d network measurements repeated for instability, %d table outliers "
            "re-measured",
            ctx.layer_retried, ctx.net_retried, ctx.outliers);
     if (n_unstable)
-        printf("; %d whole-network medians still outside the stability limits (CV %.0f%%, drift %.0f%%)", n_unstable,
+        printf("; %d whole-network medians still outside the stability limits (robust CV %.0f%%, drift %.0f%%)",
+               n_unstable,
                100 * o.lim.max_cv, 100 * o.lim.max_drift);
     printf("\n");
     if (o.out) {
@@ -941,6 +1096,7 @@ out:
     free(y);
     free(pred);
     free(meas);
+    free(raw);
     gn_lat_profile_free(&p);
     gn_backend_destroy(be);
     ctx_free(&ctx);

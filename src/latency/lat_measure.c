@@ -19,6 +19,7 @@
 void gn_lat_opts_default(gn_lat_opts *o)
 {
     o->runs = 100;
+    o->min_ms = 0;
     o->warmup_ms = 500;
     o->warmup_runs = 5;
     o->seed = 1;
@@ -52,9 +53,11 @@ static int io_setup(gn_net *net, int batch, const gn_lat_opts *o, bench_io *io, 
     const gn_arch *a = gn_net_arch(net);
     if (batch < 1)
         return gn_error_set(err, "%s: batch %d must be >= 1", a->source, batch);
-    if (o->runs < 1 || o->warmup_runs < 0 || !(o->warmup_ms >= 0))
-        return gn_error_set(err, "%s: latency options: runs %d must be >= 1, warm-up runs %d and time %g ms >= 0",
-                            a->source, o->runs, o->warmup_runs, o->warmup_ms);
+    if (o->runs < 1 || o->warmup_runs < 0 || !(o->warmup_ms >= 0) || !(o->min_ms >= 0))
+        return gn_error_set(err,
+                            "%s: latency options: runs %d must be >= 1, warm-up runs %d, warm-up time %g ms and "
+                            "duration %g ms >= 0",
+                            a->source, o->runs, o->warmup_runs, o->warmup_ms, o->min_ms);
     int c = a->layers[1].in_ch, r = a->resolution;
     if (gn_tensor_alloc(&io->x, gn_net_backend(net), batch, c, r, r, err))
         return -1;
@@ -127,26 +130,47 @@ void gn_lat_result_free(gn_lat_result *r)
     memset(r, 0, sizeof *r);
 }
 
+/* Grow the four sample arrays to hold cap values. */
+static int grow(double **arr[4], int cap)
+{
+    for (int k = 0; k < 4; k++) {
+        double *p = realloc(*arr[k], (size_t)cap * sizeof *p);
+        if (!p)
+            return -1;
+        *arr[k] = p;
+    }
+    return 0;
+}
+
 int gn_lat_measure(gn_net *net, int batch, const gn_lat_opts *o, gn_lat_result *r, gn_error *err)
 {
     memset(r, 0, sizeof *r);
     bench_io io;
     if (io_setup(net, batch, o, &io, err))
         return -1;
-    int n = o->runs;
-    double *h2d = malloc(n * sizeof *h2d), *cmp = malloc(n * sizeof *cmp), *d2h = malloc(n * sizeof *d2h),
-           *e2e = malloc(n * sizeof *e2e);
-    int rc = -1;
-    if (!h2d || !cmp || !d2h || !e2e) {
-        gn_error_set(err, "%s: out of memory for %d samples", gn_net_arch(net)->source, n);
+    int cap = o->runs, n = 0, rc = -1;
+    double *h2d = NULL, *cmp = NULL, *d2h = NULL, *e2e = NULL;
+    double **arr[4] = {&h2d, &cmp, &d2h, &e2e};
+    if (grow(arr, cap)) {
+        gn_error_set(err, "%s: out of memory for %d samples", gn_net_arch(net)->source, cap);
         goto out;
     }
     if (warm_up(net, &io, o, NULL, &r->warmup_done, &r->warmup_ms_done, err))
         goto out;
-    for (int i = 0; i < n; i++) {
-        if (one_run(net, &io, NULL, &h2d[i], &cmp[i], &d2h[i], err))
+    /* at least o->runs runs and at least o->min_ms of timed phase */
+    double start = now_ms();
+    while (n < o->runs || now_ms() - start < o->min_ms) {
+        if (n == cap) {
+            if (cap > (1 << 28) || grow(arr, 2 * cap)) {
+                gn_error_set(err, "%s: out of memory for %d samples", gn_net_arch(net)->source, 2 * cap);
+                goto out;
+            }
+            cap *= 2;
+        }
+        if (one_run(net, &io, NULL, &h2d[n], &cmp[n], &d2h[n], err))
             goto out;
-        e2e[i] = h2d[i] + cmp[i] + d2h[i];
+        e2e[n] = h2d[n] + cmp[n] + d2h[n];
+        n++;
     }
     if (gn_lat_stats_compute(cmp, n, &r->compute, err) || gn_lat_stats_compute(h2d, n, &r->h2d, err) ||
         gn_lat_stats_compute(d2h, n, &r->d2h, err) || gn_lat_stats_compute(e2e, n, &r->e2e, err))

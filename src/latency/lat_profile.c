@@ -71,30 +71,38 @@ int gn_lat_profile_add(gn_lat_profile *p, const gn_lat_entry *e, gn_error *err)
     return 0;
 }
 
+int gn_lat_table_layer_ms(const gn_lat_profile *p, const gn_arch *a, int layer, double *ms, bool *from_fallback,
+                          gn_error *err)
+{
+    const gn_layer *L = &a->layers[layer];
+    char key[GN_LAT_KEY_MAX];
+    if (gn_lat_key(a, layer, p->batch, key, sizeof key, err))
+        return -1;
+    const gn_lat_entry *e = gn_lat_profile_find(p, key);
+    *from_fallback = e == NULL;
+    if (e) {
+        *ms = e->ms;
+        return 0;
+    }
+    if (!p->have_fallback[L->type])
+        return gn_error_set(err, "%s: layer %d: key '%s' is not in the latency table and it has no fallback for "
+                            "type %s", a->source, layer, key, gn_layer_type_name(L->type));
+    return gn_lat_fallback_ms(p, L->type, key, gn_lat_layer_flops(L, p->batch) / 1e9,
+                              gn_lat_layer_bytes(L, p->batch) / 1e6, ms, err);
+}
+
 int gn_lat_table_sums(const gn_lat_profile *p, const gn_arch *a, double *sums, int *missing, gn_error *err)
 {
     for (int t = 0; t < GN_LAT_NTYPES; t++)
         sums[t] = 0;
     int miss = 0;
     for (int i = 1; i < a->n_layers; i++) {
-        const gn_layer *L = &a->layers[i];
-        char key[GN_LAT_KEY_MAX];
-        if (gn_lat_key(a, i, p->batch, key, sizeof key, err))
-            return -1;
-        const gn_lat_entry *e = gn_lat_profile_find(p, key);
-        if (e) {
-            sums[L->type] += e->ms;
-            continue;
-        }
-        if (!p->have_fallback[L->type])
-            return gn_error_set(err, "%s: layer %d: key '%s' is not in the latency table and it has no fallback for "
-                                "type %s", a->source, i, key, gn_layer_type_name(L->type));
         double ms;
-        if (gn_lat_fallback_ms(p, L->type, key, gn_lat_layer_flops(L, p->batch) / 1e9,
-                               gn_lat_layer_bytes(L, p->batch) / 1e6, &ms, err))
+        bool fb;
+        if (gn_lat_table_layer_ms(p, a, i, &ms, &fb, err))
             return -1;
-        sums[L->type] += ms;
-        miss++;
+        sums[a->layers[i].type] += ms;
+        miss += fb;
     }
     if (missing)
         *missing = miss;
@@ -165,10 +173,13 @@ int gn_lat_profile_save(const gn_lat_profile *p, const char *path, gn_error *err
     if (p->evaluated) {
         const gn_lat_eval *v = &p->eval;
         json_object_set_new(root, "evaluation",
-                            json_pack("{s:i, s:f, s:f, s:i, s:i}", "networks", v->networks, "mean_abs_pct",
-                                      v->mean_abs_pct, "max_pct", v->max_pct, "layers", v->layers, "missing",
-                                      v->missing));
+                            json_pack("{s:i, s:f, s:f, s:f, s:f, s:i, s:i}", "networks", v->networks,
+                                      "mean_abs_pct", v->mean_abs_pct, "max_pct", v->max_pct, "raw_mean_abs_pct",
+                                      v->raw_mean_abs_pct, "raw_max_pct", v->raw_max_pct, "layers", v->layers,
+                                      "missing", v->missing));
     }
+    if (p->probe_ms > 0)
+        json_object_set_new(root, "speed_probe", json_pack("{s:f}", "ms", p->probe_ms));
     int rc = json_dump_file(root, path, JSON_INDENT(1) | JSON_REAL_PRECISION(12));
     json_decref(root);
     if (rc)
@@ -291,7 +302,7 @@ static int load_opts(ctx *c, json_t *m, const char *name, gn_lat_opts *o)
     return 0;
 }
 
-static const char *top_keys[] = {"format",   "version",  "device",      "batch",      "space",
+static const char *top_keys[] = {"format",  "version",  "device",      "batch",      "space",      "speed_probe",
                                  "measurement", "entries", "fallback", "calibration", "evaluation"};
 
 static int parse_root(ctx *c, json_t *root, gn_lat_profile *p)
@@ -332,6 +343,13 @@ static int parse_root(ctx *c, json_t *root, gn_lat_profile *p)
         get_obj(c, root, "", "measurement", &mj) || load_opts(c, mj, "networks", &p->net_opts) ||
         load_opts(c, mj, "layers", &p->layer_opts))
         return -1;
+    json_t *pj = json_object_get(root, "speed_probe");
+    if (pj) {
+        if (!json_is_object(pj))
+            return bad(c, "speed_probe", "must be an object");
+        if (get_num(c, pj, "speed_probe", "ms", 0, true, &p->probe_ms))
+            return -1;
+    }
     ej = json_object_get(root, "entries");
     if (!ej)
         return bad(c, "entries", "missing");
@@ -422,6 +440,8 @@ static int parse_root(ctx *c, json_t *root, gn_lat_profile *p)
         if (get_int(c, vj, "evaluation", "networks", 0, &e->networks) ||
             get_num(c, vj, "evaluation", "mean_abs_pct", 0, false, &e->mean_abs_pct) ||
             get_num(c, vj, "evaluation", "max_pct", 0, false, &e->max_pct) ||
+            get_num(c, vj, "evaluation", "raw_mean_abs_pct", 0, false, &e->raw_mean_abs_pct) ||
+            get_num(c, vj, "evaluation", "raw_max_pct", 0, false, &e->raw_max_pct) ||
             get_int(c, vj, "evaluation", "layers", 0, &e->layers) || get_int(c, vj, "evaluation", "missing", 0, &e->missing))
             return -1;
         p->evaluated = true;

@@ -8,6 +8,7 @@
  * 1-based ranks j = floor(n/2 - 0.98 sqrt(n)) and k = ceil(1 + n/2 + 0.98 sqrt(n)),
  * clamped to [1, n] (the binomial(n, 1/2) normal approximation); it needs no
  * assumption about the shape of the latency distribution, which is skewed.
+ * Block medians: GN_LAT_BLOCKS consecutive slices of the runs in run order.
  */
 #include <math.h>
 #include <stdio.h>
@@ -62,6 +63,9 @@ int gn_lat_stats_compute(const double *x, int n, gn_lat_stats *s, gn_error *err)
     s->min = v[0];
     s->max = v[n - 1];
     s->median = gn_lat_quantile(v, n, 0.5);
+    s->p10 = gn_lat_quantile(v, n, 0.10);
+    s->p25 = gn_lat_quantile(v, n, 0.25);
+    s->p75 = gn_lat_quantile(v, n, 0.75);
     s->p90 = gn_lat_quantile(v, n, 0.90);
     s->p99 = gn_lat_quantile(v, n, 0.99);
     double sum = 0;
@@ -73,6 +77,7 @@ int gn_lat_stats_compute(const double *x, int n, gn_lat_stats *s, gn_error *err)
         ss += (x[i] - s->mean) * (x[i] - s->mean);
     s->stddev = n > 1 ? sqrt(ss / (n - 1)) : 0.0;
     s->cv = s->mean > 0 ? s->stddev / s->mean : 0.0;
+    s->rcv = s->median > 0 ? (s->p75 - s->p25) / (1.349 * s->median) : 0.0;
 
     double h = 0.98 * sqrt((double)n);
     int j = (int)floor(n / 2.0 - h), k = (int)ceil(1 + n / 2.0 + h);
@@ -91,6 +96,18 @@ int gn_lat_stats_compute(const double *x, int n, gn_lat_stats *s, gn_error *err)
         s->median_first = s->median_second = x[0];
     }
     s->drift = s->median > 0 ? fabs(s->median_second - s->median_first) / s->median : 0.0;
+    /* block b holds runs [b n / B, (b + 1) n / B) */
+    s->blocks = n < GN_LAT_BLOCKS ? n : GN_LAT_BLOCKS;
+    s->block_lo = INFINITY;
+    s->block_hi = -INFINITY;
+    for (int b = 0; b < s->blocks; b++) {
+        int lo = (int)((long long)b * n / s->blocks), hi = (int)((long long)(b + 1) * n / s->blocks);
+        double m = median_of(x + lo, hi - lo, v);
+        if (m < s->block_lo)
+            s->block_lo = m;
+        if (m > s->block_hi)
+            s->block_hi = m;
+    }
     free(v);
     return 0;
 }
@@ -98,7 +115,7 @@ int gn_lat_stats_compute(const double *x, int n, gn_lat_stats *s, gn_error *err)
 void gn_lat_limits_default(gn_lat_limits *l)
 {
     l->max_cv = 0.15;
-    l->max_drift = 0.05;
+    l->max_drift = 0.10;
     l->min_runs = 10;
 }
 
@@ -108,9 +125,11 @@ int gn_lat_check_stable(const gn_lat_stats *s, const gn_lat_limits *l, char *why
     buf[0] = 0;
     if (s->n < l->min_runs)
         snprintf(buf, sizeof buf, "only %d timed runs (at least %d needed)", s->n, l->min_runs);
-    else if (s->cv > l->max_cv)
-        snprintf(buf, sizeof buf, "coefficient of variation %.1f%% exceeds %.1f%% (min %.4g ms, median %.4g ms, max %.4g ms)",
-                 100 * s->cv, 100 * l->max_cv, s->min, s->median, s->max);
+    else if (s->rcv > l->max_cv)
+        snprintf(buf, sizeof buf,
+                 "robust coefficient of variation (IQR / 1.349 median) %.1f%% exceeds %.1f%% (p25 %.4g ms, median %.4g "
+                 "ms, p75 %.4g ms)",
+                 100 * s->rcv, 100 * l->max_cv, s->p25, s->median, s->p75);
     else if (s->drift > l->max_drift)
         snprintf(buf, sizeof buf,
                  "median drifted %.1f%% between the first and second half of the runs (%.4g ms -> %.4g ms; limit %.1f%%)",
