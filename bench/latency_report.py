@@ -65,6 +65,21 @@ agree("fmnist-small (32x32)", [os.path.join(out, "fmnist-small.%d.json" % i) for
 for k in (0, 1, 2):
     agree("GPUNet-%d" % k, [os.path.join(out, "gpunet-%d.gpunas.%d.json" % (k, i)) for i in (1, 2, 3)])
 w()
+f = os.path.join(out, "drift-gpunet-0.json")
+if os.path.exists(f):
+    import statistics
+    d = json.load(open(f))
+    x, win, t, cur, meds = d["compute_samples_ms"], 10000.0, 0.0, [], []
+    for v in x:
+        cur.append(v); t += v
+        if t >= win:
+            meds.append(statistics.median(cur)); cur, t = [], 0.0
+    c = d["compute"]
+    w("Drift of the machine: GPUNet-0 measured for %.0f s in one command (%d runs, median %.2f ms, block range %.2f .. %.2f);" % (
+        sum(x) / 1000, c["n"], c["median_ms"], c["block_median_lo_ms"], c["block_median_hi_ms"]))
+    w("medians of consecutive 10 s windows, i.e. what ten back-to-back default measurements would print: " +
+      ", ".join("%.2f" % v for v in meds) + " ms (range %.1f%% of the lowest)." % (100 * (max(meds) - min(meds)) / min(meds)))
+    w()
 w("## Latency: lookup-table predictor on held-out random architectures")
 w()
 w("`gpunas profile` measures every layer key of sampled architectures in isolation, calibrates")
@@ -75,7 +90,8 @@ w("(gpunas/latprofile.h, 'Speed probe'); 'raw' is the error against the undivide
 w()
 w("| space | batch | table keys | calibration (model, networks, LOO mean error) | held-out networks | mean abs error | max abs error | raw mean / max | speed factor range | layers from fallback |")
 w("|---|---|---|---|---|---|---|---|---|---|")
-for name, f in (("fmnist", "profile-fmnist.json"), ("gpunet @%s" % gres, "profile-gpunet-%s.json" % gres)):
+for name, f in (("fmnist, %s threads" % m["threads"], "profile-fmnist.json"), ("fmnist, 1 thread", "profile-fmnist-1t.json"),
+                ("gpunet @%s, %s threads" % (gres, m["threads"]), "profile-gpunet-%s.json" % gres)):
     f = os.path.join(out, f)
     if not os.path.exists(f):
         continue

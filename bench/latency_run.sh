@@ -10,14 +10,18 @@
 #    same warm-up and run counts;
 # 3. the small bundled config measured 5 times back to back (agreement);
 # 4. a device profile of the fmnist search space at batch 1 (lookup table,
-#    calibration on 30 networks, error on 30 held-out networks), and one of the
-#    GPUNet space at a small resolution;
+#    calibration on 30 networks, error on 30 held-out networks), at all threads and
+#    at 1 thread;
+# 5. the drift of the machine: GPUNet-0 measured for DRIFT_S seconds, medians of
+#    consecutive windows (what a repeated measurement can expect);
+# 6. a profile of the GPUNet space at a small resolution;
 # then bench/latency_report.py writes $OUT/latency_results.md: "Latency: ..." sections
 # for bench/RESULTS.md.
 #
 # Settings (environment): BUILD (build dir, default build-latency), THREADS (default:
 # all CPUs), RUNS (100), DURATION (10 s, gpunas latency's default), WARMUP_MS (500), FM_SAMPLES (3000), GN_SAMPLES (400),
-# GN_RES (128), CALIB (30), HOLDOUT (30), SEED (1), OUT ($BUILD/latency_out),
+# GN_RES (128), CALIB (30), HOLDOUT (30), SEED (1), DRIFT_S (120), DRIFT_WINDOW_S (10),
+# OUT ($BUILD/latency_out),
 # SKIP_GPUNET_SPACE=1 to skip the GPUNet-space profile.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +29,8 @@ BUILD=${BUILD:-build-latency}
 THREADS=${THREADS:-$(nproc)}
 RUNS=${RUNS:-100}
 DURATION=${DURATION:-10}
+DRIFT_S=${DRIFT_S:-120}
+DRIFT_WINDOW_S=${DRIFT_WINDOW_S:-10}
 WARMUP_MS=${WARMUP_MS:-500}
 FM_SAMPLES=${FM_SAMPLES:-3000}
 GN_SAMPLES=${GN_SAMPLES:-400}
@@ -87,6 +93,25 @@ echo "== profile: fmnist space, batch 1 ($FM_SAMPLES table samples, $CALIB calib
 tail -n 6 "$OUT/profile-fmnist.txt"
 "$G" latency configs/fmnist-small.json "${COMMON[@]}" --force --profile "$OUT/profile-fmnist.json" \
     | grep "predicted by" || true
+
+echo "== profile: fmnist space, batch 1, 1 thread (the same, less exposed to the host's noise)"
+"$G" profile --device cpu --space fmnist -o "$OUT/profile-fmnist-1t.json" --threads 1 --batch 1 \
+    --samples "$FM_SAMPLES" --calib "$CALIB" --holdout "$HOLDOUT" --seed "$SEED" > "$OUT/profile-fmnist-1t.txt"
+tail -n 6 "$OUT/profile-fmnist-1t.txt"
+
+echo "== drift: GPUNet-0 for ${DRIFT_S}s, medians of consecutive ${DRIFT_WINDOW_S}s windows"
+"$G" latency configs/gpunet/gpunet-0.json --threads "$THREADS" --runs 10 --duration "$DRIFT_S" \
+    --warmup-ms "$WARMUP_MS" --force --json > "$OUT/drift-gpunet-0.json"
+$PY - "$OUT/drift-gpunet-0.json" "$DRIFT_WINDOW_S" <<'EOF'
+import json, statistics, sys
+x = json.load(open(sys.argv[1]))["compute_samples_ms"]
+win, t, cur, meds = 1000 * float(sys.argv[2]), 0.0, [], []
+for v in x:
+    cur.append(v); t += v
+    if t >= win:
+        meds.append(statistics.median(cur)); cur, t = [], 0.0
+print("  window medians ms: " + " ".join("%.2f" % m for m in meds))
+EOF
 
 if [ "${SKIP_GPUNET_SPACE:-0}" != 1 ]; then
   echo "== profile: GPUNet space at resolution $GN_RES, batch 1"

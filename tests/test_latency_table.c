@@ -276,6 +276,7 @@ static void test_profile_round_trip(void **state)
     fake_profile(&p, a);
     p.layer_opts.runs = 33;
     p.net_opts.warmup_ms = 123.5;
+    p.net_opts.min_ms = 750;
     char *file = tu_tmp_path("lat_profile.json");
     assert_int_equal(gn_lat_profile_save(&p, file, &err), 0);
     if (gn_lat_profile_load(file, &q, &err))
@@ -289,6 +290,7 @@ static void test_profile_round_trip(void **state)
     assert_string_equal(q.space, "test");
     assert_int_equal(q.layer_opts.runs, 33);
     NEAR(q.net_opts.warmup_ms, 123.5, 0);
+    NEAR(q.net_opts.min_ms, 750, 0);
     assert_int_equal(q.n_entries, p.n_entries);
     for (int i = 0; i < p.n_entries; i++) {
         assert_string_equal(q.entries[i].key, p.entries[i].key);

@@ -61,8 +61,8 @@
  *       "device": { "id", "kind", "cpu_model", "cores", "logical_cpus", "threads",
  *                   "backend", "onednn", "gpunas" },
  *       "batch": 1, "space": "fmnist",
- *       "measurement": { "runs", "warmup_ms", "warmup_runs", "layer_runs",
- *                        "layer_warmup_ms" },
+ *       "measurement": { "networks": { "runs", "min_ms", "warmup_ms", "warmup_runs" },
+ *                        "layers": { the same } },
  *       "speed_probe": { "ms" }                  (optional)
  *       "entries": [ { "key", "type", "ms", "cv", "gflop", "mb" }, ... ],
  *       "fallback": { "irb": [c0, ..., c7], ... },

@@ -484,7 +484,7 @@ static int src_sample(arch_src *s, gn_rng *r, gn_arch **out, gn_error *err)
 static const char *profile_usage =
     "usage: gpunas profile --device cpu [--space NAME|FILE | --base CONFIG.json] -o DEVICE.json\n"
     "         [--batch B] [--res R] [--threads N] [--samples N] [--calib N] [--holdout N]\n"
-    "         [--seed S] [--runs N] [--warmup-ms M] [--layer-runs N] [--layer-warmup-ms M]\n"
+    "         [--seed S] [--runs N] [--duration S] [--warmup-ms M] [--layer-runs N] [--layer-warmup-ms M]\n"
     "         [--max-cv PCT] [--max-drift PCT] [--retries N] [--no-speed-probe] [--quiet]\n"
     "       gpunas profile --evaluate DEVICE.json [--space ... | --base ...] [--holdout N] ...\n"
     "  Measures a latency lookup table for the layers that occur in random members of a\n"
@@ -496,8 +496,9 @@ static const char *profile_usage =
     "  --holdout N        held-out evaluation networks (default 30)\n"
     "  --seed S           sampling seed (default 1)\n"
     "  --res R            override the architectures' resolution\n"
-    "  --runs N, --warmup-ms M            whole-network measurements (default 100, 200)\n"
-    "  --layer-runs N, --layer-warmup-ms M  table entries (default 30, 10)\n"
+    "  --runs N, --duration S, --warmup-ms M  whole-network measurements: at least N\n"
+    "                     runs over at least S seconds, after M ms (default 100, 0.5, 200)\n"
+    "  --layer-runs N, --layer-warmup-ms M  table entries (default 100, 10)\n"
     "  --retries N        measure again (up to N times, keeping the lowest median) a\n"
     "                     layer whose CV or a network whose CV/drift is over the limits\n"
     "                     (default 2); table entries over 3x the fallback model are\n"
@@ -520,8 +521,9 @@ static int parse_prof(int argc, char **argv, prof_opts *o)
     o->backend = "dnnl";
     gn_lat_opts_default(&o->net_opts);
     o->net_opts.warmup_ms = 200;
+    o->net_opts.min_ms = 500;
     gn_lat_opts_default(&o->layer_opts);
-    o->layer_opts.runs = 30;
+    o->layer_opts.runs = 100;
     o->layer_opts.warmup_ms = 10;
     o->layer_opts.warmup_runs = 3;
     gn_lat_limits_default(&o->lim);
@@ -546,6 +548,8 @@ static int parse_prof(int argc, char **argv, prof_opts *o)
             rc = cli_parse_int(cmd, a, v, 0, 100, &o->retries), i++;
         else if (strcmp(a, "--runs") == 0)
             rc = cli_parse_int(cmd, a, v, 1, 10000000, &o->net_opts.runs), i++;
+        else if (strcmp(a, "--duration") == 0)
+            rc = cli_parse_double(cmd, a, v, 0, 86400, &d), o->net_opts.min_ms = 1000 * d, i++;
         else if (strcmp(a, "--warmup-ms") == 0)
             rc = cli_parse_double(cmd, a, v, 0, 3.6e6, &o->net_opts.warmup_ms), i++;
         else if (strcmp(a, "--layer-runs") == 0)
@@ -667,8 +671,9 @@ typedef struct {
     gn_backend *probe_be;
     gn_arch *probe_arch;
     gn_net *probe_net;
-    double probe0, probe_t, factor, fmin, fmax;
-    int n_probes;
+    double probe0, probe_t, factor;
+    double *probes; /* every probe's median (ms) */
+    int n_probes, cap_probes;
 } prof_ctx;
 
 /* The reference network is the architecture drawn with this seed (whatever --seed
@@ -702,17 +707,46 @@ static int probe_measure(prof_ctx *c, gn_error *err)
     if (!(c->probe0 > 0))
         c->probe0 = m;
     c->factor = m / c->probe0;
-    if (c->n_probes == 0 || c->factor < c->fmin)
-        c->fmin = c->factor;
-    if (c->n_probes == 0 || c->factor > c->fmax)
-        c->fmax = c->factor;
-    c->n_probes++;
+    if (c->n_probes == c->cap_probes) {
+        int cap = c->cap_probes ? 2 * c->cap_probes : 256;
+        double *np = realloc(c->probes, (size_t)cap * sizeof *np);
+        if (!np)
+            return gn_error_set(err, "profile: out of memory");
+        c->probes = np;
+        c->cap_probes = cap;
+    }
+    c->probes[c->n_probes++] = m;
     c->probe_t = mono_ms();
     return 0;
 }
 
+static int cmp_dbl(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Median, smallest and largest probe so far (ms). */
+static void probe_summary(const prof_ctx *c, double *med, double *lo, double *hi)
+{
+    double *v = malloc((size_t)c->n_probes * sizeof *v);
+    if (!v || c->n_probes == 0) {
+        *med = *lo = *hi = c->probe0;
+        free(v);
+        return;
+    }
+    memcpy(v, c->probes, (size_t)c->n_probes * sizeof *v);
+    qsort(v, (size_t)c->n_probes, sizeof *v, cmp_dbl);
+    *med = gn_lat_quantile(v, c->n_probes, 0.5);
+    *lo = v[0];
+    *hi = v[c->n_probes - 1];
+    free(v);
+}
+
 /* probe0 > 0: the speed the factors are relative to (an evaluated profile's);
- * otherwise the first probe sets it. */
+ * otherwise the first probe sets it until probe_rebase.  The reference network is
+ * warmed up for 300 ms first: a cold first probe (primitive creation, caches) would
+ * make every factor after it too small. */
 static int probe_open(prof_ctx *c, arch_src *src, const char *backend, int threads, double probe0, gn_error *err)
 {
     gn_rng r;
@@ -722,8 +756,33 @@ static int probe_open(prof_ctx *c, arch_src *src, const char *backend, int threa
         gn_backend_set_threads(c->probe_be, threads, err) ||
         gn_net_create(c->probe_arch, c->probe_be, &c->probe_net, err) || gn_net_init(c->probe_net, 1, err))
         return -1;
+    gn_lat_opts wo;
+    gn_lat_opts_default(&wo);
+    wo.runs = 1;
+    wo.warmup_ms = 300;
+    gn_lat_result wr = {0};
+    if (gn_lat_measure(c->probe_net, c->p->batch, &wo, &wr, err))
+        return -1;
+    gn_lat_result_free(&wr);
     c->probe_on = true;
     return probe_measure(c, err);
+}
+
+/* Re-express the table and the n calibration times y (divided by factors relative
+ * to the first probe) at the MEDIAN probe so far, and make that the reference: the
+ * profile then holds times at the machine's typical speed while it was measured,
+ * not at whatever speed the first 20 ms happened to see. */
+static void probe_rebase(prof_ctx *c, double *y, int n)
+{
+    double med, lo, hi;
+    probe_summary(c, &med, &lo, &hi);
+    double r = med / c->probe0;
+    for (int i = 0; i < c->p->n_entries; i++)
+        c->p->entries[i].ms *= r;
+    for (int i = 0; i < n; i++)
+        y[i] *= r;
+    c->probe0 = med;
+    c->factor = c->n_probes ? c->probes[c->n_probes - 1] / med : 1.0;
 }
 
 /* Probe again when the last probe is older than PROBE_EVERY_MS. */
@@ -884,6 +943,7 @@ static void ctx_free(prof_ctx *c)
     gn_net_free(c->probe_net);
     gn_backend_destroy(c->probe_be);
     gn_arch_free(c->probe_arch);
+    free(c->probes);
     memset(c, 0, sizeof *c);
 }
 
@@ -951,8 +1011,6 @@ int cmd_profile(int argc, char **argv)
             cli_error(cmd, "%s", err.msg);
             goto out;
         }
-        if (!o.evaluate)
-            p.probe_ms = ctx.probe0;
         if (!o.quiet)
             fprintf(stderr, "speed probe: reference network %.4f ms now, factor %.3f\n", ctx.probe0 * ctx.factor,
                     ctx.factor);
@@ -998,6 +1056,10 @@ int cmd_profile(int argc, char **argv)
             n_unstable += uns;
             if (!o.quiet)
                 fprintf(stderr, "calibration: %d/%d networks measured, %d keys\n", c + 1, o.calib, p.n_entries);
+        }
+        if (ctx.probe_on) {
+            probe_rebase(&ctx, y, o.calib);
+            p.probe_ms = ctx.probe0;
         }
         if (remeasure_outliers(&ctx, &err)) {
             cli_error(cmd, "%s", err.msg);
@@ -1070,10 +1132,14 @@ int cmd_profile(int argc, char **argv)
     if (o.holdout && ctx.probe_on)
         printf("held-out against the raw measurements: mean |error| %.2f%%, max |error| %.2f%%\n", ev.raw_mean_abs_pct,
                ev.raw_max_pct);
-    if (ctx.probe_on)
-        printf("speed probe: reference network %.4f ms at the profile's start; %d probes, speed factor %.3f .. %.3f "
-               "(time now / time then)\n",
-               ctx.probe0, ctx.n_probes, ctx.fmin, ctx.fmax);
+    if (ctx.probe_on) {
+        double med, lo, hi;
+        probe_summary(&ctx, &med, &lo, &hi);
+        printf("speed probe: reference network %.4f ms (%s); %d probes from %.4f to %.4f ms, speed factor %.3f .. "
+               "%.3f (time then / reference)\n",
+               ctx.probe0, o.evaluate ? "the profile's" : "median of the table and calibration probes", ctx.n_probes,
+               lo, hi, lo / ctx.probe0, hi / ctx.probe0);
+    }
     printf("measurement: %d layer and %d network measurements repeated for instability, %d table outliers "
            "re-measured",
            ctx.layer_retried, ctx.net_retried, ctx.outliers);

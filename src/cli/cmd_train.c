@@ -30,44 +30,6 @@
 #include "gpunas/safetensors.h"
 #include "gpunas/train.h"
 
-static int parse_double(const char *cmd, const char *flag, const char *s, double lo, double hi, double *out)
-{
-    if (!s) {
-        cli_error(cmd, "option %s: missing value", flag);
-        return -1;
-    }
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !isfinite(v)) {
-        cli_error(cmd, "option %s: '%s' is not a number", flag, s);
-        return -1;
-    }
-    if (v < lo || v > hi) {
-        cli_error(cmd, "option %s: %g out of range [%g, %g]", flag, v, lo, hi);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
-static int parse_u64(const char *cmd, const char *flag, const char *s, uint64_t *out)
-{
-    if (!s) {
-        cli_error(cmd, "option %s: missing value", flag);
-        return -1;
-    }
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s || *end || *s == '-') {
-        cli_error(cmd, "option %s: '%s' is not a non-negative integer", flag, s);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
 static bool is_dir(const char *p)
 {
     struct stat st;
@@ -243,7 +205,7 @@ int cmd_train(int argc, char **argv)
             if (cli_parse_int(cmd, a, NEXT(), 2, 1 << 20, &c.batch))
                 return 2;
         } else if (strcmp(a, "--lr") == 0) {
-            if (parse_double(cmd, a, NEXT(), 0, 1e300, &c.lr))
+            if (cli_parse_double(cmd, a, NEXT(), 0, 1e300, &c.lr))
                 return 2;
         } else if (strcmp(a, "--optimizer") == 0) {
             const char *v = NEXT();
@@ -256,15 +218,15 @@ int cmd_train(int argc, char **argv)
             }
             gn_optim_defaults(k, &c.optim);
         } else if (strcmp(a, "--momentum") == 0) {
-            if (parse_double(cmd, a, NEXT(), 0, 0.999999, &o.momentum))
+            if (cli_parse_double(cmd, a, NEXT(), 0, 0.999999, &o.momentum))
                 return 2;
         } else if (strcmp(a, "--no-nesterov") == 0) {
             o.no_nesterov = true;
         } else if (strcmp(a, "--eps") == 0) {
-            if (parse_double(cmd, a, NEXT(), 1e-30, 1, &o.eps))
+            if (cli_parse_double(cmd, a, NEXT(), 1e-30, 1, &o.eps))
                 return 2;
         } else if (strcmp(a, "--wd") == 0) {
-            if (parse_double(cmd, a, NEXT(), 0, 10, &o.wd))
+            if (cli_parse_double(cmd, a, NEXT(), 0, 10, &o.wd))
                 return 2;
         } else if (strcmp(a, "--schedule") == 0) {
             const char *v = NEXT();
@@ -275,28 +237,28 @@ int cmd_train(int argc, char **argv)
                 return 2;
             }
         } else if (strcmp(a, "--warmup") == 0) {
-            if (parse_double(cmd, a, NEXT(), 0, 1e6, &c.warmup_epochs))
+            if (cli_parse_double(cmd, a, NEXT(), 0, 1e6, &c.warmup_epochs))
                 return 2;
         } else if (strcmp(a, "--warmup-lr") == 0) {
-            if (parse_double(cmd, a, NEXT(), 0, 1e300, &c.warmup_lr))
+            if (cli_parse_double(cmd, a, NEXT(), 0, 1e300, &c.warmup_lr))
                 return 2;
         } else if (strcmp(a, "--warmup-per-epoch") == 0) {
             c.warmup_per_step = false;
         } else if (strcmp(a, "--min-lr") == 0) {
-            if (parse_double(cmd, a, NEXT(), 0, 1e300, &c.min_lr))
+            if (cli_parse_double(cmd, a, NEXT(), 0, 1e300, &c.min_lr))
                 return 2;
         } else if (strcmp(a, "--decay-epochs") == 0) {
-            if (parse_double(cmd, a, NEXT(), 1e-9, 1e6, &c.decay_epochs))
+            if (cli_parse_double(cmd, a, NEXT(), 1e-9, 1e6, &c.decay_epochs))
                 return 2;
         } else if (strcmp(a, "--gamma") == 0) {
-            if (parse_double(cmd, a, NEXT(), 0, 1e300, &c.decay_gamma))
+            if (cli_parse_double(cmd, a, NEXT(), 0, 1e300, &c.decay_gamma))
                 return 2;
         } else if (strcmp(a, "--smoothing") == 0) {
-            if (parse_double(cmd, a, NEXT(), 0, 0.999, &d))
+            if (cli_parse_double(cmd, a, NEXT(), 0, 0.999, &d))
                 return 2;
             c.smoothing = (float)d;
         } else if (strcmp(a, "--ema") == 0) {
-            if (parse_double(cmd, a, NEXT(), 0, 0.9999999, &c.ema_decay))
+            if (cli_parse_double(cmd, a, NEXT(), 0, 0.9999999, &c.ema_decay))
                 return 2;
         } else if (strcmp(a, "--no-dropout") == 0) {
             c.dropout = false;
@@ -309,18 +271,18 @@ int cmd_train(int argc, char **argv)
             if (!(c.teacher_weights = NEXT()))
                 goto missing;
         } else if (strcmp(a, "--kd-alpha") == 0) {
-            if (parse_double(cmd, a, NEXT(), 0, 1, &d))
+            if (cli_parse_double(cmd, a, NEXT(), 0, 1, &d))
                 return 2;
             c.kd_alpha = (float)d;
         } else if (strcmp(a, "--kd-temp") == 0) {
-            if (parse_double(cmd, a, NEXT(), 1e-3, 1e3, &d))
+            if (cli_parse_double(cmd, a, NEXT(), 1e-3, 1e3, &d))
                 return 2;
             c.kd_temp = (float)d;
         } else if (strcmp(a, "--seed") == 0) {
-            if (parse_u64(cmd, a, NEXT(), &c.seed))
+            if (cli_parse_u64(cmd, a, NEXT(), &c.seed))
                 return 2;
         } else if (strcmp(a, "--split-seed") == 0) {
-            if (parse_u64(cmd, a, NEXT(), &c.split_seed))
+            if (cli_parse_u64(cmd, a, NEXT(), &c.split_seed))
                 return 2;
         } else if (strcmp(a, "--threads") == 0) {
             if (cli_parse_int(cmd, a, NEXT(), 1, 4096, &c.threads))
@@ -331,7 +293,7 @@ int cmd_train(int argc, char **argv)
         } else if (strcmp(a, "--resume") == 0) {
             c.resume = true;
         } else if (strcmp(a, "--val-fraction") == 0) {
-            if (parse_double(cmd, a, NEXT(), 0, 0.99, &c.val_fraction))
+            if (cli_parse_double(cmd, a, NEXT(), 0, 0.99, &c.val_fraction))
                 return 2;
         } else if (strcmp(a, "--subset") == 0) {
             if (cli_parse_int(cmd, a, NEXT(), 1, 1 << 30, &c.subset))
@@ -352,7 +314,7 @@ int cmd_train(int argc, char **argv)
         } else if (strcmp(a, "--no-flip") == 0) {
             c.hflip = 0;
         } else if (strcmp(a, "--erase") == 0) {
-            if (parse_double(cmd, a, NEXT(), 0, 1, &d))
+            if (cli_parse_double(cmd, a, NEXT(), 0, 1, &d))
                 return 2;
             c.erase_prob = (float)d;
         } else if (strcmp(a, "--prefetch") == 0) {

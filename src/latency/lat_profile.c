@@ -123,7 +123,8 @@ int gn_lat_predict(const gn_lat_profile *p, const gn_arch *a, double *ms, int *m
 /* ------------------------------------------------------------------ save */
 static json_t *opts_json(const gn_lat_opts *o)
 {
-    return json_pack("{s:i, s:f, s:i}", "runs", o->runs, "warmup_ms", o->warmup_ms, "warmup_runs", o->warmup_runs);
+    return json_pack("{s:i, s:f, s:f, s:i}", "runs", o->runs, "min_ms", o->min_ms, "warmup_ms", o->warmup_ms,
+                     "warmup_runs", o->warmup_runs);
 }
 
 int gn_lat_profile_save(const gn_lat_profile *p, const char *path, gn_error *err)
@@ -298,6 +299,9 @@ static int load_opts(ctx *c, json_t *m, const char *name, gn_lat_opts *o)
     snprintf(pre, sizeof pre, "measurement.%s", name);
     if (get_obj(c, m, "measurement", name, &v) || get_int(c, v, pre, "runs", 1, &o->runs) ||
         get_num(c, v, pre, "warmup_ms", 0, false, &o->warmup_ms) || get_int(c, v, pre, "warmup_runs", 0, &o->warmup_runs))
+        return -1;
+    o->min_ms = 0; /* optional: profiles before the timed-phase duration existed */
+    if (json_object_get(v, "min_ms") && get_num(c, v, pre, "min_ms", 0, false, &o->min_ms))
         return -1;
     return 0;
 }
