@@ -71,6 +71,36 @@ static int setup_backend(const char *cmd, const char *backend, int threads, gn_b
     return 0;
 }
 
+/* The options `latency` and `profile` share: --batch, --res, --threads, and for the
+ * (whole-network) measurement --runs, --duration S, --warmup-ms, --max-cv PCT and
+ * --max-drift PCT.  Returns true when `a` is one of them (*rc: its parse result,
+ * *i advanced past the value). */
+static bool parse_measure_opt(const char *cmd, const char *a, const char *v, int *i, int *batch, int *res,
+                              int *threads, gn_lat_opts *mo, gn_lat_limits *lim, int *rc)
+{
+    double d = 0;
+    if (strcmp(a, "--batch") == 0)
+        *rc = cli_parse_int(cmd, a, v, 1, 65536, batch);
+    else if (strcmp(a, "--res") == 0)
+        *rc = cli_parse_int(cmd, a, v, 1, 16384, res);
+    else if (strcmp(a, "--threads") == 0)
+        *rc = cli_parse_int(cmd, a, v, 1, 4096, threads);
+    else if (strcmp(a, "--runs") == 0)
+        *rc = cli_parse_int(cmd, a, v, 1, 10000000, &mo->runs);
+    else if (strcmp(a, "--duration") == 0)
+        *rc = cli_parse_double(cmd, a, v, 0, 86400, &d), mo->min_ms = 1000 * d;
+    else if (strcmp(a, "--warmup-ms") == 0)
+        *rc = cli_parse_double(cmd, a, v, 0, 3.6e6, &mo->warmup_ms);
+    else if (strcmp(a, "--max-cv") == 0)
+        *rc = cli_parse_double(cmd, a, v, 0, 1e6, &d), lim->max_cv = d / 100;
+    else if (strcmp(a, "--max-drift") == 0)
+        *rc = cli_parse_double(cmd, a, v, 0, 1e6, &d), lim->max_drift = d / 100;
+    else
+        return false;
+    (*i)++;
+    return true;
+}
+
 /* ------------------------------------------------------------------ latency */
 typedef struct {
     const char *config, *profile, *backend;
@@ -118,26 +148,11 @@ static int parse_lat(int argc, char **argv, lat_opts *o)
     gn_lat_limits_default(&o->lim);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        double d = 0;
         int rc = 0;
-        if (strcmp(a, "--batch") == 0)
-            rc = cli_parse_int(cmd, a, v, 1, 65536, &o->batch), i++;
-        else if (strcmp(a, "--res") == 0)
-            rc = cli_parse_int(cmd, a, v, 1, 16384, &o->res), i++;
-        else if (strcmp(a, "--threads") == 0)
-            rc = cli_parse_int(cmd, a, v, 1, 4096, &o->threads), i++;
-        else if (strcmp(a, "--runs") == 0)
-            rc = cli_parse_int(cmd, a, v, 1, 10000000, &o->mo.runs), i++;
-        else if (strcmp(a, "--duration") == 0)
-            rc = cli_parse_double(cmd, a, v, 0, 86400, &d), o->mo.min_ms = 1000 * d, i++;
+        if (parse_measure_opt(cmd, a, v, &i, &o->batch, &o->res, &o->threads, &o->mo, &o->lim, &rc))
+            ;
         else if (strcmp(a, "--warmup-runs") == 0)
             rc = cli_parse_int(cmd, a, v, 0, 10000000, &o->mo.warmup_runs), i++;
-        else if (strcmp(a, "--warmup-ms") == 0)
-            rc = cli_parse_double(cmd, a, v, 0, 3.6e6, &o->mo.warmup_ms), i++;
-        else if (strcmp(a, "--max-cv") == 0)
-            rc = cli_parse_double(cmd, a, v, 0, 1e6, &d), o->lim.max_cv = d / 100, i++;
-        else if (strcmp(a, "--max-drift") == 0)
-            rc = cli_parse_double(cmd, a, v, 0, 1e6, &d), o->lim.max_drift = d / 100, i++;
         else if (strcmp(a, "--seed") == 0)
             rc = cli_parse_u64(cmd, a, v, &o->mo.seed), i++;
         else if (strcmp(a, "--device") == 0) {
@@ -530,14 +545,9 @@ static int parse_prof(int argc, char **argv, prof_opts *o)
     bool device = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        double d = 0;
         int rc = 0;
-        if (strcmp(a, "--batch") == 0)
-            rc = cli_parse_int(cmd, a, v, 1, 65536, &o->batch), i++;
-        else if (strcmp(a, "--res") == 0)
-            rc = cli_parse_int(cmd, a, v, 1, 16384, &o->res), i++;
-        else if (strcmp(a, "--threads") == 0)
-            rc = cli_parse_int(cmd, a, v, 1, 4096, &o->threads), i++;
+        if (parse_measure_opt(cmd, a, v, &i, &o->batch, &o->res, &o->threads, &o->net_opts, &o->lim, &rc))
+            ;
         else if (strcmp(a, "--samples") == 0)
             rc = cli_parse_int(cmd, a, v, 0, 10000000, &o->samples), i++;
         else if (strcmp(a, "--calib") == 0)
@@ -546,20 +556,10 @@ static int parse_prof(int argc, char **argv, prof_opts *o)
             rc = cli_parse_int(cmd, a, v, 0, 10000000, &o->holdout), i++;
         else if (strcmp(a, "--retries") == 0)
             rc = cli_parse_int(cmd, a, v, 0, 100, &o->retries), i++;
-        else if (strcmp(a, "--runs") == 0)
-            rc = cli_parse_int(cmd, a, v, 1, 10000000, &o->net_opts.runs), i++;
-        else if (strcmp(a, "--duration") == 0)
-            rc = cli_parse_double(cmd, a, v, 0, 86400, &d), o->net_opts.min_ms = 1000 * d, i++;
-        else if (strcmp(a, "--warmup-ms") == 0)
-            rc = cli_parse_double(cmd, a, v, 0, 3.6e6, &o->net_opts.warmup_ms), i++;
         else if (strcmp(a, "--layer-runs") == 0)
             rc = cli_parse_int(cmd, a, v, 1, 10000000, &o->layer_opts.runs), i++;
         else if (strcmp(a, "--layer-warmup-ms") == 0)
             rc = cli_parse_double(cmd, a, v, 0, 3.6e6, &o->layer_opts.warmup_ms), i++;
-        else if (strcmp(a, "--max-cv") == 0)
-            rc = cli_parse_double(cmd, a, v, 0, 1e6, &d), o->lim.max_cv = d / 100, i++;
-        else if (strcmp(a, "--max-drift") == 0)
-            rc = cli_parse_double(cmd, a, v, 0, 1e6, &d), o->lim.max_drift = d / 100, i++;
         else if (strcmp(a, "--seed") == 0)
             rc = cli_parse_u64(cmd, a, v, &o->seed), i++;
         else if (strcmp(a, "--quiet") == 0)
