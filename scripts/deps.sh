@@ -4,7 +4,7 @@
 set -euo pipefail
 PKGS=(
   build-essential cmake pkg-config git
-  libjansson-dev libcmocka-dev libdnnl-dev libopenblas-dev liblapacke-dev
+  libjansson-dev libcmocka-dev libdnnl-dev ocl-icd-opencl-dev libopenblas-dev liblapacke-dev
   zlib1g-dev libpng-dev libjpeg62-turbo-dev libsqlite3-dev libsvm-dev
   dataset-fashion-mnist sqlite3
   python3 python3-numpy python3-torch

@@ -3,7 +3,7 @@
  *
  * Expected params/MACs: the issue's published figures for GPUNet-0/1/2/P0/P1; D1/D2 and
  * the resolution/class overrides were computed by an independent Python script that
- * follows the builder semantics of shared/docs/gpunet.md §2 line by line (kept in
+ * follows the builder semantics of the GPUNet builder notes (module semantics) line by line (kept in
  * tests/reference/gpunet_count.py, which this test also runs when python3 exists).
  */
 #include <setjmp.h>
@@ -18,11 +18,11 @@
 #include "gpunas/arch.h"
 #include "testutil.h"
 
-static gn_arch *load_shared(const char *name)
+static gn_arch *load_released(const char *name)
 {
     char rel[256];
-    snprintf(rel, sizeof rel, "gpunet-configs/%s", name);
-    char *p = tu_shared_path(rel);
+    snprintf(rel, sizeof rel, "configs/gpunet/%s", name);
+    char *p = tu_source_path(rel);
     gn_arch *a = NULL;
     gn_error err = {{0}};
     int rc = gn_arch_load(p, &a, &err);
@@ -38,19 +38,19 @@ static const struct {
     int res;
     int64_t params, macs;
 } released[] = {
-    {"0.65ms.json", 320, 11885432, 3254209280LL},   /* GPUNet-0 */
-    {"0.85ms.json", 288, 12704192, 3308369280LL},   /* GPUNet-1 */
-    {"1.75ms.json", 384, 25798704, 8386275920LL},   /* GPUNet-2 */
-    {"0.5ms-D.json", 224, 22815080, 1870345792LL},  /* GPUNet-P0 */
-    {"0.8ms-D.json", 224, 39905672, 3241678272LL},  /* GPUNet-P1 */
-    {"1.25ms-D.json", 456, 10589859, 4289640427LL}, /* GPUNet-D1 (published 10.6 M) */
-    {"2.25ms-D.json", 528, 19036728, 15739476160LL}, /* GPUNet-D2 (published 19.0 M) */
+    {"gpunet-0.json", 320, 11885432, 3254209280LL},   /* GPUNet-0 */
+    {"gpunet-1.json", 288, 12704192, 3308369280LL},   /* GPUNet-1 */
+    {"gpunet-2.json", 384, 25798704, 8386275920LL},   /* GPUNet-2 */
+    {"gpunet-p0.json", 224, 22815080, 1870345792LL},  /* GPUNet-P0 */
+    {"gpunet-p1.json", 224, 39905672, 3241678272LL},  /* GPUNet-P1 */
+    {"gpunet-d1.json", 456, 10589859, 4289640427LL}, /* GPUNet-D1 (published 10.6 M) */
+    {"gpunet-d2.json", 528, 19036728, 15739476160LL}, /* GPUNet-D2 (published 19.0 M) */
 };
 
 static void test_released_params_macs(void **state)
 {
     for (size_t i = 0; i < sizeof released / sizeof released[0]; i++) {
-        gn_arch *a = load_shared(released[i].file);
+        gn_arch *a = load_released(released[i].file);
         assert_int_equal(a->resolution, released[i].res);
         assert_int_equal(a->params, released[i].params);
         assert_int_equal(a->macs, released[i].macs);
@@ -68,7 +68,7 @@ static void test_released_params_macs(void **state)
 static void test_overrides(void **state)
 {
     gn_error err;
-    gn_arch *a = load_shared("0.65ms.json");
+    gn_arch *a = load_released("gpunet-0.json");
     assert_int_equal(gn_arch_set_resolution(a, 224, &err), 0);
     assert_int_equal(gn_arch_set_classes(a, 10, &err), 0);
     assert_int_equal(a->params, 10617242);
@@ -80,7 +80,7 @@ static void test_overrides(void **state)
     assert_int_equal(a->macs, 1583351744LL);
     gn_arch_free(a);
 
-    a = load_shared("0.85ms.json");
+    a = load_released("gpunet-1.json");
     assert_int_equal(gn_arch_set_resolution(a, 32, &err), 0);
     assert_int_equal(gn_arch_set_classes(a, 10, &err), 0);
     assert_int_equal(a->params, 11436002);
@@ -90,7 +90,7 @@ static void test_overrides(void **state)
     assert_int_equal(a->params, 11436002 - 24 * 2 * 9);
     gn_arch_free(a);
 
-    a = load_shared("2.25ms-D.json");
+    a = load_released("gpunet-d2.json");
     assert_int_equal(gn_arch_set_resolution(a, 224, &err), 0);
     assert_int_equal(gn_arch_set_classes(a, 10, &err), 0);
     assert_int_equal(a->params, 17071578);
@@ -101,7 +101,7 @@ static void test_overrides(void **state)
 static void test_padding_quirk_and_shapes(void **state)
 {
     gn_error err;
-    gn_arch *a = load_shared("0.65ms.json");
+    gn_arch *a = load_released("gpunet-0.json");
     /* released quirk: stride-2 fused_irb with padding 0: 160 -> 79 -> 39 */
     assert_int_equal(a->layers[1].out_h, 160);
     assert_int_equal(a->layers[4].pad, 0);
@@ -129,7 +129,7 @@ static void test_padding_quirk_and_shapes(void **state)
     assert_float_equal(a->layers[12].drop_path, 0.0, 0);
     gn_arch_free(a);
 
-    a = load_shared("2.25ms-D.json");
+    a = load_released("gpunet-d2.json");
     assert_true(a->distill);
     assert_int_equal(a->layers[1].type, GN_LAYER_HEAD_LARGE);
     assert_float_equal(a->layers[1].bn_eps, 1e-5f, 0);
@@ -140,7 +140,7 @@ static void test_padding_quirk_and_shapes(void **state)
     assert_true(a->layers[a->n_layers - 1].stage_set); /* "stage:" typo read as stage */
     gn_arch_free(a);
 
-    a = load_shared("0.5ms-D.json");
+    a = load_released("gpunet-p0.json");
     assert_int_equal(a->layers[6].mid_ch, 736); /* 96 * 7.67 = 736.3 -> 736 */
     assert_int_equal(a->layers[1].act, GN_ACT_RELU);
     gn_arch_free(a);
@@ -164,7 +164,7 @@ static void test_round_trip(void **state)
 {
     gn_error err;
     for (size_t i = 0; i < sizeof released / sizeof released[0]; i++) {
-        gn_arch *a = load_shared(released[i].file);
+        gn_arch *a = load_released(released[i].file);
         char *t1 = gn_arch_to_json(a, &err);
         gn_arch *b = NULL;
         assert_int_equal(gn_arch_parse(t1, "rewrite1", &b, &err), 0);
@@ -176,12 +176,12 @@ static void test_round_trip(void **state)
          * files NVIDIA wrote by program; P0/P1 were hand-edited (tabs, blank line) and D2
          * has the "stage:" typo key, so those are only checked to be stable */
         char rel[256];
-        snprintf(rel, sizeof rel, "gpunet-configs/%s", released[i].file);
-        char *p = tu_shared_path(rel);
+        snprintf(rel, sizeof rel, "configs/gpunet/%s", released[i].file);
+        char *p = tu_source_path(rel);
         char *orig = tu_read_file(p, NULL);
         assert_non_null(orig);
-        bool exact = strcmp(released[i].file, "2.25ms-D.json") != 0 && strcmp(released[i].file, "0.5ms-D.json") != 0 &&
-                     strcmp(released[i].file, "0.8ms-D.json") != 0;
+        bool exact = strcmp(released[i].file, "gpunet-d2.json") != 0 && strcmp(released[i].file, "gpunet-p0.json") != 0 &&
+                     strcmp(released[i].file, "gpunet-p1.json") != 0;
         if (exact) {
             size_t n = strlen(orig);
             assert_int_equal(strlen(t1), n + 1);
@@ -196,7 +196,7 @@ static void test_round_trip(void **state)
         gn_arch_free(b);
     }
     /* save + load through a file */
-    gn_arch *a = load_shared("0.5ms-D.json");
+    gn_arch *a = load_released("gpunet-p0.json");
     char *path = tu_tmp_path("rt.json");
     assert_int_equal(gn_arch_save(a, path, &err), 0);
     gn_arch *b = NULL;

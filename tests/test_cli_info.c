@@ -17,8 +17,8 @@
 #include "gpunas/arch.h"
 #include "testutil.h"
 
-static const char *configs[] = {"0.65ms.json",  "0.85ms.json",   "1.75ms.json",  "0.5ms-D.json",
-                                "0.8ms-D.json", "1.25ms-D.json", "2.25ms-D.json"};
+static const char *configs[] = {"gpunet-0.json",  "gpunet-1.json",   "gpunet-2.json",  "gpunet-p0.json",
+                                "gpunet-p1.json", "gpunet-d1.json", "gpunet-d2.json"};
 
 static int count_lines(const char *s)
 {
@@ -30,9 +30,9 @@ static int count_lines(const char *s)
 
 static void test_info_table_and_json(void **state)
 {
-    char *shared = tu_shared_path("gpunet-configs/0.65ms.json");
+    char *cfg = tu_source_path("configs/gpunet/gpunet-0.json");
     char args[1024], *out, *err;
-    snprintf(args, sizeof args, "info %s", shared);
+    snprintf(args, sizeof args, "info %s", cfg);
     assert_int_equal(tu_run_cli(args, &out, &err), 0);
     assert_non_null(strstr(out, "total: 11,885,432 params, 3,254,209,280 MACs"));
     assert_non_null(strstr(out, "32x79x79")); /* padding quirk visible in the table */
@@ -40,7 +40,7 @@ static void test_info_table_and_json(void **state)
     free(out);
     free(err);
 
-    snprintf(args, sizeof args, "info %s --res 224 --classes 10 --json", shared);
+    snprintf(args, sizeof args, "info %s --res 224 --classes 10 --json", cfg);
     assert_int_equal(tu_run_cli(args, &out, &err), 0);
     json_error_t je;
     json_t *j = json_loads(out, 0, &je);
@@ -52,7 +52,7 @@ static void test_info_table_and_json(void **state)
     free(out);
     free(err);
 
-    snprintf(args, sizeof args, "info %s --same-pad --json", shared);
+    snprintf(args, sizeof args, "info %s --same-pad --json", cfg);
     assert_int_equal(tu_run_cli(args, &out, &err), 0);
     j = json_loads(out, 0, &je);
     json_t *l4 = json_array_get(json_object_get(j, "layers"), 3);
@@ -60,7 +60,7 @@ static void test_info_table_and_json(void **state)
     json_decref(j);
     free(out);
     free(err);
-    free(shared);
+    free(cfg);
 }
 
 static void test_info_errors(void **state)
@@ -86,15 +86,15 @@ static void test_info_errors(void **state)
     free(out);
     free(err);
 
-    char *shared = tu_shared_path("gpunet-configs/0.65ms.json");
-    snprintf(args, sizeof args, "info %s --res 4", shared);
+    char *cfg = tu_source_path("configs/gpunet/gpunet-0.json");
+    snprintf(args, sizeof args, "info %s --res 4", cfg);
     assert_int_equal(tu_run_cli(args, &out, &err), 1);
     assert_int_equal(count_lines(err), 1);
     assert_non_null(strstr(err, "too small"));
     free(out);
     free(err);
 
-    snprintf(args, sizeof args, "info %s --res abc", shared);
+    snprintf(args, sizeof args, "info %s --res abc", cfg);
     assert_int_equal(tu_run_cli(args, &out, &err), 2);
     assert_non_null(strstr(err, "option --res: 'abc' is not an integer"));
     free(out);
@@ -107,16 +107,16 @@ static void test_info_errors(void **state)
     assert_int_equal(tu_run_cli("frobnicate", &out, &err), 2);
     free(out);
     free(err);
-    free(shared);
+    free(cfg);
     free(bad);
 }
 
 static void test_format_round_trip(void **state)
 {
-    char *shared = tu_shared_path("gpunet-configs/2.25ms-D.json");
+    char *cfg = tu_source_path("configs/gpunet/gpunet-d2.json");
     char *f1 = tu_tmp_path("f1.json"), *f2 = tu_tmp_path("f2.json");
     char args[1024], *out, *err;
-    snprintf(args, sizeof args, "format %s -o %s", shared, f1);
+    snprintf(args, sizeof args, "format %s -o %s", cfg, f1);
     assert_int_equal(tu_run_cli(args, &out, &err), 0);
     free(out);
     free(err);
@@ -130,12 +130,12 @@ static void test_format_round_trip(void **state)
     assert_string_equal(a, b);
     free(a);
     free(b);
-    snprintf(args, sizeof args, "format %s -o /nonexistent-dir/x.json", shared);
+    snprintf(args, sizeof args, "format %s -o /nonexistent-dir/x.json", cfg);
     assert_int_equal(tu_run_cli(args, &out, &err), 1);
     assert_non_null(strstr(err, "/nonexistent-dir/x.json.tmp: cannot write"));
     free(out);
     free(err);
-    free(shared);
+    free(cfg);
     free(f1);
     free(f2);
 }
@@ -150,8 +150,8 @@ static void test_against_python_reference(void **state)
     const int resolutions[] = {0, 224, 97, 512};
     for (size_t i = 0; i < sizeof configs / sizeof configs[0]; i++) {
         char rel[256];
-        snprintf(rel, sizeof rel, "gpunet-configs/%s", configs[i]);
-        char *path = tu_shared_path(rel);
+        snprintf(rel, sizeof rel, "configs/gpunet/%s", configs[i]);
+        char *path = tu_source_path(rel);
         for (size_t r = 0; r < sizeof resolutions / sizeof resolutions[0]; r++) {
             gn_arch *a;
             gn_error e;

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "gpunas/latprofile.h"
 #include "testutil.h"
@@ -104,7 +105,12 @@ static void test_latency_smoke(void **state)
     /* --duration: at least --runs runs AND at least that long; the spread of the
      * median over 10 consecutive blocks is printed and in the JSON */
     snprintf(args, sizeof args, "latency %s --runs 10 --duration 0.25 --warmup-ms 0 --threads 1 --force --json", cfg);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     assert_int_equal(tu_run_cli(args, &out, &err), 0);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    /* only lower bounds on time: a loaded machine makes a run longer, never shorter */
+    assert_true((t1.tv_sec - t0.tv_sec) + 1e-9 * (t1.tv_nsec - t0.tv_nsec) >= 0.25);
     j = json_loads(out, 0, &je);
     if (!j)
         fail_msg("not JSON: %s", je.text);
@@ -115,8 +121,8 @@ static void test_latency_smoke(void **state)
     assert_int_equal((json_int_t)json_array_size(smp), n);
     for (size_t i = 0; i < json_array_size(smp); i++)
         total += json_real_value(json_array_get(smp, i));
-    assert_true(n > 10);      /* a 0.25 s phase holds more than 10 runs of this net */
-    assert_true(total < 250); /* compute alone is part of the phase */
+    assert_true(n >= 10); /* at least --runs runs */
+    assert_true(total > 0);
     assert_int_equal(json_integer_value(json_object_get(c, "blocks")), 10);
     double lo = json_real_value(json_object_get(c, "block_median_lo_ms")),
            hi = json_real_value(json_object_get(c, "block_median_hi_ms"));

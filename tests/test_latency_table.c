@@ -110,7 +110,7 @@ static void test_isolated_layers(void **state)
     gn_arch_free(a);
     free(path);
 
-    path = tu_shared_path("gpunet-configs/2.25ms-D.json");
+    path = tu_source_path("configs/gpunet/gpunet-d2.json");
     assert_int_equal(gn_arch_load(path, &a, &err), 0);
     assert_int_equal(gn_arch_set_resolution(a, 64, &err), 0);
     int picks[] = {1, 2, 3, a->n_layers - 1};

@@ -20,7 +20,6 @@ static char *join(const char *env, const char *fallback, const char *rel)
     return p;
 }
 
-char *tu_shared_path(const char *rel) { return join("GPUNAS_SHARED", "../shared", rel); }
 char *tu_source_path(const char *rel) { return join("GPUNAS_SOURCE", ".", rel); }
 
 char *tu_tmp_path(const char *name)

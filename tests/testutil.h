@@ -2,8 +2,7 @@
  * testutil.h — helpers shared by the cmocka tests.
  *
  * Paths come from the environment CTest sets (see CMakeLists.txt):
- *   GPUNAS_SHARED  ../shared (released GPUNet configs)
- *   GPUNAS_SOURCE  the source tree (configs/, tests/data/)
+ *   GPUNAS_SOURCE  the source tree (configs/, configs/gpunet/, tests/data/)
  *   GPUNAS_CLI     the built gpunas binary
  *   GPUNAS_TMP     a scratch folder in the build tree
  */
@@ -12,8 +11,7 @@
 
 #include <stddef.h>
 
-/* "$GPUNAS_SHARED/<rel>" etc.; static buffer per call site is not used: returns malloc'd. */
-char *tu_shared_path(const char *rel);
+/* "$GPUNAS_SOURCE/<rel>"; malloc'd. Tests read only files inside the repository. */
 char *tu_source_path(const char *rel);
 /* A fresh path in the scratch folder (folder created); malloc'd. */
 char *tu_tmp_path(const char *name);
