@@ -56,7 +56,9 @@ static void test_latency_smoke(void **state)
     free(out);
     free(err);
 
-    snprintf(args, sizeof args, "latency %s --runs 12 --duration 0 --warmup-ms 0 --force --json --per-layer --batch 2 --res 28 --seed 3",
+    snprintf(args, sizeof args,
+             "latency %s --runs 12 --duration 0 --warmup-ms 0 --force --json --per-layer --batch 2 --res 28 --seed 3 "
+             "--no-reference",
              cfg);
     assert_int_equal(tu_run_cli(args, &out, &err), 0);
     json_error_t je;
@@ -143,6 +145,72 @@ static void test_latency_smoke(void **state)
     free(cfg);
 }
 
+/* Threads, placement and the reference network in the result (issue 18). */
+static void test_latency_conditions(void **state)
+{
+    char *cfg = tu_source_path("configs/fmnist-small.json");
+    char args[1024], *out, *err;
+    snprintf(args, sizeof args, "latency %s --threads best --runs 6 --duration 0.1 --warmup-ms 0 --force --json", cfg);
+    assert_int_equal(tu_run_cli(args, &out, &err), 0);
+    json_error_t je;
+    json_t *j = json_loads(out, 0, &je);
+    if (!j)
+        fail_msg("not JSON: %s", je.text);
+    json_t *th = json_object_get(j, "threads");
+    assert_string_equal(json_string_value(json_object_get(th, "chosen_by")), "best");
+    json_int_t count = json_integer_value(json_object_get(th, "count"));
+    assert_true(count >= 1);
+    assert_int_equal(json_integer_value(json_object_get(th, "pinned")), count);
+    json_t *choice = json_object_get(th, "choice");
+    assert_true(json_array_size(choice) >= 1);
+    int found = 0;
+    for (size_t i = 0; i < json_array_size(choice); i++) {
+        json_t *c = json_array_get(choice, i);
+        found |= json_integer_value(json_object_get(c, "threads")) == count;
+        assert_int_equal(json_array_size(json_object_get(c, "pass_medians_ms")), 3);
+        assert_true(json_real_value(json_object_get(c, "max_over_min")) >= 1.0);
+    }
+    assert_true(found);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "device"), "threads")), count);
+    json_t *ref = json_object_get(j, "reference");
+    assert_true(json_is_object(ref));
+    assert_int_equal(json_integer_value(json_object_get(ref, "rounds")), 10);
+    double ratio = json_real_value(json_object_get(ref, "ratio"));
+    assert_true(json_real_value(json_object_get(ref, "ratio_lo")) <= ratio);
+    assert_true(ratio <= json_real_value(json_object_get(ref, "ratio_hi")));
+    assert_true(json_real_value(json_object_get(ref, "median_ms")) > 0);
+    json_decref(j);
+    free(out);
+    free(err);
+
+    snprintf(args, sizeof args, "latency %s --threads 1 --runs 6 --duration 0 --warmup-ms 0 --force --json --no-pin "
+             "--no-reference", cfg);
+    assert_int_equal(tu_run_cli(args, &out, &err), 0);
+    j = json_loads(out, 0, &je);
+    if (!j)
+        fail_msg("not JSON: %s", je.text);
+    th = json_object_get(j, "threads");
+    assert_int_equal(json_integer_value(json_object_get(th, "pinned")), 0);
+    assert_string_equal(json_string_value(json_object_get(th, "chosen_by")), "option");
+    assert_null(json_object_get(th, "choice"));
+    assert_true(json_is_null(json_object_get(j, "reference")));
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "compute"), "n")), 6);
+    json_decref(j);
+    free(out);
+    free(err);
+
+    snprintf(args, sizeof args, "latency %s --threads best --runs 6 --duration 0 --warmup-ms 0 --force", cfg);
+    assert_int_equal(tu_run_cli(args, &out, &err), 0);
+    assert_non_null(strstr(out, "(best), pinned, one CPU per thread"));
+    assert_non_null(strstr(out, "<- chosen"));
+    assert_non_null(strstr(out, "reference network (built in, 2.87 MMACs): median "));
+    free(out);
+    free(err);
+    expect_error("latency x.json --threads bestest", 2, "gpunas latency: option --threads");
+    expect_error("latency x.json --threads 0", 2, "gpunas latency: option --threads");
+    free(cfg);
+}
+
 static void test_latency_errors(void **state)
 {
     char *cfg = tu_source_path("configs/fmnist-small.json");
@@ -162,7 +230,7 @@ static void test_latency_errors(void **state)
     snprintf(args, sizeof args, "latency %s --res 2", cfg);
     expect_error(args, 1, "gpunas latency: ");
     /* too few runs to judge stability: refused without --force */
-    snprintf(args, sizeof args, "latency %s --runs 5 --duration 0 --warmup-ms 0 --threads 1", cfg);
+    snprintf(args, sizeof args, "latency %s --runs 5 --duration 0 --warmup-ms 0 --threads 1 --no-reference", cfg);
     expect_error(args, 1, "measurement not stable: only 5 timed runs");
     /* a bad profile */
     char *bad = tu_tmp_path("bad_profile.json");
@@ -276,6 +344,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_latency_smoke),
+        cmocka_unit_test(test_latency_conditions),
         cmocka_unit_test(test_latency_errors),
         cmocka_unit_test(test_profile_tiny),
     };

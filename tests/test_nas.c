@@ -65,7 +65,7 @@ static void test_tiers(void **state)
 
 #define ARGS                                                                                                        \
     "--prune-samples 8 --trials 6 --proxy-subset 96 --proxy-batch 32 --lat-runs 5 --val-fraction 0.005 --threads 1 " \
-    "--tiers auto:2 --seed 3 --quiet"
+    "--lat-threads 1 --tiers auto:2 --seed 3 --quiet"
 
 typedef struct {
     int64_t id;
@@ -156,6 +156,49 @@ static void test_search_cli(void **state)
     assert_int_equal(tu_run_cli(cmd, &out, NULL), 0);
     assert_non_null(strstr(out, "done"));
     free(out);
+
+    /* the latency conditions: the resolved threads and the reference baseline in the
+     * meta, and every measured trial's conditions in latency_info */
+    {
+        gn_store *st;
+        gn_error err;
+        char *v = NULL;
+        snprintf(path, sizeof path, "%s/search.db", dir);
+        assert_int_equal(gn_store_open(path, 0, &st, &err), 0);
+        assert_int_equal(gn_store_get_meta(st, "nas.lat_threads", &v, &err), 0);
+        assert_string_equal(v, "1");
+        free(v);
+        assert_int_equal(gn_store_get_meta(st, "nas.lat_reference_ms", &v, &err), 0);
+        assert_true(atof(v) > 0);
+        free(v);
+        assert_int_equal(gn_store_get_meta(st, "nas.settings", &v, &err), 0);
+        assert_non_null(strstr(v, "\"lat_threads\":\"1\""));
+        assert_non_null(strstr(v, "\"lat_pin\":true"));
+        assert_non_null(strstr(v, "\"lat_reference\":true"));
+        free(v);
+        gn_trial_filter f;
+        gn_trial_filter_init(&f);
+        f.status = GN_TRIAL_PRUNED;
+        gn_trial_list l;
+        assert_int_equal(gn_store_list_trials(st, &f, &l, &err), 0);
+        int with_info = 0;
+        for (int64_t i = 0; i < l.n; i++) {
+            if (!l.items[i].latency_info)
+                continue;
+            json_t *li = json_loads(l.items[i].latency_info, 0, &je);
+            assert_non_null(li);
+            assert_int_equal(json_integer_value(json_object_get(li, "threads")), 1);
+            assert_int_equal(json_integer_value(json_object_get(li, "pinned")), 1);
+            assert_true(json_real_value(json_object_get(li, "reference_ms")) > 0);
+            assert_true(json_real_value(json_object_get(li, "reference_baseline_ms")) > 0);
+            assert_true(json_integer_value(json_object_get(li, "attempts")) >= 1);
+            json_decref(li);
+            with_info++;
+        }
+        assert_true(with_info >= 1); /* cached repeats of a network carry none */
+        gn_trial_list_free(&l);
+        gn_store_close(st);
+    }
 
     /* same store without --resume: refused; --resume with another seed: refused */
     snprintf(cmd, sizeof cmd, "search --out %s " ARGS, dir);

@@ -540,7 +540,7 @@ static void test_not_a_store(void **state)
     s = open_store(p, GN_STORE_CREATE);
     gn_store_close(s);
     sql(p, "INSERT INTO schema_version VALUES(99, 0);");
-    expect_open_error(p, 0, "trial store schema version 99 is newer than this gpunas supports (1)");
+    expect_open_error(p, 0, "trial store schema version 99 is newer than this gpunas supports (2)");
     free(p);
 
     p = fresh_path("appid.db");
@@ -561,6 +561,70 @@ static void test_not_a_store(void **state)
     expect_open_error("postgresql://db.example/nas", GN_STORE_CREATE,
                       "unsupported trial store 'postgresql' (this build stores trials in SQLite files");
     expect_open_error("", GN_STORE_CREATE, "no location given");
+}
+
+/* A schema-1 store (as gpunas wrote it before latency_info) is upgraded when opened:
+ * its trials are kept, the new column reads NULL for them and takes values after. */
+static void test_migrate_v1(void **state)
+{
+    char *p = fresh_path("v1.db");
+    sql(p, "PRAGMA journal_mode=WAL;"
+           "CREATE TABLE schema_version(version INTEGER NOT NULL, applied_at REAL NOT NULL);"
+           "CREATE TABLE meta(key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);"
+           "CREATE TABLE trials(id INTEGER PRIMARY KEY AUTOINCREMENT, seq INTEGER NOT NULL, tier INTEGER,"
+           " encoding TEXT NOT NULL, config TEXT,"
+           " status TEXT NOT NULL CHECK (status IN ('running', 'done', 'failed', 'pruned')),"
+           " val_acc REAL, latency_ms REAL, latency_spread_ms REAL, params INTEGER, macs INTEGER, train_s REAL,"
+           " created_at REAL NOT NULL, started_at REAL, finished_at REAL, worker TEXT, error TEXT, optimizer TEXT);"
+           "CREATE INDEX trials_status ON trials(status, id);"
+           "CREATE INDEX trials_tier ON trials(tier, id);"
+           "INSERT INTO schema_version VALUES(1, 0);"
+           "INSERT INTO meta VALUES('nas.tiers', '0.1,0.2');"
+           "INSERT INTO trials(seq, tier, encoding, status, latency_ms, created_at) VALUES(0, 1, '1,2', 'done', 0.15, 1);"
+           "PRAGMA application_id = 1735287155;");
+    gn_store *s = open_store(p, 0);
+    gn_error err;
+    gn_trial g, t;
+    assert_int_equal(gn_store_get_trial(s, 1, &g, &err), 0);
+    assert_string_equal(g.encoding, "1,2");
+    assert_true(g.latency_ms == 0.15);
+    assert_null(g.latency_info);
+    gn_trial_clear(&g);
+    gn_trial_init(&t);
+    t.seq = 1;
+    t.encoding = (char *)"3,4";
+    t.latency_info = (char *)"{\"threads\":1}";
+    assert_int_equal(gn_store_insert_trial(s, &t, &err), 0);
+    assert_int_equal(gn_store_get_trial(s, t.id, &g, &err), 0);
+    assert_string_equal(g.latency_info, "{\"threads\":1}");
+    gn_trial_clear(&g);
+    /* finishing with new conditions replaces them; without, keeps them */
+    gn_trial f;
+    gn_trial_init(&f);
+    f.status = GN_TRIAL_PRUNED;
+    f.latency_info = (char *)"{\"threads\":2}";
+    assert_int_equal(gn_store_finish_trial(s, t.id, &f, &err), 0);
+    assert_int_equal(gn_store_get_trial(s, t.id, &g, &err), 0);
+    assert_string_equal(g.latency_info, "{\"threads\":2}");
+    gn_trial_clear(&g);
+    gn_store_close(s);
+    /* reopening does not upgrade twice */
+    s = open_store(p, 0);
+    assert_int_equal(gn_store_get_trial(s, 1, &g, &err), 0);
+    assert_string_equal(g.encoding, "1,2");
+    gn_trial_clear(&g);
+    gn_store_close(s);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*), max(version) FROM schema_version", -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), 2);
+    assert_int_equal(sqlite3_column_int(st, 1), 2);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    free(p);
 }
 
 static int count_lines(const char *s)
@@ -681,6 +745,7 @@ int main(void)
         cmocka_unit_test(test_kill9),
         cmocka_unit_test(test_io_error),
         cmocka_unit_test(test_not_a_store),
+        cmocka_unit_test(test_migrate_v1),
         cmocka_unit_test(test_cli_trials),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

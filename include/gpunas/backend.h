@@ -46,7 +46,12 @@
  *   with dlsym so gpunas needs no -fopenmp (it affects the calling thread's
  *   OpenMP ICV, i.e. later ops issued from that thread; dnnl_sgemm uses the same
  *   OpenMP pool).  n <= 0 restores omp_get_num_procs().  "ref" is single-threaded
- *   and ignores it.
+ *   and ignores it.  gn_backend_pin_threads places the team: libgomp reads its
+ *   placement settings (OMP_PROC_BIND, OMP_PLACES) only from the environment at
+ *   load, so the dnnl backend runs one parallel region through libgomp's
+ *   GOMP_parallel entry (dlsym again) in which every team thread calls
+ *   sched_setaffinity on itself; libgomp keeps a team's threads in their positions
+ *   from one region to the next, so the placement holds for the ops that follow.
  *
  * Conventions
  *   - Return 0 on success, non-zero (with err filled when err != NULL) on failure;
@@ -108,6 +113,7 @@ typedef struct gn_backend_ops {
     int (*copy)(gn_backend *be, void *dst, const void *src, size_t bytes);
     int (*fill)(gn_backend *be, float *p, size_t count, float v);
     int (*set_threads)(gn_backend *be, int n, gn_error *err);
+    int (*pin_threads)(gn_backend *be, int on, int *pinned, gn_error *err); /* NULL: no pinning */
     void (*destroy)(gn_backend *be); /* frees be itself */
 
     /* y = act(conv(x, w) + b) + r ; b, r nullable; act may be GN_ELT_IDENTITY */
@@ -183,6 +189,14 @@ void gn_backend_destroy(gn_backend *be);
 const char *gn_backend_names(void);
 /* Number of intra-op threads (see design note). */
 int gn_backend_set_threads(gn_backend *be, int n, gn_error *err);
+/* Thread placement.  on != 0: pin the calling thread and each thread of the current
+ * OpenMP team (the size set by gn_backend_set_threads) to its own allowed CPU, in
+ * order (team thread i -> the i-th CPU of the process's affinity mask at backend
+ * creation); on == 0: give them all that mask back.  *pinned (may be NULL): the
+ * number of threads placed.  Pinning covers the calling thread, so anything it
+ * creates while pinned (data-loader threads) inherits the one CPU: unpin after a
+ * measurement.  Backends without threads ("ref") pin nothing and return 0. */
+int gn_backend_pin_threads(gn_backend *be, int on, int *pinned, gn_error *err);
 
 /* ------------------------------------------------------------------ ops */
 /* Convolution.  x [N,C,H,W], w [O,C/g,KH,KW], b [O] or NULL,

@@ -46,6 +46,17 @@
  *   (small CV) for as long as the other process runs.  Measure on a quiet machine,
  *   or with fewer threads than cores on a shared one.
  *
+ *   Reference (gn_lat_measure_paired).  On a shared host the whole machine speeds
+ *   up and slows down over seconds to minutes (measured on a 2-vCPU EPYC VM: the
+ *   same 1-thread measurement 1.1-1.6x apart between back-to-back processes, with
+ *   no steal time in /proc/stat), so two networks measured a minute apart are
+ *   compared across machine states.  Timing a fixed reference network in rounds
+ *   interleaved with the candidate exposes the state: the reference's median says
+ *   how fast the machine was while the candidate ran (callers compare it with a
+ *   baseline of the reference and repeat when it moved), and the per-round ratio
+ *   candidate/reference, taken within the same second, says how the two compare
+ *   under one state.
+ *
  *   Per-layer timing (gn_lat_measure_layers) uses gn_net_infer_profile: the same
  *   inference with a clock read around every node, summed per JSON layer; per layer
  *   the median over runs is reported, plus the per-run wall time of the profiled
@@ -123,12 +134,28 @@ typedef struct {
     size_t act_bytes;     /* activation buffers of the inference plan at this batch */
     size_t weight_bytes;  /* folded inference weights */
     double *compute_ms;   /* the compute samples in run order (owned, compute.n values) */
+    /* gn_lat_measure_paired only (rounds 0 otherwise): the reference network */
+    struct {
+        int rounds;            /* rounds of the interleaved timed phase */
+        gn_lat_stats compute;  /* the reference's compute samples */
+        double ratio;          /* median over rounds of (net median / reference median) */
+        double ratio_lo, ratio_hi; /* smallest and largest per-round ratio */
+    } ref;
 } gn_lat_result;
 
 /* Measure net (any backend) at the given batch; prepares the inference plan from the
  * current weights.  Fills r (free with gn_lat_result_free). */
 int gn_lat_measure(gn_net *net, int batch, const gn_lat_opts *o, gn_lat_result *r, gn_error *err);
+/* The same, interleaved with a reference network `ref` (same backend and threads) in
+ * `rounds` rounds: each round times the reference, then net, for a share of the
+ * timed phase (at least 3 runs each, the first run of each block, which finds the
+ * other network's weights in the caches, dropped).  r->compute holds net's samples,
+ * r->ref the reference's and the per-round ratios (see "Reference" above). */
+int gn_lat_measure_paired(gn_net *net, gn_net *ref, int batch, const gn_lat_opts *o, int rounds,
+                          gn_lat_result *r, gn_error *err);
 void gn_lat_result_free(gn_lat_result *r);
+/* The compiled-in reference network (2.87 MMACs at 28x28x1; free with gn_arch_free). */
+int gn_lat_reference_arch(gn_arch **out, gn_error *err);
 
 typedef struct {
     int n_layers;        /* = arch->n_layers (index 0, the data layer, is always 0) */
@@ -144,6 +171,39 @@ typedef struct {
 /* Per-layer times (same warm-up and run count as gn_lat_measure; min_ms is not used). */
 int gn_lat_measure_layers(gn_net *net, int batch, const gn_lat_opts *o, gn_lat_layers *r, gn_error *err);
 void gn_lat_layers_free(gn_lat_layers *r);
+
+/* ------------------------------------------------------------------ threads */
+#define GN_LAT_REF_ROUNDS 10   /* rounds of a paired measurement */
+#define GN_THREADS_BEST (-1)   /* a thread-count option's value for "best" */
+#define GN_LAT_MAX_CHOICES 16  /* thread counts gn_lat_threads_best tries at most */
+#define GN_LAT_MAX_PASSES 9
+
+typedef struct {
+    int threads; /* intra-op threads of the measurement */
+    int pinned;  /* threads pinned one per CPU (0: unpinned) */
+} gn_lat_placement;
+
+/* One measurement at `threads` threads (gn_backend_set_threads on net's backend),
+ * pinned when pin != 0 (gn_backend_pin_threads, undone afterwards), paired with ref
+ * when ref != NULL (GN_LAT_REF_ROUNDS rounds).  pl may be NULL. */
+int gn_lat_measure_on(gn_net *net, gn_net *ref, int batch, const gn_lat_opts *o, int threads, int pin,
+                      gn_lat_result *r, gn_lat_placement *pl, gn_error *err);
+
+typedef struct {
+    int n, passes;                      /* thread counts tried; passes over them */
+    int threads[GN_LAT_MAX_CHOICES];    /* 1, 2, 4, ..., max */
+    double pass_median[GN_LAT_MAX_CHOICES][GN_LAT_MAX_PASSES];
+    double median[GN_LAT_MAX_CHOICES];  /* median of the pass medians */
+    double spread[GN_LAT_MAX_CHOICES];  /* max / min of the pass medians */
+    int stable[GN_LAT_MAX_CHOICES];
+    int best, best_index, best_stable;  /* the chosen count, its index, whether stable */
+} gn_lat_thread_choice;
+
+/* `--threads best`: measure net at 1, 2, 4, ..., max_threads threads in `passes`
+ * interleaved passes (each with options o) and choose the fastest stable count,
+ * more threads only when > 5% faster (design in lat_threads.c). */
+int gn_lat_threads_best(gn_net *net, gn_net *ref, int batch, const gn_lat_opts *o, int max_threads, int passes,
+                        int pin, const gn_lat_limits *lim, gn_lat_thread_choice *c, gn_error *err);
 
 /* ------------------------------------------------------------------ device */
 typedef struct {

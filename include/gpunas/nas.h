@@ -64,7 +64,14 @@ typedef struct {
     int auto_tiers;                /* n_tiers == 0: this many tiers from phase-1 quantiles */
     /* ---- latency */
     int lat_batch;                 /* 1 */
-    int threads;                   /* intra-op threads for latency and training; <= 0 all */
+    int threads;                   /* intra-op threads for proxy training; <= 0 all */
+    int lat_threads;               /* threads of the latency measurements: > 0, or
+                                      GN_THREADS_BEST (default): chosen once, on the
+                                      reference network, when the search starts, and
+                                      kept in the store for --resume */
+    int lat_pin;                   /* pin the measuring threads, one CPU each (1) */
+    int lat_reference;             /* pair every measurement with the reference network
+                                      and repeat it when the reference moved (1) */
     int lat_runs;                  /* timed runs per measurement (30) */
     double lat_warmup_ms;          /* warm-up per measurement (50) */
     const char *profile_path;      /* device profile: predict instead of measuring (NULL) */

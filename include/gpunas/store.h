@@ -60,12 +60,17 @@ typedef struct {
     char *worker;            /* host/worker that evaluated it, or NULL */
     char *error;             /* failure reason (one line), or NULL */
     char *optimizer;         /* optimizer that proposed it, or NULL */
+    char *latency_info;      /* JSON: how latency_ms was measured (threads, placement,
+                                the reference network's state), or NULL */
 } gn_trial;
 
 /* A trial with every field unknown (NaN / -1 / NULL), status running, tier -1. */
 void gn_trial_init(gn_trial *t);
 /* Frees the strings (not t itself) and re-initialises. */
 void gn_trial_clear(gn_trial *t);
+/* A deep copy (its own strings; free with gn_trial_clear).  -1: out of memory (dst
+ * cleared). */
+int gn_trial_copy(gn_trial *dst, const gn_trial *src);
 
 /* Which trials list/count return: status < 0 any; tier == GN_TIER_ANY any. */
 #define GN_TIER_ANY (-2)

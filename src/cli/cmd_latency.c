@@ -83,6 +83,8 @@ static bool parse_measure_opt(const char *cmd, const char *a, const char *v, int
         *rc = cli_parse_int(cmd, a, v, 1, 65536, batch);
     else if (strcmp(a, "--res") == 0)
         *rc = cli_parse_int(cmd, a, v, 1, 16384, res);
+    else if (strcmp(a, "--threads") == 0 && v && strcmp(v, "best") == 0)
+        *threads = GN_THREADS_BEST;
     else if (strcmp(a, "--threads") == 0)
         *rc = cli_parse_int(cmd, a, v, 1, 4096, threads);
     else if (strcmp(a, "--runs") == 0)
@@ -107,20 +109,29 @@ typedef struct {
     int batch, res, threads;
     gn_lat_opts mo;
     gn_lat_limits lim;
-    bool per_layer, json, force;
+    bool per_layer, json, force, no_pin, no_reference;
 } lat_opts;
 
 static const char *latency_usage =
-    "usage: gpunas latency CONFIG.json [--batch B] [--res R] [--threads N] [--runs N]\n"
+    "usage: gpunas latency CONFIG.json [--batch B] [--res R] [--threads N|best] [--runs N]\n"
     "         [--duration S] [--warmup-ms M] [--warmup-runs N] [--device cpu] [--backend dnnl|ref]\n"
     "         [--per-layer] [--json] [--force] [--max-cv PCT] [--max-drift PCT]\n"
-    "         [--seed S] [--profile DEVICE.json]\n"
+    "         [--seed S] [--profile DEVICE.json] [--no-pin] [--no-reference]\n"
     "  Inference latency (BN folded, fused ops) after a warm-up: median, mean, p90, p99,\n"
     "  min, max and CV of the compute time, with the input copy and output read timed\n"
     "  apart; peak activation and weight memory at that batch; params and MACs.\n"
     "  --batch B        batch size (default 1)\n"
     "  --res R          input resolution (default: the config's)\n"
-    "  --threads N      intra-op threads (default: all logical CPUs)\n"
+    "  --threads N      intra-op threads (default: all logical CPUs); 'best': measure\n"
+    "                   1, 2, 4, ..., all in 3 interleaved passes (a third of --duration\n"
+    "                   each in all), keep the fastest stable count (more threads only\n"
+    "                   when > 5% faster), then measure at it\n"
+    "  --no-pin         leave the threads unpinned (default: one CPU per thread while\n"
+    "                   measuring)\n"
+    "  --no-reference   do not interleave the built-in reference network (default: the\n"
+    "                   timed phase alternates, in 10 rounds, between the reference and\n"
+    "                   CONFIG; the reference's median and the per-round ratio are\n"
+    "                   reported so a slow phase of the machine shows)\n"
     "  --runs N         timed runs, at least (default 100) ...\n"
     "  --duration S     ... over at least S seconds (default 10; the machine's speed can\n"
     "                   drift over seconds, and the spread of the median over the\n"
@@ -185,6 +196,10 @@ static int parse_lat(int argc, char **argv, lat_opts *o)
             o->json = true;
         else if (strcmp(a, "--force") == 0)
             o->force = true;
+        else if (strcmp(a, "--no-pin") == 0)
+            o->no_pin = true;
+        else if (strcmp(a, "--no-reference") == 0)
+            o->no_reference = true;
         else if (a[0] == '-' && a[1]) {
             cli_error(cmd, "unknown option '%s' (see gpunas latency --help)", a);
             return -1;
@@ -267,6 +282,54 @@ static json_t *layers_json(const gn_arch *a, const gn_lat_layers *lr, int batch,
     return arr;
 }
 
+static const char *chosen_by(const lat_opts *o)
+{
+    return o->threads == GN_THREADS_BEST ? "best" : o->threads > 0 ? "option" : "default (all CPUs)";
+}
+
+static json_t *threads_json(const lat_opts *o, int threads, const gn_lat_placement *pl,
+                            const gn_lat_thread_choice *tc)
+{
+    json_t *j = json_pack("{s:i, s:i, s:s, s:s}", "count", threads, "pinned", pl->pinned, "placement",
+                          pl->pinned ? "one CPU per thread" : "unpinned", "chosen_by", chosen_by(o));
+    if (tc->n) {
+        json_t *arr = json_array();
+        for (int i = 0; i < tc->n; i++) {
+            json_t *pm = json_array();
+            for (int p = 0; p < tc->passes; p++)
+                json_array_append_new(pm, json_real(tc->pass_median[i][p]));
+            json_array_append_new(arr, json_pack("{s:i, s:f, s:f, s:b, s:o}", "threads", tc->threads[i],
+                                                 "median_ms", tc->median[i], "max_over_min", tc->spread[i],
+                                                 "stable", tc->stable[i], "pass_medians_ms", pm));
+        }
+        json_object_set_new(j, "choice", arr);
+        json_object_set_new(j, "choice_stable", json_boolean(tc->best_stable));
+    }
+    return j;
+}
+
+static json_t *reference_json(const gn_lat_result *r)
+{
+    if (!r->ref.rounds)
+        return json_null();
+    return json_pack("{s:s, s:f, s:f, s:f, s:i, s:f, s:f, s:f, s:i}", "network", "built-in (2.87 MMACs)", "median_ms",
+                     r->ref.compute.median, "block_median_lo_ms", r->ref.compute.block_lo, "block_median_hi_ms",
+                     r->ref.compute.block_hi, "runs", r->ref.compute.n, "ratio", r->ref.ratio, "ratio_lo",
+                     r->ref.ratio_lo, "ratio_hi", r->ref.ratio_hi, "rounds", r->ref.rounds);
+}
+
+static void print_threads(const lat_opts *o, int threads, const gn_lat_placement *pl, const gn_lat_thread_choice *tc)
+{
+    printf("threads: %d (%s), %s\n", threads, chosen_by(o), pl->pinned ? "pinned, one CPU per thread" : "unpinned");
+    for (int i = 0; i < tc->n; i++) {
+        printf("  %2d threads: median %.4f ms over %d passes (max/min %.2f)%s%s\n", tc->threads[i], tc->median[i],
+               tc->passes, tc->spread[i], tc->stable[i] ? "" : ", not stable",
+               i == tc->best_index ? "  <- chosen" : "");
+    }
+    if (tc->n && !tc->best_stable)
+        printf("  no thread count measured stably: the fastest was taken\n");
+}
+
 int cmd_latency(int argc, char **argv)
 {
     const char *cmd = "latency";
@@ -286,6 +349,9 @@ int cmd_latency(int argc, char **argv)
     gn_lat_profile prof;
     gn_lat_profile_init(&prof);
     gn_lat_device dev;
+    gn_arch *ra = NULL;
+    gn_net *rnet = NULL;
+    gn_lat_thread_choice tc = {0};
     int rc = 1;
     if (gn_arch_load(o.config, &a, &err) || (o.res && gn_arch_set_resolution(a, o.res, &err))) {
         cli_error(cmd, "%s", err.msg);
@@ -305,11 +371,36 @@ int cmd_latency(int argc, char **argv)
     }
     if (setup_backend(cmd, o.backend, o.threads, &be, &dev))
         goto out;
-    if (gn_net_create(a, be, &net, &err) || gn_net_init(net, o.mo.seed, &err) ||
-        gn_lat_measure(net, o.batch, &o.mo, &r, &err)) {
+    if (gn_net_create(a, be, &net, &err) || gn_net_init(net, o.mo.seed, &err)) {
         cli_error(cmd, "%s", err.msg);
         goto out;
     }
+    if (!o.no_reference && (gn_lat_reference_arch(&ra, &err) || gn_net_create(ra, be, &rnet, &err) ||
+                            gn_net_init(rnet, 1, &err))) {
+        cli_error(cmd, "reference network: %s", err.msg);
+        goto out;
+    }
+    int threads = o.threads > 0 ? o.threads : dev.logical_cpus;
+    if (strcmp(o.backend, "ref") == 0)
+        threads = 1;
+    else if (o.threads == GN_THREADS_BEST) {
+        gn_lat_opts bo = o.mo;
+        bo.min_ms = fmax(500, o.mo.min_ms / 10);
+        bo.runs = o.mo.runs < 30 ? o.mo.runs : 30;
+        bo.warmup_ms = fmin(o.mo.warmup_ms, 200);
+        if (gn_lat_threads_best(net, rnet, o.batch, &bo, dev.logical_cpus, 3, !o.no_pin, &o.lim, &tc, &err)) {
+            cli_error(cmd, "%s", err.msg);
+            goto out;
+        }
+        threads = tc.best;
+    }
+    gn_lat_placement pl;
+    if (gn_lat_measure_on(net, rnet, o.batch, &o.mo, threads, !o.no_pin, &r, &pl, &err)) {
+        cli_error(cmd, "%s", err.msg);
+        goto out;
+    }
+    dev.threads = threads;
+    gn_lat_device_make_id(&dev);
     char why[300];
     bool unstable = gn_lat_check_stable(&r.compute, &o.lim, why, sizeof why) != 0;
     if (unstable && !o.force) {
@@ -338,6 +429,8 @@ int cmd_latency(int argc, char **argv)
                                       "cpu_model", dev.cpu_model, "cores", dev.cores, "logical_cpus", dev.logical_cpus,
                                       "threads", dev.threads, "backend", dev.backend, "onednn", dev.onednn, "gpunas",
                                       dev.gpunas));
+        json_object_set_new(root, "threads", threads_json(&o, threads, &pl, &tc));
+        json_object_set_new(root, "reference", reference_json(&r));
         json_object_set_new(root, "params", json_integer(a->params));
         json_object_set_new(root, "macs", json_integer(a->macs));
         json_object_set_new(root, "memory",
@@ -382,6 +475,7 @@ int cmd_latency(int argc, char **argv)
         printf("%s: batch %d, %dx%dx%d input, %d layers\n", o.config, o.batch, a->layers[1].in_ch, a->resolution,
                a->resolution, a->n_layers);
         printf("device: %s\n", dev.id);
+        print_threads(&o, threads, &pl, &tc);
         printf("network: %lld params, %lld MACs (%.3f GMACs per image)\n", (long long)a->params, (long long)a->macs,
                a->macs / 1e9);
         printf("memory at batch %d: weights %s (folded), activations %s (peak of the buffer plan), input %s\n",
@@ -400,6 +494,11 @@ int cmd_latency(int argc, char **argv)
                "%.4f); %.1f images/s\n",
                r.compute.median, r.compute.block_lo, r.compute.block_hi, r.compute.blocks, r.compute.median_first,
                r.compute.median_second, r.compute.med_lo, r.compute.med_hi, thr);
+        if (r.ref.rounds)
+            printf("reference network (built in, 2.87 MMACs): median %.4f ms while this ran (blocks %.4f .. %.4f); "
+                   "this / reference %.3f (rounds %.3f .. %.3f, %d rounds)\n",
+                   r.ref.compute.median, r.ref.compute.block_lo, r.ref.compute.block_hi, r.ref.ratio, r.ref.ratio_lo,
+                   r.ref.ratio_hi, r.ref.rounds);
         if (o.profile)
             printf("predicted by %s: %.4f ms (%+.1f%% vs measured; %d layers from the fallback)\n", o.profile, pred,
                    100 * (pred - r.compute.median) / r.compute.median, missing);
@@ -412,8 +511,10 @@ out:
     gn_lat_result_free(&r);
     gn_lat_profile_free(&prof);
     gn_net_free(net);
+    gn_net_free(rnet);
     gn_backend_destroy(be);
     gn_arch_free(a);
+    gn_arch_free(ra);
     return rc;
 }
 
@@ -498,7 +599,7 @@ static int src_sample(arch_src *s, gn_rng *r, gn_arch **out, gn_error *err)
 
 static const char *profile_usage =
     "usage: gpunas profile --device cpu [--space NAME|FILE | --base CONFIG.json] -o DEVICE.json\n"
-    "         [--batch B] [--res R] [--threads N] [--samples N] [--calib N] [--holdout N]\n"
+    "         [--batch B] [--res R] [--threads N|best] [--samples N] [--calib N] [--holdout N]\n"
     "         [--seed S] [--runs N] [--duration S] [--warmup-ms M] [--layer-runs N] [--layer-warmup-ms M]\n"
     "         [--max-cv PCT] [--max-drift PCT] [--retries N] [--no-speed-probe] [--quiet]\n"
     "       gpunas profile --evaluate DEVICE.json [--space ... | --base ...] [--holdout N] ...\n"
@@ -947,6 +1048,40 @@ static void ctx_free(prof_ctx *c)
     memset(c, 0, sizeof *c);
 }
 
+/* profile --threads best: the device's thread count, chosen on the built-in reference
+ * network (gn_lat_threads_best: 3 interleaved passes of 1 s per count) as the search
+ * does; o->threads and dev take the choice. */
+static int choose_profile_threads(const char *cmd, gn_backend *be, prof_opts *o, gn_lat_device *dev)
+{
+    gn_error err;
+    gn_arch *ra = NULL;
+    gn_net *rnet = NULL;
+    gn_lat_thread_choice tc;
+    gn_lat_opts bo;
+    gn_lat_opts_default(&bo);
+    bo.runs = 30;
+    bo.min_ms = 1000;
+    bo.warmup_ms = 200;
+    int rc = gn_lat_reference_arch(&ra, &err) || gn_net_create(ra, be, &rnet, &err) || gn_net_init(rnet, 1, &err) ||
+             gn_lat_threads_best(rnet, NULL, o->batch, &bo, dev->logical_cpus, 3, 1, &o->lim, &tc, &err) ||
+             gn_backend_set_threads(be, tc.best, &err);
+    gn_net_free(rnet);
+    gn_arch_free(ra);
+    if (rc) {
+        cli_error(cmd, "--threads best: %s", err.msg);
+        return -1;
+    }
+    o->threads = tc.best;
+    dev->threads = tc.best;
+    gn_lat_device_make_id(dev);
+    fprintf(stderr, "profile: --threads best:");
+    for (int i = 0; i < tc.n; i++)
+        fprintf(stderr, " %d: %.4f ms (x%.2f%s)", tc.threads[i], tc.median[i], tc.spread[i],
+                tc.stable[i] ? "" : ", unstable");
+    fprintf(stderr, " on the reference network -> %d threads\n", tc.best);
+    return 0;
+}
+
 int cmd_profile(int argc, char **argv)
 {
     const char *cmd = "profile";
@@ -974,6 +1109,8 @@ int cmd_profile(int argc, char **argv)
         goto out;
     }
     if (setup_backend(cmd, o.backend, o.threads, &be, &dev))
+        goto out;
+    if (o.threads == GN_THREADS_BEST && choose_profile_threads(cmd, be, &o, &dev))
         goto out;
     ctx.hold = (be_holder){.backend = o.backend, .threads = o.threads, .be = be};
     be = NULL; /* owned by ctx.hold */

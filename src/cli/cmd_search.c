@@ -15,6 +15,7 @@
 
 #include "cli/cli.h"
 #include "gpunas/data.h"
+#include "gpunas/latency.h"
 #include "gpunas/nas.h"
 
 static const char *CMD = "search";
@@ -67,7 +68,15 @@ static void usage(FILE *f)
             "  --proxy-batch B       proxy batch size (default 64)\n"
             "  --proxy-lr X          proxy learning rate (default 0.05)\n"
             "  --val-fraction F      validation split of the training set (default 0.05)\n"
-            "  --threads N           threads for latency and training (default: all cores)\n"
+            "  --threads N           threads for proxy training (default: all cores)\n"
+            "  --lat-threads N|best  threads of the latency measurements, part of the target\n"
+            "                        device (default best: 1, 2, 4, ..., all timed on the\n"
+            "                        reference network when the search starts; the fastest\n"
+            "                        stable count, more threads only when > 5%% faster)\n"
+            "  --no-pin              do not pin the measuring threads one per CPU\n"
+            "  --no-reference        do not pair measurements with the reference network (by\n"
+            "                        default one whose reference ran > 15%% off its baseline\n"
+            "                        is repeated)\n"
             "  --seed S              search seed (default 1)\n"
             "  --quiet               fewer progress lines\n");
 }
@@ -124,6 +133,12 @@ int cmd_search(int argc, char **argv)
         } else if (!strcmp(a, "--quiet")) {
             quiet = 1;
             continue;
+        } else if (!strcmp(a, "--no-pin")) {
+            c.lat_pin = 0;
+            continue;
+        } else if (!strcmp(a, "--no-reference")) {
+            c.lat_reference = 0;
+            continue;
         }
         if (!v && a[0] == '-') {
             cli_error(CMD, "option %s: missing value", a);
@@ -147,6 +162,8 @@ int cmd_search(int argc, char **argv)
         else if (!strcmp(a, "--proxy-lr")) r = cli_parse_double(CMD, a, v, 1e-9, 100, &c.proxy_lr);
         else if (!strcmp(a, "--val-fraction")) r = cli_parse_double(CMD, a, v, 0.001, 0.9, &c.val_fraction);
         else if (!strcmp(a, "--threads")) r = cli_parse_int(CMD, a, v, 0, 4096, &c.threads);
+        else if (!strcmp(a, "--lat-threads") && !strcmp(v, "best")) c.lat_threads = GN_THREADS_BEST;
+        else if (!strcmp(a, "--lat-threads")) r = cli_parse_int(CMD, a, v, 1, 4096, &c.lat_threads);
         else if (!strcmp(a, "--seed")) r = cli_parse_u64(CMD, a, v, &c.seed);
         else {
             cli_error(CMD, "unknown option '%s' (see gpunas search --help)", a);

@@ -106,6 +106,12 @@ static int print_json(const gn_trial_list *l)
         json_object_set_new(o, "worker", jstr(t->worker));
         json_object_set_new(o, "optimizer", jstr(t->optimizer));
         json_object_set_new(o, "error", jstr(t->error));
+        json_t *li = NULL;
+        if (t->latency_info) {
+            json_error_t je;
+            li = json_loads(t->latency_info, 0, &je);
+        }
+        json_object_set_new(o, "latency_info", li ? li : json_null());
         json_t *cfg = NULL;
         if (t->config) {
             json_error_t je;

@@ -267,3 +267,135 @@ out:
     io_free(&io);
     return rc;
 }
+
+/* ------------------------------------------------------------------ paired */
+/* Sample arrays that grow: cmp always, h2d/d2h/e2e when h2d is non-NULL. */
+typedef struct {
+    double *h2d, *cmp, *d2h, *e2e;
+    int n, cap;
+    int full; /* all four */
+} samples;
+
+static int samples_push(samples *sm, double a, double b, double c)
+{
+    if (sm->n == sm->cap) {
+        int cap = sm->cap ? 2 * sm->cap : 256;
+        if (cap > (1 << 28))
+            return -1;
+        double **arr[4] = {&sm->cmp, &sm->h2d, &sm->d2h, &sm->e2e};
+        for (int k = 0; k < (sm->full ? 4 : 1); k++) {
+            double *p = realloc(*arr[k], (size_t)cap * sizeof *p);
+            if (!p)
+                return -1;
+            *arr[k] = p;
+        }
+        sm->cap = cap;
+    }
+    sm->cmp[sm->n] = b;
+    if (sm->full)
+        sm->h2d[sm->n] = a, sm->d2h[sm->n] = c, sm->e2e[sm->n] = a + b + c;
+    sm->n++;
+    return 0;
+}
+
+static void samples_free(samples *sm)
+{
+    free(sm->h2d);
+    free(sm->cmp);
+    free(sm->d2h);
+    free(sm->e2e);
+    memset(sm, 0, sizeof *sm);
+}
+
+/* One block: an untimed run that reloads net's weights into the caches, then timed
+ * runs until both `k` runs and `ms` milliseconds are reached. */
+static int block(gn_net *net, bench_io *io, int k, double ms, samples *sm, gn_error *err)
+{
+    if (one_run(net, io, NULL, NULL, NULL, NULL, err))
+        return -1;
+    double start = now_ms();
+    for (int i = 0; i < k || now_ms() - start < ms; i++) {
+        double a = 0, b = 0, c = 0;
+        if (one_run(net, io, NULL, &a, &b, &c, err))
+            return -1;
+        if (samples_push(sm, a, b, c))
+            return gn_error_set(err, "%s: out of memory for %d samples", gn_net_arch(net)->source, 2 * sm->n);
+    }
+    return 0;
+}
+
+static double block_median(const double *x, int n, double *tmp)
+{
+    memcpy(tmp, x, (size_t)n * sizeof *tmp);
+    qsort(tmp, n, sizeof *tmp, cmp_double);
+    return gn_lat_quantile(tmp, n, 0.5);
+}
+
+int gn_lat_measure_paired(gn_net *net, gn_net *ref, int batch, const gn_lat_opts *o, int rounds,
+                          gn_lat_result *r, gn_error *err)
+{
+    memset(r, 0, sizeof *r);
+    if (rounds < 1 || rounds > 10000)
+        return gn_error_set(err, "%s: latency: %d reference rounds (1..10000)", gn_net_arch(net)->source, rounds);
+    bench_io io, rio;
+    if (io_setup(net, batch, o, &io, err))
+        return -1;
+    if (io_setup(ref, batch, o, &rio, err)) {
+        io_free(&io);
+        return -1;
+    }
+    int rc = -1, wd;
+    double wms;
+    samples sn = {.full = 1}, sr = {0};
+    double *tmp = NULL, *ratio = NULL;
+    if (warm_up(ref, &rio, o, NULL, &wd, &wms, err) ||
+        warm_up(net, &io, o, NULL, &r->warmup_done, &r->warmup_ms_done, err))
+        goto out;
+    /* each block: at least max(3, runs / rounds) runs and min_ms / (2 rounds) ms, so
+     * the timed phase as a whole lasts at least min_ms and net gets >= runs runs */
+    int k = (o->runs + rounds - 1) / rounds;
+    k = k < 3 ? 3 : k;
+    double share = o->min_ms / (2.0 * rounds);
+    if (!(ratio = malloc((size_t)rounds * sizeof *ratio))) {
+        gn_error_set(err, "%s: out of memory", gn_net_arch(net)->source);
+        goto out;
+    }
+    for (int i = 0; i < rounds; i++) {
+        int r0 = sr.n, n0 = sn.n;
+        if (block(ref, &rio, k, share, &sr, err) || block(net, &io, k, share, &sn, err))
+            goto out;
+        int need = sr.n - r0 > sn.n - n0 ? sr.n - r0 : sn.n - n0;
+        double *t2 = realloc(tmp, (size_t)need * sizeof *t2);
+        if (!t2) {
+            gn_error_set(err, "%s: out of memory", gn_net_arch(net)->source);
+            goto out;
+        }
+        tmp = t2;
+        double mr = block_median(sr.cmp + r0, sr.n - r0, tmp), mn = block_median(sn.cmp + n0, sn.n - n0, tmp);
+        ratio[i] = mr > 0 ? mn / mr : 0.0;
+    }
+    if (gn_lat_stats_compute(sn.cmp, sn.n, &r->compute, err) || gn_lat_stats_compute(sn.h2d, sn.n, &r->h2d, err) ||
+        gn_lat_stats_compute(sn.d2h, sn.n, &r->d2h, err) || gn_lat_stats_compute(sn.e2e, sn.n, &r->e2e, err) ||
+        gn_lat_stats_compute(sr.cmp, sr.n, &r->ref.compute, err))
+        goto out;
+    qsort(ratio, rounds, sizeof *ratio, cmp_double);
+    r->ref.rounds = rounds;
+    r->ref.ratio = gn_lat_quantile(ratio, rounds, 0.5);
+    r->ref.ratio_lo = ratio[0];
+    r->ref.ratio_hi = ratio[rounds - 1];
+    r->batch = batch;
+    r->input_bytes = io.nx * sizeof(float);
+    r->act_bytes = gn_net_infer_activation_bytes(net);
+    r->weight_bytes = gn_net_infer_weight_bytes(net);
+    r->compute_ms = sn.cmp;
+    sn.cmp = NULL;
+    rc = 0;
+out:
+    samples_free(&sn);
+    samples_free(&sr);
+    free(tmp);
+    free(ratio);
+    io_free(&io);
+    io_free(&rio);
+    return rc;
+}

@@ -5,12 +5,11 @@
  * training.
  *
  * Measurement: batch-`lat_batch` inference with freshly initialised weights (latency
- * does not depend on the values), gn_lat_measure with `lat_warmup_ms` of warm-up and
- * `lat_runs` timed runs; the median is the latency, the standard deviation its spread.
- * An unstable measurement (gn_lat_check_stable: CV or drift too high — another
- * process on the cores) is repeated up to twice; the first stable one, else the
- * lowest median, is kept (the search must not stall); the spread is stored with the
- * trial, and the loop reports how many measurements were unstable.
+ * does not depend on the values), under the conditions of nas_lat.c (threads,
+ * placement, the reference network): `lat_warmup_ms` of warm-up and `lat_runs` timed
+ * runs; the median is the latency, the standard deviation its spread.  An unstable
+ * measurement (CV or drift too high, or the reference off its baseline) is repeated
+ * up to twice (the search must not stall); the loop reports how many were.
  *
  * Estimate: least squares of log(latency) on [1, log MACs, log params, depth] over
  * the phase-1 sample (LAPACKE_dgels) — a deliberately small model: it only has to
@@ -86,9 +85,8 @@ void nas_cache_put(nas_state *s, const char *key, double ms, double spread)
     s->lc_n++;
 }
 
-static int measure(nas_state *s, const gn_arch *a, double *ms, double *spread, gn_error *err)
+static int measure(nas_state *s, const gn_arch *a, double *ms, double *spread, char **info, gn_error *err)
 {
-    const gn_nas_config *c = s->c;
     if (s->have_profile) {
         int missing = 0;
         if (gn_lat_predict(&s->profile, a, ms, &missing, err))
@@ -97,46 +95,19 @@ static int measure(nas_state *s, const gn_arch *a, double *ms, double *spread, g
         return 0;
     }
     gn_net *net = NULL;
-    gn_lat_opts o;
-    gn_lat_opts_default(&o);
-    o.runs = c->lat_runs;
-    o.warmup_ms = c->lat_warmup_ms;
-    o.warmup_runs = 3;
-    o.seed = 1;
-    gn_lat_limits lim;
-    gn_lat_limits_default(&lim);
-    lim.min_runs = 3;
     if (gn_net_create(a, s->be, &net, err) || gn_net_init(net, 1, err)) {
         gn_net_free(net);
         return -1;
     }
-    /* up to 3 attempts: a busy machine (another process on the cores) shows up as a
-     * large spread or drift; keep the first stable one, else the lowest median */
-    *ms = INFINITY;
-    for (int attempt = 0; attempt < 3; attempt++) {
-        gn_lat_result r;
-        memset(&r, 0, sizeof r);
-        if (gn_lat_measure(net, c->lat_batch, &o, &r, err)) {
-            gn_lat_result_free(&r);
-            gn_net_free(net);
-            return -1;
-        }
-        int unstable = gn_lat_check_stable(&r.compute, &lim, NULL, 0);
-        if (r.compute.median < *ms) {
-            *ms = r.compute.median;
-            *spread = r.compute.stddev;
-        }
-        gn_lat_result_free(&r);
-        if (!unstable)
-            break;
-        s->unstable++;
-    }
+    int rc = nas_lat_measure(s, net, ms, spread, info, err);
     gn_net_free(net);
-    return 0;
+    return rc;
 }
 
-int nas_latency(nas_state *s, const int *x, double *ms, double *spread, gn_error *err)
+int nas_latency(nas_state *s, const int *x, double *ms, double *spread, char **info, gn_error *err)
 {
+    if (info)
+        *info = NULL;
     char *key = nas_key(s, x);
     if (!key)
         return gn_error_set(err, "search: out of memory");
@@ -147,7 +118,7 @@ int nas_latency(nas_state *s, const int *x, double *ms, double *spread, gn_error
     gn_arch *a = NULL;
     int rc = gn_space_decode(s->c->space, x, &a, err);
     if (!rc)
-        rc = measure(s, a, ms, spread, err);
+        rc = measure(s, a, ms, spread, info, err);
     if (!rc)
         nas_cache_put(s, key, *ms, *spread);
     gn_arch_free(a);

@@ -36,6 +36,14 @@ typedef struct {
     int64_t next_seq;
     double t0;
     int unstable;               /* latency measurements that had to be repeated */
+    /* latency conditions (nas_lat.c) */
+    int lat_threads;            /* resolved thread count of the measurements */
+    gn_arch *ref_arch;          /* the reference network (NULL: not paired) */
+    gn_net *ref_net;
+    double ref_base_ms;         /* the reference's median when the search began */
+    double ref_moved_lo, ref_moved_hi; /* range of reference / baseline - 1 this run */
+    int ref_n;                  /* paired measurements this run */
+    char lat_note[512];         /* how the threads were chosen (empty: not now) */
     /* networks already trained (canonical key -> accuracy, trial id): a proposal that
      * decodes to one of them reuses its result instead of training it again */
     char **ac_key;
@@ -46,8 +54,10 @@ typedef struct {
 
 /* nas_eval.c */
 double nas_now(void);
-/* Latency of x (canonical text key): cached, predicted from the profile, or measured. */
-int nas_latency(nas_state *s, const int *x, double *ms, double *spread, gn_error *err);
+/* Latency of x (canonical text key): cached, predicted from the profile, or measured.
+ * info (may be NULL): a measurement's conditions as JSON text (malloc'd), NULL when
+ * the value came from the cache or the profile. */
+int nas_latency(nas_state *s, const int *x, double *ms, double *spread, char **info, gn_error *err);
 void nas_cache_put(nas_state *s, const char *key, double ms, double spread);
 int nas_cache_get(const nas_state *s, const char *key, double *ms, double *spread);
 /* Canonical encoding text of x (malloc'd). */
@@ -59,6 +69,15 @@ void nas_features(const gn_arch *a, double *f);
 int nas_fit_estimate(nas_state *s, gn_error *err);
 int nas_estimate(nas_state *s, const int *x, double *ms);
 int nas_p1_add(nas_state *s, const int *x, double ms);
+
+/* nas_lat.c */
+/* Resolve the measuring threads (stored choice on resume, else GN_THREADS_BEST
+ * measured now) and the reference baseline; records both in the store's meta. */
+int nas_lat_setup(nas_state *s, gn_store *st, gn_error *err);
+void nas_lat_free(nas_state *s);
+/* One candidate measurement under those conditions (repeated when unstable or when
+ * the reference moved); *info: the conditions as JSON (malloc'd). */
+int nas_lat_measure(nas_state *s, gn_net *net, double *ms, double *spread, char **info, gn_error *err);
 
 /* nas_settings.c */
 /* The settings record (JSON object text, malloc'd). */

@@ -24,6 +24,9 @@ void gn_nas_defaults(gn_nas_config *c)
     c->auto_tiers = 3;
     c->lat_batch = 1;
     c->threads = 0;
+    c->lat_threads = GN_THREADS_BEST;
+    c->lat_pin = 1;
+    c->lat_reference = 1;
     c->lat_runs = 30;
     c->lat_warmup_ms = 50;
     c->prune_samples = 96;
@@ -119,7 +122,7 @@ static int phase1(nas_state *s, gn_store *st, int have, gn_error *err)
             break;
         }
         double ms, spread;
-        if (nas_latency(s, x, &ms, &spread, err)) {
+        if (nas_latency(s, x, &ms, &spread, &t.latency_info, err)) {
             gn_trial_clear(&t);
             rc = -1;
             break;
@@ -252,7 +255,9 @@ static int evaluate(nas_state *s, gn_store *st, int tier, const int *x, gn_trial
 {
     const gn_nas_config *c = s->c;
     double ms, spread;
-    if (nas_latency(s, x, &ms, &spread, err))
+    free(t->latency_info);
+    t->latency_info = NULL;
+    if (nas_latency(s, x, &ms, &spread, &t->latency_info, err))
         return -1;
     char *key = nas_key(s, x);
     nas_cache_put(s, key, ms, spread);
@@ -397,8 +402,17 @@ int gn_nas_run(const gn_nas_config *c, bool resume, const gn_nas_callbacks *cb, 
         }
         s->have_profile = 1;
     }
-    if (gn_backend_create("dnnl", &s->be, err) || gn_backend_set_threads(s->be, c->threads, err))
+    if (gn_backend_create("dnnl", &s->be, err) || gn_backend_set_threads(s->be, c->threads, err) ||
+        nas_lat_setup(s, st, err))
         goto out;
+    if (s->lat_note[0])
+        emit(s, GN_NAS_EV_INFO, NULL, 0, 0, "%s", s->lat_note);
+    if (!s->have_profile)
+        emit(s, GN_NAS_EV_INFO, NULL, 0, 0,
+             "latency: measured at %d thread%s, %s; reference network baseline %.4f ms%s", s->lat_threads,
+             s->lat_threads == 1 ? "" : "s", c->lat_pin ? "pinned one CPU per thread" : "unpinned", s->ref_base_ms,
+             c->lat_reference ? ", paired with every measurement (latency = ratio to it x baseline)"
+                              : " (not paired)");
 
     /* everything stored so far */
     gn_trial_filter f;
@@ -429,7 +443,9 @@ int gn_nas_run(const gn_nas_config *c, bool resume, const gn_nas_callbacks *cb, 
         have_p1++;
         if (t->status == GN_TRIAL_RUNNING) { /* killed mid-measurement: finish it now */
             double ms, spread;
-            if (nas_latency(s, x, &ms, &spread, err))
+            free(t->latency_info);
+            t->latency_info = NULL;
+            if (nas_latency(s, x, &ms, &spread, &t->latency_info, err))
                 goto out;
             t->status = GN_TRIAL_PRUNED;
             t->latency_ms = ms;
@@ -582,6 +598,11 @@ int gn_nas_run(const gn_nas_config *c, bool resume, const gn_nas_callbacks *cb, 
     }
     if (s->unstable)
         emit(s, GN_NAS_EV_INFO, NULL, 0, 0, "latency: %d measurements in all were unstable and repeated", s->unstable);
+    if (s->ref_n)
+        emit(s, GN_NAS_EV_INFO, NULL, 0, 0,
+             "latency: %d measurements paired with the reference network, which took x%.2f .. x%.2f its baseline "
+             "time meanwhile (the machine's speed moved; latencies are corrected to the baseline)",
+             s->ref_n, 1 + s->ref_moved_lo, 1 + s->ref_moved_hi);
     rc = 0;
 out:
     gn_trial_list_free(&rows);
@@ -603,6 +624,7 @@ out:
     free(s->p1_x);
     free(s->p1_y);
     gn_lat_profile_free(&s->profile);
+    nas_lat_free(s);
     gn_backend_destroy(s->be);
     return rc;
 }

@@ -5,7 +5,10 @@
  * budget (trials, time) is not a setting: a resumed search may be given more.
  * The space is recorded by name and its encoding (cardinality of every dimension),
  * the latency source by profile path or "measure" with the thread count, since
- * latencies from different conditions must not be mixed in one set of tiers.
+ * latencies from different conditions must not be mixed in one set of tiers; so are
+ * the measuring threads ("best" or a count), pinning and the reference pairing
+ * (a store made before they existed is refused on --resume: it was measured
+ * otherwise).
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -33,6 +36,11 @@ char *nas_settings_json(const gn_nas_config *c, gn_error *err)
         snprintf(t, sizeof t, "%s%.17g", i ? "," : "", c->tier_ms[i]);
         strcat(tiers, t);
     }
+    char lat_threads[16];
+    if (c->lat_threads == GN_THREADS_BEST)
+        snprintf(lat_threads, sizeof lat_threads, "best");
+    else
+        snprintf(lat_threads, sizeof lat_threads, "%d", c->lat_threads);
     json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:i, s:i, s:i, s:f, s:s, s:i, s:i, s:i, s:i, s:i, s:f, "
                           "s:f, s:I}",
                           "space", gn_space_name(c->space), "space_source", c->space_source ? c->space_source : "",
@@ -43,6 +51,9 @@ char *nas_settings_json(const gn_nas_config *c, gn_error *err)
                           c->threads, "max_misses", c->max_misses, "proxy_epochs", c->proxy_epochs, "proxy_subset",
                           c->proxy_subset, "proxy_batch", c->proxy_batch, "proxy_lr", c->proxy_lr, "val_fraction",
                           c->val_fraction, "split_seed", (json_int_t)c->split_seed);
+    if (o)
+        json_object_update_new(o, json_pack("{s:s, s:b, s:b}", "lat_threads", lat_threads, "lat_pin", c->lat_pin,
+                                             "lat_reference", c->lat_reference));
     if (!o) {
         gn_error_set(err, "search: cannot record the settings");
         return NULL;

@@ -15,17 +15,6 @@
 #include "gpunas/nas.h"
 #include "gpunas/search.h"
 
-static char *dupstr(const char *s) { return s ? strdup(s) : NULL; }
-
-static void copy_trial(gn_trial *dst, const gn_trial *src)
-{
-    *dst = *src;
-    dst->encoding = dupstr(src->encoding);
-    dst->config = dupstr(src->config);
-    dst->worker = dupstr(src->worker);
-    dst->error = dupstr(src->error);
-    dst->optimizer = dupstr(src->optimizer);
-}
 
 int gn_nas_summarize(gn_store *store, gn_nas_summary *s, gn_error *err)
 {
@@ -77,7 +66,7 @@ int gn_nas_summarize(gn_store *store, gn_nas_summary *s, gn_error *err)
             gn_trial *b = &s->best[tier];
             if (b->id == 0 || t->val_acc > b->val_acc || (t->val_acc == b->val_acc && t->latency_ms < b->latency_ms)) {
                 gn_trial_clear(b);
-                copy_trial(b, t);
+                gn_trial_copy(b, t);
             }
         }
         obj[2 * m] = t->val_acc;
@@ -92,7 +81,7 @@ int gn_nas_summarize(gn_store *store, gn_nas_summary *s, gn_error *err)
     }
     s->front = calloc(nf + 1, sizeof *s->front);
     for (int i = 0; i < nf && s->front; i++)
-        copy_trial(&s->front[i], &l.items[map[idx[i]]]);
+        gn_trial_copy(&s->front[i], &l.items[map[idx[i]]]);
     s->n_front = s->front ? nf : 0;
     /* by latency */
     for (int i = 1; i < s->n_front; i++)

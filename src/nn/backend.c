@@ -58,6 +58,15 @@ int gn_backend_set_threads(gn_backend *be, int n, gn_error *err)
     return be->ops->set_threads(be, n, err);
 }
 
+int gn_backend_pin_threads(gn_backend *be, int on, int *pinned, gn_error *err)
+{
+    if (pinned)
+        *pinned = 0;
+    if (!be)
+        return gn_error_set(err, "pin_threads: NULL backend");
+    return be->ops->pin_threads ? be->ops->pin_threads(be, on, pinned, err) : 0;
+}
+
 /* ------------------------------------------------------------------ checks */
 #define SHP(t) (t)->n, (t)->c, (t)->h, (t)->w
 

@@ -6,6 +6,8 @@
  * (format_tag_any for convolutions), an internal buffer plus a cached reorder that
  * runs before (inputs) or after (outputs) the primitive.  See gpunas/backend.h. */
 #include <dlfcn.h>
+#include <sched.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +65,7 @@ typedef struct {
     centry *buckets[NBUCKETS];
     int count;
     size_t bytes; /* sum of the entries' internal buffers */
+    cpu_set_t allowed; /* affinity mask at creation (gn_backend_pin_threads) */
 } dimpl;
 
 /* The cache is flushed when it would hold more than this in internal buffers (mostly
@@ -994,6 +997,65 @@ static int dn_set_threads(gn_backend *be, int n, gn_error *err)
     return 0;
 }
 
+/* Pinning (gpunas/backend.h).  GOMP_parallel(fn, data, num_threads, flags) is
+ * libgomp's entry for `#pragma omp parallel` (stable ABI since GCC 4.9). */
+typedef struct {
+    cpu_set_t allowed; /* the process's mask when the backend was created */
+    int on, ncpu, cpus[CPU_SETSIZE];
+    int (*thread_num)(void);
+    volatile int placed, failed;
+} pin_job;
+
+static void pin_one(void *arg)
+{
+    pin_job *j = arg;
+    int t = j->thread_num();
+    cpu_set_t m;
+    if (j->on) {
+        CPU_ZERO(&m);
+        CPU_SET(j->cpus[t % j->ncpu], &m);
+    } else
+        m = j->allowed;
+    if (sched_setaffinity(0, sizeof m, &m) == 0)
+        __atomic_add_fetch(&j->placed, 1, __ATOMIC_RELAXED);
+    else
+        __atomic_add_fetch(&j->failed, 1, __ATOMIC_RELAXED);
+}
+
+static int dn_pin_threads(gn_backend *be, int on, int *pinned, gn_error *err)
+{
+    dimpl *d = D(be);
+    void (*par)(void (*)(void *), void *, unsigned, unsigned) =
+        (void (*)(void (*)(void *), void *, unsigned, unsigned))dlsym(RTLD_DEFAULT, "GOMP_parallel");
+    int (*maxthr)(void) = (int (*)(void))dlsym(RTLD_DEFAULT, "omp_get_max_threads");
+    pin_job *j = calloc(1, sizeof *j);
+    if (!j)
+        return gn_error_set(err, "dnnl: pin threads: out of memory");
+    j->thread_num = (int (*)(void))dlsym(RTLD_DEFAULT, "omp_get_thread_num");
+    if (!par || !maxthr || !j->thread_num) {
+        free(j);
+        return gn_error_set(err, "dnnl: pin threads: OpenMP runtime (libgomp) not found");
+    }
+    j->on = on;
+    j->allowed = d->allowed;
+    for (int c = 0; c < CPU_SETSIZE; c++)
+        if (CPU_ISSET(c, &d->allowed))
+            j->cpus[j->ncpu++] = c;
+    if (j->ncpu == 0) {
+        free(j);
+        return gn_error_set(err, "dnnl: pin threads: empty CPU mask");
+    }
+    int n = maxthr();
+    par(pin_one, j, (unsigned)n, 0);
+    int placed = j->placed, failed = j->failed;
+    free(j);
+    if (pinned)
+        *pinned = placed;
+    if (failed)
+        return gn_error_set(err, "dnnl: pin threads: sched_setaffinity failed for %d of %d threads", failed, n);
+    return 0;
+}
+
 static void dn_destroy(gn_backend *be)
 {
     dimpl *d = D(be);
@@ -1016,6 +1078,7 @@ static const gn_backend_ops dnnl_ops = {
     .copy = gn_ref_copy,
     .fill = gn_ref_fill,
     .set_threads = dn_set_threads,
+    .pin_threads = dn_pin_threads,
     .destroy = dn_destroy,
     .conv2d_fwd = dn_conv2d_fwd,
     .conv2d_bwd_data = dn_conv2d_bwd_data,
@@ -1051,6 +1114,12 @@ int gn_backend_dnnl_new(gn_backend **out, gn_error *err)
     be->caps = GN_CAP_NHWC;
     be->ops = &dnnl_ops;
     be->impl = d;
+    if (sched_getaffinity(0, sizeof d->allowed, &d->allowed) != 0 || CPU_COUNT(&d->allowed) == 0) {
+        CPU_ZERO(&d->allowed);
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        for (long c = 0; c < n && c < CPU_SETSIZE; c++)
+            CPU_SET(c, &d->allowed);
+    }
     dnnl_status_t st = dnnl_engine_create(&d->eng, dnnl_cpu, 0);
     if (st == dnnl_success)
         st = dnnl_stream_create(&d->strm, d->eng, dnnl_stream_default_flags);

@@ -44,7 +44,28 @@ void gn_trial_clear(gn_trial *t)
     free(t->worker);
     free(t->error);
     free(t->optimizer);
+    free(t->latency_info);
     gn_trial_init(t);
+}
+
+static char *dupstr(const char *s) { return s ? strdup(s) : NULL; }
+
+int gn_trial_copy(gn_trial *dst, const gn_trial *src)
+{
+    *dst = *src;
+    dst->encoding = dupstr(src->encoding);
+    dst->config = dupstr(src->config);
+    dst->worker = dupstr(src->worker);
+    dst->error = dupstr(src->error);
+    dst->optimizer = dupstr(src->optimizer);
+    dst->latency_info = dupstr(src->latency_info);
+    if ((src->encoding && !dst->encoding) || (src->config && !dst->config) || (src->worker && !dst->worker) ||
+        (src->error && !dst->error) || (src->optimizer && !dst->optimizer) ||
+        (src->latency_info && !dst->latency_info)) {
+        gn_trial_clear(dst);
+        return -1;
+    }
+    return 0;
 }
 
 void gn_trial_filter_init(gn_trial_filter *f)

@@ -2,7 +2,8 @@
  * store_sqlite.c — the SQLite trial store (gpunas/store.h).
  *
  * File format.  PRAGMA application_id = 0x676e6173 ("gnas") marks a gpunas store; the
- * table schema_version holds the schema's version (1).  Opening checks both: a file
+ * table schema_version holds the schema's version (2; a version-1 store gains the
+ * latency_info column when it is opened for writing, in one transaction).  Opening checks both: a file
  * that is not an SQLite database, an SQLite database of another application, an empty
  * database without GN_STORE_CREATE, or a schema newer than this code knows is refused
  * with one line.  Tables:
@@ -11,7 +12,9 @@
  *   trials(id INTEGER PRIMARY KEY AUTOINCREMENT, seq, tier, encoding, config, status
  *          CHECK in running/done/failed/pruned, val_acc, latency_ms,
  *          latency_spread_ms, params, macs, train_s, created_at, started_at,
- *          finished_at, worker, error, optimizer)  + indexes on (status, id), (tier, id)
+ *          finished_at, worker, error, optimizer, latency_info)  + indexes on (status, id),
+ *          (tier, id); latency_info (v2): JSON, the conditions of the latency
+ *          measurement (threads, placement, the reference network's state)
  *   AUTOINCREMENT: ids are never reused, even after the last row is deleted by hand.
  *   Unknown values are SQL NULL (tier -1 is NULL too).
  *
@@ -48,7 +51,7 @@
 #include "gpunas/store.h"
 
 #define APP_ID 0x676e6173 /* "gnas" */
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 #define BUSY_TIMEOUT_MS 5000
 
 typedef struct {
@@ -145,7 +148,7 @@ static const char schema_sql[] =
     " val_acc REAL, latency_ms REAL, latency_spread_ms REAL,"
     " params INTEGER, macs INTEGER, train_s REAL,"
     " created_at REAL NOT NULL, started_at REAL, finished_at REAL,"
-    " worker TEXT, error TEXT, optimizer TEXT);"
+    " worker TEXT, error TEXT, optimizer TEXT, latency_info TEXT);"
     "CREATE INDEX trials_status ON trials(status, id);"
     "CREATE INDEX trials_tier ON trials(tier, id);";
 
@@ -173,6 +176,32 @@ static int create_schema(sq_store *s, gn_error *err)
     return commit(s, "create store", err);
 }
 
+/* Version 1 -> 2: the latency_info column.  Inside the write lock the version is read
+ * again, so two processes opening an old store migrate it once. */
+static int migrate(sq_store *s, gn_error *err)
+{
+    const char *op = "upgrade store to schema 2";
+    int64_t v;
+    if (begin(s, op, err))
+        return -1;
+    if (query_int(s, "SELECT max(version) FROM schema_version", &v, op, err)) {
+        rollback(s);
+        return -1;
+    }
+    if (v >= 2) {
+        rollback(s);
+        return 0;
+    }
+    char sql[160];
+    snprintf(sql, sizeof sql, "ALTER TABLE trials ADD COLUMN latency_info TEXT;INSERT INTO schema_version VALUES(2, %.6f);",
+             now_s());
+    if (exec(s, sql, op, err)) {
+        rollback(s);
+        return -1;
+    }
+    return commit(s, op, err);
+}
+
 /* Recognise (or, if empty and allowed, create) a gpunas store. */
 static int identify(sq_store *s, unsigned flags, gn_error *err)
 {
@@ -195,7 +224,7 @@ static int identify(sq_store *s, unsigned flags, gn_error *err)
             if (v < 1)
                 return gn_error_set(err, "%s: damaged gpunas trial store: schema version %lld", s->base.where,
                                     (long long)v);
-            return 0;
+            return v < SCHEMA_VERSION ? migrate(s, err) : 0;
         }
         if (app != 0)
             return gn_error_set(err, "%s: not a gpunas trial store (SQLite application_id 0x%08llx)", s->base.where,
@@ -353,8 +382,8 @@ static int sq_insert_trial(gn_store *b, gn_trial *t, gn_error *err)
         return -1;
     if (prepare(s,
                 "INSERT INTO trials(seq, tier, encoding, config, status, val_acc, latency_ms, latency_spread_ms, "
-                "params, macs, train_s, created_at, started_at, finished_at, worker, error, optimizer) "
-                "VALUES(?1, ?2, ?3, ?4, 'running', NULL, ?5, ?6, ?7, ?8, NULL, ?9, ?10, NULL, ?11, NULL, ?12)",
+                "params, macs, train_s, created_at, started_at, finished_at, worker, error, optimizer, latency_info) "
+                "VALUES(?1, ?2, ?3, ?4, 'running', NULL, ?5, ?6, ?7, ?8, NULL, ?9, ?10, NULL, ?11, NULL, ?12, ?13)",
                 &st, op, err)) {
         rollback(s);
         return -1;
@@ -371,6 +400,7 @@ static int sq_insert_trial(gn_store *b, gn_trial *t, gn_error *err)
     sqlite3_bind_double(st, 10, started);
     bind_str(st, 11, t->worker);
     bind_str(st, 12, t->optimizer);
+    bind_str(st, 13, t->latency_info);
     int rc = sqlite3_step(st);
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE) {
@@ -402,7 +432,8 @@ static int sq_finish_trial(gn_store *b, int64_t id, const gn_trial *t, gn_error 
                 "UPDATE trials SET status = ?2, val_acc = ?3, train_s = ?4, finished_at = ?5, error = ?6,"
                 " tier = coalesce(?7, tier), config = coalesce(?8, config),"
                 " latency_ms = coalesce(?9, latency_ms), latency_spread_ms = coalesce(?10, latency_spread_ms),"
-                " params = coalesce(?11, params), macs = coalesce(?12, macs), worker = coalesce(?13, worker)"
+                " params = coalesce(?11, params), macs = coalesce(?12, macs), worker = coalesce(?13, worker),"
+                " latency_info = coalesce(?14, latency_info)"
                 " WHERE id = ?1 AND status = 'running'",
                 &st, op, err)) {
         rollback(s);
@@ -421,6 +452,7 @@ static int sq_finish_trial(gn_store *b, int64_t id, const gn_trial *t, gn_error 
     bind_i64(st, 11, t->params, -1);
     bind_i64(st, 12, t->macs, -1);
     bind_str(st, 13, t->worker);
+    bind_str(st, 14, t->latency_info);
     int rc = sqlite3_step(st);
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE) {
@@ -452,7 +484,7 @@ static int sq_finish_trial(gn_store *b, int64_t id, const gn_trial *t, gn_error 
 
 #define TRIAL_COLUMNS                                                                                        \
     "id, seq, tier, encoding, config, status, val_acc, latency_ms, latency_spread_ms, params, macs, train_s, " \
-    "created_at, started_at, finished_at, worker, error, optimizer"
+    "created_at, started_at, finished_at, worker, error, optimizer, latency_info"
 
 static double col_real(sqlite3_stmt *st, int i)
 {
@@ -492,6 +524,7 @@ static void read_row(sqlite3_stmt *st, gn_trial *t)
     t->worker = col_str(st, 15);
     t->error = col_str(st, 16);
     t->optimizer = col_str(st, 17);
+    t->latency_info = col_str(st, 18);
 }
 
 /* WHERE clause for a filter; parameters ?1 status, ?2 tier, ?3 after_id. */
