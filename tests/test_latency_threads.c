@@ -3,7 +3,8 @@
  * thread pinning (the calling thread ends on one CPU, and gets its whole mask back),
  * the reference-paired measurement (its bookkeeping: rounds, sample counts, the ratio
  * inside its per-round range), `--threads best` (candidate counts, the choice among
- * them), and the compiled-in reference network (its size).  Nothing compares times
+ * them), the compiled-in reference network (its size), and the count of cores other
+ * processes leave free (gn_cpu_available on constructed samples).  Nothing compares times
  * against fixed numbers: only facts that hold on any machine, loaded or not.
  */
 #include <setjmp.h>
@@ -191,6 +192,48 @@ static void test_threads_best(void **state)
     gn_backend_destroy(be);
 }
 
+/* gn_cpu_available: the cores others leave free, from two samples (constructed, so
+ * the arithmetic is checked exactly), and a real sample of this machine. */
+static void test_cpu_available(void **state)
+{
+    gn_cpu_sample a = {.busy = 1000, .total = 4000, .self = 500, .ncpu = 2, .allowed = 2, .valid = 1};
+    gn_cpu_sample b = a;
+    /* 2 CPUs x 100 ticks elapsed; machine busy 200 ticks, this process 100: one other
+     * core busy -> 1 free */
+    b.total += 200, b.busy += 200, b.self += 100;
+    double others = -1;
+    assert_int_equal(gn_cpu_available(&a, &b, &others), 1);
+    assert_true(others > 0.99 && others < 1.01);
+    /* only this process busy: both free */
+    b = a;
+    b.total += 200, b.busy += 180, b.self += 180;
+    assert_int_equal(gn_cpu_available(&a, &b, &others), 2);
+    assert_true(others < 1e-9);
+    /* a light neighbour (0.3 CPU) rounds to nothing */
+    b = a;
+    b.total += 200, b.busy += 130, b.self += 100;
+    assert_int_equal(gn_cpu_available(&a, &b, &others), 2);
+    /* the process mask limits it; never below 1 */
+    b = a;
+    b.allowed = 1;
+    b.total += 200;
+    assert_int_equal(gn_cpu_available(&a, &b, &others), 1);
+    b = a;
+    b.total += 200, b.busy += 200; /* two other processes, none of ours */
+    assert_int_equal(gn_cpu_available(&a, &b, &others), 1);
+    /* invalid samples: no correction */
+    b.valid = 0;
+    assert_int_equal(gn_cpu_available(&a, &b, &others), 2);
+    /* the real thing: a valid sample where /proc exists, and a count in 1..allowed */
+    gn_cpu_sample r;
+    if (gn_cpu_sample_take(&r) == 0) {
+        assert_true(r.valid && r.ncpu >= 1 && r.total >= r.busy);
+        int n = gn_threads_available(20, &others);
+        assert_true(n >= 1 && n <= r.allowed);
+        assert_true(others >= 0);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -198,6 +241,7 @@ int main(void)
         cmocka_unit_test(test_pin_threads),
         cmocka_unit_test(test_paired),
         cmocka_unit_test(test_threads_best),
+        cmocka_unit_test(test_cpu_available),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -45,7 +45,10 @@
  *   gn_backend_set_threads(be, n) on "dnnl" calls omp_set_num_threads(n), looked up
  *   with dlsym so gpunas needs no -fopenmp (it affects the calling thread's
  *   OpenMP ICV, i.e. later ops issued from that thread; dnnl_sgemm uses the same
- *   OpenMP pool).  n <= 0 restores omp_get_num_procs().  "ref" is single-threaded
+ *   OpenMP pool).  n <= 0: the cores other processes leave free (gn_threads_available;
+ *   measured: no OpenMP wait policy keeps 2 threads as fast as 1 beside one busy
+ *   process on 2 cores).  A changed count empties the primitive cache: oneDNN's
+ *   kernels split their work for the thread count they were created with.  "ref" is single-threaded
  *   and ignores it.  gn_backend_pin_threads places the team: libgomp reads its
  *   placement settings (OMP_PROC_BIND, OMP_PLACES) only from the environment at
  *   load, so the dnnl backend runs one parallel region through libgomp's
@@ -189,6 +192,20 @@ void gn_backend_destroy(gn_backend *be);
 const char *gn_backend_names(void);
 /* Number of intra-op threads (see design note). */
 int gn_backend_set_threads(gn_backend *be, int n, gn_error *err);
+/* Cores other processes leave free (design in src/nn/cpu_avail.c).  A sample holds
+ * the machine's busy time and this process's CPU time; between two samples the
+ * other processes kept gn_cpu_others CPUs busy, and gn_cpu_available = allowed CPUs
+ * minus that, rounded, >= 1.  gn_threads_available takes two samples window_ms
+ * apart.  gn_backend_set_threads(be, n <= 0) uses it (window 100 ms). */
+typedef struct {
+    unsigned long long busy, total, self; /* clock ticks: machine busy, machine all, this process */
+    int ncpu, allowed, valid;             /* CPUs in /proc/stat; in this process's mask; read ok */
+} gn_cpu_sample;
+int gn_cpu_sample_take(gn_cpu_sample *s);
+double gn_cpu_others(const gn_cpu_sample *a, const gn_cpu_sample *b);
+int gn_cpu_available(const gn_cpu_sample *a, const gn_cpu_sample *b, double *others);
+int gn_threads_available(int window_ms, double *others);
+
 /* Thread placement.  on != 0: pin the calling thread and each thread of the current
  * OpenMP team (the size set by gn_backend_set_threads) to its own allowed CPU, in
  * order (team thread i -> the i-th CPU of the process's affinity mask at backend

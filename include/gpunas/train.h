@@ -66,7 +66,10 @@ typedef struct {
     const gn_arch *arch;    /* borrowed, copied; in-channels/classes set from the data */
     int resolution;         /* 0: the arch's img_resolution */
     const char *backend;    /* "dnnl" (NULL) or "ref" */
-    int threads;            /* intra-op threads; <= 0: all cores */
+    int threads;            /* intra-op threads; <= 0: the cores other processes leave
+                               free, checked again every 2 s of training (a changed
+                               count changes the floating-point summation order: give
+                               a count for bit-for-bit repeatable runs) */
 
     /* ---- data (borrowed) */
     const gn_dataset *train_set; /* the validation split is taken from it */
@@ -117,6 +120,7 @@ typedef struct {
     double elapsed_s;        /* in this epoch */
     double images_per_s;
     double eta_s;            /* rest of this epoch's training */
+    int threads;             /* intra-op threads now */
 } gn_train_progress;
 
 typedef struct {
@@ -130,6 +134,8 @@ typedef struct {
     bool has_test;           /* last epoch only */
     double test_loss, test_top1, test_top5;
     double time_s, train_time_s, images_per_s;
+    int threads_min, threads_max; /* intra-op threads used in the epoch (they follow the
+                                     free cores when `threads` <= 0) */
 } gn_epoch_metrics;
 
 typedef struct {

@@ -141,7 +141,11 @@ static int on_epoch(void *user, const gn_epoch_metrics *m)
         printf("  val loss %.4f top1 %.2f%%", m->val_loss, 100 * m->val_top1);
     if (m->has_ema)
         printf("  ema top1 %.2f%%", 100 * m->ema_val_top1);
-    printf("  %.1f s  %.0f img/s\n", m->time_s, m->images_per_s);
+    printf("  %.1f s  %.0f img/s", m->time_s, m->images_per_s);
+    if (m->threads_min == m->threads_max)
+        printf("  %d thread%s\n", m->threads_min, m->threads_min == 1 ? "" : "s");
+    else
+        printf("  %d-%d threads (following the free cores)\n", m->threads_min, m->threads_max);
     if (m->has_test)
         printf("test: loss %.4f  top-1 %.2f%%  top-5 %.2f%%\n", m->test_loss, 100 * m->test_top1, 100 * m->test_top5);
     fflush(stdout);

@@ -66,6 +66,7 @@ typedef struct {
     int count;
     size_t bytes; /* sum of the entries' internal buffers */
     cpu_set_t allowed; /* affinity mask at creation (gn_backend_pin_threads) */
+    int threads;       /* the count last set (0: never) */
 } dimpl;
 
 /* The cache is flushed when it would hold more than this in internal buffers (mostly
@@ -987,12 +988,15 @@ static int dn_linear_bwd(gn_backend *be, const gn_tensor *x, const gn_tensor *w,
 /* ------------------------------------------------------------------ misc */
 static int dn_set_threads(gn_backend *be, int n, gn_error *err)
 {
+    dimpl *d = D(be);
     void (*set)(int) = (void (*)(int))dlsym(RTLD_DEFAULT, "omp_set_num_threads");
-    int (*procs)(void) = (int (*)(void))dlsym(RTLD_DEFAULT, "omp_get_num_procs");
     if (!set)
         return gn_error_set(err, "dnnl: set_threads: OpenMP runtime not found");
     if (n <= 0)
-        n = procs ? procs() : 1;
+        n = gn_threads_available(100, NULL);
+    if (d->threads && n != d->threads)
+        cache_clear(d);
+    d->threads = n;
     set(n);
     return 0;
 }

@@ -38,6 +38,8 @@ char *gn__metrics_line(const gn_epoch_metrics *m)
     json_object_set_new(o, "time_s", json_real(m->time_s));
     json_object_set_new(o, "train_time_s", json_real(m->train_time_s));
     json_object_set_new(o, "images_per_s", json_real(m->images_per_s));
+    json_object_set_new(o, "threads_min", json_integer(m->threads_min));
+    json_object_set_new(o, "threads_max", json_integer(m->threads_max));
     char *s = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(6));
     json_decref(o);
     return s;

@@ -48,6 +48,10 @@ typedef struct {
     char *ckpt_path, *metrics_path, *weights_path, *config_path;
     int K;
     size_t n_total;
+    /* threads: the count set, and when `threads` <= 0 the last CPU sample */
+    int threads;
+    gn_cpu_sample cpu;
+    double cpu_t;
 } run;
 
 static double now_s(void)
@@ -180,9 +184,12 @@ static int setup(run *r, gn_error *err)
     if (c->test_set && check_compatible(c->train_set, c->test_set, err))
         return -1;
     r->K = c->train_set->classes;
+    r->threads = c->threads > 0 ? c->threads : gn_threads_available(100, NULL);
     if (gn_backend_create(c->backend ? c->backend : "dnnl", &r->be, err) ||
-        gn_backend_set_threads(r->be, c->threads > 0 ? c->threads : 0, err))
+        gn_backend_set_threads(r->be, r->threads, err))
         return -1;
+    gn_cpu_sample_take(&r->cpu);
+    r->cpu_t = now_s();
     if (gn_net_create(r->arch, r->be, &r->net, err) || gn_net_init(r->net, c->seed, err))
         return -1;
     r->n_total = 0;
@@ -269,6 +276,25 @@ static int setup(run *r, gn_error *err)
 }
 
 /* One training epoch; fills the train fields of m. */
+/* threads <= 0: every 2 s, follow the cores the other processes left free since the
+ * last check (gn_cpu_available over that interval; no sleeping). */
+static int follow_free_cores(run *r, gn_error *err)
+{
+    double t = now_s();
+    if (r->c->threads > 0 || t - r->cpu_t < 2.0)
+        return 0;
+    gn_cpu_sample now;
+    if (gn_cpu_sample_take(&now))
+        return 0; /* no /proc: keep the count */
+    int n = gn_cpu_available(&r->cpu, &now, NULL);
+    r->cpu = now;
+    r->cpu_t = t;
+    if (n == r->threads)
+        return 0;
+    r->threads = n;
+    return gn_backend_set_threads(r->be, n, err);
+}
+
 static int train_epoch(run *r, int e, const gn_lr_schedule *s, const gn_train_callbacks *cb, gn_epoch_metrics *m,
                        gn_error *err)
 {
@@ -284,7 +310,14 @@ static int train_epoch(run *r, int e, const gn_lr_schedule *s, const gn_train_ca
     gn_batch b;
     int rc, step = 0;
     float *params = gn_net_values(r->net), *grads = gn_net_grads(r->net);
+    m->threads_min = m->threads_max = r->threads;
     while ((rc = gn_loader_next(r->ltrain, &b, err)) == 1) {
+        if (follow_free_cores(r, err))
+            return -1;
+        if (r->threads < m->threads_min)
+            m->threads_min = r->threads;
+        if (r->threads > m->threads_max)
+            m->threads_max = r->threads;
         if (b.n != c->batch)
             return gn_error_set(err, "train: loader returned a batch of %d images, expected %d", b.n, c->batch);
         const gn_tensor *z;
@@ -335,6 +368,7 @@ static int train_epoch(run *r, int e, const gn_lr_schedule *s, const gn_train_ca
                                    .lr = lr,
                                    .elapsed_s = el,
                                    .images_per_s = el > 0 ? images / el : 0,
+                                   .threads = r->threads,
                                    .eta_s = el / step * (steps - step)};
             if (cb->progress(cb->user, &p))
                 return gn_error_set(err, "train: cancelled by the caller at epoch %d, step %d", e + 1, step);
