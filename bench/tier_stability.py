@@ -2,19 +2,21 @@
 """tier_stability.py — the search's acceptance test (issue 18): do tier members stay in their tier?
 
 Re-measures every trained member (status 'done') of every tier of a finished search with
-`gpunas latency` under the search's own conditions (the measuring threads the search
-resolved, pinning and reference pairing as its settings say) and reports how many land
-back in their own tier.  With the reference on, a re-measurement during which the
-reference network ran more than 15% off the search's baseline is repeated (up to 3
-tries), as the search itself does.
+`gpunas latency` under the search's own conditions — the measuring threads the search
+resolved (meta nas.lat_threads), pinning and reference pairing as its settings say, its
+lat_runs and lat_warmup_ms — and forms the latency the way the search does: with the
+reference on, the candidate/reference ratio times the search's reference baseline (meta
+nas.lat_reference_ms); without it, the median.  Reports how many land back in their own
+tier, and how far the re-measurement is from the stored latency.
 
-    python3 bench/tier_stability.py gpunas-search/search.db [--duration 2] [--reps 1]
+    python3 bench/tier_stability.py gpunas-search/search.db [--reps 1] [--duration 0]
         [--out bench/data/tier_stability.jsonl] [--tag TAG]
 
 One JSON line per re-measurement is appended to OUT (resumable: trials already measured
-under TAG are skipped); the summary prints per tier: members, back in their tier, the
-median |re-measured / stored - 1|.
+under TAG are skipped).  --duration S > 0 measures for S seconds instead of the search's
+run count (a longer, less noisy re-measurement).
 """
+
 import argparse
 import json
 import os
@@ -37,7 +39,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("store")
     ap.add_argument("--gpunas", default=os.path.join(ROOT, "build", "gpunas"))
-    ap.add_argument("--duration", type=float, default=2.0)
+    ap.add_argument("--duration", type=float, default=0.0)
     ap.add_argument("--reps", type=int, default=1)
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "data", "tier_stability.jsonl"))
     ap.add_argument("--tag", default="stability")
@@ -63,6 +65,9 @@ def main():
                 done.add((r["trial"], r["rep"]))
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     flags = ["--duration", str(a.duration), "--force", "--json"]
+    if a.duration <= 0:
+        flags += ["--runs", str(settings.get("lat_runs", 30)), "--warmup-ms", str(settings.get("lat_warmup_ms", 50)),
+                  "--warmup-runs", "3"]
     if threads:
         flags += ["--threads", str(threads)]
     if not pin:
@@ -77,39 +82,41 @@ def main():
                 path = os.path.join(tmp, "t%d.json" % tid)
                 with open(path, "w") as f:
                     f.write(config)
-                for attempt in range(3):
-                    p = subprocess.run([a.gpunas, "latency", path] + flags, capture_output=True, text=True)
-                    if p.returncode != 0:
-                        print("FAILED: trial %d: %s" % (tid, p.stderr.strip()), file=sys.stderr)
-                        sys.exit(1)
-                    r = json.loads(p.stdout)
-                    rmed = r["reference"]["median_ms"] if r.get("reference") else None
-                    moved = (rmed / base - 1) if (rmed and base) else None
-                    if moved is None or abs(moved) <= 0.15:
-                        break
-                ms = r["compute"]["median_ms"]
+                p = subprocess.run([a.gpunas, "latency", path] + flags, capture_output=True, text=True)
+                if p.returncode != 0:
+                    print("FAILED: trial %d: %s" % (tid, p.stderr.strip()), file=sys.stderr)
+                    sys.exit(1)
+                r = json.loads(p.stdout)
+                raw = r["compute"]["median_ms"]
+                rr = r.get("reference")
+                ms = rr["ratio"] * base if (rr and base) else raw
                 row = {"tag": a.tag, "store": a.store, "trial": tid, "rep": rep, "tier": tier, "edges": edges,
-                       "stored_ms": stored_ms, "ms": ms, "new_tier": tier_of(edges, ms), "threads": threads,
-                       "pinned": pin, "reference_ms": rmed, "reference_baseline_ms": base,
-                       "reference_moved": moved, "attempts": attempt + 1}
+                       "stored_ms": stored_ms, "ms": ms, "raw_ms": raw, "new_tier": tier_of(edges, ms),
+                       "raw_tier": tier_of(edges, raw), "threads": threads, "pinned": pin,
+                       "reference_ms": rr["median_ms"] if rr else None, "reference_baseline_ms": base,
+                       "ratio": rr["ratio"] if rr else None, "flags": flags}
                 with open(a.out, "a") as f:
                     f.write(json.dumps(row) + "\n")
     rows = [json.loads(l) for l in open(a.out) if l.strip()]
     rows = [r for r in rows if r["tag"] == a.tag and r["store"] == a.store]
-    print("tier  edge ms  members  back in tier  median |re/stored - 1|")
-    tot = back = 0
+    print("tier  edge ms  members  back in tier  median |re/stored - 1|  (raw median: back, |re/stored - 1|)")
+    tot = back = rback = 0
     for i, e in enumerate(edges):
         rs = [r for r in rows if r["tier"] == i]
         if not rs:
             continue
         b = sum(r["new_tier"] == i for r in rs)
+        rb = sum(r["raw_tier"] == i for r in rs)
         dev = sorted(abs(r["ms"] / r["stored_ms"] - 1) for r in rs)
-        print("%4d  %7.4f  %7d  %12d  %6.1f%%" % (i, e, len(rs), b, 100 * dev[len(dev) // 2]))
+        rdev = sorted(abs(r["raw_ms"] / r["stored_ms"] - 1) for r in rs)
+        print("%4d  %7.4f  %7d  %12d  %6.1f%%   (%d, %.1f%%)" % (i, e, len(rs), b, 100 * dev[len(dev) // 2], rb,
+                                                                100 * rdev[len(rdev) // 2]))
         tot += len(rs)
         back += b
+        rback += rb
     if tot:
-        print("all   %16d  %12d  (%.1f%%)" % (tot, back, 100.0 * back / tot))
-
+        print("all   %16d  %12d  (%.1f%%; raw medians: %d, %.1f%%)" % (tot, back, 100.0 * back / tot, rback,
+                                                                       100.0 * rback / tot))
 
 if __name__ == "__main__":
     main()

@@ -277,6 +277,7 @@ static void test_profile_tiny(void **state)
     assert_int_equal(p.eval.networks, 2);
     assert_int_equal(p.calib.networks, 4);
     assert_int_equal(p.device.threads, 1);
+    assert_int_equal(p.device.pinned, 1); /* pinned by default: 1 thread, 1 CPU */
     assert_non_null(strstr(p.space, "perturbations of "));
     assert_true(p.probe_ms > 0);
     assert_true(p.eval.raw_mean_abs_pct >= 0);

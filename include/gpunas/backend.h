@@ -208,8 +208,8 @@ int gn_threads_available(int window_ms, double *others);
 
 /* Thread placement.  on != 0: pin the calling thread and each thread of the current
  * OpenMP team (the size set by gn_backend_set_threads) to its own allowed CPU, in
- * order (team thread i -> the i-th CPU of the process's affinity mask at backend
- * creation); on == 0: give them all that mask back.  *pinned (may be NULL): the
+ * order (team thread i -> the i-th CPU of the process's affinity mask when the first
+ * dnnl backend was created); on == 0: give them all that mask back.  *pinned (may be NULL): the
  * number of threads placed.  Pinning covers the calling thread, so anything it
  * creates while pinned (data-loader threads) inherits the one CPU: unpin after a
  * measurement.  Backends without threads ("ref") pin nothing and return 0. */

@@ -212,6 +212,7 @@ typedef struct {
     int cores;           /* physical cores (distinct physical id/core id; else logical) */
     int logical_cpus;    /* online logical CPUs */
     int threads;         /* intra-op threads used for the measurement */
+    int pinned;          /* of them pinned one per CPU (0: unpinned) */
     char backend[16];    /* "dnnl", "ref" */
     char onednn[32];     /* "2.6.3" */
     char gpunas[16];     /* gpunas version */

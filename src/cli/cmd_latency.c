@@ -400,6 +400,7 @@ int cmd_latency(int argc, char **argv)
         goto out;
     }
     dev.threads = threads;
+    dev.pinned = pl.pinned;
     gn_lat_device_make_id(&dev);
     char why[300];
     bool unstable = gn_lat_check_stable(&r.compute, &o.lim, why, sizeof why) != 0;
@@ -542,7 +543,7 @@ typedef struct {
     uint64_t seed;
     gn_lat_opts net_opts, layer_opts;
     gn_lat_limits lim;
-    bool quiet, no_probe;
+    bool quiet, no_probe, no_pin;
 } prof_opts;
 
 typedef struct {
@@ -601,7 +602,7 @@ static const char *profile_usage =
     "usage: gpunas profile --device cpu [--space NAME|FILE | --base CONFIG.json] -o DEVICE.json\n"
     "         [--batch B] [--res R] [--threads N|best] [--samples N] [--calib N] [--holdout N]\n"
     "         [--seed S] [--runs N] [--duration S] [--warmup-ms M] [--layer-runs N] [--layer-warmup-ms M]\n"
-    "         [--max-cv PCT] [--max-drift PCT] [--retries N] [--no-speed-probe] [--quiet]\n"
+    "         [--max-cv PCT] [--max-drift PCT] [--retries N] [--no-speed-probe] [--no-pin] [--quiet]\n"
     "       gpunas profile --evaluate DEVICE.json [--space ... | --base ...] [--holdout N] ...\n"
     "  Measures a latency lookup table for the layers that occur in random members of a\n"
     "  search space (--space fmnist|gpunet|FILE; default fmnist) or of random per-layer\n"
@@ -622,7 +623,11 @@ static const char *profile_usage =
     "  --evaluate F       evaluate profile F on this machine instead of building one\n"
     "  --no-speed-probe   do not time the reference network that tracks the machine's\n"
     "                     speed (by default every time is divided by its slow-down\n"
-    "                     since the profile's start; see the printed factor range)\n";
+    "                     since the profile's start; see the printed factor range)\n"
+    "  --threads best     the thread count that `gpunas latency --threads best` would\n"
+    "                     choose for the built-in reference network\n"
+    "  --no-pin           leave the threads unpinned (default: one CPU per thread for\n"
+    "                     the whole run)\n";
 
 static int parse_prof(int argc, char **argv, prof_opts *o)
 {
@@ -667,6 +672,8 @@ static int parse_prof(int argc, char **argv, prof_opts *o)
             o->quiet = true;
         else if (strcmp(a, "--no-speed-probe") == 0)
             o->no_probe = true;
+        else if (strcmp(a, "--no-pin") == 0)
+            o->no_pin = true;
         else if (strcmp(a, "--device") == 0 || strcmp(a, "--space") == 0 || strcmp(a, "--base") == 0 ||
                  strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0 || strcmp(a, "--evaluate") == 0 ||
                  strcmp(a, "--backend") == 0) {
@@ -1100,7 +1107,7 @@ int cmd_profile(int argc, char **argv)
     prof_ctx ctx = {.p = &p, .lim = o.lim, .retries = o.retries};
     gn_lat_device dev;
     double *sums = NULL, *y = NULL, *pred = NULL, *meas = NULL, *raw = NULL;
-    int rc = 1, n_unstable = 0;
+    int rc = 1, n_unstable = 0, pinned = 0;
     char sname[128];
     gn_arch *a = NULL;
     if (src_open(&o, &src, sname, sizeof sname, &err)) {
@@ -1112,6 +1119,11 @@ int cmd_profile(int argc, char **argv)
         goto out;
     if (o.threads == GN_THREADS_BEST && choose_profile_threads(cmd, be, &o, &dev))
         goto out;
+    if (strcmp(o.backend, "ref") != 0 && !o.no_pin && gn_backend_pin_threads(be, 1, &pinned, &err)) {
+        cli_error(cmd, "%s", err.msg);
+        goto out;
+    }
+    dev.pinned = pinned;
     ctx.hold = (be_holder){.backend = o.backend, .threads = o.threads, .be = be};
     be = NULL; /* owned by ctx.hold */
     if (o.evaluate) {
@@ -1294,6 +1306,8 @@ int cmd_profile(int argc, char **argv)
     }
     rc = 0;
 out:
+    if (pinned)
+        gn_backend_pin_threads(ctx.hold.be ? ctx.hold.be : be, 0, NULL, &err);
     gn_arch_free(a);
     free(sums);
     free(y);

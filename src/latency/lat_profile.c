@@ -138,6 +138,7 @@ int gn_lat_profile_save(const gn_lat_profile *p, const char *path, gn_error *err
                                   "cpu_model", d->cpu_model, "cores", d->cores, "logical_cpus", d->logical_cpus,
                                   "threads", d->threads, "backend", d->backend, "onednn", d->onednn, "gpunas",
                                   d->gpunas));
+    json_object_set_new(json_object_get(root, "device"), "pinned", json_integer(d->pinned));
     json_object_set_new(root, "batch", json_integer(p->batch));
     json_object_set_new(root, "space", json_string(p->space));
     json_object_set_new(root, "measurement",
@@ -343,6 +344,8 @@ static int parse_root(ctx *c, json_t *root, gn_lat_profile *p)
         get_str(c, dj, "device", "onednn", d->onednn, sizeof d->onednn) ||
         get_str(c, dj, "device", "gpunas", d->gpunas, sizeof d->gpunas))
         return -1;
+    json_t *pin = json_object_get(dj, "pinned"); /* absent in profiles before it existed: 0 */
+    d->pinned = json_is_integer(pin) ? (int)json_integer_value(pin) : 0;
     if (get_int(c, root, "", "batch", 1, &p->batch) || get_str(c, root, "", "space", p->space, sizeof p->space) ||
         get_obj(c, root, "", "measurement", &mj) || load_opts(c, mj, "networks", &p->net_opts) ||
         load_opts(c, mj, "layers", &p->layer_opts))

@@ -6,6 +6,7 @@
  * (format_tag_any for convolutions), an internal buffer plus a cached reorder that
  * runs before (inputs) or after (outputs) the primitive.  See gpunas/backend.h. */
 #include <dlfcn.h>
+#include <pthread.h>
 #include <sched.h>
 #include <unistd.h>
 #include <stdio.h>
@@ -65,7 +66,7 @@ typedef struct {
     centry *buckets[NBUCKETS];
     int count;
     size_t bytes; /* sum of the entries' internal buffers */
-    cpu_set_t allowed; /* affinity mask at creation (gn_backend_pin_threads) */
+    cpu_set_t allowed; /* the process's CPUs (capture_allowed; gn_backend_pin_threads) */
     int threads;       /* the count last set (0: never) */
 } dimpl;
 
@@ -1001,6 +1002,22 @@ static int dn_set_threads(gn_backend *be, int n, gn_error *err)
     return 0;
 }
 
+/* The CPUs the process may use, captured when the first dnnl backend is created,
+ * before anything could pin the calling thread (a backend created later, while a
+ * measurement has the thread pinned, must not take the one CPU for the whole). */
+static pthread_once_t allowed_once = PTHREAD_ONCE_INIT;
+static cpu_set_t allowed_mask;
+
+static void capture_allowed(void)
+{
+    if (sched_getaffinity(0, sizeof allowed_mask, &allowed_mask) != 0 || CPU_COUNT(&allowed_mask) == 0) {
+        CPU_ZERO(&allowed_mask);
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        for (long c = 0; c < n && c < CPU_SETSIZE; c++)
+            CPU_SET(c, &allowed_mask);
+    }
+}
+
 /* Pinning (gpunas/backend.h).  GOMP_parallel(fn, data, num_threads, flags) is
  * libgomp's entry for `#pragma omp parallel` (stable ABI since GCC 4.9). */
 typedef struct {
@@ -1118,12 +1135,8 @@ int gn_backend_dnnl_new(gn_backend **out, gn_error *err)
     be->caps = GN_CAP_NHWC;
     be->ops = &dnnl_ops;
     be->impl = d;
-    if (sched_getaffinity(0, sizeof d->allowed, &d->allowed) != 0 || CPU_COUNT(&d->allowed) == 0) {
-        CPU_ZERO(&d->allowed);
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        for (long c = 0; c < n && c < CPU_SETSIZE; c++)
-            CPU_SET(c, &d->allowed);
-    }
+    pthread_once(&allowed_once, capture_allowed);
+    d->allowed = allowed_mask;
     dnnl_status_t st = dnnl_engine_create(&d->eng, dnnl_cpu, 0);
     if (st == dnnl_success)
         st = dnnl_stream_create(&d->strm, d->eng, dnnl_stream_default_flags);
