@@ -65,7 +65,7 @@ static void test_tiers(void **state)
 
 #define ARGS                                                                                                        \
     "--prune-samples 8 --trials 6 --proxy-subset 96 --proxy-batch 32 --lat-runs 5 --val-fraction 0.005 --threads 1 " \
-    "--lat-threads 1 --tiers auto:2 --seed 3 --quiet"
+    "--lat-threads 1 --lat-duration 0 --tiers auto:2 --seed 3 --quiet"
 
 typedef struct {
     int64_t id;

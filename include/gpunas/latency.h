@@ -177,6 +177,7 @@ void gn_lat_layers_free(gn_lat_layers *r);
 #define GN_THREADS_BEST (-1)   /* a thread-count option's value for "best" */
 #define GN_LAT_MAX_CHOICES 16  /* thread counts gn_lat_threads_best tries at most */
 #define GN_LAT_MAX_PASSES 9
+#define GN_LAT_MORE_THREADS_GAIN 0.10 /* more threads must be this much faster */
 
 typedef struct {
     int threads; /* intra-op threads of the measurement */
@@ -201,7 +202,7 @@ typedef struct {
 
 /* `--threads best`: measure net at 1, 2, 4, ..., max_threads threads in `passes`
  * interleaved passes (each with options o) and choose the fastest stable count,
- * more threads only when > 5% faster (design in lat_threads.c). */
+ * more threads only when > 10% faster (design in lat_threads.c). */
 int gn_lat_threads_best(gn_net *net, gn_net *ref, int batch, const gn_lat_opts *o, int max_threads, int passes,
                         int pin, const gn_lat_limits *lim, gn_lat_thread_choice *c, gn_error *err);
 

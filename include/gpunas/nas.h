@@ -70,8 +70,13 @@ typedef struct {
                                       reference network, when the search starts, and
                                       kept in the store for --resume */
     int lat_pin;                   /* pin the measuring threads, one CPU each (1) */
-    int lat_reference;             /* pair every measurement with the reference network
-                                      and repeat it when the reference moved (1) */
+    int lat_reference;             /* pair every measurement with the reference network;
+                                      the latency is the ratio x its baseline (1) */
+    double lat_min_ms;             /* each measurement's timed phase lasts at least this
+                                      long (500; reference and candidate together) */
+    double tier_margin;            /* a candidate within this fraction of a tier edge
+                                      is not trained as a member (0.05): a member must
+                                      stay in its tier when measured again */
     int lat_runs;                  /* timed runs per measurement (30) */
     double lat_warmup_ms;          /* warm-up per measurement (50) */
     const char *profile_path;      /* device profile: predict instead of measuring (NULL) */
@@ -139,6 +144,11 @@ int gn_nas_write_winners(const gn_nas_summary *s, const char *dir, gn_error *err
 
 /* Tier of a latency: index, or -1 above the last edge. */
 int gn_nas_tier_of(const double *edges, int n, double ms);
+/* Tier of a latency with a guard band: index i when edges[i-1] (1 + margin) < ms <=
+ * edges[i] (1 - margin) (tier 0: no lower band); GN_NAS_TIER_BAND inside a band
+ * around an edge; -1 above the last edge. */
+#define GN_NAS_TIER_BAND (-2)
+int gn_nas_tier_inside(const double *edges, int n, double ms, double margin);
 /* Parse "0.5,1,2" (ascending, > 0) or "auto" / "auto:N".  *n_out 0 means auto with
  * *auto_n tiers. */
 int gn_nas_parse_tiers(const char *text, double *edges, int *n_out, int *auto_n, gn_error *err);

@@ -125,7 +125,7 @@ static const char *latency_usage =
     "  --threads N      intra-op threads (default: all logical CPUs); 'best': measure\n"
     "                   1, 2, 4, ..., all in 3 interleaved passes (a third of --duration\n"
     "                   each in all), keep the fastest stable count (more threads only\n"
-    "                   when > 5% faster), then measure at it\n"
+    "                   when > 10% faster), then measure at it\n"
     "  --no-pin         leave the threads unpinned (default: one CPU per thread while\n"
     "                   measuring)\n"
     "  --no-reference   do not interleave the built-in reference network (default: the\n"

@@ -62,7 +62,10 @@ static void usage(FILE *f)
             "  --time-budget MIN     stop starting trials after MIN minutes (default: none)\n"
             "  --prune-samples N     tiering samples measured before the search (default 96)\n"
             "  --profile FILE        predict latency from a device profile instead of measuring\n"
-            "  --lat-runs N          timed runs per latency measurement (default 30)\n"
+            "  --lat-runs N          timed runs per latency measurement (default 30) ...\n"
+            "  --lat-duration S      ... over at least S seconds (default 0.5)\n"
+            "  --tier-margin PCT     do not train a candidate within PCT%% of a tier edge: a\n"
+            "                        member must stay in its tier when measured again (5)\n"
             "  --proxy-epochs E      proxy training epochs per candidate (default 1)\n"
             "  --proxy-subset N      proxy training images per candidate (default 5000)\n"
             "  --proxy-batch B       proxy batch size (default 64)\n"
@@ -72,11 +75,10 @@ static void usage(FILE *f)
             "  --lat-threads N|best  threads of the latency measurements, part of the target\n"
             "                        device (default best: 1, 2, 4, ..., all timed on the\n"
             "                        reference network when the search starts; the fastest\n"
-            "                        stable count, more threads only when > 5%% faster)\n"
+            "                        stable count, more threads only when > 10%% faster)\n"
             "  --no-pin              do not pin the measuring threads one per CPU\n"
             "  --no-reference        do not pair measurements with the reference network (by\n"
-            "                        default one whose reference ran > 15%% off its baseline\n"
-            "                        is repeated)\n"
+            "                        default the latency is the ratio to it x its baseline)\n"
             "  --seed S              search seed (default 1)\n"
             "  --quiet               fewer progress lines\n");
 }
@@ -163,6 +165,15 @@ int cmd_search(int argc, char **argv)
         else if (!strcmp(a, "--val-fraction")) r = cli_parse_double(CMD, a, v, 0.001, 0.9, &c.val_fraction);
         else if (!strcmp(a, "--threads")) r = cli_parse_int(CMD, a, v, 0, 4096, &c.threads);
         else if (!strcmp(a, "--lat-threads") && !strcmp(v, "best")) c.lat_threads = GN_THREADS_BEST;
+        else if (!strcmp(a, "--lat-duration")) {
+            double sec = 0;
+            r = cli_parse_double(CMD, a, v, 0, 3600, &sec);
+            c.lat_min_ms = 1000 * sec;
+        } else if (!strcmp(a, "--tier-margin")) {
+            double pct = 0;
+            r = cli_parse_double(CMD, a, v, 0, 40, &pct);
+            c.tier_margin = pct / 100;
+        }
         else if (!strcmp(a, "--lat-threads")) r = cli_parse_int(CMD, a, v, 1, 4096, &c.lat_threads);
         else if (!strcmp(a, "--seed")) r = cli_parse_u64(CMD, a, v, &c.seed);
         else {

@@ -8,7 +8,7 @@
  *     the cost varies from run to run.  `lat_threads` is a count or GN_THREADS_BEST
  *     (the default): 1, 2, 4, ..., all measured on the reference network in three
  *     interleaved passes when the search starts (gn_lat_threads_best: the fastest
- *     stable count, more threads only when > 5% faster).  The resolved count is kept
+ *     stable count, more threads only when > 10% faster).  The resolved count is kept
  *     in the store's meta ("nas.lat_threads") so a resumed search measures as the
  *     first part did; proxy training uses `threads` (all cores) independently.
  *   - Placement: the measuring threads are pinned one per CPU for the measurement and
@@ -160,6 +160,7 @@ int nas_lat_measure(nas_state *s, gn_net *net, double *ms, double *spread, char 
     gn_lat_opts o;
     gn_lat_opts_default(&o);
     o.runs = c->lat_runs;
+    o.min_ms = c->lat_min_ms;
     o.warmup_ms = c->lat_warmup_ms;
     o.warmup_runs = 3;
     o.seed = 1;

@@ -27,6 +27,8 @@ void gn_nas_defaults(gn_nas_config *c)
     c->lat_threads = GN_THREADS_BEST;
     c->lat_pin = 1;
     c->lat_reference = 1;
+    c->lat_min_ms = 500;
+    c->tier_margin = 0.05;
     c->lat_runs = 30;
     c->lat_warmup_ms = 50;
     c->prune_samples = 96;
@@ -263,6 +265,7 @@ static int evaluate(nas_state *s, gn_store *st, int tier, const int *x, gn_trial
     nas_cache_put(s, key, ms, spread);
     free(key);
     int at = gn_nas_tier_of(s->edges, s->n_tiers, ms);
+    int inside = gn_nas_tier_inside(s->edges, s->n_tiers, ms, c->tier_margin);
     t->latency_ms = ms;
     t->latency_spread_ms = spread;
     t->tier = at;
@@ -274,7 +277,7 @@ static int evaluate(nas_state *s, gn_store *st, int tier, const int *x, gn_trial
     char *k2 = nas_key(s, x);
     double prev_acc;
     int64_t prev_id;
-    if (at != tier) {
+    if (inside != tier) {
         t->status = GN_TRIAL_PRUNED;
     } else if (k2 && acc_get(s, k2, &prev_acc, &prev_id)) {
         /* the same network (other values only in inert dimensions) was trained as
@@ -319,9 +322,11 @@ static void trial_message(nas_state *s, int tier, const gn_trial *t, const int *
         snprintf(buf, n, "[%d/%d] t%d #%lld failed: %s", total_trained(s), s->c->trials, tier, (long long)t->id,
                  t->error ? t->error : "?");
     else
-        snprintf(buf, n, "[%d/%d] t%d #%lld %.3f ms: outside the tier (%s), not trained", total_trained(s),
-                 s->c->trials, tier, (long long)t->id, t->latency_ms,
-                 t->tier >= 0 ? "another tier" : "slower than every tier");
+        snprintf(buf, n, "[%d/%d] t%d #%lld %.3f ms: %s, not trained", total_trained(s), s->c->trials, tier,
+                 (long long)t->id, t->latency_ms,
+                 t->tier == tier  ? "within the tier margin of an edge"
+                 : t->tier >= 0   ? "outside the tier (another tier)"
+                                  : "outside the tier (slower than every tier)");
     free(desc);
 }
 

@@ -52,8 +52,9 @@ char *nas_settings_json(const gn_nas_config *c, gn_error *err)
                           c->proxy_subset, "proxy_batch", c->proxy_batch, "proxy_lr", c->proxy_lr, "val_fraction",
                           c->val_fraction, "split_seed", (json_int_t)c->split_seed);
     if (o)
-        json_object_update_new(o, json_pack("{s:s, s:b, s:b}", "lat_threads", lat_threads, "lat_pin", c->lat_pin,
-                                             "lat_reference", c->lat_reference));
+        json_object_update_new(o, json_pack("{s:s, s:b, s:b, s:f, s:f}", "lat_threads", lat_threads, "lat_pin",
+                                             c->lat_pin, "lat_reference", c->lat_reference, "lat_min_ms",
+                                             c->lat_min_ms, "tier_margin", c->tier_margin));
     if (!o) {
         gn_error_set(err, "search: cannot record the settings");
         return NULL;

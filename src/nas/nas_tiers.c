@@ -25,6 +25,16 @@ int gn_nas_tier_of(const double *edges, int n, double ms)
     return -1;
 }
 
+int gn_nas_tier_inside(const double *edges, int n, double ms, double margin)
+{
+    int t = gn_nas_tier_of(edges, n, ms);
+    if (t < 0)
+        return t;
+    if (ms > edges[t] * (1 - margin) || (t > 0 && ms <= edges[t - 1] * (1 + margin)))
+        return GN_NAS_TIER_BAND;
+    return t;
+}
+
 int gn_nas_parse_tiers(const char *text, double *edges, int *n_out, int *auto_n, gn_error *err)
 {
     *n_out = 0;
