@@ -4,7 +4,7 @@
 Re-measures every trained member (status 'done') of every tier of a finished search with
 `gpunas latency` under the search's own conditions — the measuring threads the search
 resolved (meta nas.lat_threads), pinning and reference pairing as its settings say, its
-lat_runs and lat_warmup_ms — and forms the latency the way the search does: with the
+lat_runs, lat_min_ms and lat_warmup_ms — and forms the latency the way the search does: with the
 reference on, the candidate/reference ratio times the search's reference baseline (meta
 nas.lat_reference_ms); without it, the median.  Reports how many land back in their own
 tier, and how far the re-measurement is from the stored latency.
@@ -14,7 +14,7 @@ tier, and how far the re-measurement is from the stored latency.
 
 One JSON line per re-measurement is appended to OUT (resumable: trials already measured
 under TAG are skipped).  --duration S > 0 measures for S seconds instead of the search's
-run count (a longer, less noisy re-measurement).
+own duration.
 """
 
 import argparse
@@ -64,7 +64,8 @@ def main():
             if r["tag"] == a.tag:
                 done.add((r["trial"], r["rep"]))
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
-    flags = ["--duration", str(a.duration), "--force", "--json"]
+    dur = a.duration if a.duration > 0 else settings.get("lat_min_ms", 0) / 1000.0
+    flags = ["--duration", str(dur), "--force", "--json"]
     if a.duration <= 0:
         flags += ["--runs", str(settings.get("lat_runs", 30)), "--warmup-ms", str(settings.get("lat_warmup_ms", 50)),
                   "--warmup-runs", "3"]

@@ -81,7 +81,8 @@ done
 mkdir -p "$ROOT/root/gpunas"
 git -C "$SRC" ls-files -z --cached --others --exclude-standard |
   (cd "$SRC" && xargs -0 tar -cf - --no-recursion) | tar -xf - -C "$ROOT/root/gpunas"
-echo "fresh-check: copied $(find "$ROOT/root/gpunas" -type f | wc -l) files of the repository"
+label="$(git -C "$SRC" rev-parse --short HEAD)$(git -C "$SRC" diff --quiet HEAD || echo '+changes')"
+echo "fresh-check: copied $(find "$ROOT/root/gpunas" -type f | wc -l) files of the repository at commit $label"
 if [ -e "$ROOT/root/shared" ]; then
   echo "fresh-check: $ROOT/root/shared exists; it must not" >&2
   exit 2
@@ -105,7 +106,7 @@ run_in_root() { # name command
 status=0
 if [ "$ONLY" != main ]; then run_in_root test "bash scripts/test.sh" || status=1; fi
 if [ "$ONLY" != test ]; then run_in_root main "bash scripts/main.sh" || status=1; fi
-echo "fresh-check: commit $(git -C "$SRC" rev-parse --short HEAD)$(git -C "$SRC" diff --quiet HEAD || echo '+changes'), total $((($(date +%s) - t0) / 60)) min, status $status"
+echo "fresh-check: commit $label, total $((($(date +%s) - t0) / 60)) min, status $status"
 cleanup
 mounted=()
 if [ "$status" = 0 ] && [ -z "${FRESH_KEEP:-}" ]; then rm -rf "$ROOT"; fi

@@ -36,6 +36,17 @@ static void test_tiers(void **state)
     assert_int_equal(gn_nas_tier_of(e, n, 0.51), 1);
     assert_int_equal(gn_nas_tier_of(e, n, 2.0), 2);
     assert_int_equal(gn_nas_tier_of(e, n, 2.01), -1);
+    /* with a 5% margin: tier 1 is (0.525, 0.95]; the bands around the edges are no tier */
+    assert_int_equal(gn_nas_tier_inside(e, n, 0.40, 0.05), 0);
+    assert_int_equal(gn_nas_tier_inside(e, n, 0.48, 0.05), GN_NAS_TIER_BAND);
+    assert_int_equal(gn_nas_tier_inside(e, n, 0.52, 0.05), GN_NAS_TIER_BAND);
+    assert_int_equal(gn_nas_tier_inside(e, n, 0.53, 0.05), 1);
+    assert_int_equal(gn_nas_tier_inside(e, n, 0.95, 0.05), 1);
+    assert_int_equal(gn_nas_tier_inside(e, n, 0.96, 0.05), GN_NAS_TIER_BAND);
+    assert_int_equal(gn_nas_tier_inside(e, n, 1.99, 0.05), GN_NAS_TIER_BAND);
+    assert_int_equal(gn_nas_tier_inside(e, n, 2.5, 0.05), -1);
+    assert_int_equal(gn_nas_tier_inside(e, n, 0.01, 0.05), 0); /* tier 0 has no lower band */
+    assert_int_equal(gn_nas_tier_inside(e, n, 0.5, 0.0), 0);   /* no margin: gn_nas_tier_of */
     assert_int_equal(gn_nas_tier_of(e, n, NAN), -1);
     assert_int_equal(gn_nas_parse_tiers("auto", e, &n, &k, &err), 0);
     assert_true(n == 0 && k == 3);
