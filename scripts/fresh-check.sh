@@ -4,7 +4,7 @@
 # For people who change dependencies (scripts/deps.sh, the build, the tests); not part of
 # .ci/run. It builds a minimal Debian 12 (bookworm) root with debootstrap, copies the
 # repository's files into it (tracked and untracked-but-not-ignored files: no .git, no
-# build folders, and nothing from ../shared), and runs, inside it with chroot,
+# build folders, and nothing from beside the clone), and runs, inside it with chroot,
 #     bash scripts/test.sh      (build + tests, then again under ASan+UBSan)
 #     bash scripts/main.sh      (the main job on the embedded defaults)
 # printing each command's exit code and wall time. The root sees the same package
