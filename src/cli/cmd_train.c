@@ -167,7 +167,7 @@ static void train_usage(FILE *f)
             "          --smoothing X (0.1)  --ema DECAY (off)  --no-dropout  --no-drop-path\n"
             "          --teacher CFG --teacher-weights W [--kd-alpha A (0.5)] [--kd-temp T (1)]\n"
             "          --seed S (1)  --same-pad\n"
-            "  run:    --out DIR (runs/<config name>)  --resume  --threads N (all cores)\n"
+            "  run:    --out DIR (runs/<config name>)  --resume  --threads N (the free cores)\n"
             "          --backend dnnl|ref  --stop-after-epoch N\n"
             "writes OUT/config.json, OUT/metrics.jsonl, OUT/checkpoint.safetensors (every epoch),\n"
             "OUT/weights.safetensors (final weights; the EMA weights with --ema)\n");
