@@ -70,6 +70,11 @@ float *gn_net_values(gn_net *net);
 float *gn_net_grads(gn_net *net);
 
 int gn_net_init(gn_net *net, uint64_t seed, gn_error *err);
+/* Give every BN layer non-trivial values, deterministic per seed (network_randbn.c):
+ * gamma ~ U(0.5, 1.5), beta ~ N(0, 0.1^2), running_mean ~ N(0, 0.1^2), running_var ~
+ * U(0.5, 2), so that BN folding is exercised by a freshly initialised network
+ * (`gpunas init`, export tests).  Invalidates the inference plan. */
+int gn_net_randomize_bn(gn_net *net, uint64_t seed, gn_error *err);
 
 typedef struct {
     bool dropout;      /* tail dropout (0.2) in training forward */

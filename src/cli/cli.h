@@ -16,6 +16,10 @@ int cmd_latency(int argc, char **argv);
 int cmd_profile(int argc, char **argv);
 int cmd_trials(int argc, char **argv);
 int cmd_search(int argc, char **argv);
+int cmd_predict(int argc, char **argv);
+int cmd_init(int argc, char **argv);
+int cmd_export(int argc, char **argv);
+int cmd_hub(int argc, char **argv);
 
 /* shared helpers (cli_util.c) */
 int cli_parse_int(const char *cmd, const char *flag, const char *s, int lo, int hi, int *out);

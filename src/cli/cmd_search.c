@@ -17,6 +17,7 @@
 #include "gpunas/data.h"
 #include "gpunas/latency.h"
 #include "gpunas/nas.h"
+#include "gpunas/plot.h"
 
 static const char *CMD = "search";
 static volatile sig_atomic_t g_stop;
@@ -113,6 +114,44 @@ static void print_summary(const gn_nas_summary *s, const char *out_dir)
     printf("\ntrials: %lld trained, %lld failed, %lld not trained (latency outside the tiers or tiering samples), "
            "%lld repeats of a trained network\n",
            (long long)s->n_done, (long long)s->n_failed, (long long)s->n_pruned, (long long)s->n_reused);
+}
+
+/* OUT/pareto.png: every trained candidate by tier, the front marked (as the summary
+ * counts them: repeats of a trained network are left out).  0 written, 1 nothing to
+ * plot, -1 failed (err set). */
+static int write_pareto_png(gn_store *store, const gn_nas_summary *s, const char *out_dir, char *path, size_t cap,
+                            gn_error *err)
+{
+    snprintf(path, cap, "%s/pareto.png", out_dir);
+    gn_trial_filter f;
+    gn_trial_filter_init(&f);
+    f.status = GN_TRIAL_DONE;
+    gn_trial_list l = {0};
+    if (gn_store_list_trials(store, &f, &l, err))
+        return -1;
+    gn_plot_point *pts = malloc(sizeof *pts * (size_t)(l.n + 1));
+    int n = 0, rc;
+    for (int64_t i = 0; pts && i < l.n; i++) {
+        const gn_trial *t = &l.items[i];
+        if (!(t->latency_ms > 0) || !(t->val_acc >= 0) || (t->error && !strncmp(t->error, "same network", 12)))
+            continue;
+        int front = 0;
+        for (int k = 0; k < s->n_front && !front; k++)
+            front = s->front[k].id == t->id;
+        pts[n++] = (gn_plot_point){t->latency_ms, t->val_acc, gn_nas_tier_of(s->tier_ms, s->n_tiers, t->latency_ms),
+                                   front ? GN_PLOT_FRONT : 0};
+    }
+    char title[128];
+    snprintf(title, sizeof title, "search: %d trained candidates, %d on the Pareto front", n, s->n_front);
+    gn_plot_opts o = {.title = title, .x_label = "batch-1 latency (ms)", .y_label = "proxy validation accuracy (%)",
+                      .tier_edges = s->tier_ms, .n_tiers = s->n_tiers};
+    if (!pts)
+        rc = gn_error_set(err, "%s: out of memory", path);
+    else
+        rc = n ? gn_plot_pareto_png(path, pts, n, &o, err) : 1;
+    free(pts);
+    gn_trial_list_free(&l);
+    return rc;
 }
 
 int cmd_search(int argc, char **argv)
@@ -257,6 +296,13 @@ int cmd_search(int argc, char **argv)
     }
     print_summary(&sum, out_dir);
     printf("wrote %s/summary.json%s\n", out_dir, sum.n_done ? " and the tier winners above" : "");
+    char png[4200];
+    gn_error perr = {{0}};
+    int prc = write_pareto_png(store, &sum, out_dir, png, sizeof png, &perr);
+    if (prc == 0)
+        printf("wrote %s\n", png);
+    else if (prc < 0)
+        fprintf(stderr, "gpunas search: warning: no picture: %s\n", perr.msg);
     gn_nas_summary_free(&sum);
     rc = g_stop ? 130 : 0;
     goto done;

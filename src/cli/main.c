@@ -13,9 +13,13 @@ static const struct {
     {"format", cmd_format, "rewrite a GPUNet JSON config in the canonical layout"},
     {"train", cmd_train, "train a config on a data set (checkpoints, --resume, metrics.jsonl)"},
     {"eval", cmd_eval, "test top-1/top-5 and confusion matrix of trained weights"},
+    {"predict", cmd_predict, "classify images (top-5) or a .npy batch (logits) with trained weights"},
+    {"init", cmd_init, "write random weights for a config (random BN statistics; arch recorded)"},
+    {"export", cmd_export, "export weights as an ONNX model (BN folded, as gpunas runs inference)"},
     {"latency", cmd_latency, "measure a config's inference latency (median, spread, memory, per layer)"},
     {"profile", cmd_profile, "build a device latency profile: lookup table + calibrated predictor"},
     {"search", cmd_search, "latency-tiered architecture search (resumable; writes tier winners)"},
+    {"hub", cmd_hub, "model hub: build (train, time, export tier winners), list, pick by latency budget"},
     {"trials", cmd_trials, "list the trials stored by a search (table or --json)"},
 };
 
