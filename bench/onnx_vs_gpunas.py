@@ -31,6 +31,7 @@ per-repetition medians, and the ratio gpunas / ORT (< 1: gpunas faster).
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -102,6 +103,13 @@ def main():
 
     threads = [int(t) for t in a.threads.split(",")]
     tmp = tempfile.mkdtemp(prefix="onnx_vs_gpunas-")
+    try:
+        bench(a, ort, threads, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def bench(a, ort, threads, tmp):
     w = a.weights
     if not w:
         w = os.path.join(tmp, "init.safetensors")

@@ -69,6 +69,12 @@ static void write_model(const char *hub, const char *name, int tier, double acc,
     snprintf(path, sizeof path, "%s/model.json", dir);
     assert_int_equal(json_dump_file(o, path, JSON_INDENT(2)), 0);
     json_decref(o);
+    char *cfg_src = tu_source_path("configs/fmnist-small.json");
+    char *cfg = tu_read_file(cfg_src, NULL);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    assert_int_equal(tu_write_file(path, cfg), 0);
+    free(cfg);
+    free(cfg_src);
     snprintf(path, sizeof path, "%s/README.md", dir);
     char card[256];
     snprintf(card, sizeof card, "# %s\n\ncard of %s\n", name, name);
@@ -141,6 +147,25 @@ static void test_hub_index_front_pick(void **state)
     expect_error(args, 1, "no model runs within 0.01 ms: the fastest is m-fast at 0.1 ms");
     snprintf(args, sizeof args, "hub pick %s", hub);
     expect_error(args, 2, "--budget-ms");
+
+    /* another device: latencies predicted from a (tiny) device profile */
+    char *prof = tu_tmp_path("hub-profile.json");
+    char *base = tu_source_path("configs/fmnist-small.json");
+    snprintf(args, sizeof args,
+             "profile --device cpu --base %s -o %s --samples 2 --calib 4 --holdout 2 --runs 5 --warmup-ms 0 "
+             "--layer-runs 3 --layer-warmup-ms 0 --threads 1 --quiet",
+             base, prof);
+    assert_int_equal(tu_run_cli(args, &out, &errs), 0);
+    free(out), free(errs);
+    snprintf(args, sizeof args, "hub pick %s --budget-ms 1000 --device %s", hub, prof);
+    assert_int_equal(tu_run_cli(args, &out, &errs), 0);
+    assert_non_null(strstr(out, "predicted for the device profile"));
+    assert_non_null(strstr(out, "picked m-mid")); /* same config everywhere: equal predictions, best accuracy */
+    free(out), free(errs);
+    snprintf(args, sizeof args, "hub pick %s --budget-ms 0.000001 --device %s", hub, prof);
+    expect_error(args, 1, "(predicted)");
+    free(prof);
+    free(base);
 
     /* a corrupt index: one line naming it, nothing changed */
     char idx[1100];

@@ -481,6 +481,8 @@ static int train_candidate(build_state *s, const candidate *cd, const gn_arch *a
     return rc;
 }
 
+static int train_all_ordered(build_state *s, candidate **todo, int n, int jobs, gn_error *err);
+
 /* Train every candidate that has no result yet, before anything is timed.  With
  * jobs > 1 each run is a forked worker process; with the default threads (0: the
  * cores other processes leave free, re-checked every 2 s) two side by side on 2 cores
@@ -502,10 +504,32 @@ static int train_one_here(build_state *s, const candidate *cd, int threads, gn_e
     return rc ? -1 : 0;
 }
 
-static int train_all(build_state *s, candidate **todo, int n, int jobs, gn_error *err)
+static int by_macs_desc(const void *a, const void *b)
+{
+    const candidate *x = *(candidate *const *)a, *y = *(candidate *const *)b;
+    if (x->t.macs != y->t.macs)
+        return x->t.macs > y->t.macs ? -1 : 1;
+    return x->t.id < y->t.id ? -1 : 1;
+}
+
+static int train_all(build_state *s, candidate **order, int n, int jobs, gn_error *err)
 {
     if (n == 0)
         return 0;
+    /* longest first (MACs stand for the training time): with two side by side the
+     * slowest run does not start last and run alone */
+    candidate **todo = malloc(sizeof *todo * (size_t)n);
+    if (!todo)
+        return gn_error_set(err, "hub build: out of memory");
+    memcpy(todo, order, sizeof *todo * (size_t)n);
+    qsort(todo, (size_t)n, sizeof *todo, by_macs_desc);
+    int rc = train_all_ordered(s, todo, n, jobs, err);
+    free(todo);
+    return rc;
+}
+
+static int train_all_ordered(build_state *s, candidate **todo, int n, int jobs, gn_error *err)
+{
     if (load_data(s, err))
         return -1;
     if (jobs <= 1 || n == 1) {
