@@ -6,7 +6,7 @@
 # each tier, 45 candidates trained (1 proxy epoch on 5,000 images), at most 20 minutes.
 # Prints progress, then the best model of every tier and the Pareto front, and writes
 # the tier winners (GPUNet JSON), summary.json and pareto.png to gpunas-search/.
-# Then the model hub: every tier's winner trained in full (10 epochs on Fashion-MNIST,
+# Then the model hub: every tier's winner trained in full (12 epochs on Fashion-MNIST,
 # two trainings side by side), evaluated on the test set, timed at batch 1 with the
 # search's protocol, exported (safetensors, ONNX, model card) into gpunas-search/hub/,
 # and listed.  Running it again continues (or just re-reports) the same search
@@ -20,5 +20,5 @@ OUT=gpunas-search
 RESUME=()
 if [ -f "$OUT/search.db" ]; then RESUME=(--resume); fi
 ./build/gpunas search --out "$OUT" --trials 45 --time-budget 20 "${RESUME[@]}"
-./build/gpunas hub build "$OUT" --epochs 10
+./build/gpunas hub build "$OUT" --epochs 12
 ./build/gpunas hub list "$OUT/hub"

@@ -12,7 +12,8 @@
  *           then run again: every model folder is complete at every moment (config,
  *           weights, ONNX, card, record), the second run skips the published model,
  *           and the hub ends with one model per tier, hub.json, pareto.png, and
- *           weights that `gpunas eval` reads.
+ *           weights that `gpunas eval` reads, and ONNX files that onnx.checker accepts
+ *           and ONNX Runtime runs to gpunas's logits within 1e-4 (tests/onnx/check_hub_onnx.py).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -335,6 +336,26 @@ static void test_hub_build_kill_resume(void **state)
     struct stat sst;
     assert_int_equal(stat(png, &sst), 0);
     assert_true(sst.st_size > 1000);
+
+    /* every hub model's ONNX file: onnx.checker, and ONNX Runtime = gpunas within 1e-4 */
+    char *py = tu_source_path(".venv/bin/python");
+    char *chk = tu_source_path("tests/onnx/check_hub_onnx.py");
+    if (access(py, X_OK) != 0)
+        fail_msg("%s is missing: run scripts/venv.sh (scripts/test.sh does) for the ONNX Runtime check", py);
+    snprintf(args, sizeof args, "%s %s %s --gpunas %s", py, chk, hub, cli);
+    FILE *pp = popen(args, "r");
+    assert_non_null(pp);
+    char line[512];
+    int lines = 0;
+    while (fgets(line, sizeof line, pp)) {
+        fprintf(stderr, "check_hub_onnx: %s", line);
+        lines += strstr(line, "max rel diff") != NULL;
+    }
+    int prc = pclose(pp);
+    assert_int_equal(prc, 0);
+    assert_int_equal(lines, 2);
+    free(py);
+    free(chk);
 
     /* a third run has nothing to do */
     rc = tu_run_cli(args[0] ? (snprintf(args, sizeof args,

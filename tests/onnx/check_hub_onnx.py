@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""hub_onnx_check.py -- every hub model's ONNX file against gpunas itself.
+"""check_hub_onnx.py -- every hub model's ONNX file against gpunas itself.
 
 For each model in HUB/hub.json (front and dropped):
   1. onnx.checker.check_model(full_check=True) on model.onnx;
@@ -14,7 +14,7 @@ For each model in HUB/hub.json (front and dropped):
      whether the top-1 classes agree.
 
 Run with the venv of scripts/venv.sh:
-    .venv/bin/python bench/hub_onnx_check.py gpunas-search/hub [--gpunas build/gpunas]
+    .venv/bin/python tests/onnx/check_hub_onnx.py gpunas-search/hub [--gpunas build/gpunas]
 Exit 1 when any model is above 1e-4 or fails the checker.
 """
 import argparse
