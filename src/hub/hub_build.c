@@ -483,14 +483,16 @@ static int train_candidate(build_state *s, const candidate *cd, const gn_arch *a
 
 static int train_all_ordered(build_state *s, candidate **todo, int n, int jobs, gn_error *err);
 
-/* Train every candidate that has no result yet, before anything is timed.  With
- * jobs > 1 each run is a forked worker process; with the default threads (0: the
- * cores other processes leave free, re-checked every 2 s) two side by side on 2 cores
- * run at 1 thread each, and the last one left takes both cores (a 1-thread run uses
- * its core better than a 2-thread one, whose OpenMP barriers wait for each other; the
- * gain is measured in bench/RESULTS.md, "Model hub");
- * a worker dies with its parent (PR_SET_PDEATHSIG), so a killed build never leaves
- * a trainer writing into HUB/.work. */
+/* Train every candidate that has no result yet, before anything is timed (a timing
+ * beside a training would measure the training).  With jobs > 1 each run is a
+ * forked worker process; with the default threads (0: the cores other processes
+ * leave free, re-checked every 2 s) two side by side on 2 cores run at 1 thread each,
+ * and the last one left takes both cores.  Measured on the 2-vCPU VM (bench/RESULTS.md,
+ * "Model hub"): side by side each ran at about half the speed of a run alone on both
+ * cores (tier-0 model: 39-41 s per epoch beside another training, 21-24 s alone), so
+ * there is no throughput gain here; it pays where one training cannot fill the
+ * cores.  A worker dies with its parent (PR_SET_PDEATHSIG), so a killed build never
+ * leaves a trainer writing into HUB/.work. */
 static int train_one_here(build_state *s, const candidate *cd, int threads, gn_error *err)
 {
     char dir[PATH_MAX + 64];

@@ -14,6 +14,7 @@
 
 #include "gpunas/nas.h"
 #include "gpunas/search.h"
+#include "util/fs_atomic.h"
 
 
 int gn_nas_summarize(gn_store *store, gn_nas_summary *s, gn_error *err)
@@ -105,26 +106,6 @@ void gn_nas_summary_free(gn_nas_summary *s)
     memset(s, 0, sizeof *s);
 }
 
-static int write_text(const char *path, const char *text, gn_error *err)
-{
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f)
-        return gn_error_set(err, "%s: cannot write: %s", tmp, strerror(errno));
-    size_t n = strlen(text);
-    int bad = fwrite(text, 1, n, f) != n || (n && text[n - 1] != '\n' && fputc('\n', f) == EOF);
-    if (fclose(f) != 0 || bad) {
-        remove(tmp);
-        return gn_error_set(err, "%s: write failed: %s", tmp, strerror(errno));
-    }
-    if (rename(tmp, path) != 0) {
-        remove(tmp);
-        return gn_error_set(err, "%s: cannot rename into place: %s", path, strerror(errno));
-    }
-    return 0;
-}
-
 static json_t *trial_json(const gn_trial *t, const char *file)
 {
     return json_pack("{s:I, s:s, s:f, s:f, s:f, s:I, s:I, s:f, s:s?}", "trial", (json_int_t)t->id, "encoding",
@@ -148,7 +129,7 @@ int gn_nas_write_winners(const gn_nas_summary *s, const char *dir, gn_error *err
             snprintf(name, sizeof name, "tier%d-%gms.json", i, s->tier_ms[i]);
             char path[4096];
             snprintf(path, sizeof path, "%s/%s", dir, name);
-            if (write_text(path, b->config, err)) {
+            if (gn_fs_write_text_atomic(path, b->config, err)) {
                 json_decref(root), json_decref(tiers), json_decref(front);
                 return -1;
             }
@@ -173,7 +154,7 @@ int gn_nas_write_winners(const gn_nas_summary *s, const char *dir, gn_error *err
     json_decref(root);
     char path[4096];
     snprintf(path, sizeof path, "%s/summary.json", dir);
-    int rc = text ? write_text(path, text, err) : gn_error_set(err, "summary: out of memory");
+    int rc = text ? gn_fs_write_text_atomic(path, text, err) : gn_error_set(err, "summary: out of memory");
     free(text);
     return rc ? -1 : written + 1;
 }
