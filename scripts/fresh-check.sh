@@ -88,11 +88,22 @@ if [ -e "$ROOT/root/shared" ]; then
   exit 2
 fi
 
+# A network that reaches PyPI only through a TLS-inspecting proxy hands its CA to the
+# host (PIP_CERT); it belongs to the network, not to the machine, so the root gets the
+# same bundle for pip (scripts/venv.sh) and nothing else of the host.
+PIP_ENV=()
+if [ -n "${PIP_CERT:-}" ] && [ -f "$PIP_CERT" ]; then
+  mkdir -p "$ROOT/etc/gpunas-fresh"
+  cp "$PIP_CERT" "$ROOT/etc/gpunas-fresh/network-ca.crt"
+  PIP_ENV=(PIP_CERT=/etc/gpunas-fresh/network-ca.crt)
+  echo "fresh-check: pip in the root uses the host network's CA bundle ($PIP_CERT)"
+fi
+
 run_in_root() { # name command
   local name=$1 cmd=$2 start rc
   start=$(date +%s)
   set +e
-  chroot "$ROOT" /usr/bin/env -i HOME=/root TERM=dumb LANG=C.UTF-8 \
+  chroot "$ROOT" /usr/bin/env -i HOME=/root TERM=dumb LANG=C.UTF-8 "${PIP_ENV[@]}" \
     PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     bash -c "cd /root/gpunas && $cmd" >"$LOGS/$name.log" 2>&1
   rc=$?

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "export/onnx_internal.h"
+#include "util/fs_atomic.h"
 
 void ox_free(ox_graph *g)
 {
@@ -223,40 +224,6 @@ Onnx__ValueInfoProto *ox_value_info(ox_graph *g, const char *name, int ndim, con
 
 /* ------------------------------------------------------------------ writer */
 
-static int write_full(int fd, const unsigned char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n > (1u << 30) ? (1u << 30) : n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-static void fsync_parent_dir(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    char dir[4096];
-    if (!slash)
-        snprintf(dir, sizeof dir, ".");
-    else if (slash == path)
-        snprintf(dir, sizeof dir, "/");
-    else if ((size_t)(slash - path) < sizeof dir)
-        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-    else
-        return;
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        (void)fsync(fd); /* best effort: some filesystems refuse fsync on folders */
-        close(fd);
-    }
-}
-
 int ox_write_model(const Onnx__ModelProto *m, const char *path, int64_t *bytes, gn_error *err)
 {
     size_t size = onnx__model_proto__get_packed_size(m);
@@ -270,42 +237,10 @@ int ox_write_model(const Onnx__ModelProto *m, const char *path, int64_t *bytes, 
         free(buf);
         return gn_error_set(err, "%s: internal error: packed %zu bytes, expected %zu", path, packed, size);
     }
-    size_t tlen = strlen(path) + 5;
-    char *tmp = malloc(tlen);
-    if (!tmp) {
-        free(buf);
-        return gn_error_set(err, "%s: out of memory", path);
-    }
-    snprintf(tmp, tlen, "%s.tmp", path);
-    int rc = 0;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        rc = gn_error_set(err, "%s: cannot create: %s", tmp, strerror(errno));
-        goto done;
-    }
-    if (write_full(fd, buf, size) != 0 || fsync(fd) != 0)
-        goto werr;
-    if (close(fd) != 0) {
-        fd = -1;
-        goto werr;
-    }
-    fd = -1;
-    if (rename(tmp, path) != 0) {
-        rc = gn_error_set(err, "%s: cannot rename %s into place: %s", path, tmp, strerror(errno));
-        unlink(tmp);
-        goto done;
-    }
-    fsync_parent_dir(path);
-    if (bytes)
+    /* PATH.tmp, fsync, rename, fsync of the folder (util/fs_atomic.h) */
+    int rc = gn_fs_write_atomic(path, buf, size, err);
+    if (rc == 0 && bytes)
         *bytes = (int64_t)size;
-    goto done;
-werr:
-    rc = gn_error_set(err, "%s: write failed: %s", tmp, strerror(errno));
-    if (fd >= 0)
-        close(fd);
-    unlink(tmp);
-done:
-    free(tmp);
     free(buf);
     return rc;
 }

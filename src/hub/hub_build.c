@@ -315,7 +315,8 @@ static int pick_candidates(build_state *s, candidate **out, int *n_out, gn_error
     gn_trial_list l = {0};
     if (gn_store_list_trials(s->store, &f, &l, err))
         return -1;
-    qsort(l.items, l.n, sizeof *l.items, by_acc_desc);
+    if (l.n > 1)
+        qsort(l.items, l.n, sizeof *l.items, by_acc_desc);
     candidate *cs = calloc((size_t)s->sum.n_tiers * s->c->top_k + 1, sizeof *cs);
     int n = 0;
     for (int tier = 0; cs && tier < s->sum.n_tiers; tier++) {

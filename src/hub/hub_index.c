@@ -261,7 +261,8 @@ static int by_latency(const void *a, const void *b)
 
 void gn_hub_mark_front(gn_hub *h)
 {
-    qsort(h->models, h->n, sizeof *h->models, by_latency);
+    if (h->n > 1)
+        qsort(h->models, h->n, sizeof *h->models, by_latency);
     int best = -1; /* the most accurate model so far (all faster ones) */
     for (int i = 0; i < h->n; i++) {
         gn_hub_model *m = &h->models[i];
