@@ -6,7 +6,7 @@ PKGS=(
   build-essential cmake pkg-config git
   libjansson-dev libcmocka-dev libdnnl-dev ocl-icd-opencl-dev libopenblas-dev liblapacke-dev
   zlib1g-dev libpng-dev libjpeg62-turbo-dev libsqlite3-dev libsvm-dev
-  libprotobuf-c-dev protobuf-c-compiler libonnx-dev libcairo2-dev
+  libprotobuf-c-dev protobuf-c-compiler libonnx-dev libcairo2-dev libzip-dev
   dataset-fashion-mnist sqlite3
   python3 python3-numpy python3-torch python3-onnx python3-venv python3-pip
 )
