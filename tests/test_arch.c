@@ -327,12 +327,44 @@ static void test_load_errors(void **state)
     free(p);
 }
 
+/* NVIDIA's module names (gpunet_builder.py; shared/docs/gpunet.md 2.5), by hand */
+static void test_module_names(void **state)
+{
+    char b[64];
+    gn_arch *a = load_released("gpunet-0.json");
+    static const struct { int i; const char *name; } g0[] = {
+        {1, "network.head: 2"}, {2, "network.stage: 1 layer3"}, {4, "network.stage: 2 layer5"},
+        {9, "network.stage: 4 layer10"}, {13, "network.stage: 6 layer14"}, {14, "network. layer15"},
+    };
+    for (size_t k = 0; k < sizeof g0 / sizeof g0[0]; k++) {
+        assert_int_equal(gn_arch_module_name(a, g0[k].i, b, sizeof b), 0);
+        assert_string_equal(b, g0[k].name);
+    }
+    assert_int_equal(gn_arch_module_name(a, 0, b, sizeof b), -1); /* the data entry has none */
+    assert_int_equal(gn_arch_module_name(a, 15, b, sizeof b), -1);
+    assert_int_equal(gn_arch_module_name(a, 2, b, 8), -1);         /* too short a buffer */
+    a->layers[2].stage_set = false;                                /* str(None), as Python */
+    assert_int_equal(gn_arch_module_name(a, 2, b, sizeof b), 0);
+    assert_string_equal(b, "network.stage: None layer3");
+    gn_arch_free(a);
+
+    a = load_released("gpunet-d2.json"); /* head_large, irbs, the "stage:" typo in the tail */
+    assert_int_equal(gn_arch_module_name(a, 1, b, sizeof b), 0);
+    assert_string_equal(b, "network.head:");
+    assert_int_equal(gn_arch_module_name(a, 2, b, sizeof b), 0);
+    assert_string_equal(b, "network.stage: 0 irb3");
+    assert_int_equal(gn_arch_module_name(a, a->n_layers - 1, b, sizeof b), 0);
+    assert_string_equal(b, "network.tail:");
+    gn_arch_free(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_released_params_macs), cmocka_unit_test(test_overrides),
         cmocka_unit_test(test_padding_quirk_and_shapes), cmocka_unit_test(test_helpers),
         cmocka_unit_test(test_round_trip), cmocka_unit_test(test_malformed), cmocka_unit_test(test_load_errors),
+        cmocka_unit_test(test_module_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -25,9 +25,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <unistd.h>
+
 #include "gpunas/network.h"
 #include "gpunas/rng.h"
+#include "gpunas/safetensors.h"
 #include "testutil.h"
+
+static void keep_notice(const char *msg, void *ctx) { snprintf(ctx, GN_ERROR_MAX, "%s", msg); }
 
 typedef struct {
     gn_arch *arch;
@@ -295,14 +300,53 @@ static void test_save_load(void **s)
     for (int q = 0; q < gn_net_num_params(a.net); q++)
         n += gn_tensor_numel(&gn_net_param(a.net, q)->value);
     assert_memory_equal(gn_net_values(a.net), gn_net_values(b.net), n * sizeof(float));
+    /* NVIDIA's state-dict keys, with num_batches_tracked (I64) after each running_var */
+    assert_string_equal(gn_net_param(a.net, 0)->name, "network.head: 2.net.0.weight");
+    assert_int_equal(gn_net_bn_batches(a.net), 1);
+    assert_int_equal(gn_net_bn_batches(b.net), 1);
+    gn_st_file *sf;
+    assert_int_equal(gn_st_open(path, &sf, &err), 0);
+    const gn_st_info *nbt = gn_st_find(sf, "network.head: 2.net.1.num_batches_tracked");
+    assert_non_null(nbt);
+    assert_int_equal(nbt->dtype, GN_ST_I64);
+    assert_int_equal(nbt->ndim, 0);
+    assert_non_null(gn_st_find(sf, "network. layer9.net.6.weight")); /* fmnist-small: the tail is entry 8 */
+    gn_st_close(sf);
 
     /* strict: weights of another network are rejected with the tensor named */
     fixture c;
     setup_net(&c, "tests/data/gradcheck.json", "ref", 1, 1);
     assert_int_not_equal(gn_net_load(c.net, path, &err), 0);
     assert_non_null(strstr(err.msg, path));
-    assert_non_null(strstr(err.msg, "tensor 'layers.1.net.0.weight'"));
+    assert_non_null(strstr(err.msg, "tensor 'network.head: 2.net.0.weight'"));
     teardown_net(&c);
+
+    /* a file of gpunas < 0.2 ("layers.{I}." names, no num_batches_tracked) still loads,
+     * with one notice */
+    char *old = tu_tmp_path("w-old.safetensors");
+    gn_st_writer *w = gn_st_writer_new();
+    for (int q = 0; q < gn_net_num_params(a.net); q++) {
+        gn_param *p = gn_net_param(a.net, q);
+        char nm[GN_NAME_MAX];
+        assert_int_equal(gn_st_writer_add(w, gn_param_legacy_name(p, nm, sizeof nm), p->ndim, p->shape,
+                                          gn_net_values(a.net) + (p->value.data - gn_net_values(a.net)), &err),
+                         0);
+    }
+    assert_int_equal(gn_st_writer_write(w, old, &err), 0);
+    gn_st_writer_free(w);
+    char notice[GN_ERROR_MAX] = "";
+    gn_notice_set_handler(keep_notice, notice);
+    fixture d;
+    setup_net(&d, "configs/fmnist-small.json", "dnnl", 2, 23);
+    assert_int_equal(gn_net_load(d.net, old, &err), 0);
+    gn_notice_set_handler(NULL, NULL);
+    assert_non_null(strstr(notice, old));
+    assert_non_null(strstr(notice, "gpunas < 0.2"));
+    assert_memory_equal(gn_net_values(a.net), gn_net_values(d.net), n * sizeof(float));
+    assert_int_equal(gn_net_bn_batches(d.net), 0);
+    teardown_net(&d);
+    unlink(old);
+    free(old);
     /* missing file */
     assert_int_not_equal(gn_net_load(b.net, "/nonexistent/w.safetensors", &err), 0);
     assert_non_null(strstr(err.msg, "/nonexistent/w.safetensors"));

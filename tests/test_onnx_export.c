@@ -149,7 +149,7 @@ static void check_net(gn_net *net, const char *label, int export_batch, int n)
     assert_int_equal(info.in_h, R);
     assert_int_equal(info.in_w, R);
     assert_int_equal(info.classes, K);
-    assert_string_equal(info.producer, "gpunas 0.1.0");
+    assert_string_equal(info.producer, "gpunas " GPUNAS_VERSION);
     assert_true(info.n_nodes > 0 && info.n_weights > 0);
 
     size_t nx = (size_t)n * C * R * R;
@@ -253,8 +253,8 @@ static void test_randomize_bn(void **s)
     }
     assert_true(changed > 0);
     assert_int_equal(gn_net_randomize_bn(n2, 9, &err), 0);
-    gn_param *v1 = gn_net_find_param(n1, "layers.1.net.1.running_var"),
-             *v2 = gn_net_find_param(n2, "layers.1.net.1.running_var");
+    gn_param *v1 = gn_net_find_param(n1, "network.head: 2.net.1.running_var"),
+             *v2 = gn_net_find_param(n2, "network.head: 2.net.1.running_var");
     assert_non_null(v1);
     assert_true(memcmp(v1->value.data, v2->value.data, gn_tensor_numel(&v1->value) * sizeof(float)) != 0);
     gn_net_free(n1);

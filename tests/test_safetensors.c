@@ -77,6 +77,51 @@ static float val(int k, int64_t j) { return (float)k * 1000.0f + (float)j * 0.25
 
 /* ------------------------------------------------------------------ tests */
 
+/* I64 tensors (num_batches_tracked) next to F32 ones; reading one as the other fails */
+static void test_i64(void **state)
+{
+    (void)state;
+    char *p = tu_tmp_path("i64.safetensors");
+    gn_error e;
+    gn_st_writer *w = gn_st_writer_new();
+    const int64_t big[3] = {-5, 1234567890123LL, INT64_MAX}, s3[1] = {3};
+    const float f[2] = {1.5f, -2.0f};
+    const int64_t s2[1] = {2};
+    int64_t scalar = 42;
+    assert_int_equal(gn_st_writer_add_copy(w, "a.weight", 1, s2, f, &e), 0);
+    assert_int_equal(gn_st_writer_add_i64(w, "a.num_batches_tracked", 0, NULL, &scalar, &e), 0);
+    assert_int_equal(gn_st_writer_add_i64(w, "v", 1, s3, big, &e), 0);
+    scalar = 7; /* copied: the file still says 42 */
+    assert_int_equal(gn_st_writer_write(w, p, &e), 0);
+    gn_st_writer_free(w);
+
+    gn_st_file *r;
+    assert_int_equal(gn_st_open(p, &r, &e), 0);
+    const gn_st_info *t = gn_st_find(r, "a.num_batches_tracked");
+    assert_non_null(t);
+    assert_int_equal(t->dtype, GN_ST_I64);
+    assert_int_equal(t->ndim, 0);
+    assert_int_equal(t->numel, 1);
+    int64_t got = 0, gv[3];
+    assert_int_equal(gn_st_load_i64(r, "a.num_batches_tracked", 1, &got, &e), 0);
+    assert_int_equal(got, 42);
+    assert_int_equal(gn_st_load_i64(r, "v", 3, gv, &e), 0);
+    assert_memory_equal(gv, big, sizeof big);
+    float fv[2];
+    assert_int_equal(gn_st_load(r, "a.weight", 1, s2, fv, &e), 0);
+    assert_int_equal(gn_st_find(r, "a.weight")->dtype, GN_ST_F32);
+    /* dtype mismatch both ways, one line naming both */
+    assert_int_not_equal(gn_st_load_numel(r, "v", 3, fv, &e), 0);
+    assert_non_null(strstr(e.msg, "tensor 'v': dtype I64 in file, expected F32"));
+    assert_int_not_equal(gn_st_load_i64(r, "a.weight", 2, gv, &e), 0);
+    assert_non_null(strstr(e.msg, "tensor 'a.weight': dtype F32 in file, expected I64"));
+    assert_int_not_equal(gn_st_load_i64(r, "v", 2, gv, &e), 0);
+    assert_non_null(strstr(e.msg, "expected 2 elements"));
+    gn_st_close(r);
+    unlink(p);
+    free(p);
+}
+
 static void test_round_trip(void **state)
 {
     (void)state;
@@ -312,8 +357,10 @@ static void test_malformed(void **state)
     /* dtype */
     expect_raw_error("dt1.st", "{\"w\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[0,4]}}",
                      d16, 4, "tensor 'w': unsupported dtype 'F16'");
-    expect_raw_error("dt2.st", "{\"w\":{\"dtype\":\"I64\",\"shape\":[2],\"data_offsets\":[0,16]}}",
-                     d16, 16, "unsupported dtype 'I64'");
+    expect_raw_error("dt2.st", "{\"w\":{\"dtype\":\"I32\",\"shape\":[2],\"data_offsets\":[0,8]}}",
+                     d16, 8, "unsupported dtype 'I32'");
+    expect_raw_error("dt4.st", "{\"w\":{\"dtype\":\"I64\",\"shape\":[2],\"data_offsets\":[0,8]}}",
+                     d16, 8, "shape [2] of I64 needs 16");
     expect_raw_error("dt3.st", "{\"w\":{\"shape\":[2],\"data_offsets\":[0,8]}}", d16, 8,
                      "tensor 'w': missing 'dtype'");
 
@@ -594,7 +641,7 @@ static void test_python_cross(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_round_trip),    cmocka_unit_test(test_overwrite_atomic),
+        cmocka_unit_test(test_round_trip),    cmocka_unit_test(test_i64),    cmocka_unit_test(test_overwrite_atomic),
         cmocka_unit_test(test_writer_errors), cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_fuzz),          cmocka_unit_test(test_python_cross),
     };

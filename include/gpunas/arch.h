@@ -116,6 +116,13 @@ int gn_arch_set_in_channels(gn_arch *a, int ch, gn_error *err);
 char *gn_arch_to_json(const gn_arch *a, gn_error *err);
 int gn_arch_save(const gn_arch *a, const char *path, gn_error *err);
 
+/* The module name NVIDIA's builder gives JSON layer i (1 <= i < n_layers), with the
+ * "network." prefix of GPUNet.network, e.g. "network.head: 2", "network.stage: 1
+ * layer3", "network. layer15" (standard) or "network.stage: 0 irb3", "network.tail:"
+ * (distill): tensor names are this + "." + the released sub-module key (see
+ * arch_names.c).  Returns 0, or -1 for the data layer, a bad index or a short buf. */
+int gn_arch_module_name(const gn_arch *a, int i, char *buf, size_t cap);
+
 /* Helpers of the released builder, exposed for tests and for search spaces. */
 int gn_make_divisible(double v, int divisor); /* timm make_divisible(v, 8, 8, 0.9) */
 int gn_round_half_even(double v);               /* Python round() */

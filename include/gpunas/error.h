@@ -4,6 +4,12 @@
  * Library code never prints; it fills a gn_error with a single line that names the
  * file, the item (layer, field, record...) and the reason, and returns non-zero.
  * The CLI prints "gpunas: <msg>" to stderr and exits non-zero.
+ *
+ * Notices: a few library calls succeed but have something to say (e.g. weights of
+ * an older gpunas read by mapping their names).  They call gn_notice(), which hands
+ * one line to the handler the program installed (the CLI prints "gpunas: notice:
+ * <msg>" to stderr); without a handler a notice goes nowhere.  Process-wide, set once
+ * at start-up.
  */
 #ifndef GPUNAS_ERROR_H
 #define GPUNAS_ERROR_H
@@ -18,6 +24,14 @@ typedef struct {
 int gn_error_set(gn_error *err, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+typedef void (*gn_notice_fn)(const char *msg, void *ctx);
+void gn_notice_set_handler(gn_notice_fn fn, void *ctx);
+void gn_notice(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
 #endif
     ;
 

@@ -13,10 +13,17 @@
  *   can treat them as one vector); each gn_param is a view with its PyTorch name and
  *   shape.  BN running statistics are non-trainable buffers.
  *
- *   Names follow the released builder's module names, keyed by JSON layer index:
- *     layers.{I}.{module}.{param}  (module names: see network_build.c, identical to
- *     tests/pytorch/gpunet_ref.py), e.g. layers.4.conv_exp.weight, layers.3.bn1.bias,
- *     layers.14.net.6.weight (the classifier keeps its released Sequential index).
+ *   Names are exactly the state-dict keys of NVIDIA's GPUNet builder, so weights
+ *   move between gpunas and NVIDIA's PyTorch code without a mapping:
+ *     network.{module}.{sub}.{param}, e.g. "network.head: 2.net.0.weight",
+ *     "network.stage: 1 layer3.conv_exp.weight", "network. layer15.net.6.bias"
+ *     (standard family), "network.stage: 0 irb3.body.1.running_var",
+ *     "network.tail:.net.8.weight" (distill family); the module name is
+ *     gn_arch_module_name() (arch_names.c), the sub-module keys are listed in
+ *     network_build.c and tests/pytorch/gpunet_ref.py.  Weights files also carry
+ *     every BN's "num_batches_tracked" (int64), as PyTorch's state dicts do.
+ *   Files of gpunas before 0.2 named tensors "layers.{I}.{sub}.{param}" (I = JSON
+ *   index); gn_net_load still reads them and says so (gn_notice).
  *
  *   Inference (gn_net_prepare_inference + gn_net_infer): BN folded into the conv
  *   weights and biases, activation and residual add fused into the conv as oneDNN
@@ -52,6 +59,8 @@ typedef struct {
     bool trainable;    /* false: BN running mean/var */
     bool no_decay;     /* BN affine params and biases: no weight decay */
     int groups;        /* conv weights: the convolution's groups (for init fan-out) */
+    int layer;         /* JSON layer index */
+    int local;         /* offset in name of the layer-local part ("conv_exp.weight") */
 } gn_param;
 
 typedef struct gn_net gn_net;
@@ -114,8 +123,22 @@ size_t gn_net_infer_weight_bytes(const gn_net *net);
 int gn_net_infer_profile(gn_net *net, const gn_tensor *x, const gn_tensor **logits, int64_t *layer_ns,
                          gn_error *err);
 
-/* Weights (all params and running stats) in safetensors, names as above. */
+/* BN batches seen in training (PyTorch's num_batches_tracked, the same for every BN
+ * of the network): counted by every training forward, saved and loaded with the
+ * weights and kept by training checkpoints. */
+int64_t gn_net_bn_batches(const gn_net *net);
+void gn_net_set_bn_batches(gn_net *net, int64_t n);
+
+/* Weights (all params, running stats and num_batches_tracked) in safetensors, names
+ * as above. */
 int gn_net_save(gn_net *net, const char *path, gn_error *err);
 int gn_net_load(gn_net *net, const char *path, gn_error *err);
+
+/* gn_net_load also reads files of gpunas < 0.2 (names "layers.{I}.", no
+ * num_batches_tracked) and then says so with gn_notice(). */
+
+/* The pre-0.2 name of parameter q ("layers.4.conv_exp.weight"), for readers of old
+ * files; returns buf. */
+const char *gn_param_legacy_name(const gn_param *q, char *buf, size_t cap);
 
 #endif

@@ -28,7 +28,8 @@
  *   (layers[1].in_ch, img_resolution, the tail's num_classes).  batch > 0 fixes the
  *   batch dimension; batch == 0 makes it the symbolic dimension "N" (dim_param) on
  *   both.  Nodes are named after the gpunas tensors they use (e.g.
- *   "layers.4.conv_pw" for a conv, whose initializers are "layers.4.conv_pw.weight"
+ *   "network.stage: 2 layer4.conv_exp" for a conv, whose initializers are
+ *   "network.stage: 2 layer4.conv_exp.weight"
  *   and ".bias", the folded values); intermediate values are "v<id>" (the plan's
  *   value ids) with suffixes for the steps of a fused node.
  *
@@ -38,7 +39,7 @@
  *   TensorProto FLOAT with raw_data (little-endian IEEE float32, byte-swapped on a
  *   big-endian host).  ir_version follows the opset: 7 for opsets 13-14 (ONNX
  *   1.8/1.9), 8 for 15-17 (ONNX 1.10-1.12); opset_import is the default domain
- *   only.  producer_name "gpunas", producer_version "0.1.0"; o->doc becomes the
+ *   only.  producer_name "gpunas", producer_version the CMake project version; o->doc becomes the
  *   model's doc_string.  A protobuf message is limited to 2 GiB: larger models are
  *   refused (GPUNet-D2, the largest released config, is ~160 MB).
  *

@@ -1,5 +1,6 @@
 /*
- * gpunas/safetensors.h — reading and writing F32 tensors in the safetensors format.
+ * gpunas/safetensors.h — reading and writing F32 (and I64) tensors in the safetensors
+ * format.
  *
  * Format (https://github.com/huggingface/safetensors, "format" section):
  *   bytes [0, 8)        u64 little-endian N, the header length
@@ -11,7 +12,9 @@
  *   bytes [8+N, EOF)    the data buffer; a tensor's bytes are buffer[BEGIN, END),
  *                       row-major (C order), little-endian
  *
- * Only dtype F32 is supported, with 0 to GN_ST_MAX_DIMS dimensions (0 = scalar).
+ * Dtypes F32 (every weight) and I64 (PyTorch's BN num_batches_tracked, so that our
+ * files are complete PyTorch state dicts), with 0 to GN_ST_MAX_DIMS dimensions
+ * (0 = scalar).  Reading a tensor as the other dtype is an error naming both.
  *
  * Writing: gn_st_writer collects tensors in insertion order (data laid out in that
  * order) plus metadata string pairs, and gn_st_writer_write() writes "PATH.tmp",
@@ -40,6 +43,9 @@
 
 #define GN_ST_MAX_DIMS 4
 
+typedef enum { GN_ST_F32 = 0, GN_ST_I64 } gn_st_dtype;
+const char *gn_st_dtype_name(gn_st_dtype d); /* "F32", "I64" */
+
 /* ------------------------------------------------------------------ writer */
 
 typedef struct gn_st_writer gn_st_writer;
@@ -56,6 +62,9 @@ int gn_st_writer_add(gn_st_writer *w, const char *name, int ndim, const int64_t 
 /* Same, but the writer copies the data (for temporaries such as a scalar loss). */
 int gn_st_writer_add_copy(gn_st_writer *w, const char *name, int ndim,
                           const int64_t *shape, const float *data, gn_error *err);
+/* An I64 tensor (copied). */
+int gn_st_writer_add_i64(gn_st_writer *w, const char *name, int ndim, const int64_t *shape,
+                         const int64_t *data, gn_error *err);
 /* Set a "__metadata__" string pair (insertion order; setting a key again replaces its
  * value). */
 int gn_st_writer_meta(gn_st_writer *w, const char *key, const char *value, gn_error *err);
@@ -74,6 +83,7 @@ typedef struct {
     int ndim;                       /* 0 .. GN_ST_MAX_DIMS */
     int64_t shape[GN_ST_MAX_DIMS];  /* unused entries are 0 */
     int64_t numel;                  /* product of shape (1 for a scalar) */
+    gn_st_dtype dtype;
     uint64_t begin, end;            /* data_offsets, relative to the data buffer */
 } gn_st_info;
 
@@ -98,6 +108,9 @@ int gn_st_load(const gn_st_file *f, const char *name, int ndim, const int64_t *s
  * e.g. a [out,in] weight stored as [out,in,1,1]). */
 int gn_st_load_numel(const gn_st_file *f, const char *name, int64_t numel, float *dst,
                      gn_error *err);
+
+/* An I64 tensor of numel elements (any shape with that count). */
+int gn_st_load_i64(const gn_st_file *f, const char *name, int64_t numel, int64_t *dst, gn_error *err);
 
 /* "__metadata__" string pairs: value for key, or NULL if absent. */
 const char *gn_st_meta(const gn_st_file *f, const char *key);

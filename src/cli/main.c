@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "gpunas/error.h"
 
 static const struct {
     const char *name;
@@ -31,8 +32,15 @@ static void usage(FILE *f)
     fprintf(f, "\n`gpunas <command> --help` for a command's options.\n");
 }
 
+static void print_notice(const char *msg, void *ctx)
+{
+    (void)ctx;
+    fprintf(stderr, "gpunas: notice: %s\n", msg);
+}
+
 int main(int argc, char **argv)
 {
+    gn_notice_set_handler(print_notice, NULL);
     if (argc < 2) {
         usage(stderr);
         return 2;
@@ -42,7 +50,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (strcmp(argv[1], "--version") == 0) {
-        printf("gpunas 0.1.0\n");
+        printf("gpunas %s\n", GPUNAS_VERSION);
         return 0;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)

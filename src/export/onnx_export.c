@@ -15,7 +15,7 @@
 #include "nn/network_internal.h"
 
 #define GN_ONNX_PRODUCER "gpunas"
-#define GN_ONNX_PRODUCER_VERSION "0.1.0"
+#define GN_ONNX_PRODUCER_VERSION GPUNAS_VERSION /* CMake project version */
 #define GN_ONNX_OPSET_MIN 13
 #define GN_ONNX_OPSET_MAX 17 /* what the onnx 1.12 checker the tests use knows */
 
@@ -36,7 +36,7 @@ static const char *vname(exporter *x, int v)
     return ox_fmt(&x->g, "v%d", v);
 }
 
-/* "layers.4.conv_pw" from the conv's weight "layers.4.conv_pw.weight" */
+/* "network.stage: 4 layer5.conv_pw" from the conv's weight "...conv_pw.weight" */
 static char *module_name(exporter *x, int pid)
 {
     const char *n = x->net->params[pid].name;
@@ -194,7 +194,10 @@ static int emit_plan(exporter *x)
         /* the logits are "logits" when a Gemm makes them ([N,K]); otherwise a
          * Flatten after the last node makes them 2-D */
         const char *out = last && o->k == ND_LINEAR ? "logits" : vname(x, o->out);
-        const char *name = ox_fmt(&x->g, "layers.%d.%s%d", nd->layer,
+        char mod[GN_NAME_MAX];
+        if (gn_arch_module_name(x->net->arch, nd->layer, mod, sizeof mod))
+            snprintf(mod, sizeof mod, "layer%d", nd->layer);
+        const char *name = ox_fmt(&x->g, "%s.%s%d", mod,
                                   o->k == ND_GAP       ? "gap"
                                   : o->k == ND_CHSCALE ? "se_scale"
                                   : o->k == ND_ADD     ? "add"

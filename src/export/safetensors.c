@@ -1,4 +1,4 @@
-/* safetensors.c — F32 safetensors reader/writer (see gpunas/safetensors.h). */
+/* safetensors.c — F32 (+ I64) safetensors reader/writer (see gpunas/safetensors.h). */
 #include "gpunas/safetensors.h"
 
 #include <errno.h>
@@ -39,11 +39,11 @@ char *gn_st_shape_str(int ndim, const int64_t *shape, char *buf, size_t cap)
     return buf;
 }
 
-/* numel of a shape, or -1 if a dim is negative or numel*4 would overflow. */
+/* numel of a shape, or -1 if a dim is negative or numel*8 would overflow. */
 static int64_t shape_numel(int ndim, const int64_t *shape)
 {
     int64_t n = 1;
-    const int64_t limit = INT64_MAX / 4;
+    const int64_t limit = INT64_MAX / 8;
     for (int i = 0; i < ndim; i++) {
         if (shape[i] < 0)
             return -1;
@@ -51,9 +51,19 @@ static int64_t shape_numel(int ndim, const int64_t *shape)
             return -1;
         n *= shape[i];
     }
-    if ((uint64_t)n * 4 > (uint64_t)SIZE_MAX)
+    if ((uint64_t)n * 8 > (uint64_t)SIZE_MAX)
         return -1;
     return n;
+}
+
+static size_t dtype_size(gn_st_dtype d) { return d == GN_ST_I64 ? 8 : 4; }
+const char *gn_st_dtype_name(gn_st_dtype d) { return d == GN_ST_I64 ? "I64" : "F32"; }
+
+static uint64_t bswap64(uint64_t v)
+{
+    v = ((v & 0x00ff00ff00ff00ffull) << 8) | ((v >> 8) & 0x00ff00ff00ff00ffull);
+    v = ((v & 0x0000ffff0000ffffull) << 16) | ((v >> 16) & 0x0000ffff0000ffffull);
+    return (v << 32) | (v >> 32);
 }
 
 static uint32_t bswap32(uint32_t v)
@@ -61,8 +71,14 @@ static uint32_t bswap32(uint32_t v)
     return (v >> 24) | ((v >> 8) & 0xff00u) | ((v << 8) & 0xff0000u) | (v << 24);
 }
 
-static void swap_floats(void *p, size_t n)
+static void swap_elems(void *p, size_t n, size_t size)
 {
+    if (size == 8) {
+        uint64_t *u = p;
+        for (size_t i = 0; i < n; i++)
+            u[i] = bswap64(u[i]);
+        return;
+    }
     uint32_t *u = p;
     for (size_t i = 0; i < n; i++)
         u[i] = bswap32(u[i]);
@@ -122,8 +138,9 @@ typedef struct {
     int ndim;
     int64_t shape[GN_ST_MAX_DIMS];
     int64_t numel;
-    const float *data;
-    float *owned;
+    gn_st_dtype dtype;
+    const void *data;
+    void *owned;
 } st_entry;
 
 struct gn_st_writer {
@@ -165,7 +182,7 @@ static bool valid_utf8(const char *s)
 }
 
 static int writer_add(gn_st_writer *w, const char *name, int ndim, const int64_t *shape,
-                      const float *data, bool copy, gn_error *err)
+                      gn_st_dtype dtype, const void *data, bool copy, gn_error *err)
 {
     char sbuf[128];
     if (!w)
@@ -207,14 +224,15 @@ static int writer_add(gn_st_writer *w, const char *name, int ndim, const int64_t
     for (int i = 0; i < ndim; i++)
         e.shape[i] = shape[i];
     e.numel = numel;
+    e.dtype = dtype;
     e.data = data;
     if (copy && numel > 0) {
-        e.owned = malloc((size_t)numel * sizeof(float));
+        e.owned = malloc((size_t)numel * dtype_size(dtype));
         if (!e.owned) {
             free(e.name);
             return gn_error_set(err, "safetensors writer: out of memory");
         }
-        memcpy(e.owned, data, (size_t)numel * sizeof(float));
+        memcpy(e.owned, data, (size_t)numel * dtype_size(dtype));
         e.data = e.owned;
     }
     w->t[w->n++] = e;
@@ -224,13 +242,19 @@ static int writer_add(gn_st_writer *w, const char *name, int ndim, const int64_t
 int gn_st_writer_add(gn_st_writer *w, const char *name, int ndim, const int64_t *shape,
                      const float *data, gn_error *err)
 {
-    return writer_add(w, name, ndim, shape, data, false, err);
+    return writer_add(w, name, ndim, shape, GN_ST_F32, data, false, err);
 }
 
 int gn_st_writer_add_copy(gn_st_writer *w, const char *name, int ndim,
                           const int64_t *shape, const float *data, gn_error *err)
 {
-    return writer_add(w, name, ndim, shape, data, true, err);
+    return writer_add(w, name, ndim, shape, GN_ST_F32, data, true, err);
+}
+
+int gn_st_writer_add_i64(gn_st_writer *w, const char *name, int ndim, const int64_t *shape,
+                         const int64_t *data, gn_error *err)
+{
+    return writer_add(w, name, ndim, shape, GN_ST_I64, data, true, err);
 }
 
 int gn_st_writer_meta(gn_st_writer *w, const char *key, const char *value, gn_error *err)
@@ -299,8 +323,8 @@ static char *build_header(const gn_st_writer *w, gn_error *err, const char *path
                 json_decref(shape);
                 goto oom;
             }
-        uint64_t end = off + (uint64_t)e->numel * 4u;
-        json_t *ent = json_pack("{s:s,s:o,s:[I,I]}", "dtype", "F32", "shape", shape,
+        uint64_t end = off + (uint64_t)e->numel * dtype_size(e->dtype);
+        json_t *ent = json_pack("{s:s,s:o,s:[I,I]}", "dtype", gn_st_dtype_name(e->dtype), "shape", shape,
                                 "data_offsets", (json_int_t)off, (json_int_t)end);
         if (!ent || json_object_set_new(root, e->name, ent) != 0)
             goto oom;
@@ -383,19 +407,19 @@ int gn_st_writer_write(const gn_st_writer *w, const char *path, gn_error *err)
         goto werr;
     for (int i = 0; i < w->n; i++) {
         const st_entry *e = &w->t[i];
-        size_t bytes = (size_t)e->numel * sizeof(float);
+        size_t es = dtype_size(e->dtype), bytes = (size_t)e->numel * es;
         if (bytes == 0)
             continue;
         if (!ST_BIG_ENDIAN) {
             if (write_full(fd, e->data, bytes) != 0)
                 goto werr;
         } else {
-            float chunk[4096];
+            uint64_t chunk[4096];
             for (int64_t j = 0; j < e->numel; j += 4096) {
                 size_t k = (size_t)(e->numel - j < 4096 ? e->numel - j : 4096);
-                memcpy(chunk, e->data + j, k * sizeof(float));
-                swap_floats(chunk, k);
-                if (write_full(fd, chunk, k * sizeof(float)) != 0)
+                memcpy(chunk, (const char *)e->data + (size_t)j * es, k * es);
+                swap_elems(chunk, k, es);
+                if (write_full(fd, chunk, k * es) != 0)
                     goto werr;
             }
         }
@@ -513,9 +537,12 @@ int gn_st_get(const gn_st_file *f, const char *name, const gn_st_info **out, gn_
     return 0;
 }
 
-static int read_data(const gn_st_file *f, const gn_st_info *t, float *dst, gn_error *err)
+static int read_data(const gn_st_file *f, const gn_st_info *t, gn_st_dtype want, void *dst, gn_error *err)
 {
-    size_t bytes = (size_t)t->numel * sizeof(float);
+    if (t->dtype != want)
+        return gn_error_set(err, "%s: tensor '" NM "': dtype %s in file, expected %s", f->path, t->name,
+                            gn_st_dtype_name(t->dtype), gn_st_dtype_name(want));
+    size_t bytes = (size_t)t->numel * dtype_size(t->dtype);
     if (bytes == 0)
         return 0;
     if (!dst)
@@ -529,7 +556,7 @@ static int read_data(const gn_st_file *f, const gn_st_info *t, float *dst, gn_er
                             "bytes; the file shrank after opening?)", f->path, t->name, r,
                             bytes);
     if (ST_BIG_ENDIAN)
-        swap_floats(dst, (size_t)t->numel);
+        swap_elems(dst, (size_t)t->numel, dtype_size(t->dtype));
     return 0;
 }
 
@@ -551,7 +578,20 @@ int gn_st_load(const gn_st_file *f, const char *name, int ndim, const int64_t *s
         return gn_error_set(err, "%s: tensor '" NM "': shape mismatch: %s in file, expected %s",
                             f->path, name, gn_st_shape_str(t->ndim, t->shape, a, sizeof a), b);
     }
-    return read_data(f, t, dst, err);
+    return read_data(f, t, GN_ST_F32, dst, err);
+}
+
+int gn_st_load_i64(const gn_st_file *f, const char *name, int64_t numel, int64_t *dst, gn_error *err)
+{
+    const gn_st_info *t;
+    if (gn_st_get(f, name, &t, err) != 0)
+        return -1;
+    if (t->numel != numel) {
+        char a[128];
+        return gn_error_set(err, "%s: tensor '" NM "': shape %s in file, expected %" PRId64 " elements",
+                            f->path, name, gn_st_shape_str(t->ndim, t->shape, a, sizeof a), numel);
+    }
+    return read_data(f, t, GN_ST_I64, dst, err);
 }
 
 int gn_st_load_numel(const gn_st_file *f, const char *name, int64_t numel, float *dst,
@@ -567,7 +607,7 @@ int gn_st_load_numel(const gn_st_file *f, const char *name, int64_t numel, float
                             f->path, name, gn_st_shape_str(t->ndim, t->shape, a, sizeof a),
                             t->numel, numel);
     }
-    return read_data(f, t, dst, err);
+    return read_data(f, t, GN_ST_F32, dst, err);
 }
 
 const char *gn_st_meta(const gn_st_file *f, const char *key)
@@ -618,9 +658,13 @@ static int parse_entry(gn_st_file *f, const char *name, json_t *v, gn_st_info *t
         return gn_error_set(err, "%s: tensor '" NM "': missing 'dtype'", P, name);
     if (!json_is_string(dt))
         return gn_error_set(err, "%s: tensor '" NM "': 'dtype' is not a string", P, name);
-    if (strcmp(json_string_value(dt), "F32") != 0)
-        return gn_error_set(err, "%s: tensor '" NM "': unsupported dtype '%.32s' (only F32 is "
-                            "supported)", P, name, json_string_value(dt));
+    if (strcmp(json_string_value(dt), "F32") == 0)
+        t->dtype = GN_ST_F32;
+    else if (strcmp(json_string_value(dt), "I64") == 0)
+        t->dtype = GN_ST_I64;
+    else
+        return gn_error_set(err, "%s: tensor '" NM "': unsupported dtype '%.32s' (only F32 and I64 "
+                            "are supported)", P, name, json_string_value(dt));
     json_t *sh = json_object_get(v, "shape");
     if (!sh)
         return gn_error_set(err, "%s: tensor '" NM "': missing 'shape'", P, name);
@@ -654,12 +698,13 @@ static int parse_entry(gn_st_file *f, const char *name, json_t *v, gn_st_info *t
         return gn_error_set(err, "%s: tensor '" NM "': data_offsets [%" PRId64 ",%" PRId64
                             "] out of range: the data buffer has %" PRIu64
                             " bytes (truncated file?)", P, name, b, e, f->data_size);
-    if ((uint64_t)(e - b) != (uint64_t)t->numel * 4u)
+    int64_t need = t->numel * (int64_t)dtype_size(t->dtype);
+    if ((uint64_t)(e - b) != (uint64_t)need)
         return gn_error_set(err, "%s: tensor '" NM "': data_offsets [%" PRId64 ",%" PRId64
-                            "] span %" PRId64 " bytes, but shape %s of F32 needs %" PRId64,
+                            "] span %" PRId64 " bytes, but shape %s of %s needs %" PRId64,
                             P, name, b, e, e - b,
                             gn_st_shape_str(t->ndim, t->shape, sbuf, sizeof sbuf),
-                            t->numel * 4);
+                            gn_st_dtype_name(t->dtype), need);
     t->begin = (uint64_t)b;
     t->end = (uint64_t)e;
     return 0;

@@ -14,9 +14,7 @@
 
 #include "gpunas/latency.h"
 
-#ifndef GPUNAS_VERSION
-#define GPUNAS_VERSION "0.1.0"
-#endif
+/* GPUNAS_VERSION: the CMake project version (CMakeLists.txt) */
 
 static void trim(char *s)
 {

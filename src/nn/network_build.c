@@ -2,7 +2,10 @@
  * network_build.c — lower a gn_arch into primitive nodes and named parameters
  * (see gpunas/network.h), and initialise the parameters.
  *
- * Module names per JSON layer (identical to tests/pytorch/gpunet_ref.py):
+ * Parameter names are NVIDIA's state-dict keys: the module name of the JSON layer
+ * (gn_arch_module_name, e.g. "network.stage: 1 layer3") + "." + the sub-module key
+ * below + "." + the parameter.  Sub-module keys per JSON layer (identical to
+ * tests/pytorch/gpunet_ref.py):
  *   standard family
  *     head       net.0 (conv)  net.1 (bn)
  *     conv       conv  bn1
@@ -33,7 +36,12 @@ static int add_param(gn_net *net, int layer, const char *module, const char *p, 
     }
     gn_param *q = &net->params[net->n_params];
     memset(q, 0, sizeof *q);
-    snprintf(q->name, sizeof q->name, "layers.%d.%s.%s", layer, module, p);
+    char prefix[48]; /* "network.stage: 1000 fused_irb1000" at most */
+    if (gn_arch_module_name(net->arch, layer, prefix, sizeof prefix))
+        snprintf(prefix, sizeof prefix, "layers.%d", layer); /* not reached: every body layer has a name */
+    snprintf(q->name, sizeof q->name, "%s.%.24s.%.16s", prefix, module, p);
+    q->layer = layer;
+    q->local = (int)strlen(prefix) + 1;
     q->ndim = ndim;
     for (int i = 0; i < ndim; i++)
         q->shape[i] = shape[i];

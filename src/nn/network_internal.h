@@ -75,6 +75,7 @@ struct gn_net {
     bool have_forward;
 
     gn_train_opts opts;
+    int64_t bn_batches; /* num_batches_tracked */
     gn_rng rng;
     gn_tensor dlogits;
     gn_infer_plan ip;

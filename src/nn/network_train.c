@@ -171,7 +171,10 @@ static int forward(gn_net *net, const gn_tensor *x, bool train, const gn_tensor 
 int gn_net_forward_train(gn_net *net, const gn_tensor *x, const gn_tensor **logits, gn_error *err)
 {
     net->ip.ready = false; /* running stats change */
-    return forward(net, x, true, logits, err);
+    if (forward(net, x, true, logits, err))
+        return -1;
+    net->bn_batches++; /* PyTorch's num_batches_tracked */
+    return 0;
 }
 
 int gn_net_forward_eval(gn_net *net, const gn_tensor *x, const gn_tensor **logits, gn_error *err)

@@ -55,15 +55,16 @@ int gn__ckpt_save(const char *path, const gn__ckpt_ctx *c, int epochs_done, gn_e
         snprintf(name, sizeof name, "optim.%s", gn_optim_state_name(c->optim, i));
         rc = gn_st_writer_add(w, name, 1, &n, gn_optim_state(c->optim, i), err);
     }
-    char num[32], steps[32], rng[160];
+    char num[32], steps[32], rng[160], bnb[32];
     snprintf(num, sizeof num, "%d", epochs_done);
+    snprintf(bnb, sizeof bnb, "%" PRId64, gn_net_bn_batches(c->net));
     snprintf(steps, sizeof steps, "%" PRId64, gn_optim_steps(c->optim));
     rng_meta(rng, sizeof rng, c->seed, epochs_done);
     if (!rc)
         rc = gn_st_writer_meta(w, "format", CKPT_FORMAT, err) || gn_st_writer_meta(w, "version", CKPT_VERSION, err) ||
              gn_st_writer_meta(w, "epochs_done", num, err) || gn_st_writer_meta(w, "optim_steps", steps, err) ||
              gn_st_writer_meta(w, "rng", rng, err) || gn_st_writer_meta(w, "options", c->options, err) ||
-             gn_st_writer_meta(w, "arch", c->arch_json, err);
+             gn_st_writer_meta(w, "arch", c->arch_json, err) || gn_st_writer_meta(w, "bn_batches", bnb, err);
     if (!rc)
         rc = gn_st_writer_write(w, path, err);
     gn_st_writer_free(w);
@@ -75,8 +76,14 @@ static int load_params(gn_st_file *f, gn_net *net, const char *prefix, float *ba
     const float *arena = gn_net_values(net);
     for (int i = 0; i < gn_net_num_params(net); i++) {
         gn_param *q = gn_net_param(net, i);
-        char name[GN_NAME_MAX + 16];
+        char name[GN_NAME_MAX + 16], old[GN_NAME_MAX];
         snprintf(name, sizeof name, "%s.%s", prefix, q->name);
+        if (!gn_st_find(f, name)) { /* a checkpoint of gpunas < 0.2: "model.layers.{I}.conv.weight" */
+            char legacy[GN_NAME_MAX + 16];
+            snprintf(legacy, sizeof legacy, "%s.%s", prefix, gn_param_legacy_name(q, old, sizeof old));
+            if (gn_st_find(f, legacy))
+                snprintf(name, sizeof name, "%s", legacy);
+        }
         if (gn_st_load(f, name, q->ndim, q->shape, base + (q->value.data - arena), err))
             return -1;
     }
@@ -105,7 +112,7 @@ int gn__ckpt_load(const char *path, const gn__ckpt_ctx *c, int *epochs_done, gn_
         return -1;
     int rc = 0;
     const char *fmt = gn_st_meta(f, "format"), *ver = gn_st_meta(f, "version");
-    long long done = 0, steps = 0;
+    long long done = 0, steps = 0, bnb = 0;
     if (!fmt || strcmp(fmt, CKPT_FORMAT) != 0)
         rc = gn_error_set(err, "%s: not a gpunas checkpoint (metadata 'format' is %s%s%s)", path, fmt ? "'" : "",
                           fmt ? fmt : "missing", fmt ? "'" : "");
@@ -115,6 +122,11 @@ int gn__ckpt_load(const char *path, const gn__ckpt_ctx *c, int *epochs_done, gn_
     if (!rc)
         rc = meta_int(f, path, "epochs_done", 0, 1000000000, &done, err) ||
              meta_int(f, path, "optim_steps", 0, INT64_MAX / 2, &steps, err);
+    if (!rc) {
+        bnb = steps;
+        if (gn_st_meta(f, "bn_batches"))
+            rc = meta_int(f, path, "bn_batches", 0, INT64_MAX / 2, &bnb, err);
+    }
     if (!rc) {
         const char *opts = gn_st_meta(f, "options");
         if (!opts)
@@ -153,6 +165,9 @@ int gn__ckpt_load(const char *path, const gn__ckpt_ctx *c, int *epochs_done, gn_
     if (rc)
         return -1;
     gn_optim_set_steps(c->optim, steps);
+    /* BN batches (num_batches_tracked); checkpoints before it was kept count one
+     * training forward per optimizer step */
+    gn_net_set_bn_batches(c->net, bnb);
     *epochs_done = (int)done;
     return 0;
 }

@@ -17,3 +17,29 @@ int gn_error_set(gn_error *err, const char *fmt, ...)
             *p = ' ';
     return -1;
 }
+
+/* ------------------------------------------------------------------ notices */
+
+static gn_notice_fn notice_fn;
+static void *notice_ctx;
+
+void gn_notice_set_handler(gn_notice_fn fn, void *ctx)
+{
+    notice_fn = fn;
+    notice_ctx = ctx;
+}
+
+void gn_notice(const char *fmt, ...)
+{
+    if (!notice_fn)
+        return;
+    char msg[GN_ERROR_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    for (char *p = msg; *p; p++)
+        if (*p == '\n' || *p == '\r')
+            *p = ' ';
+    notice_fn(msg, notice_ctx);
+}

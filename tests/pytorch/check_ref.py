@@ -272,7 +272,7 @@ def part2(tmp, cfgdir):
     x = rng.standard_normal((3, 3, 16, 16)).astype(np.float32)
     y = np.array([0, 1, 4], np.float32)
     model = G.GPUNetRef(TINY_STD)
-    res_layers = [int(k) for k, m in model.layers.items() if isinstance(m, G.Block) and m.residual]
+    res_layers = [i for i, m in model.blocks() if isinstance(m, G.Block) and m.residual]
     masks = [("mask.layers.%d.drop_path" % i, np.array([1, 0, 1], np.float32)) for i in res_layers]
     masks.append(("mask.layers.7.dropout", (rng.uniform(size=(3, 24)) > 0.2).astype(np.float32)))
     ipath = os.path.join(tmp, "mask.in.safetensors")

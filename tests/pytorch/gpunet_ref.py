@@ -39,24 +39,24 @@ PyTorch/Classification/GPUNet/models/gpunet_{builder,modules}.py):
     drop path: none (the released builder never sets drop_connect_rate for this family).
 
 TENSOR NAMING (shared with the C side)
-  "layers.{I}.{SUB}" where I is the index of the layer object in the JSON array (the data
-  entry is 0, so the head is 1) and SUB is exactly the released module's state_dict key
-  listed above, e.g.
-      layers.1.net.0.weight             head conv
-      layers.1.net.1.{weight,bias,running_mean,running_var}
-      layers.2.conv.weight  layers.2.bn1.*                       (conv)
-      layers.9.conv_pw.weight layers.9.bn1.* layers.9.conv_dw.weight layers.9.bn2.*
-      layers.12.se.conv_reduce.{weight,bias} layers.12.se.conv_expand.{weight,bias}
-      layers.9.conv_pwl.weight layers.9.bn3.*                    (irb)
-      layers.4.conv_exp.weight layers.4.bn1.* [se.*] layers.4.conv_pwl.weight layers.4.bn2.*
-      layers.14.net.0.weight layers.14.net.1.* layers.14.net.6.{weight,bias}  (tail Linear)
-      distill: layers.3.body.{0,3,6}.weight layers.3.body.{1,4,7}.*,
-               tail layers.24.net.{0,4}.weight, layers.24.net.1.*, layers.24.net.8.{weight,bias}
-  num_batches_tracked is never written or read.  The classifier keeps the released
-  index (net.6 / net.8, not "fc"), so an official checkpoint converts by replacing the
-  prefix "network.<released layer name>." with "layers.{I}.".
-  Shapes are PyTorch's: conv [out, in/groups, k, k], Linear [classes, features],
-  BN/bias vectors [C].
+  The model is built the way NVIDIA's GPUNet_Builder builds it: every JSON layer is
+  added with add_module(NAME, block) to `self.network = nn.Sequential()`, NAME made by
+  the builder's own rule (nvidia_module_name below; written here from
+  models/gpunet_builder.py independently of gpunas's C code), so this model's
+  state_dict() keys ARE NVIDIA's keys:
+      network.head: 2.net.0.weight            head conv (standard family; JSON entry I
+      network.head: 2.net.1.{weight,bias,running_mean,running_var,num_batches_tracked}
+      network.stage: 1 layer3.conv.weight     is counted I+1: data 1, head 2, ...)
+      network.stage: 4 layer10.conv_pw.weight ... conv_dw, conv_pwl, bn1..3, se.*  (irb)
+      network.stage: 2 layer5.conv_exp.weight ... bn1, [se.*], conv_pwl, bn2    (fused_irb)
+      network. layer15.net.6.{weight,bias}    tail Linear (note the leading space)
+      distill: network.head:.net.*, network.stage: 0 irb3.body.{0,3,6}.weight,
+               network.stage: 0 irb3.body.{1,4,7}.*, network.tail:.net.{0,4}.weight,
+               network.tail:.net.1.*, network.tail:.net.8.{weight,bias}
+  num_batches_tracked (int64 scalar per BN) is written and read like every other entry
+  (as I64), so the files are complete state dicts.  Shapes are PyTorch's: conv [out,
+  in/groups, k, k], Linear [classes, features], BN/bias vectors [C].
+  Masks and activations below are still keyed by the JSON index I ("mask.layers.{I}").
 
 COMMAND LINE
   gpunet_ref.py CONFIG.json --init-only --seed S --out W.safetensors [--res R]
@@ -133,18 +133,22 @@ def st_read(path):
 
 
 def st_write(path, tensors, metadata=None):
-    """tensors: list of (name, array) in file order; written as F32, atomically."""
+    """tensors: list of (name, array) in file order; integer arrays are written as I64,
+    everything else as F32; atomically."""
     hdr = {}
     if metadata:
         hdr["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
     blobs = []
     off = 0
     for name, a in tensors:
-        a = np.asarray(a, dtype="<f4")  # (np.ascontiguousarray would turn a scalar into [1])
+        integer = np.issubdtype(np.asarray(a).dtype, np.integer)
+        # (np.ascontiguousarray would turn a scalar into [1])
+        a = np.asarray(a, dtype="<i8" if integer else "<f4")
         raw = a.tobytes(order="C")
         if name in hdr:
             raise ValueError("duplicate tensor name %s" % name)
-        hdr[name] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [off, off + len(raw)]}
+        hdr[name] = {"dtype": "I64" if integer else "F32", "shape": list(a.shape),
+                     "data_offsets": [off, off + len(raw)]}
         off += len(raw)
         blobs.append(raw)
     h = json.dumps(hdr, separators=(",", ":")).encode("utf-8")
@@ -397,6 +401,24 @@ class EpilogueD(nn.Module):
 
 # --------------------------------------------------------------------- the network
 
+def nvidia_module_name(config, i):
+    """The name NVIDIA's GPUNet_Builder gives JSON entry i (its counter is incremented
+    before naming, so entry i is counted i + 1)."""
+    L, n = config[i], i + 1
+    t = L["layer_type"]
+    if config[0]["distill"]:  # _get_distill_model
+        if t in ("head", "head_large"):
+            return "head:"
+        if t == "tail":
+            return "tail:"
+        return "stage: " + str(L.get("stage")) + " " + t + str(n)  # "irb" / "fused_irb"
+    if t == "head":  # _get_model
+        return "head: " + str(n)
+    if t == "tail":
+        return " layer" + str(n)
+    return "stage: " + str(L.get("stage")) + " layer" + str(n)
+
+
 def _int_exp(layer, i):
     e = layer["expansion"]
     if float(e) != int(e):
@@ -414,7 +436,8 @@ class GPUNetRef(nn.Module):
         self.resolution = int(config[0]["img_resolution"])
         self.distill = bool(config[0]["distill"])
         self.drops = DropState()
-        self.layers = nn.ModuleDict()
+        self.network = nn.Sequential()
+        self.index = []  # JSON index of each child of self.network
         n = len(config) - 1
         for i, L in enumerate(config):
             t = L["layer_type"]
@@ -460,15 +483,20 @@ class GPUNetRef(nn.Module):
             if isinstance(m, Block):
                 m.index = i
                 m.drops = self.drops
-            self.layers[str(i)] = m
+            self.network.add_module(nvidia_module_name(config, i), m)
+            self.index.append(i)
+
+    def blocks(self):
+        """(JSON index, module) of every layer."""
+        return list(zip(self.index, self.network.children()))
 
     def forward(self, x, collect=None):
-        for name, m in self.layers.items():
+        for i, m in self.blocks():
             if isinstance(m, (Epilogue, EpilogueD)):
-                m.dropout.mask = self.drops.masks.get(("dropout", int(name)))
+                m.dropout.mask = self.drops.masks.get(("dropout", i))
             x = m(x)
             if collect is not None:
-                collect.append((int(name), x))
+                collect.append((i, x))
         return x
 
 
@@ -478,8 +506,9 @@ def load_config(path):
 
 
 def state_items(model):
-    """(name, tensor) of every parameter and BN running stat, in module order."""
-    return [(k, v) for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")]
+    """(name, tensor) of the whole state dict (parameters, BN running stats and
+    num_batches_tracked), in module order."""
+    return list(model.state_dict().items())
 
 
 def load_weights(model, path):
@@ -496,7 +525,7 @@ def load_weights(model, path):
             if tuple(a.shape) != tuple(t.shape):
                 raise ValueError("%s: tensor '%s': shape %s in file, expected %s" % (
                     path, k, list(a.shape), list(t.shape)))
-            t.copy_(torch.from_numpy(np.ascontiguousarray(a)).to(t.dtype))
+            t.copy_(torch.from_numpy(np.array(a)).to(t.dtype))  # (np.array keeps a 0-d shape)
 
 
 def param_count(model):
