@@ -298,8 +298,10 @@ typedef struct {
 
 static const cls_entry CLASSES[] = {
     {"collections", "OrderedDict", GN__PT_CLS_ORDEREDDICT, 0, "collections.OrderedDict"},
-    {"torch._utils", "_rebuild_tensor_v2", GN__PT_CLS_REBUILD_TENSOR_V2, 0, "torch._utils._rebuild_tensor_v2"},
-    {"torch._utils", "_rebuild_parameter", GN__PT_CLS_REBUILD_PARAMETER, 0, "torch._utils._rebuild_parameter"},
+    {"torch._utils", "_rebuild_tensor_v2", GN__PT_CLS_REBUILD_TENSOR_V2, 0,
+     "torch._utils._rebuild_tensor_v2"},
+    {"torch._utils", "_rebuild_parameter", GN__PT_CLS_REBUILD_PARAMETER, 0,
+     "torch._utils._rebuild_parameter"},
     {"torch._utils", "_rebuild_parameter_with_state", GN__PT_CLS_REBUILD_PARAMETER_STATE, 0,
      "torch._utils._rebuild_parameter_with_state"},
     {"argparse", "Namespace", GN__PT_CLS_NAMESPACE, 0, "argparse.Namespace"},
@@ -930,7 +932,8 @@ static int step(up *u, int op)
         if (popn(u, 1, v) < 0 || !(v[1] = top(u)))
             return -1;
         if (v[1]->kind != GN_PV_LIST || (v[1]->flags & GN__PV_SET))
-            return fail(u, "APPEND to a %s (only lists)", (v[1]->flags & GN__PV_SET) ? "set" : kind_name(v[1]));
+            return fail(u, "APPEND to a %s (only lists)",
+                        (v[1]->flags & GN__PV_SET) ? "set" : kind_name(v[1]));
         return gn__pt_seq_push(u->h, v[1], v[0]) < 0 ? fail_heap(u) : 0;
     case OP_APPENDS:
     case OP_ADDITEMS: {

@@ -54,7 +54,10 @@ int gn_pt_dtype_size(gn_pt_dtype t)
     return 0;
 }
 
-static bool is_float(gn_pt_dtype t) { return t == GN_PT_F32 || t == GN_PT_F64 || t == GN_PT_F16 || t == GN_PT_BF16; }
+static bool is_float(gn_pt_dtype t)
+{
+    return t == GN_PT_F32 || t == GN_PT_F64 || t == GN_PT_F16 || t == GN_PT_BF16;
+}
 
 static float bits_f32(uint32_t b)
 {
