@@ -123,6 +123,12 @@ size_t gn_net_infer_weight_bytes(const gn_net *net);
 int gn_net_infer_profile(gn_net *net, const gn_tensor *x, const gn_tensor **logits, int64_t *layer_ns,
                          gn_error *err);
 
+/* Replace every value (params and running stats, the arena's layout: param q at
+ * q->value.data - gn_net_values(net)) from a host copy of gn_net_num_values floats;
+ * invalidates the inference plan.  For loaders of other formats (gpunas/import.h). */
+size_t gn_net_num_values(const gn_net *net);
+int gn_net_set_values(gn_net *net, const float *host, gn_error *err);
+
 /* BN batches seen in training (PyTorch's num_batches_tracked, the same for every BN
  * of the network): counted by every training forward, saved and loaded with the
  * weights and kept by training checkpoints. */

@@ -16,6 +16,7 @@ static const struct {
     {"eval", cmd_eval, "test top-1/top-5 and confusion matrix of trained weights"},
     {"predict", cmd_predict, "classify images (top-5) or a .npy batch (logits) with trained weights"},
     {"init", cmd_init, "write random weights for a config (random BN statistics; arch recorded)"},
+    {"import", cmd_import, "NVIDIA's GPUNet checkpoints (PyTorch .pth.tar, read without executing code) -> safetensors"},
     {"export", cmd_export, "export weights as an ONNX model (BN folded, as gpunas runs inference)"},
     {"latency", cmd_latency, "measure a config's inference latency (median, spread, memory, per layer)"},
     {"profile", cmd_profile, "build a device latency profile: lookup table + calibrated predictor"},

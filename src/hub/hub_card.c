@@ -99,8 +99,9 @@ char *hub_card_markdown(json_t *r, const gn_arch *a, gn_error *err)
     put(&b, "| file | what |\n|---|---|\n");
     put(&b, "| `config.json` | GPUNet JSON config (%d-channel %dx%d input, %d classes) |\n", (int)num(r, "task.in_channels"),
         (int)num(r, "task.resolution"), (int)num(r, "task.resolution"), (int)num(r, "task.classes"));
-    put(&b, "| `model.safetensors` | float32 weights and BN running statistics, named like the released PyTorch "
-            "GPUNet builder's state dict |\n");
+    put(&b, "| `model.safetensors` | NVIDIA's GPUNet state dict: float32 weights, BN running statistics and "
+            "`num_batches_tracked`, keyed exactly as NVIDIA's PyTorch builder names them (its "
+            "`model.load_state_dict(safetensors.torch.load_file(...))` takes it as is) |\n");
     put(&b, "| `model.onnx` | ONNX opset %d, input `input` [1,%d,%d,%d] float32, output `logits` [1,%d]; BatchNorm "
             "folded into the convolutions |\n",
         (int)num(r, "export.onnx_opset"), (int)num(r, "task.in_channels"), (int)num(r, "task.resolution"),

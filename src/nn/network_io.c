@@ -25,6 +25,16 @@
 int64_t gn_net_bn_batches(const gn_net *net) { return net->bn_batches; }
 void gn_net_set_bn_batches(gn_net *net, int64_t n) { net->bn_batches = n; }
 
+size_t gn_net_num_values(const gn_net *net) { return net->n_total; }
+
+int gn_net_set_values(gn_net *net, const float *host, gn_error *err)
+{
+    if (net->be->ops->copy_in(net->be, net->arena, host, net->n_total * sizeof *host))
+        return gn_error_set(err, "%s: cannot copy weights to the %s backend", net->arch->source, net->be->name);
+    net->ip.ready = false;
+    return 0;
+}
+
 const char *gn_param_legacy_name(const gn_param *q, char *buf, size_t cap)
 {
     snprintf(buf, cap, "layers.%d.%s", q->layer, q->name + q->local);
@@ -133,7 +143,7 @@ int gn_net_load(gn_net *net, const char *path, gn_error *err)
     net->bn_batches = bn_batches;
     if (legacy)
         gn_notice("%s: weights written by gpunas < 0.2 (tensor names 'layers.{I}.'); read through the old "
-                  "names; `gpunas import %s CONFIG -o NEW.safetensors` rewrites them with NVIDIA's state-dict keys",
+                  "names; `gpunas import %s --config CONFIG -o NEW.safetensors` rewrites them with NVIDIA's state-dict keys",
                   path,
                   path);
     return 0;
