@@ -13,7 +13,9 @@
  *     families, for float16 weights, and for the legacy format;
  *   - the imported GPUNet-0 exported to ONNX and run by ONNX Runtime
  *     (tests/onnx/check_onnx.py) against PyTorch's logits;
- *   - the imported network as a distillation teacher (`gpunas train --teacher`);
+ *   - the imported network as a distillation teacher (`gpunas train --teacher`), and the
+ *     student gpunas trained loaded back into PyTorch with NVIDIA's names by
+ *     load_state_dict(strict=True) (tests/pytorch/load_gpunas_weights.py), same logits;
  *   - bad input: truncated zip, a pickle that would run os.system, wrong dtype, wrong
  *     shape, an extra tensor, a checkpoint of another config, --ema without EMA weights:
  *     exit 1, one line naming the file and the reason, no output file, the payload
@@ -270,6 +272,20 @@ static void test_legacy_onnx_teacher(void **state)
     char p[4300];
     snprintf(p, sizeof p, "%s/weights.safetensors", run);
     assert_true(exists(p));
+
+    /* the other direction: gpunas-trained weights into PyTorch with NVIDIA's names,
+     * load_state_dict(strict=True), the same logits */
+    float *mine;
+    check_logits("configs/fmnist-small.json", p, "fmnist-small.input.npy", "fmnist-small.logits.npy", &mine);
+    const char *ml = in_dir("kd.logits.npy");
+    int64_t ls2[2] = {2, 10};
+    assert_int_equal(gn_npy_write(ml, 2, ls2, mine, &err), 0);
+    free(mine);
+    char *load = tu_source_path("tests/pytorch/load_gpunas_weights.py");
+    snprintf(cmd, sizeof cmd, "%s %s '%s' '%s' '%s' '%s'", PY, load, cfg, p, in_dir("fmnist-small.input.npy"), ml);
+    fprintf(stderr, "%s\n", cmd);
+    assert_int_equal(system(cmd), 0);
+    free(load);
     free(py), free(check), free(cfg);
 }
 
