@@ -188,7 +188,7 @@ static void fd_check(op_case *c, gn_backend *be, uint64_t seed)
             c->in[i][idx] = save;
             double num = (lp - lm) / (2 * FD_H), ana = gin[i][idx];
             if (fabs(num - ana) > FD_ATOL + FD_RTOL * fmax(fabs(num), fabs(ana)))
-                fail_msg("%s [%s]: d/d%s[%zu]: numeric %.6g vs analytic %.6g", c->name, be->name,
+                fail_msg("%s [%s]: d/d%s[%zu]: numeric %.6g vs analytic %.6g", c->name, gn_backend_name(be),
                          c->in_name[i], idx, num, ana);
         }
     }
@@ -410,7 +410,7 @@ static void test_conv2d_fused(void **state)
                         get(&t, unf);
                         char what[160];
                         snprintf(what, sizeof what, "fused conv [%s] case %d act %s r%d b%d",
-                                 be->name, picks[pi], gn_eltwise_name(acts[ai]), with_r, with_b);
+                                 gn_backend_name(be), picks[pi], gn_eltwise_name(acts[ai]), with_r, with_b);
                         assert_close(what, fused[bi], unf, ny, XB_TOL);
                         gn_tensor_free(&x), gn_tensor_free(&w), gn_tensor_free(&b);
                         gn_tensor_free(&r), gn_tensor_free(&y), gn_tensor_free(&t);
@@ -966,7 +966,7 @@ static void add_bwd(op_case *c, const float *gout, float **gin)
     for (size_t i = 0; i < c->in_len[1]; i++) {
         float want = 0.5f + gout[i];
         if (gin[1][i] != want)
-            fail_msg("accumulate [%s]: element %zu: %g != %g", c->be->name, i, (double)gin[1][i],
+            fail_msg("accumulate [%s]: element %zu: %g != %g", gn_backend_name(c->be), i, (double)gin[1][i],
                      (double)want);
         gin[1][i] -= 0.5f;
     }

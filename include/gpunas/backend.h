@@ -27,34 +27,12 @@
  *   Labels for the loss are a host int32 array and the loss value is returned on
  *   the host (a device backend copies them).
  *
- *   dnnl primitive cache: every op builds a key from its kind and all shapes and
- *   parameters; the created primitive, its memory objects (plain NCHW "user"
- *   memories whose data handle is set per call) and any reorders are kept in a hash
- *   table and reused for the same key.  Convolutions are created with
- *   format_tag_any so oneDNN may pick blocked layouts (nChw8c/16c, blocked
- *   weights); when it does, the entry holds reorder primitives and internal
- *   buffers and every call reorders in and out (x, w, dy in; y, dx, dw out).
- *   Trade-off: the API stays plain NCHW (simple, interoperable) at the cost of
- *   those reorders around each conv; blocked kernels are still usually faster
- *   than plain-layout ones for the 3x3/5x5 and 1x1 convs here.  Weights are
- *   reordered on every call (no weight cache: in training they change each step).
- *   The cache is flushed when it exceeds 4096 entries.  A dnnl backend instance
- *   is not thread-safe (one stream, one cache); use one instance per thread.
- *
- *   Threads: the Debian oneDNN build uses OpenMP (libgomp; DNNL_CPU_RUNTIME=OMP).
- *   gn_backend_set_threads(be, n) on "dnnl" calls omp_set_num_threads(n), looked up
- *   with dlsym so gpunas needs no -fopenmp (it affects the calling thread's
- *   OpenMP ICV, i.e. later ops issued from that thread; dnnl_sgemm uses the same
- *   OpenMP pool).  n <= 0: the cores other processes leave free (gn_threads_available;
- *   measured: no OpenMP wait policy keeps 2 threads as fast as 1 beside one busy
- *   process on 2 cores).  A changed count empties the primitive cache: oneDNN's
- *   kernels split their work for the thread count they were created with.  "ref" is single-threaded
- *   and ignores it.  gn_backend_pin_threads places the team: libgomp reads its
- *   placement settings (OMP_PROC_BIND, OMP_PLACES) only from the environment at
- *   load, so the dnnl backend runs one parallel region through libgomp's
- *   GOMP_parallel entry (dlsym again) in which every team thread calls
- *   sched_setaffinity on itself; libgomp keeps a team's threads in their positions
- *   from one region to the next, so the placement holds for the ops that follow.
+ *   The backend's ops and state are private (src/nn/backend_impl.h, as ggml keeps
+ *   its backend vtables in ggml-backend-impl.h): callers hold an opaque gn_backend.
+ *   How "dnnl" caches primitives, lays out memory and runs its threads is described
+ *   at the top of src/nn/backend_dnnl.c.  gn_backend_set_threads(be, n): intra-op
+ *   threads ("ref" ignores it); n <= 0 means the cores other processes leave free
+ *   (gn_threads_available).  gn_backend_pin_threads: one CPU per thread, below.
  *
  * Conventions
  *   - Return 0 on success, non-zero (with err filled when err != NULL) on failure;
@@ -105,86 +83,13 @@ uint64_t gn_backend_new_weights_version(void);
 /* floor((in + 2*pad - k) / stride) + 1, or 0 if that is < 1. */
 int gn_conv2d_out_size(int in, int k, int stride, int pad);
 
-/* ------------------------------------------------------------------ vtable */
-/* Implementations receive already validated arguments (see the gn_* wrappers). */
-typedef struct gn_backend_ops {
-    /* memory */
-    void *(*alloc)(gn_backend *be, size_t bytes); /* NULL on failure */
-    void (*free)(gn_backend *be, void *p);
-    int (*copy_in)(gn_backend *be, void *dst, const void *host_src, size_t bytes);
-    int (*copy_out)(gn_backend *be, void *host_dst, const void *src, size_t bytes);
-    int (*copy)(gn_backend *be, void *dst, const void *src, size_t bytes);
-    int (*fill)(gn_backend *be, float *p, size_t count, float v);
-    int (*set_threads)(gn_backend *be, int n, gn_error *err);
-    int (*pin_threads)(gn_backend *be, int on, int *pinned, gn_error *err); /* NULL: no pinning */
-    void (*destroy)(gn_backend *be); /* frees be itself */
-
-    /* y = act(conv(x, w) + b) + r ; b, r nullable; act may be GN_ELT_IDENTITY */
-    int (*conv2d_fwd)(gn_backend *be, const gn_tensor *x, const gn_tensor *w,
-                      const gn_tensor *b, const gn_tensor *r, gn_eltwise act, gn_tensor *y,
-                      const gn_conv2d_params *p, gn_error *err);
-    int (*conv2d_bwd_data)(gn_backend *be, const gn_tensor *dy, const gn_tensor *w,
-                           gn_tensor *dx, const gn_conv2d_params *p, gn_error *err);
-    int (*conv2d_bwd_weights)(gn_backend *be, const gn_tensor *x, const gn_tensor *dy,
-                              gn_tensor *dw, gn_tensor *db, const gn_conv2d_params *p,
-                              gn_error *err);
-
-    int (*bn_fwd_train)(gn_backend *be, const gn_tensor *x, const gn_tensor *gamma,
-                        const gn_tensor *beta, float eps, gn_tensor *y, gn_tensor *mean,
-                        gn_tensor *var, gn_error *err);
-    int (*bn_fwd_infer)(gn_backend *be, const gn_tensor *x, const gn_tensor *gamma,
-                        const gn_tensor *beta, const gn_tensor *mean, const gn_tensor *var,
-                        float eps, gn_tensor *y, gn_error *err);
-    int (*bn_bwd)(gn_backend *be, const gn_tensor *x, const gn_tensor *dy,
-                  const gn_tensor *gamma, const gn_tensor *mean, const gn_tensor *var,
-                  float eps, gn_tensor *dx, gn_tensor *dgamma, gn_tensor *dbeta,
-                  gn_error *err);
-    int (*bn_update_running)(gn_backend *be, gn_tensor *run_mean, gn_tensor *run_var,
-                             const gn_tensor *mean, const gn_tensor *var, float momentum,
-                             int64_t count, gn_error *err);
-
-    int (*eltwise_fwd)(gn_backend *be, gn_eltwise k, const gn_tensor *x, gn_tensor *y,
-                       gn_error *err);
-    int (*eltwise_bwd)(gn_backend *be, gn_eltwise k, const gn_tensor *x, const gn_tensor *dy,
-                       gn_tensor *dx, gn_error *err);
-
-    int (*gap_fwd)(gn_backend *be, const gn_tensor *x, gn_tensor *y, gn_error *err);
-    int (*gap_bwd)(gn_backend *be, const gn_tensor *dy, gn_tensor *dx, gn_error *err);
-
-    int (*chscale_fwd)(gn_backend *be, const gn_tensor *x, const gn_tensor *s, gn_tensor *y,
-                       gn_error *err);
-    int (*chscale_bwd)(gn_backend *be, const gn_tensor *x, const gn_tensor *s,
-                       const gn_tensor *dy, gn_tensor *dx, gn_tensor *ds, gn_error *err);
-
-    int (*add)(gn_backend *be, const gn_tensor *a, const gn_tensor *b, gn_tensor *y,
-               gn_error *err);
-    int (*accumulate)(gn_backend *be, gn_tensor *y, const gn_tensor *x, gn_error *err);
-    int (*mul_mask)(gn_backend *be, const gn_tensor *x, const gn_tensor *mask, gn_tensor *y,
-                    gn_error *err);
-
-    int (*linear_fwd)(gn_backend *be, const gn_tensor *x, const gn_tensor *w,
-                      const gn_tensor *b, gn_tensor *y, gn_error *err);
-    int (*linear_bwd)(gn_backend *be, const gn_tensor *x, const gn_tensor *w,
-                      const gn_tensor *dy, gn_tensor *dx, gn_tensor *dw, gn_tensor *db,
-                      gn_error *err);
-
-    int (*softmax_xent)(gn_backend *be, const gn_tensor *logits, const int32_t *labels,
-                        float smoothing, float *loss, gn_tensor *dlogits, gn_error *err);
-} gn_backend_ops;
-
-/* gn_backend.caps bits */
-#define GN_CAP_NHWC 1u /* inference ops accept channels-last tensors (tensor.h) */
-
-struct gn_backend {
-    const char *name;          /* "ref", "dnnl" */
-    unsigned caps;             /* GN_CAP_* */
-    const gn_backend_ops *ops;
-    void *impl;                /* backend private state */
-};
-
 /* ------------------------------------------------------------------ registry */
 /* Create a backend by name ("ref" or "dnnl"). */
 int gn_backend_create(const char *name, gn_backend **out, gn_error *err);
+/* Its name ("ref", "dnnl") and capabilities. */
+const char *gn_backend_name(const gn_backend *be);
+#define GN_CAP_NHWC 1u /* inference ops accept channels-last tensors (tensor.h) */
+unsigned gn_backend_caps(const gn_backend *be);
 /* Release a backend and everything it cached (tensors it allocated must be freed
  * first by their owners).  NULL is fine. */
 void gn_backend_destroy(gn_backend *be);

@@ -11,8 +11,10 @@
  *   trials are never lost and a trial that was running stays 'running' for the resumed
  *   search to redo.
  *
- *   Storage sits behind a vtable (gn_store_ops) so another backend (PostgreSQL, for
- *   many machines) can be added beside the SQLite one without touching callers.
+ *   Storage sits behind a vtable (gn_store_ops, private to src/store in
+ *   store_internal.h; callers hold an opaque gn_store) so another backend
+ *   (PostgreSQL, for many machines) can be added beside the SQLite one without
+ *   touching callers.
  *   gn_store_open() picks the backend from the location: "sqlite:PATH" or a plain
  *   PATH is SQLite (src/store/store_sqlite.c); other "scheme://" locations are refused
  *   with a one-line error until their backend exists.
@@ -94,26 +96,6 @@ typedef struct gn_store gn_store;
 #define GN_STORE_CREATE 1u /* create the store if it does not exist */
 #define GN_STORE_FAST 2u   /* SQLite: synchronous=NORMAL (durable against process crashes, not power loss) */
 
-/* The backend interface.  Implementations embed `gn_store` as their first member. */
-typedef struct gn_store_ops {
-    const char *name; /* "sqlite" */
-    void (*close)(gn_store *s);
-    int (*put_meta)(gn_store *s, const char *key, const char *value, gn_error *err);
-    /* 0 found (*value malloc'd), 1 absent (*value NULL), -1 error */
-    int (*get_meta)(gn_store *s, const char *key, char **value, gn_error *err);
-    int (*insert_trial)(gn_store *s, gn_trial *t, gn_error *err);
-    int (*finish_trial)(gn_store *s, int64_t id, const gn_trial *t, gn_error *err);
-    int (*list_trials)(gn_store *s, const gn_trial_filter *f, gn_trial_list *out, gn_error *err);
-    int (*count_trials)(gn_store *s, const gn_trial_filter *f, int64_t *n, gn_error *err);
-    /* 0 found, 1 no such id, -1 error */
-    int (*get_trial)(gn_store *s, int64_t id, gn_trial *out, gn_error *err);
-} gn_store_ops;
-
-struct gn_store {
-    const gn_store_ops *ops;
-    char *where; /* the location as given, for messages (owned) */
-};
-
 /* Open (flags: GN_STORE_*).  Without GN_STORE_CREATE a missing store is an error. */
 int gn_store_open(const char *where, unsigned flags, gn_store **out, gn_error *err);
 void gn_store_close(gn_store *s);
@@ -135,8 +117,5 @@ int gn_store_finish_trial(gn_store *s, int64_t id, const gn_trial *t, gn_error *
 int gn_store_list_trials(gn_store *s, const gn_trial_filter *f, gn_trial_list *out, gn_error *err);
 int gn_store_count_trials(gn_store *s, const gn_trial_filter *f, int64_t *n, gn_error *err);
 int gn_store_get_trial(gn_store *s, int64_t id, gn_trial *out, gn_error *err);
-
-/* SQLite backend, used by gn_store_open. */
-int gn_store_open_sqlite(const char *path, unsigned flags, gn_store **out, gn_error *err);
 
 #endif

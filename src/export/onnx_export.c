@@ -59,7 +59,7 @@ static int tensor_init(exporter *x, const char *name, const gn_tensor *t, int nd
     if (gn_tensor_to_host(t, h, x->err)) {
         free(h);
         return gn_error_set(x->err, "%s: cannot read tensor '%s' from the %s backend", x->path, name,
-                            x->net->be->name);
+                            gn_backend_name(gn_net_backend(x->net)));
     }
     int rc = ox_initializer(&x->g, name, ndim, dims, h);
     free(h);
@@ -144,7 +144,7 @@ static int emit_bn(exporter *x, const gn_inode *o, const char *in, const char *o
         if (gn_tensor_to_host(&P[ids[i]].value, h + (size_t)i * C, x->err)) {
             free(h), free(s);
             return gn_error_set(x->err, "%s: cannot read '%s' from the %s backend", x->path, P[ids[i]].name,
-                                x->net->be->name);
+                                gn_backend_name(gn_net_backend(x->net)));
         }
     for (int c = 0; c < C; c++) {
         double sc = h[c] / sqrt((double)h[3 * C + c] + nd->eps);

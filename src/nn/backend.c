@@ -50,6 +50,8 @@ void gn_backend_destroy(gn_backend *be)
 }
 
 const char *gn_backend_names(void) { return "ref,dnnl"; }
+const char *gn_backend_name(const gn_backend *be) { return be ? be->name : "(none)"; }
+unsigned gn_backend_caps(const gn_backend *be) { return be ? be->caps : 0; }
 
 int gn_backend_set_threads(gn_backend *be, int n, gn_error *err)
 {

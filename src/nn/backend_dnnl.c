@@ -4,7 +4,40 @@
  * primitive, one "user" memory object per argument (plain layout, data handle set
  * per call to the caller's tensor) and, where the primitive picked another layout
  * (format_tag_any for convolutions), an internal buffer plus a cached reorder that
- * runs before (inputs) or after (outputs) the primitive.  See gpunas/backend.h. */
+ * runs before (inputs) or after (outputs) the primitive.  See gpunas/backend.h.
+ *
+ * Design notes (moved here from the public header)
+ *
+ *   Primitive cache: every op builds a key from its kind and all shapes and
+ *   parameters; the created primitive, its memory objects (plain NCHW "user"
+ *   memories whose data handle is set per call) and any reorders are kept in a hash
+ *   table and reused for the same key.  Convolutions are created with
+ *   format_tag_any so oneDNN may pick blocked layouts (nChw8c/16c, blocked
+ *   weights); when it does, the entry holds reorder primitives and internal
+ *   buffers and every call reorders in and out (x, w, dy in; y, dx, dw out).
+ *   Trade-off: the API stays plain NCHW (simple, interoperable) at the cost of
+ *   those reorders around each conv; blocked kernels are still usually faster
+ *   than plain-layout ones for the 3x3/5x5 and 1x1 convs here.  Weights are
+ *   reordered on every call (no weight cache: in training they change each step).
+ *   The cache is flushed when it exceeds 4096 entries.  A dnnl backend instance
+ *   is not thread-safe (one stream, one cache); use one instance per thread.
+ *
+ *   Threads: the Debian oneDNN build uses OpenMP (libgomp; DNNL_CPU_RUNTIME=OMP).
+ *   gn_backend_set_threads(be, n) on "dnnl" calls omp_set_num_threads(n), looked up
+ *   with dlsym so gpunas needs no -fopenmp (it affects the calling thread's
+ *   OpenMP ICV, i.e. later ops issued from that thread; dnnl_sgemm uses the same
+ *   OpenMP pool).  n <= 0: the cores other processes leave free (gn_threads_available;
+ *   measured: no OpenMP wait policy keeps 2 threads as fast as 1 beside one busy
+ *   process on 2 cores).  A changed count empties the primitive cache: oneDNN's
+ *   kernels split their work for the thread count they were created with.  "ref" is single-threaded
+ *   and ignores it.  gn_backend_pin_threads places the team: libgomp reads its
+ *   placement settings (OMP_PROC_BIND, OMP_PLACES) only from the environment at
+ *   load, so the dnnl backend runs one parallel region through libgomp's
+ *   GOMP_parallel entry (dlsym again) in which every team thread calls
+ *   sched_setaffinity on itself; libgomp keeps a team's threads in their positions
+ *   from one region to the next, so the placement holds for the ops that follow.
+ *
+ */
 #include <dlfcn.h>
 #include <pthread.h>
 #include <sched.h>

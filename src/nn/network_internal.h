@@ -8,6 +8,7 @@
 
 #include "gpunas/network.h"
 #include "gpunas/rng.h"
+#include "nn/backend_impl.h"
 
 typedef enum { ND_CONV, ND_BN, ND_ACT, ND_GAP, ND_CHSCALE, ND_ADD, ND_LINEAR, ND_DROPOUT, ND_DROPPATH } nd_kind;
 

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "gpunas/backend.h"
+#include "nn/backend_impl.h"
 
 size_t gn_tensor_numel(const gn_tensor *t)
 {

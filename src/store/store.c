@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gpunas/store.h"
+#include "store/store_internal.h"
 
 static const char *const status_names[] = {"running", "done", "failed", "pruned"};
 
@@ -91,7 +91,7 @@ int gn_store_open(const char *where, unsigned flags, gn_store **out, gn_error *e
     if (!where || !*where)
         return gn_error_set(err, "trial store: no location given");
     if (strncmp(where, "sqlite:", 7) == 0)
-        return gn_store_open_sqlite(where + 7, flags, out, err);
+        return gn__store_open_sqlite(where + 7, flags, out, err);
     const char *sep = strstr(where, "://");
     if (sep) {
         bool scheme = sep > where;
@@ -101,7 +101,7 @@ int gn_store_open(const char *where, unsigned flags, gn_store **out, gn_error *e
             return gn_error_set(err, "%s: unsupported trial store '%.*s' (this build stores trials in SQLite files: "
                                      "give a path or sqlite:PATH)", where, (int)(sep - where), where);
     }
-    return gn_store_open_sqlite(where, flags, out, err);
+    return gn__store_open_sqlite(where, flags, out, err);
 }
 
 void gn_store_close(gn_store *s)

@@ -48,7 +48,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "gpunas/store.h"
+#include "store/store_internal.h"
 
 #define APP_ID 0x676e6173 /* "gnas" */
 #define SCHEMA_VERSION 2
@@ -247,7 +247,7 @@ static int identify(sq_store *s, unsigned flags, gn_error *err)
     return gn_error_set(err, "%s: open: the store changed while it was being created; try again", s->base.where);
 }
 
-int gn_store_open_sqlite(const char *path, unsigned flags, gn_store **out, gn_error *err)
+int gn__store_open_sqlite(const char *path, unsigned flags, gn_store **out, gn_error *err)
 {
     *out = NULL;
     if (!path || !*path)

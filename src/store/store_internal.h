@@ -1,0 +1,34 @@
+/*
+ * store_internal.h — the trial store's backend vtable and instance layout, private to
+ * src/store (gpunas/store.h hands out opaque gn_store handles and checks every
+ * argument once before dispatching; a backend sees only valid requests).
+ */
+#ifndef GPUNAS_STORE_INTERNAL_H
+#define GPUNAS_STORE_INTERNAL_H
+
+#include "gpunas/store.h"
+
+/* The backend interface.  Implementations embed `gn_store` as their first member. */
+typedef struct gn_store_ops {
+    const char *name; /* "sqlite" */
+    void (*close)(gn_store *s);
+    int (*put_meta)(gn_store *s, const char *key, const char *value, gn_error *err);
+    /* 0 found (*value malloc'd), 1 absent (*value NULL), -1 error */
+    int (*get_meta)(gn_store *s, const char *key, char **value, gn_error *err);
+    int (*insert_trial)(gn_store *s, gn_trial *t, gn_error *err);
+    int (*finish_trial)(gn_store *s, int64_t id, const gn_trial *t, gn_error *err);
+    int (*list_trials)(gn_store *s, const gn_trial_filter *f, gn_trial_list *out, gn_error *err);
+    int (*count_trials)(gn_store *s, const gn_trial_filter *f, int64_t *n, gn_error *err);
+    /* 0 found, 1 no such id, -1 error */
+    int (*get_trial)(gn_store *s, int64_t id, gn_trial *out, gn_error *err);
+} gn_store_ops;
+
+struct gn_store {
+    const gn_store_ops *ops;
+    char *where; /* the location as given, for messages (owned) */
+};
+
+/* SQLite backend (store_sqlite.c), used by gn_store_open. */
+int gn__store_open_sqlite(const char *path, unsigned flags, gn_store **out, gn_error *err);
+
+#endif
