@@ -186,6 +186,7 @@ static void test_search_cli(void **state)
         assert_non_null(strstr(v, "\"lat_threads\":\"1\""));
         assert_non_null(strstr(v, "\"lat_pin\":true"));
         assert_non_null(strstr(v, "\"lat_reference\":true"));
+        assert_null(strstr(v, "\"backend\"")); /* the default is not recorded: older stores resume */
         free(v);
         gn_trial_filter f;
         gn_trial_filter_init(&f);
@@ -219,6 +220,13 @@ static void test_search_cli(void **state)
     snprintf(cmd, sizeof cmd, "search --out %s " ARGS " --resume --seed 4", dir);
     assert_int_equal(tu_run_cli(cmd, NULL, &errs), 1);
     assert_non_null(strstr(errs, "different settings: seed"));
+    free(errs);
+    snprintf(cmd, sizeof cmd, "search --out %s " ARGS " --resume --backend ref", dir);
+    assert_int_equal(tu_run_cli(cmd, NULL, &errs), 1);
+    assert_non_null(strstr(errs, "different settings: backend"));
+    free(errs);
+    assert_int_equal(tu_run_cli("search --backend cuda", NULL, &errs), 2);
+    assert_non_null(strstr(errs, "'cuda' is not a backend"));
     free(errs);
     /* --resume of a finished search: nothing more to train, same result */
     row before[256], after[256];

@@ -65,6 +65,8 @@ typedef struct {
     /* ---- latency */
     int lat_batch;                 /* 1 */
     int threads;                   /* intra-op threads for proxy training; <= 0 all */
+    const char *backend;           /* compute backend of training and measuring:
+                                      "dnnl" (default, NULL) or "ref" */
     int lat_threads;               /* threads of the latency measurements: > 0, or
                                       GN_THREADS_BEST (default): chosen once, on the
                                       reference network, when the search starts, and

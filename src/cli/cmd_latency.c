@@ -27,6 +27,7 @@
 #include "gpunas/network.h"
 #include "gpunas/rng.h"
 #include "gpunas/space.h"
+#include "util/clock.h"
 
 /* ------------------------------------------------------------------ shared */
 static const char *mib(size_t bytes, char *buf, size_t n)
@@ -789,12 +790,6 @@ typedef struct {
 #define PROBE_SEED 0x5eed0b5e11ULL
 #define PROBE_EVERY_MS 1000.0
 
-static double mono_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1e3 + t.tv_nsec * 1e-6;
-}
 
 /* Time the reference network (~20 ms, at least 3 runs) and update the factor. */
 static int probe_measure(prof_ctx *c, gn_error *err)
@@ -824,7 +819,7 @@ static int probe_measure(prof_ctx *c, gn_error *err)
         c->cap_probes = cap;
     }
     c->probes[c->n_probes++] = m;
-    c->probe_t = mono_ms();
+    c->probe_t = gn__now_ms();
     return 0;
 }
 
@@ -896,7 +891,7 @@ static void probe_rebase(prof_ctx *c, double *y, int n)
 /* Probe again when the last probe is older than PROBE_EVERY_MS. */
 static int probe_refresh(prof_ctx *c, gn_error *err)
 {
-    if (!c->probe_on || mono_ms() - c->probe_t < PROBE_EVERY_MS)
+    if (!c->probe_on || gn__now_ms() - c->probe_t < PROBE_EVERY_MS)
         return 0;
     return probe_measure(c, err);
 }

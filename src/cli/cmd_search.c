@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "gpunas/backend.h"
 #include "gpunas/data.h"
 #include "gpunas/latency.h"
 #include "gpunas/nas.h"
@@ -74,6 +75,8 @@ static void usage(FILE *f)
             "  --val-fraction F      validation split of the training set (default 0.05)\n"
             "  --threads N           threads for proxy training (default: the cores other\n"
             "                        processes leave free, followed while training)\n"
+            "  --backend dnnl|ref    compute backend for training and measuring (dnnl; part of\n"
+            "                        the search's settings when not the default)\n"
             "  --lat-threads N|best  threads of the latency measurements, part of the target\n"
             "                        device (default best: 1, 2, 4, ..., all timed on the\n"
             "                        reference network when the search starts; the fastest\n"
@@ -204,6 +207,13 @@ int cmd_search(int argc, char **argv)
         else if (!strcmp(a, "--proxy-lr")) r = cli_parse_double(CMD, a, v, 1e-9, 100, &c.proxy_lr);
         else if (!strcmp(a, "--val-fraction")) r = cli_parse_double(CMD, a, v, 0.001, 0.9, &c.val_fraction);
         else if (!strcmp(a, "--threads")) r = cli_parse_int(CMD, a, v, 0, 4096, &c.threads);
+        else if (!strcmp(a, "--backend")) {
+            if (strcmp(v, "dnnl") && strcmp(v, "ref")) {
+                cli_error(CMD, "--backend: '%s' is not a backend (%s)", v, gn_backend_names());
+                return 2;
+            }
+            c.backend = v;
+        }
         else if (!strcmp(a, "--lat-threads") && !strcmp(v, "best")) c.lat_threads = GN_THREADS_BEST;
         else if (!strcmp(a, "--lat-duration")) {
             double sec = 0;

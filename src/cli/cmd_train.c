@@ -29,6 +29,7 @@
 #include "gpunas/data.h"
 #include "gpunas/safetensors.h"
 #include "gpunas/train.h"
+#include "util/clock.h"
 
 static bool is_dir(const char *p)
 {
@@ -75,12 +76,6 @@ typedef struct {
     const char *cmd;
 } ui;
 
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + t.tv_nsec * 1e-9;
-}
 
 static void fmt_time(double s, char *buf, size_t n)
 {
@@ -96,7 +91,7 @@ static void fmt_time(double s, char *buf, size_t n)
 static int on_progress(void *user, const gn_train_progress *p)
 {
     ui *u = user;
-    double t = now_s();
+    double t = gn__now_s();
     bool last = p->step == p->steps;
     if (u->tty) {
         if (!last && t - u->last_draw < 0.1)

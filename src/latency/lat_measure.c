@@ -15,6 +15,7 @@
 
 #include "gpunas/latency.h"
 #include "gpunas/rng.h"
+#include "util/clock.h"
 
 void gn_lat_opts_default(gn_lat_opts *o)
 {
@@ -25,12 +26,6 @@ void gn_lat_opts_default(gn_lat_opts *o)
     o->seed = 1;
 }
 
-static double now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1e3 + t.tv_nsec * 1e-6;
-}
 
 /* Input tensor and host buffers shared by both measurements. */
 typedef struct {
@@ -85,21 +80,21 @@ static int one_run(gn_net *net, bench_io *io, int64_t *layer_ns, double *t_h2d, 
                    gn_error *err)
 {
     const gn_tensor *logits;
-    double t0 = now_ms();
+    double t0 = gn__now_ms();
     if (gn_tensor_from_host(&io->x, io->hx, err))
         return -1;
-    double t1 = now_ms();
+    double t1 = gn__now_ms();
     int rc = layer_ns ? gn_net_infer_profile(net, &io->x, &logits, layer_ns, err)
                       : gn_net_infer(net, &io->x, &logits, err);
     if (rc)
         return -1;
-    double t2 = now_ms();
+    double t2 = gn__now_ms();
     if (gn_tensor_numel(logits) != io->ny)
         return gn_error_set(err, "%s: logits have %zu values, expected %zu", gn_net_arch(net)->source,
                             gn_tensor_numel(logits), io->ny);
     if (gn_tensor_to_host(logits, io->hy, err))
         return -1;
-    double t3 = now_ms();
+    double t3 = gn__now_ms();
     if (t_h2d)
         *t_h2d = t1 - t0;
     if (t_cmp)
@@ -112,15 +107,15 @@ static int one_run(gn_net *net, bench_io *io, int64_t *layer_ns, double *t_h2d, 
 static int warm_up(gn_net *net, bench_io *io, const gn_lat_opts *o, int64_t *layer_ns, int *done, double *ms,
                    gn_error *err)
 {
-    double start = now_ms();
+    double start = gn__now_ms();
     int k = 0;
-    while (k < o->warmup_runs || now_ms() - start < o->warmup_ms) {
+    while (k < o->warmup_runs || gn__now_ms() - start < o->warmup_ms) {
         if (one_run(net, io, layer_ns, NULL, NULL, NULL, err))
             return -1;
         k++;
     }
     *done = k;
-    *ms = now_ms() - start;
+    *ms = gn__now_ms() - start;
     return 0;
 }
 
@@ -158,8 +153,8 @@ int gn_lat_measure(gn_net *net, int batch, const gn_lat_opts *o, gn_lat_result *
     if (warm_up(net, &io, o, NULL, &r->warmup_done, &r->warmup_ms_done, err))
         goto out;
     /* at least o->runs runs and at least o->min_ms of timed phase */
-    double start = now_ms();
-    while (n < o->runs || now_ms() - start < o->min_ms) {
+    double start = gn__now_ms();
+    while (n < o->runs || gn__now_ms() - start < o->min_ms) {
         if (n == cap) {
             if (cap > (1 << 28) || grow(arr, 2 * cap)) {
                 gn_error_set(err, "%s: out of memory for %d samples", gn_net_arch(net)->source, 2 * cap);
@@ -313,8 +308,8 @@ static int block(gn_net *net, bench_io *io, int k, double ms, samples *sm, gn_er
 {
     if (one_run(net, io, NULL, NULL, NULL, NULL, err))
         return -1;
-    double start = now_ms();
-    for (int i = 0; i < k || now_ms() - start < ms; i++) {
+    double start = gn__now_ms();
+    for (int i = 0; i < k || gn__now_ms() - start < ms; i++) {
         double a = 0, b = 0, c = 0;
         if (one_run(net, io, NULL, &a, &b, &c, err))
             return -1;

@@ -30,13 +30,8 @@
 #include "gpunas/latency.h"
 #include "gpunas/train.h"
 #include "nas/nas_internal.h"
+#include "util/clock.h"
 
-double nas_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 char *nas_key(const nas_state *s, const int *x)
 {
@@ -218,7 +213,7 @@ int nas_proxy_train(nas_state *s, const gn_arch *a, double *acc, double *train_s
     gn_train_defaults(&t);
     t.arch = a;
     t.resolution = 0;
-    t.backend = "dnnl";
+    t.backend = c->backend ? c->backend : "dnnl";
     t.threads = c->threads;
     t.train_set = c->train_set;
     t.test_set = NULL;
@@ -241,10 +236,10 @@ int nas_proxy_train(nas_state *s, const gn_arch *a, double *acc, double *train_s
     t.seed = c->seed;
     t.out_dir = NULL;
     gn_train_result r;
-    double t0 = nas_now();
+    double t0 = gn__now_s();
     if (gn_train_run(&t, NULL, &r, err))
         return -1;
-    *train_s = nas_now() - t0;
+    *train_s = gn__now_s() - t0;
     *acc = r.val_top1;
     if (!(*acc >= 0.0))
         return gn_error_set(err, "search: proxy training gave no validation accuracy (val_fraction %g)", c->val_fraction);

@@ -53,7 +53,6 @@ typedef struct {
 } nas_state;
 
 /* nas_eval.c */
-double nas_now(void);
 /* Latency of x (canonical text key): cached, predicted from the profile, or measured.
  * info (may be NULL): a measurement's conditions as JSON text (malloc'd), NULL when
  * the value came from the cache or the profile. */

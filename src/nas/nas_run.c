@@ -17,6 +17,7 @@
 
 #include "gpunas/backend.h"
 #include "nas/nas_internal.h"
+#include "util/clock.h"
 
 void gn_nas_defaults(gn_nas_config *c)
 {
@@ -382,7 +383,7 @@ int gn_nas_run(const gn_nas_config *c, bool resume, const gn_nas_callbacks *cb, 
     memset(s, 0, sizeof S);
     s->c = c;
     s->cb = cb;
-    s->t0 = nas_now();
+    s->t0 = gn__now_s();
     gn_store *st = c->store;
     gn_trial_list rows = {0};
     int rc = -1;
@@ -407,7 +408,7 @@ int gn_nas_run(const gn_nas_config *c, bool resume, const gn_nas_callbacks *cb, 
         }
         s->have_profile = 1;
     }
-    if (gn_backend_create("dnnl", &s->be, err) || gn_backend_set_threads(s->be, c->threads, err) ||
+    if (gn_backend_create(c->backend ? c->backend : "dnnl", &s->be, err) || gn_backend_set_threads(s->be, c->threads, err) ||
         nas_lat_setup(s, st, err))
         goto out;
     if (s->lat_note[0])
@@ -575,7 +576,7 @@ int gn_nas_run(const gn_nas_config *c, bool resume, const gn_nas_callbacks *cb, 
             emit(s, GN_NAS_EV_INFO, NULL, 0, 0, "stopped; --resume continues");
             break;
         }
-        if (c->time_budget_s > 0 && nas_now() - s->t0 > c->time_budget_s) {
+        if (c->time_budget_s > 0 && gn__now_s() - s->t0 > c->time_budget_s) {
             emit(s, GN_NAS_EV_INFO, NULL, 0, 0, "time budget of %.0f s reached", c->time_budget_s);
             break;
         }

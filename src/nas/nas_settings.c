@@ -55,6 +55,10 @@ char *nas_settings_json(const gn_nas_config *c, gn_error *err)
         json_object_update_new(o, json_pack("{s:s, s:b, s:b, s:f, s:f}", "lat_threads", lat_threads, "lat_pin",
                                              c->lat_pin, "lat_reference", c->lat_reference, "lat_min_ms",
                                              c->lat_min_ms, "tier_margin", c->tier_margin));
+    /* recorded only when not the default, so stores made before it was a setting
+     * (always dnnl) resume unchanged */
+    if (o && c->backend && strcmp(c->backend, "dnnl") != 0)
+        json_object_set_new(o, "backend", json_string(c->backend));
     if (!o) {
         gn_error_set(err, "search: cannot record the settings");
         return NULL;

@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include "nn/network_internal.h"
+#include "util/clock.h"
 
 void gn_infer_plan_free(gn_infer_plan *p)
 {
@@ -256,12 +257,6 @@ size_t gn_net_infer_weight_bytes(const gn_net *net)
     return s;
 }
 
-static int64_t now_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
-}
 
 static int infer_run(gn_net *net, const gn_tensor *x, const gn_tensor **logits, int64_t *layer_ns, gn_error *err);
 
@@ -309,7 +304,7 @@ static int infer_run(gn_net *net, const gn_tensor *x, const gn_tensor **logits, 
         gn_inode *o = &p->nodes[i];
         gn_tensor *in = &p->views[o->in], *out = &p->views[o->out];
         int rc = 0;
-        int64_t t0 = layer_ns ? now_ns() : 0;
+        int64_t t0 = layer_ns ? gn__now_ns() : 0;
         switch (o->k) {
         case ND_CONV:
             rc = gn_conv2d_fwd_fused(net->be, in, &o->w, &o->b, o->act, o->res >= 0 ? &p->views[o->res] : NULL, out,
@@ -342,7 +337,7 @@ static int infer_run(gn_net *net, const gn_tensor *x, const gn_tensor **logits, 
         if (rc)
             return -1;
         if (layer_ns)
-            layer_ns[net->nodes[o->src].layer] += now_ns() - t0;
+            layer_ns[net->nodes[o->src].layer] += gn__now_ns() - t0;
     }
     *logits = &p->views[p->n_vals - 1];
     return 0;

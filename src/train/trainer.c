@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "train/train_internal.h"
+#include "util/clock.h"
 
 typedef struct {
     const gn_train_config *c;
@@ -54,12 +55,6 @@ typedef struct {
     double cpu_t;
 } run;
 
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + t.tv_nsec * 1e-9;
-}
 
 static char *join(const char *dir, const char *name)
 {
@@ -189,7 +184,7 @@ static int setup(run *r, gn_error *err)
         gn_backend_set_threads(r->be, r->threads, err))
         return -1;
     gn_cpu_sample_take(&r->cpu);
-    r->cpu_t = now_s();
+    r->cpu_t = gn__now_s();
     if (gn_net_create(r->arch, r->be, &r->net, err) || gn_net_init(r->net, c->seed, err))
         return -1;
     r->n_total = 0;
@@ -280,7 +275,7 @@ static int setup(run *r, gn_error *err)
  * last check (gn_cpu_available over that interval; no sleeping). */
 static int follow_free_cores(run *r, gn_error *err)
 {
-    double t = now_s();
+    double t = gn__now_s();
     if (r->c->threads > 0 || t - r->cpu_t < 2.0)
         return 0;
     gn_cpu_sample now;
@@ -305,7 +300,7 @@ static int train_epoch(run *r, int e, const gn_lr_schedule *s, const gn_train_ca
     if (gn_loader_start_epoch(r->ltrain, e, err))
         return -1;
     const int steps = gn_loader_batches_per_epoch(r->ltrain);
-    double t0 = now_s(), loss_sum = 0, lr = 0;
+    double t0 = gn__now_s(), loss_sum = 0, lr = 0;
     int64_t images = 0, correct = 0;
     gn_batch b;
     int rc, step = 0;
@@ -357,7 +352,7 @@ static int train_epoch(run *r, int e, const gn_lr_schedule *s, const gn_train_ca
         images += b.n;
         step++;
         if (cb && cb->progress) {
-            double el = now_s() - t0;
+            double el = gn__now_s() - t0;
             gn_train_progress p = {.epoch = e,
                                    .epochs = c->epochs,
                                    .step = step,
@@ -382,7 +377,7 @@ static int train_epoch(run *r, int e, const gn_lr_schedule *s, const gn_train_ca
     m->lr = lr;
     m->train_loss = loss_sum / images;
     m->train_acc = (double)correct / images;
-    m->train_time_s = now_s() - t0;
+    m->train_time_s = gn__now_s() - t0;
     m->images_per_s = m->train_time_s > 0 ? images / m->train_time_s : 0;
     return 0;
 }
@@ -432,7 +427,7 @@ int gn_train_run(const gn_train_config *c, const gn_train_callbacks *cb, gn_trai
     res->val_top1 = res->test_top1 = res->test_top5 = -1;
     if (gn__train_check(c, err))
         return -1;
-    double t_start = now_s();
+    double t_start = gn__now_s();
     run r = {.c = c};
     int rc = -1;
     if (setup(&r, err))
@@ -478,13 +473,13 @@ int gn_train_run(const gn_train_config *c, const gn_train_callbacks *cb, gn_trai
                         .steps_per_epoch = gn_loader_batches_per_epoch(r.ltrain),
                         .per_step = c->warmup_per_step};
     for (int e = start; e < c->epochs; e++) {
-        double te = now_s();
+        double te = gn__now_s();
         gn_epoch_metrics m = {0};
         if (train_epoch(&r, e, &s, cb, &m, err) || validate(&r, &m, err))
             goto done;
         if (e + 1 == c->epochs && finish(&r, &m, res, err))
             goto done;
-        m.time_s = now_s() - te;
+        m.time_s = gn__now_s() - te;
         /* the metrics line first: a crash before the checkpoint leaves a line that
          * the resume (from the previous checkpoint) cuts off */
         if (r.metrics_path && gn__metrics_append(r.metrics_path, &m, err))
@@ -515,7 +510,7 @@ int gn_train_run(const gn_train_config *c, const gn_train_callbacks *cb, gn_trai
     }
     rc = 0;
 done:
-    res->total_time_s = now_s() - t_start;
+    res->total_time_s = gn__now_s() - t_start;
     run_free(&r);
     return rc;
 }
