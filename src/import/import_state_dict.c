@@ -10,6 +10,7 @@
 #include "gpunas/import.h"
 #include "gpunas/safetensors.h"
 #include "gpunas/torchfile.h"
+#include "util/strmap.h"
 
 #define NM "%.160s"
 
@@ -19,16 +20,15 @@ typedef struct {
     const gn_pv *sd;
     int n;
     const char **keys; /* state-dict keys without "module." */
+    gn__strmap *index; /* key -> position (the first of duplicates) */
     bool *used;
 } ctx;
 
 /* index of KEY in the state dict, or -1 */
 static int find(const ctx *c, const char *key)
 {
-    for (int i = 0; i < c->n; i++)
-        if (strcmp(c->keys[i], key) == 0)
-            return i;
-    return -1;
+    const int *i = gn__strmap_get(c->index, key);
+    return i ? *i : -1;
 }
 
 static bool is_float(gn_pt_dtype d) { return d == GN_PT_F32 || d == GN_PT_F64 || d == GN_PT_F16 || d == GN_PT_BF16; }
@@ -195,8 +195,9 @@ int gn_net_import_torch(gn_net *net, const char *path, const gn_import_opts *opt
     c.n = info->n_tensors = gn_pv_len(c.sd);
     c.keys = calloc((size_t)(c.n ? c.n : 1), sizeof *c.keys);
     c.used = calloc((size_t)(c.n ? c.n : 1), sizeof *c.used);
+    c.index = gn__strmap_new(sizeof(int));
     host = malloc((gn_net_num_values(net) ? gn_net_num_values(net) : 1) * sizeof *host);
-    if (!c.keys || !c.used || !host) {
+    if (!c.keys || !c.used || !c.index || !host) {
         gn_error_set(err, "%s: out of memory", path);
         goto done;
     }
@@ -217,6 +218,10 @@ int gn_net_import_torch(gn_net *net, const char *path, const gn_import_opts *opt
             info->stripped_module = true;
         }
         c.keys[i] = k;
+        if (find(&c, k) < 0 && !gn__strmap_put(c.index, k, &i)) {
+            gn_error_set(err, "%s: out of memory", path);
+            goto done;
+        }
     }
     /* copy_all reads every parameter and running statistic into host (it checks
      * completeness), so the whole arena is replaced at once */
@@ -228,6 +233,7 @@ done:
     free(host);
     free(c.keys);
     free(c.used);
+    gn__strmap_free(c.index);
     gn_pt_close(c.f);
     return rc;
 }

@@ -31,6 +31,7 @@
 #include "gpunas/train.h"
 #include "nas/nas_internal.h"
 #include "util/clock.h"
+#include "util/strmap.h"
 
 
 char *nas_key(const nas_state *s, const int *x)
@@ -40,44 +41,28 @@ char *nas_key(const nas_state *s, const int *x)
     return gn_space_encode_to_string(s->c->space, y);
 }
 
+/* The latency cache: canonical key -> {ms, spread} (one gn__strmap). */
+typedef struct {
+    double ms, spread;
+} lat_entry;
+
 int nas_cache_get(const nas_state *s, const char *key, double *ms, double *spread)
 {
-    for (int i = 0; i < s->lc_n; i++)
-        if (strcmp(s->lc_key[i], key) == 0) {
-            *ms = s->lc_ms[i];
-            *spread = s->lc_spread[i];
-            return 1;
-        }
-    return 0;
+    const lat_entry *e = gn__strmap_get(s->lat_cache, key);
+    if (!e)
+        return 0;
+    *ms = e->ms;
+    *spread = e->spread;
+    return 1;
 }
 
 void nas_cache_put(nas_state *s, const char *key, double ms, double spread)
 {
-    double a, b;
-    if (!key || !(ms > 0) || nas_cache_get(s, key, &a, &b))
+    if (!key || !(ms > 0) || gn__strmap_get(s->lat_cache, key))
         return;
-    if (s->lc_n == s->lc_cap) {
-        int cap = s->lc_cap ? 2 * s->lc_cap : 256;
-        char **k = realloc(s->lc_key, cap * sizeof *k);
-        if (k)
-            s->lc_key = k;
-        double *m = realloc(s->lc_ms, cap * sizeof *m);
-        if (m)
-            s->lc_ms = m;
-        double *p = realloc(s->lc_spread, cap * sizeof *p);
-        if (p)
-            s->lc_spread = p;
-        if (!k || !m || !p)
-            return; /* a cache miss later only costs a measurement */
-        s->lc_cap = cap;
-    }
-    char *dup = strdup(key);
-    if (!dup)
-        return;
-    s->lc_key[s->lc_n] = dup;
-    s->lc_ms[s->lc_n] = ms;
-    s->lc_spread[s->lc_n] = spread;
-    s->lc_n++;
+    if (!s->lat_cache && !(s->lat_cache = gn__strmap_new(sizeof(lat_entry))))
+        return; /* a cache miss later only costs a measurement */
+    gn__strmap_put(s->lat_cache, key, &(lat_entry){ms, spread});
 }
 
 static int measure(nas_state *s, const gn_arch *a, double *ms, double *spread, char **info, gn_error *err)

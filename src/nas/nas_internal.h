@@ -15,10 +15,8 @@ typedef struct {
     int d;                      /* encoding length */
     gn_backend *be;             /* latency measurements */
     char host[64];
-    /* latency of every network seen, by canonical encoding text */
-    char **lc_key;
-    double *lc_ms, *lc_spread;
-    int lc_n, lc_cap;
+    /* latency of every network seen, by canonical encoding text (nas_eval.c) */
+    struct gn__strmap *lat_cache;
     /* phase-1 data for the latency estimate */
     double *p1_x, *p1_y;        /* p1_n rows of NAS_EST_F features; log latency */
     int p1_n, p1_cap;
@@ -46,10 +44,7 @@ typedef struct {
     char lat_note[512];         /* how the threads were chosen (empty: not now) */
     /* networks already trained (canonical key -> accuracy, trial id): a proposal that
      * decodes to one of them reuses its result instead of training it again */
-    char **ac_key;
-    double *ac_acc;
-    int64_t *ac_id;
-    int ac_n, ac_cap;
+    struct gn__strmap *acc_cache;
 } nas_state;
 
 /* nas_eval.c */

@@ -18,6 +18,7 @@
 #include "gpunas/backend.h"
 #include "nas/nas_internal.h"
 #include "util/clock.h"
+#include "util/strmap.h"
 
 void gn_nas_defaults(gn_nas_config *c)
 {
@@ -191,42 +192,29 @@ static int fix_tiers(nas_state *s, gn_store *st, gn_error *err)
 }
 
 /* ------------------------------------------------------------------ phase 2 */
+/* Networks already trained: canonical key -> {accuracy, trial id} (a gn__strmap). */
+typedef struct {
+    double acc;
+    int64_t id;
+} acc_entry;
+
 static int acc_get(const nas_state *s, const char *key, double *acc, int64_t *id)
 {
-    for (int i = 0; i < s->ac_n; i++)
-        if (strcmp(s->ac_key[i], key) == 0) {
-            *acc = s->ac_acc[i];
-            *id = s->ac_id[i];
-            return 1;
-        }
-    return 0;
+    const acc_entry *e = gn__strmap_get(s->acc_cache, key);
+    if (!e)
+        return 0;
+    *acc = e->acc;
+    *id = e->id;
+    return 1;
 }
 
 static void acc_put(nas_state *s, const char *key, double acc, int64_t id)
 {
-    double a;
-    int64_t i0;
-    if (!key || acc_get(s, key, &a, &i0))
+    if (!key || gn__strmap_get(s->acc_cache, key))
         return;
-    if (s->ac_n == s->ac_cap) {
-        int cap = s->ac_cap ? 2 * s->ac_cap : 64;
-        char **k = realloc(s->ac_key, cap * sizeof *k);
-        if (k)
-            s->ac_key = k;
-        double *v = realloc(s->ac_acc, cap * sizeof *v);
-        if (v)
-            s->ac_acc = v;
-        int64_t *d = realloc(s->ac_id, cap * sizeof *d);
-        if (d)
-            s->ac_id = d;
-        if (!k || !v || !d)
-            return;
-        s->ac_cap = cap;
-    }
-    if (!(s->ac_key[s->ac_n] = strdup(key)))
-        return;
-    s->ac_acc[s->ac_n] = acc;
-    s->ac_id[s->ac_n++] = id;
+    if (!s->acc_cache && !(s->acc_cache = gn__strmap_new(sizeof(acc_entry))))
+        return; /* the network would only be trained again */
+    gn__strmap_put(s->acc_cache, key, &(acc_entry){acc, id});
 }
 
 static int observe_row(nas_state *s, int tier, const int *x, const gn_trial *t, gn_error *err)
@@ -617,16 +605,8 @@ out:
     free(pending_tier);
     for (int i = 0; i < GN_NAS_MAX_TIERS; i++)
         gn_opt_free(s->opt[i]);
-    for (int i = 0; i < s->lc_n; i++)
-        free(s->lc_key[i]);
-    free(s->lc_key);
-    for (int i = 0; i < s->ac_n; i++)
-        free(s->ac_key[i]);
-    free(s->ac_key);
-    free(s->ac_acc);
-    free(s->ac_id);
-    free(s->lc_ms);
-    free(s->lc_spread);
+    gn__strmap_free(s->lat_cache);
+    gn__strmap_free(s->acc_cache);
     free(s->p1_x);
     free(s->p1_y);
     gn_lat_profile_free(&s->profile);
