@@ -443,6 +443,25 @@ int gn_opt_random_unseen(gn_optimizer *o, int *x, gn_error *err)
     return gn_error_set(err, "optimizer %s: no unseen point found in 100064 uniform draws", o->vt->name);
 }
 
+int gn_opt_propose_loop(gn_optimizer *o, int *x, int *spare, int limit, gn_opt_draw_fn draw, void *ctx,
+                        gn_error *err)
+{
+    bool have_spare = false;
+    for (int t = 0; t < limit; t++) {
+        if (draw(o, ctx, x))
+            break;
+        if (gn_opt_seen(o, x))
+            continue;
+        if (gn_opt_accepts(o, x))
+            return 0;
+        if (!have_spare) {
+            memcpy(spare, x, sizeof(int) * (size_t)o->d);
+            have_spare = true;
+        }
+    }
+    return gn_opt_fallback(o, x, spare, have_spare, err);
+}
+
 int gn_opt_fallback(gn_optimizer *o, int *x, const int *spare, bool have_spare, gn_error *err)
 {
     int *last = malloc(sizeof(int) * (size_t)o->d);

@@ -110,24 +110,18 @@ static void make_child(gn_optimizer *o, evo_state *s, int *x)
     x[dim] = v >= x[dim] ? v + 1 : v;
 }
 
+static int draw_child(gn_optimizer *o, void *ctx, int *x)
+{
+    make_child(o, ctx, x);
+    return 0;
+}
+
 static int evo_propose(gn_optimizer *o, int *x, gn_error *err)
 {
     evo_state *s = o->impl;
-    bool have_spare = false;
     if (s->size < o->opt.evo_population)
         return gn_opt_fallback(o, x, NULL, false, err); /* random initial population */
-    for (int t = 0; t < o->opt.max_retries; t++) {
-        make_child(o, s, x);
-        if (gn_opt_seen(o, x))
-            continue;
-        if (gn_opt_accepts(o, x))
-            return 0;
-        if (!have_spare) {
-            memcpy(s->spare, x, sizeof(int) * (size_t)o->d);
-            have_spare = true;
-        }
-    }
-    return gn_opt_fallback(o, x, s->spare, have_spare, err);
+    return gn_opt_propose_loop(o, x, s->spare, o->opt.max_retries, draw_child, s, err);
 }
 
 const gn_opt_vtable gn_opt_evolution_vt = {

@@ -383,21 +383,19 @@ static int filter_path(lamcts_state *s, const int *path_node, const int *path_di
 
 /* ------------------------------------------------------------------ propose */
 
+/* the next point of the initial Latin hypercube; 1 when they are all used */
+static int draw_lhs(gn_optimizer *o, void *ctx, int *x)
+{
+    lamcts_state *s = ctx;
+    if (s->lhs_next >= o->opt.mcts_ninits)
+        return 1;
+    memcpy(x, s->lhs + (size_t)(s->lhs_next++) * o->d, sizeof(int) * (size_t)o->d);
+    return 0;
+}
+
 static int init_propose(gn_optimizer *o, lamcts_state *s, int *x, gn_error *err)
 {
-    bool have_spare = false;
-    while (s->lhs_next < o->opt.mcts_ninits) {
-        memcpy(x, s->lhs + (size_t)(s->lhs_next++) * o->d, sizeof(int) * (size_t)o->d);
-        if (gn_opt_seen(o, x))
-            continue;
-        if (gn_opt_accepts(o, x))
-            return 0;
-        if (!have_spare) {
-            memcpy(s->spare, x, sizeof(int) * (size_t)o->d);
-            have_spare = true;
-        }
-    }
-    return gn_opt_fallback(o, x, s->spare, have_spare, err);
+    return gn_opt_propose_loop(o, x, s->spare, o->opt.mcts_ninits, draw_lhs, s, err);
 }
 
 typedef struct {

@@ -255,26 +255,21 @@ static int nsga_observe(gn_optimizer *o, int idx, gn_error *err)
     return 0;
 }
 
+static int draw_queued(gn_optimizer *o, void *ctx, int *x)
+{
+    nsga_state *s = ctx;
+    if (s->qpos >= s->qlen)
+        breed(o, s);
+    memcpy(x, s->queue + (size_t)(s->qpos++) * o->d, sizeof(int) * (size_t)o->d);
+    return 0;
+}
+
 static int nsga_propose(gn_optimizer *o, int *x, gn_error *err)
 {
     nsga_state *s = o->impl;
     if (s->npar == 0)
         return gn_opt_fallback(o, x, NULL, false, err); /* random initial population */
-    bool have_spare = false;
-    for (int t = 0; t < o->opt.max_retries; t++) {
-        if (s->qpos >= s->qlen)
-            breed(o, s);
-        memcpy(x, s->queue + (size_t)(s->qpos++) * o->d, sizeof(int) * (size_t)o->d);
-        if (gn_opt_seen(o, x))
-            continue;
-        if (gn_opt_accepts(o, x))
-            return 0;
-        if (!have_spare) {
-            memcpy(s->spare, x, sizeof(int) * (size_t)o->d);
-            have_spare = true;
-        }
-    }
-    return gn_opt_fallback(o, x, s->spare, have_spare, err);
+    return gn_opt_propose_loop(o, x, s->spare, o->opt.max_retries, draw_queued, s, err);
 }
 
 const gn_opt_vtable gn_opt_nsga2_vt = {

@@ -54,30 +54,25 @@ static void random_free(gn_optimizer *o)
     o->impl = NULL;
 }
 
+static int draw_point(gn_optimizer *o, void *ctx, int *x)
+{
+    random_state *s = ctx;
+    if (s->sobol) {
+        gn_sobol_next(s->sobol, s->u);
+        for (int i = 0; i < o->d; i++) {
+            int v = (int)(s->u[i] * o->enc.card[i]);
+            x[i] = v < o->enc.card[i] ? v : o->enc.card[i] - 1;
+        }
+    } else {
+        gn_opt_uniform(o, x);
+    }
+    return 0;
+}
+
 static int random_propose(gn_optimizer *o, int *x, gn_error *err)
 {
     random_state *s = o->impl;
-    bool have_spare = false;
-    for (int t = 0; t < o->opt.max_retries; t++) {
-        if (s->sobol) {
-            gn_sobol_next(s->sobol, s->u);
-            for (int i = 0; i < o->d; i++) {
-                int v = (int)(s->u[i] * o->enc.card[i]);
-                x[i] = v < o->enc.card[i] ? v : o->enc.card[i] - 1;
-            }
-        } else {
-            gn_opt_uniform(o, x);
-        }
-        if (gn_opt_seen(o, x))
-            continue;
-        if (gn_opt_accepts(o, x))
-            return 0;
-        if (!have_spare) {
-            memcpy(s->spare, x, sizeof(int) * (size_t)o->d);
-            have_spare = true;
-        }
-    }
-    return gn_opt_fallback(o, x, s->spare, have_spare, err);
+    return gn_opt_propose_loop(o, x, s->spare, o->opt.max_retries, draw_point, s, err);
 }
 
 const gn_opt_vtable gn_opt_random_vt = {

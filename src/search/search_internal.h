@@ -87,6 +87,13 @@ int gn_opt_random_unseen(gn_optimizer *o, int *x, gn_error *err);
  * unseen points checked with accept; else `spare` (an unseen, rejected candidate) if
  * have_spare; else the last random unseen point. */
 int gn_opt_fallback(gn_optimizer *o, int *x, const int *spare, bool have_spare, gn_error *err);
+/* The proposal loop the optimizers share: draw up to `limit` candidates into x
+ * (draw returns 0 for a candidate, 1 when the optimizer has none left); skip seen
+ * ones; return the first that options.accept admits; keep the first unseen but
+ * refused one in `spare` (o->d ints); then gn_opt_fallback. */
+typedef int (*gn_opt_draw_fn)(gn_optimizer *o, void *ctx, int *x);
+int gn_opt_propose_loop(gn_optimizer *o, int *x, int *spare, int limit, gn_opt_draw_fn draw, void *ctx,
+                        gn_error *err);
 /* Index of the mutable dimension list: dims with card > 1. */
 int gn_opt_free_dims(const gn_optimizer *o, int *dims);
 
