@@ -194,6 +194,18 @@ static centry *ent_new(const int64_t *key)
 }
 
 /* Add an argument.  prim_md NULL (or equal to user_md): no reorder. */
+/* The end of building a cache entry: the primitive descriptors are not needed any
+ * more (ent_commit created the primitive); on failure the half-built entry goes too. */
+static void build_done(dnnl_primitive_desc_t pd, dnnl_primitive_desc_t hint, centry *failed)
+{
+    if (pd)
+        dnnl_primitive_desc_destroy(pd);
+    if (hint)
+        dnnl_primitive_desc_destroy(hint);
+    if (failed)
+        ent_free(failed);
+}
+
 static int ent_arg(dimpl *d, centry *e, int arg, const dnnl_memory_desc_t *user_md,
                    const dnnl_memory_desc_t *prim_md, int out, gn_error *err)
 {
@@ -461,19 +473,17 @@ static int dn_conv2d_fwd(gn_backend *be, const gn_tensor *x, const gn_tensor *w,
                     1, err) ||
             ent_commit(d, e, pd, what, err))
             goto fail;
-        dnnl_primitive_desc_destroy(pd);
+        build_done(pd, NULL, NULL);
         if (po)
             dnnl_post_ops_destroy(po);
         dnnl_primitive_attr_destroy(attr);
         goto run;
     fail:
-        if (pd)
-            dnnl_primitive_desc_destroy(pd);
+        build_done(pd, NULL, e);
         if (po)
             dnnl_post_ops_destroy(po);
         if (attr)
             dnnl_primitive_attr_destroy(attr);
-        ent_free(e);
         return -1;
     }
 run:;
@@ -528,15 +538,10 @@ static int dn_conv2d_bwd_data(gn_backend *be, const gn_tensor *dy, const gn_tens
                     dnnl_primitive_desc_query_md(pd, dnnl_query_diff_src_md, 0), 1, err) ||
             ent_commit(d, e, pd, what, err))
             goto fail;
-        dnnl_primitive_desc_destroy(pd);
-        dnnl_primitive_desc_destroy(hint);
+        build_done(pd, hint, NULL);
         goto run;
     fail:
-        if (pd)
-            dnnl_primitive_desc_destroy(pd);
-        if (hint)
-            dnnl_primitive_desc_destroy(hint);
-        ent_free(e);
+        build_done(pd, hint, e);
         return -1;
     }
 run:;
@@ -585,15 +590,10 @@ static int dn_conv2d_bwd_weights(gn_backend *be, const gn_tensor *x, const gn_te
                            err)) ||
             ent_commit(d, e, pd, what, err))
             goto fail;
-        dnnl_primitive_desc_destroy(pd);
-        dnnl_primitive_desc_destroy(hint);
+        build_done(pd, hint, NULL);
         goto run;
     fail:
-        if (pd)
-            dnnl_primitive_desc_destroy(pd);
-        if (hint)
-            dnnl_primitive_desc_destroy(hint);
-        ent_free(e);
+        build_done(pd, hint, e);
         return -1;
     }
 run:;
@@ -677,16 +677,10 @@ static centry *bn_entry(dimpl *d, int kind, const gn_tensor *x, float eps, const
     }
     if (ent_commit(d, e, pd, what, err))
         goto fail;
-    dnnl_primitive_desc_destroy(pd);
-    if (hint)
-        dnnl_primitive_desc_destroy(hint);
+    build_done(pd, hint, NULL);
     return e;
 fail:
-    if (pd)
-        dnnl_primitive_desc_destroy(pd);
-    if (hint)
-        dnnl_primitive_desc_destroy(hint);
-    ent_free(e);
+    build_done(pd, hint, e);
     return NULL;
 }
 
@@ -770,16 +764,10 @@ static int dn_eltwise(gn_backend *be, int bwd, gn_eltwise k, const gn_tensor *x,
         }
         if (ent_commit(d, e, pd, what, err))
             goto fail;
-        dnnl_primitive_desc_destroy(pd);
-        if (hint)
-            dnnl_primitive_desc_destroy(hint);
+        build_done(pd, hint, NULL);
         goto run;
     fail:
-        if (pd)
-            dnnl_primitive_desc_destroy(pd);
-        if (hint)
-            dnnl_primitive_desc_destroy(hint);
-        ent_free(e);
+        build_done(pd, hint, e);
         return -1;
     }
 run:
@@ -848,16 +836,10 @@ static int dn_gap(gn_backend *be, int bwd, const gn_tensor *big, gn_tensor *bigo
         }
         if (ent_commit(d, e, pd, what, err))
             goto fail;
-        dnnl_primitive_desc_destroy(pd);
-        if (hint)
-            dnnl_primitive_desc_destroy(hint);
+        build_done(pd, hint, NULL);
         goto run;
     fail:
-        if (pd)
-            dnnl_primitive_desc_destroy(pd);
-        if (hint)
-            dnnl_primitive_desc_destroy(hint);
-        ent_free(e);
+        build_done(pd, hint, e);
         return -1;
     }
 run:;
@@ -911,12 +893,10 @@ static int dn_binary(gn_backend *be, dnnl_alg_kind_t alg, const float *src0, con
             ent_arg(d, e, DNNL_ARG_SRC_1, &u1, NULL, 0, err) ||
             ent_arg(d, e, DNNL_ARG_DST, &u0, NULL, 1, err) || ent_commit(d, e, pd, what, err))
             goto fail;
-        dnnl_primitive_desc_destroy(pd);
+        build_done(pd, NULL, NULL);
         goto run;
     fail:
-        if (pd)
-            dnnl_primitive_desc_destroy(pd);
-        ent_free(e);
+        build_done(pd, NULL, e);
         return -1;
     }
 run:;
