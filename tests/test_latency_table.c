@@ -451,9 +451,94 @@ static void test_perturb(void **state)
     free(path);
 }
 
+/* gn_lat_profile_build, the library call `gpunas profile` runs: a tiny profile of
+ * perturbations of two_irb (quick measurement settings), then an evaluation-only
+ * run of the calibrated result */
+typedef struct {
+    int lines, rows;
+    double worst_err;
+} build_log;
+
+static int sample_perturb(void *ctx, gn_rng *r, gn_arch **out, gn_error *err)
+{
+    return gn_lat_perturb_arch(ctx, r, out, err);
+}
+static void on_line(void *ctx, const char *line)
+{
+    assert_non_null(line);
+    assert_null(strchr(line, '\n'));
+    ((build_log *)ctx)->lines++;
+}
+static void on_row(void *ctx, const gn_lat_heldout *h)
+{
+    build_log *l = ctx;
+    assert_int_equal(h->index, l->rows);
+    assert_true(h->measured_ms > 0 && h->predicted_ms > 0 && h->raw_ms > 0);
+    assert_non_null(h->arch);
+    assert_true(h->missing >= 0 && h->missing < h->arch->n_layers); /* layers from the fallback */
+    l->rows++;
+}
+
+static void test_profile_build(void **state)
+{
+    gn_arch *base;
+    gn_error err;
+    assert_int_equal(gn_arch_parse(two_irb, "two_irb", &base, &err), 0);
+    gn_lat_profile p;
+    gn_lat_profile_init(&p);
+    p.batch = 1;
+    gn_lat_opts_default(&p.net_opts);
+    p.net_opts.runs = 5;
+    p.net_opts.warmup_ms = 5;
+    p.net_opts.warmup_runs = 1;
+    p.layer_opts = p.net_opts;
+    build_log log = {0};
+    gn_lat_build_opts o = {.sample = sample_perturb, .sample_ctx = base, .backend = "dnnl", .threads = 1,
+                           .samples = 40, .calib = 6, .holdout = 3, .retries = 0, .seed = 5, .probe = true,
+                           .progress = on_line, .heldout = on_row, .cb_ctx = &log};
+    gn_lat_limits_default(&o.lim);
+    gn_lat_build_report rep;
+    assert_int_equal(gn_lat_profile_build(&p, &o, &rep, &err), 0);
+    assert_true(p.calibrated && p.evaluated);
+    assert_true(p.n_entries > 8); /* kernels x activations x SE x expansions of the irbs */
+    assert_int_equal(p.calib.networks, 6);
+    assert_int_equal(p.eval.networks, 3);
+    assert_int_equal(log.rows, 3);
+    assert_true(log.lines >= 4 + 6 + 1); /* table progress, calibration, the probe */
+    assert_true(rep.probed && rep.n_probes >= 2 * (6 + 3) && rep.probe_ms > 0);
+    assert_true(rep.probe_lo_ms <= rep.probe_ms && rep.probe_ms <= rep.probe_hi_ms);
+    assert_true(p.probe_ms == rep.probe_ms);
+    assert_true(p.eval.mean_abs_pct >= 0 && p.eval.max_pct >= p.eval.mean_abs_pct);
+    fprintf(stderr, "profile build: %d keys, held-out mean |error| %.1f%% (tiny, quick settings)\n", p.n_entries,
+            p.eval.mean_abs_pct);
+
+    /* evaluation only: the table is kept, the held-out stream is measured again */
+    int keys = p.n_entries;
+    build_log log2 = {0};
+    o.cb_ctx = &log2;
+    o.holdout = 2;
+    assert_int_equal(gn_lat_profile_build(&p, &o, &rep, &err), 0);
+    assert_int_equal(p.n_entries, keys);
+    assert_int_equal(p.eval.networks, 2);
+    assert_int_equal(log2.rows, 2);
+
+    /* bad options: one line, nothing done */
+    gn_lat_profile q;
+    gn_lat_profile_init(&q);
+    q.batch = 1;
+    o.calib = 1;
+    assert_int_not_equal(gn_lat_profile_build(&q, &o, NULL, &err), 0);
+    assert_non_null(strstr(err.msg, "at least 2 networks"));
+    assert_int_equal(q.n_entries, 0);
+    gn_lat_profile_free(&q);
+    gn_lat_profile_free(&p);
+    gn_arch_free(base);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_profile_build),
         cmocka_unit_test(test_keys),           cmocka_unit_test(test_isolated_layers),
         cmocka_unit_test(test_per_layer_sums), cmocka_unit_test(test_predict),
         cmocka_unit_test(test_profile_round_trip), cmocka_unit_test(test_profile_malformed),

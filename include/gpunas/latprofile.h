@@ -200,6 +200,54 @@ int gn_lat_predict(const gn_lat_profile *p, const gn_arch *a, double *ms, int *m
 void gn_lat_eval_errors(const double *pred, const double *meas, int n, double *mean_abs_pct, double *max_pct);
 
 int gn_lat_profile_save(const gn_lat_profile *p, const char *path, gn_error *err);
+
+/* ------------------------------------------------------------------ building one */
+/* Where a profile's architectures come from: one call draws one from rng into *out
+ * (NULL on failure).  The CLI samples a search space or perturbs a config. */
+typedef int (*gn_lat_sample_fn)(void *ctx, gn_rng *rng, gn_arch **out, gn_error *err);
+
+/* One held-out network, as gn_lat_profile_build reports it. */
+typedef struct {
+    int index;
+    const gn_arch *arch;
+    double measured_ms, predicted_ms, raw_ms; /* measured: speed-normalised when probing */
+    int missing;                              /* layers from the fallback */
+    bool unstable;                            /* still outside the limits after retries */
+} gn_lat_heldout;
+
+typedef struct {
+    gn_lat_sample_fn sample;
+    void *sample_ctx;
+    const char *backend; /* measurements run on fresh backends of this kind ... */
+    int threads;         /* ... with this many threads (placement is the caller's) */
+    int samples;         /* architectures whose layers fill the table */
+    int calib;           /* calibration networks (>= 2) */
+    int holdout;         /* held-out evaluation networks */
+    int retries;         /* repeats of a measurement outside lim */
+    uint64_t seed;       /* streams seed*3 + 0 (table), 1 (calibration), 2 (held-out) */
+    gn_lat_limits lim;
+    bool probe;          /* the speed probe (design note above) */
+    /* progress lines and held-out rows, as they happen; both may be NULL */
+    void (*progress)(void *ctx, const char *line);
+    void (*heldout)(void *ctx, const gn_lat_heldout *row);
+    void *cb_ctx;
+} gn_lat_build_opts;
+
+typedef struct {
+    int layer_retried, net_retried; /* measurements repeated for instability */
+    int outliers;                   /* table entries measured again (far above the fallback) */
+    int unstable;                   /* whole-network medians still outside the limits */
+    bool probed;
+    int n_probes;
+    double probe_ms, probe_lo_ms, probe_hi_ms; /* the reference's time and its range */
+} gn_lat_build_report;
+
+/* Build a profile (the procedure of `gpunas profile`, src/latency/lat_build.c):
+ * p->batch, p->net_opts and p->layer_opts say how to measure; the table, fallback,
+ * calibration and evaluation are filled.  A p that is already calibrated (a loaded
+ * profile) is only evaluated on o->holdout networks, probing against its
+ * speed_probe.ms when o->probe.  p->device and p->space are the caller's. */
+int gn_lat_profile_build(gn_lat_profile *p, const gn_lat_build_opts *o, gn_lat_build_report *rep, gn_error *err);
 /* Load and validate; on failure p is left empty (initialised). */
 int gn_lat_profile_load(const char *path, gn_lat_profile *p, gn_error *err);
 int gn_lat_profile_parse(const char *text, const char *source, gn_lat_profile *p, gn_error *err);

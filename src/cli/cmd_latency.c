@@ -522,21 +522,12 @@ out:
 
 /* ------------------------------------------------------------------ profile
  *
- * 1. table: for --samples random architectures, every layer key not yet in the
- *    table is measured in isolation (gn_lat_measure_layer);
- * 2. calibration: --calib further architectures are measured whole (their missing
- *    keys are added first), the fallback and the predictor are fitted;
- *    (before the fit, table entries far above the fallback model are measured
- *    again: see remeasure_outliers);
- * 3. evaluation: --holdout further architectures, measured whole and predicted from
- *    the table alone (no keys added, as a search elsewhere would), mean |error| and
- *    max error in percent;
- * the three use disjoint seeded random streams.  A measurement outside the stability
- * limits is repeated (--retries) and the lowest median kept: on a shared machine a
- * co-running process makes OpenMP teams wait for a descheduled thread, which only
- * ever adds time.  Progress goes to stderr; the held-out table and a summary to
- * stdout; the profile to -o.
- * --evaluate FILE skips 1-2 and evaluates an existing profile on this machine.
+ * The procedure (table, calibration, held-out evaluation, speed probe) is the
+ * library's gn_lat_profile_build (src/latency/lat_build.c); this command parses the
+ * options, picks the architectures' source (--space or --base), the device and its
+ * threads, pins them, prints progress to stderr and the held-out table and a summary
+ * to stdout, and writes the profile to -o.  --evaluate FILE evaluates an existing
+ * profile on this machine.
  */
 typedef struct {
     const char *space_name, *base_path, *out, *backend, *evaluate;
@@ -727,329 +718,6 @@ static int parse_prof(int argc, char **argv, prof_opts *o)
     return 0;
 }
 
-/* The backend's primitive and weight caches grow with every new shape; the
- * profile starts a fresh backend after this many measured keys to bound memory. */
-#define KEYS_PER_BACKEND 256
-
-typedef struct {
-    const char *backend;
-    int threads;
-    gn_backend *be;
-    int keys; /* measured on be */
-} be_holder;
-
-static int holder_get(be_holder *h, gn_backend **be, gn_error *err)
-{
-    if (h->be && h->keys >= KEYS_PER_BACKEND) {
-        gn_backend_destroy(h->be);
-        h->be = NULL;
-    }
-    if (!h->be) {
-        if (gn_backend_create(h->backend, &h->be, err))
-            return -1;
-        if (gn_backend_set_threads(h->be, h->threads, err)) {
-            gn_backend_destroy(h->be);
-            h->be = NULL;
-            return -1;
-        }
-        h->keys = 0;
-    }
-    *be = h->be;
-    return 0;
-}
-
-/* State of one profile run.  Every architecture whose layers entered the table is
- * kept (archs), with one witness (arch, layer) per key, so suspicious entries can
- * be measured again. */
-typedef struct {
-    gn_lat_profile *p;
-    be_holder hold;
-    gn_lat_limits lim;
-    int retries;
-    gn_arch **archs;
-    int n_archs, cap_archs;
-    struct witness {
-        char key[GN_LAT_KEY_MAX];
-        const gn_arch *a;
-        int layer;
-    } *wit;
-    int n_wit, cap_wit;
-    int layer_retried, net_retried, outliers;
-    /* speed probe (gpunas/latprofile.h): a reference network on its own backend */
-    bool probe_on;
-    gn_backend *probe_be;
-    gn_arch *probe_arch;
-    gn_net *probe_net;
-    double probe0, probe_t, factor;
-    double *probes; /* every probe's median (ms) */
-    int n_probes, cap_probes;
-} prof_ctx;
-
-/* The reference network is the architecture drawn with this seed (whatever --seed
- * is), so a profile and a later --evaluate of it time the same network. */
-#define PROBE_SEED 0x5eed0b5e11ULL
-#define PROBE_EVERY_MS 1000.0
-
-
-/* Time the reference network (~20 ms, at least 3 runs) and update the factor. */
-static int probe_measure(prof_ctx *c, gn_error *err)
-{
-    gn_lat_opts po;
-    gn_lat_opts_default(&po);
-    po.runs = 3;
-    po.min_ms = 20;
-    po.warmup_ms = 0;
-    po.warmup_runs = 1;
-    gn_lat_result r = {0};
-    if (gn_lat_measure(c->probe_net, c->p->batch, &po, &r, err))
-        return -1;
-    double m = r.compute.median;
-    gn_lat_result_free(&r);
-    if (!(m > 0))
-        return gn_error_set(err, "profile: the speed probe measured %g ms", m);
-    if (!(c->probe0 > 0))
-        c->probe0 = m;
-    c->factor = m / c->probe0;
-    if (c->n_probes == c->cap_probes) {
-        int cap = c->cap_probes ? 2 * c->cap_probes : 256;
-        double *np = realloc(c->probes, (size_t)cap * sizeof *np);
-        if (!np)
-            return gn_error_set(err, "profile: out of memory");
-        c->probes = np;
-        c->cap_probes = cap;
-    }
-    c->probes[c->n_probes++] = m;
-    c->probe_t = gn__now_ms();
-    return 0;
-}
-
-static int cmp_dbl(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* Median, smallest and largest probe so far (ms). */
-static void probe_summary(const prof_ctx *c, double *med, double *lo, double *hi)
-{
-    double *v = malloc((size_t)c->n_probes * sizeof *v);
-    if (!v || c->n_probes == 0) {
-        *med = *lo = *hi = c->probe0;
-        free(v);
-        return;
-    }
-    memcpy(v, c->probes, (size_t)c->n_probes * sizeof *v);
-    qsort(v, (size_t)c->n_probes, sizeof *v, cmp_dbl);
-    *med = gn_lat_quantile(v, c->n_probes, 0.5);
-    *lo = v[0];
-    *hi = v[c->n_probes - 1];
-    free(v);
-}
-
-/* probe0 > 0: the speed the factors are relative to (an evaluated profile's);
- * otherwise the first probe sets it until probe_rebase.  The reference network is
- * warmed up for 300 ms first: a cold first probe (primitive creation, caches) would
- * make every factor after it too small. */
-static int probe_open(prof_ctx *c, arch_src *src, const char *backend, int threads, double probe0, gn_error *err)
-{
-    gn_rng r;
-    gn_rng_seed(&r, PROBE_SEED);
-    c->probe0 = probe0;
-    if (src_sample(src, &r, &c->probe_arch, err) || gn_backend_create(backend, &c->probe_be, err) ||
-        gn_backend_set_threads(c->probe_be, threads, err) ||
-        gn_net_create(c->probe_arch, c->probe_be, &c->probe_net, err) || gn_net_init(c->probe_net, 1, err))
-        return -1;
-    gn_lat_opts wo;
-    gn_lat_opts_default(&wo);
-    wo.runs = 1;
-    wo.warmup_ms = 300;
-    gn_lat_result wr = {0};
-    if (gn_lat_measure(c->probe_net, c->p->batch, &wo, &wr, err))
-        return -1;
-    gn_lat_result_free(&wr);
-    c->probe_on = true;
-    return probe_measure(c, err);
-}
-
-/* Re-express the table and the n calibration times y (divided by factors relative
- * to the first probe) at the MEDIAN probe so far, and make that the reference: the
- * profile then holds times at the machine's typical speed while it was measured,
- * not at whatever speed the first 20 ms happened to see. */
-static void probe_rebase(prof_ctx *c, double *y, int n)
-{
-    double med, lo, hi;
-    probe_summary(c, &med, &lo, &hi);
-    double r = med / c->probe0;
-    for (int i = 0; i < c->p->n_entries; i++)
-        c->p->entries[i].ms *= r;
-    for (int i = 0; i < n; i++)
-        y[i] *= r;
-    c->probe0 = med;
-    c->factor = c->n_probes ? c->probes[c->n_probes - 1] / med : 1.0;
-}
-
-/* Probe again when the last probe is older than PROBE_EVERY_MS. */
-static int probe_refresh(prof_ctx *c, gn_error *err)
-{
-    if (!c->probe_on || gn__now_ms() - c->probe_t < PROBE_EVERY_MS)
-        return 0;
-    return probe_measure(c, err);
-}
-
-static int keep_arch(prof_ctx *c, gn_arch *a, gn_error *err)
-{
-    if (c->n_archs == c->cap_archs) {
-        int cap = c->cap_archs ? 2 * c->cap_archs : 64;
-        gn_arch **na = realloc(c->archs, (size_t)cap * sizeof *na);
-        if (!na)
-            return gn_error_set(err, "profile: out of memory");
-        c->archs = na;
-        c->cap_archs = cap;
-    }
-    c->archs[c->n_archs++] = a;
-    return 0;
-}
-
-/* Isolated time of layer i of a (divided by the speed factor when probing):
- * measured again (up to retries times) while its CV exceeds the limit; the lowest
- * median is kept. */
-static int measure_key(prof_ctx *c, const gn_arch *a, int i, double *ms, double *cv, gn_error *err)
-{
-    *ms = INFINITY;
-    for (int t = 0; t <= c->retries; t++) {
-        gn_backend *be;
-        double m, v;
-        if (probe_refresh(c, err) || holder_get(&c->hold, &be, err) ||
-            gn_lat_measure_layer(a, i, be, c->p->batch, &c->p->layer_opts, &m, &v, err))
-            return -1;
-        c->hold.keys++;
-        if (c->probe_on)
-            m /= c->factor;
-        if (m < *ms)
-            *ms = m, *cv = v;
-        if (v <= c->lim.max_cv)
-            break;
-        if (t < c->retries)
-            c->layer_retried++;
-    }
-    if (!(*ms > 0)) /* below the clock's resolution: one nanosecond */
-        *ms = 1e-6;
-    return 0;
-}
-
-/* Measure every key of a that is not in the table yet (a must stay alive). */
-static int fill_keys(prof_ctx *c, const gn_arch *a, gn_error *err)
-{
-    gn_lat_profile *p = c->p;
-    for (int i = 1; i < a->n_layers; i++) {
-        gn_lat_entry e = {0};
-        if (gn_lat_key(a, i, p->batch, e.key, sizeof e.key, err))
-            return -1;
-        if (gn_lat_profile_find(p, e.key))
-            continue;
-        const gn_layer *L = &a->layers[i];
-        e.type = L->type;
-        e.gflop = gn_lat_layer_flops(L, p->batch) / 1e9;
-        e.mb = gn_lat_layer_bytes(L, p->batch) / 1e6;
-        if (measure_key(c, a, i, &e.ms, &e.cv, err) || gn_lat_profile_add(p, &e, err))
-            return -1;
-        if (c->n_wit == c->cap_wit) {
-            int cap = c->cap_wit ? 2 * c->cap_wit : 256;
-            struct witness *nw = realloc(c->wit, (size_t)cap * sizeof *nw);
-            if (!nw)
-                return gn_error_set(err, "profile: out of memory");
-            c->wit = nw;
-            c->cap_wit = cap;
-        }
-        struct witness *w = &c->wit[c->n_wit++];
-        memcpy(w->key, e.key, sizeof w->key);
-        w->a = a;
-        w->layer = i;
-    }
-    return 0;
-}
-
-/* Entries more than 3x slower than the fallback model (fitted on the whole table)
- * predicts are measured again, up to twice, keeping the lowest median: a burst of
- * interference during one entry's few milliseconds is the likely cause, and the
- * model is refitted afterwards. */
-#define OUTLIER_FACTOR 3.0
-
-static int remeasure_outliers(prof_ctx *c, gn_error *err)
-{
-    gn_lat_profile *p = c->p;
-    if (gn_lat_profile_fit_fallback(p, err))
-        return -1;
-    for (int k = 0; k < c->n_wit; k++) {
-        struct witness *w = &c->wit[k];
-        gn_lat_entry *e = (gn_lat_entry *)gn_lat_profile_find(p, w->key);
-        double pred;
-        if (!e || gn_lat_fallback_ms(p, e->type, e->key, e->gflop, e->mb, &pred, err))
-            return -1;
-        if (e->ms <= OUTLIER_FACTOR * pred)
-            continue;
-        c->outliers++;
-        for (int t = 0; t < 2 && e->ms > OUTLIER_FACTOR * pred; t++) {
-            double ms, cv;
-            if (measure_key(c, w->a, w->layer, &ms, &cv, err))
-                return -1;
-            if (ms < e->ms)
-                e->ms = ms, e->cv = cv;
-        }
-    }
-    return gn_lat_profile_fit_fallback(p, err);
-}
-
-/* Whole-network median compute latency, measured again (up to retries times) while
- * outside the stability limits; the lowest (speed-normalised) median is kept in *ms
- * and the raw median of that attempt in *raw_ms; *unstable tells whether that one
- * is still outside the limits.  With the probe on, the reference network is timed
- * right before and right after, and the median divided by their mean factor. */
-static int measure_net(prof_ctx *c, const gn_arch *a, const gn_lat_opts *o, double *ms, double *raw_ms,
-                       bool *unstable, gn_error *err)
-{
-    *ms = *raw_ms = INFINITY;
-    for (int t = 0; t <= c->retries; t++) {
-        gn_net *net = NULL;
-        gn_lat_result r = {0};
-        gn_backend *be;
-        double f0 = 1;
-        if ((c->probe_on && probe_measure(c, err)) || holder_get(&c->hold, &be, err))
-            return -1;
-        f0 = c->factor;
-        c->hold.keys++;
-        int rc = gn_net_create(a, be, &net, err) || gn_net_init(net, o->seed, err) ||
-                 gn_lat_measure(net, c->p->batch, o, &r, err) || (c->probe_on && probe_measure(c, err));
-        double f = c->probe_on ? (f0 + c->factor) / 2 : 1.0;
-        bool uns = !rc && gn_lat_check_stable(&r.compute, &c->lim, NULL, 0) != 0;
-        if (!rc && r.compute.median / f < *ms)
-            *ms = r.compute.median / f, *raw_ms = r.compute.median, *unstable = uns;
-        gn_lat_result_free(&r);
-        gn_net_free(net);
-        if (rc)
-            return -1;
-        if (!uns)
-            break;
-        if (t < c->retries)
-            c->net_retried++;
-    }
-    return 0;
-}
-
-static void ctx_free(prof_ctx *c)
-{
-    for (int i = 0; i < c->n_archs; i++)
-        gn_arch_free(c->archs[i]);
-    free(c->archs);
-    free(c->wit);
-    gn_backend_destroy(c->hold.be);
-    gn_net_free(c->probe_net);
-    gn_backend_destroy(c->probe_be);
-    gn_arch_free(c->probe_arch);
-    free(c->probes);
-    memset(c, 0, sizeof *c);
-}
-
 /* profile --threads best: the device's thread count, chosen on the built-in reference
  * network (gn_lat_threads_best: 3 interleaved passes of 1 s per count) as the search
  * does; o->threads and dev take the choice. */
@@ -1084,6 +752,60 @@ static int choose_profile_threads(const char *cmd, gn_backend *be, prof_opts *o,
     return 0;
 }
 
+static int sample_cb(void *ctx, gn_rng *r, gn_arch **out, gn_error *err) { return src_sample(ctx, r, out, err); }
+
+static void progress_cb(void *ctx, const char *line)
+{
+    if (!*(const bool *)ctx)
+        fprintf(stderr, "%s\n", line);
+}
+
+static void heldout_cb(void *ctx, const gn_lat_heldout *h)
+{
+    (void)ctx;
+    printf("%4d %12.4f %12.4f %+8.2f %8d %14lld %10.4f %+8.2f%s\n", h->index, h->measured_ms, h->predicted_ms,
+           100 * (h->predicted_ms - h->measured_ms) / h->measured_ms, h->missing, (long long)h->arch->macs, h->raw_ms,
+           100 * (h->predicted_ms - h->raw_ms) / h->raw_ms, h->unstable ? "  (unstable)" : "");
+    fflush(stdout);
+}
+
+static void print_summary(const prof_opts *o, const gn_lat_profile *p, const gn_lat_build_report *rep)
+{
+    const gn_lat_eval *ev = &p->eval;
+    if (!o->evaluate) {
+        printf("table: %d keys (%d architectures sampled); calibration: %s model on %d networks, fit error mean %.2f%% "
+               "max %.2f%%, leave-one-out mean %.2f%%\n",
+               p->n_entries, o->samples, gn_lat_model_name(p->calib.model), p->calib.networks,
+               p->calib.fit_mean_abs_pct, p->calib.fit_max_pct, p->calib.loo_mean_abs_pct);
+        printf("calibration: latency = %.4f ms", p->calib.intercept_ms);
+        for (int t = 1; t < GN_LAT_NTYPES; t++)
+            if (p->calib.model == GN_LAT_MODEL_PER_TYPE || t == 1)
+                printf(" + %.4f x %s", p->calib.scale[t],
+                       p->calib.model == GN_LAT_MODEL_PER_TYPE ? gn_layer_type_name((gn_layer_type)t) : "table sum");
+        printf("\n");
+    }
+    if (o->holdout)
+        printf("held-out: %d networks, mean |error| %.2f%%, max |error| %.2f%%%s; %d of %d layers from the fallback\n",
+               ev->networks, ev->mean_abs_pct, ev->max_pct, rep->probed ? " (speed-normalised measurements)" : "",
+               ev->missing, ev->layers);
+    if (o->holdout && rep->probed)
+        printf("held-out against the raw measurements: mean |error| %.2f%%, max |error| %.2f%%\n", ev->raw_mean_abs_pct,
+               ev->raw_max_pct);
+    if (rep->probed)
+        printf("speed probe: reference network %.4f ms (%s); %d probes from %.4f to %.4f ms, speed factor %.3f .. "
+               "%.3f (time then / reference)\n",
+               rep->probe_ms, o->evaluate ? "the profile's" : "median of the table and calibration probes",
+               rep->n_probes, rep->probe_lo_ms, rep->probe_hi_ms, rep->probe_lo_ms / rep->probe_ms,
+               rep->probe_hi_ms / rep->probe_ms);
+    printf("measurement: %d layer and %d network measurements repeated for instability, %d table outliers "
+           "re-measured",
+           rep->layer_retried, rep->net_retried, rep->outliers);
+    if (rep->unstable)
+        printf("; %d whole-network medians still outside the stability limits (robust CV %.0f%%, drift %.0f%%)",
+               rep->unstable, 100 * o->lim.max_cv, 100 * o->lim.max_drift);
+    printf("\n");
+}
+
 int cmd_profile(int argc, char **argv)
 {
     const char *cmd = "profile";
@@ -1099,12 +821,9 @@ int cmd_profile(int argc, char **argv)
     gn_backend *be = NULL;
     gn_lat_profile p;
     gn_lat_profile_init(&p);
-    prof_ctx ctx = {.p = &p, .lim = o.lim, .retries = o.retries};
     gn_lat_device dev;
-    double *sums = NULL, *y = NULL, *pred = NULL, *meas = NULL, *raw = NULL;
-    int rc = 1, n_unstable = 0, pinned = 0;
+    int rc = 1, pinned = 0;
     char sname[128];
-    gn_arch *a = NULL;
     if (src_open(&o, &src, sname, sizeof sname, &err)) {
         cli_error(cmd, "%s", err.msg);
         memset(&src, 0, sizeof src);
@@ -1119,8 +838,7 @@ int cmd_profile(int argc, char **argv)
         goto out;
     }
     dev.pinned = pinned;
-    ctx.hold = (be_holder){.backend = o.backend, .threads = o.threads, .be = be};
-    be = NULL; /* owned by ctx.hold */
+    bool probe = !o.no_probe;
     if (o.evaluate) {
         if (gn_lat_profile_load(o.evaluate, &p, &err)) {
             cli_error(cmd, "%s", err.msg);
@@ -1136,6 +854,11 @@ int cmd_profile(int argc, char **argv)
         }
         if (!o.quiet)
             fprintf(stderr, "evaluating %s (device: %s) on %s\n", o.evaluate, p.device.id, dev.id);
+        if (probe && !(p.probe_ms > 0)) {
+            probe = false;
+            if (!o.quiet)
+                fprintf(stderr, "%s has no speed probe: measurements are not normalised\n", o.evaluate);
+        }
     } else {
         p.device = dev;
         p.batch = o.batch;
@@ -1147,151 +870,19 @@ int cmd_profile(int argc, char **argv)
         if (!o.quiet)
             fprintf(stderr, "profile of %s on %s, batch %d\n", p.space, dev.id, o.batch);
     }
-    if (!o.no_probe && o.evaluate && !(p.probe_ms > 0)) {
-        if (!o.quiet)
-            fprintf(stderr, "%s has no speed probe: measurements are not normalised\n", o.evaluate);
-    } else if (!o.no_probe) {
-        if (probe_open(&ctx, &src, o.backend, o.threads, o.evaluate ? p.probe_ms : 0, &err)) {
-            cli_error(cmd, "%s", err.msg);
-            goto out;
-        }
-        if (!o.quiet)
-            fprintf(stderr, "speed probe: reference network %.4f ms now, factor %.3f\n", ctx.probe0 * ctx.factor,
-                    ctx.factor);
-    }
-    gn_rng r_table, r_cal, r_hold;
-    gn_rng_seed(&r_table, o.seed * 3 + 0);
-    gn_rng_seed(&r_cal, o.seed * 3 + 1);
-    gn_rng_seed(&r_hold, o.seed * 3 + 2);
-
-    if (!o.evaluate) {
-        /* 1. table */
-        for (int s = 0; s < o.samples; s++) {
-            if (src_sample(&src, &r_table, &a, &err) || keep_arch(&ctx, a, &err)) {
-                cli_error(cmd, "%s", err.msg);
-                goto out;
-            }
-            gn_arch *t = a;
-            a = NULL;
-            if (fill_keys(&ctx, t, &err)) {
-                cli_error(cmd, "%s", err.msg);
-                goto out;
-            }
-            if (!o.quiet && ((s + 1) % 10 == 0 || s + 1 == o.samples))
-                fprintf(stderr, "table: %d/%d architectures, %d keys\n", s + 1, o.samples, p.n_entries);
-        }
-        /* 2. calibration */
-        sums = calloc((size_t)o.calib * GN_LAT_NTYPES, sizeof *sums);
-        y = calloc((size_t)o.calib, sizeof *y);
-        int first_cal = ctx.n_archs;
-        for (int c = 0; c < o.calib; c++) {
-            bool uns = false;
-            double raw;
-            if (src_sample(&src, &r_cal, &a, &err) || keep_arch(&ctx, a, &err)) {
-                cli_error(cmd, "%s", err.msg);
-                goto out;
-            }
-            gn_arch *t = a;
-            a = NULL;
-            if (fill_keys(&ctx, t, &err) || measure_net(&ctx, t, &o.net_opts, &y[c], &raw, &uns, &err)) {
-                cli_error(cmd, "%s", err.msg);
-                goto out;
-            }
-            n_unstable += uns;
-            if (!o.quiet)
-                fprintf(stderr, "calibration: %d/%d networks measured, %d keys\n", c + 1, o.calib, p.n_entries);
-        }
-        if (ctx.probe_on) {
-            probe_rebase(&ctx, y, o.calib);
-            p.probe_ms = ctx.probe0;
-        }
-        if (remeasure_outliers(&ctx, &err)) {
-            cli_error(cmd, "%s", err.msg);
-            goto out;
-        }
-        if (!o.quiet && ctx.outliers)
-            fprintf(stderr, "table: %d entries more than %.0fx above the fallback model were measured again\n",
-                    ctx.outliers, OUTLIER_FACTOR);
-        for (int c = 0; c < o.calib; c++)
-            if (gn_lat_table_sums(&p, ctx.archs[first_cal + c], &sums[(size_t)c * GN_LAT_NTYPES], NULL, &err)) {
-                cli_error(cmd, "%s", err.msg);
-                goto out;
-            }
-        if (gn_lat_calibrate(sums, y, o.calib, &p.calib, &err)) {
-            cli_error(cmd, "%s", err.msg);
-            goto out;
-        }
-        p.calibrated = true;
-    }
-
-    /* 3. held-out evaluation: predicted from the table alone */
-    pred = calloc((size_t)o.holdout + 1, sizeof *pred);
-    meas = calloc((size_t)o.holdout + 1, sizeof *meas);
-    raw = calloc((size_t)o.holdout + 1, sizeof *raw);
-    gn_lat_eval ev = {0};
     if (o.holdout)
         printf("%4s %12s %12s %8s %8s %14s %10s %8s\n", "net", "measured_ms", "predicted_ms", "error%", "missing",
                "MACs", "raw_ms", "raw_err%");
-    for (int h = 0; h < o.holdout; h++) {
-        bool uns = false;
-        int miss;
-        if (src_sample(&src, &r_hold, &a, &err) || gn_lat_predict(&p, a, &pred[h], &miss, &err) ||
-            measure_net(&ctx, a, &o.net_opts, &meas[h], &raw[h], &uns, &err)) {
-            cli_error(cmd, "%s", err.msg);
-            goto out;
-        }
-        n_unstable += uns;
-        ev.layers += a->n_layers - 1;
-        ev.missing += miss;
-        printf("%4d %12.4f %12.4f %+8.2f %8d %14lld %10.4f %+8.2f%s\n", h, meas[h], pred[h],
-               100 * (pred[h] - meas[h]) / meas[h], miss, (long long)a->macs, raw[h], 100 * (pred[h] - raw[h]) / raw[h],
-               uns ? "  (unstable)" : "");
-        fflush(stdout);
-        gn_arch_free(a);
-        a = NULL;
+    gn_lat_build_opts bo = {.sample = sample_cb, .sample_ctx = &src, .backend = o.backend, .threads = o.threads,
+                            .samples = o.samples, .calib = o.calib, .holdout = o.holdout, .retries = o.retries,
+                            .seed = o.seed, .lim = o.lim, .probe = probe, .progress = progress_cb,
+                            .heldout = heldout_cb, .cb_ctx = &o.quiet};
+    gn_lat_build_report rep;
+    if (gn_lat_profile_build(&p, &bo, &rep, &err)) {
+        cli_error(cmd, "%s", err.msg);
+        goto out;
     }
-    if (o.holdout) {
-        ev.networks = o.holdout;
-        gn_lat_eval_errors(pred, meas, o.holdout, &ev.mean_abs_pct, &ev.max_pct);
-        gn_lat_eval_errors(pred, raw, o.holdout, &ev.raw_mean_abs_pct, &ev.raw_max_pct);
-        p.eval = ev;
-        p.evaluated = true;
-    }
-    if (!o.evaluate) {
-        printf("table: %d keys (%d architectures sampled); calibration: %s model on %d networks, fit error mean %.2f%% "
-               "max %.2f%%, leave-one-out mean %.2f%%\n",
-               p.n_entries, o.samples, gn_lat_model_name(p.calib.model), p.calib.networks, p.calib.fit_mean_abs_pct,
-               p.calib.fit_max_pct, p.calib.loo_mean_abs_pct);
-        printf("calibration: latency = %.4f ms", p.calib.intercept_ms);
-        for (int t = 1; t < GN_LAT_NTYPES; t++)
-            if (p.calib.model == GN_LAT_MODEL_PER_TYPE || t == 1)
-                printf(" + %.4f x %s", p.calib.scale[t],
-                       p.calib.model == GN_LAT_MODEL_PER_TYPE ? gn_layer_type_name((gn_layer_type)t) : "table sum");
-        printf("\n");
-    }
-    if (o.holdout)
-        printf("held-out: %d networks, mean |error| %.2f%%, max |error| %.2f%%%s; %d of %d layers from the fallback\n",
-               ev.networks, ev.mean_abs_pct, ev.max_pct, ctx.probe_on ? " (speed-normalised measurements)" : "",
-               ev.missing, ev.layers);
-    if (o.holdout && ctx.probe_on)
-        printf("held-out against the raw measurements: mean |error| %.2f%%, max |error| %.2f%%\n", ev.raw_mean_abs_pct,
-               ev.raw_max_pct);
-    if (ctx.probe_on) {
-        double med, lo, hi;
-        probe_summary(&ctx, &med, &lo, &hi);
-        printf("speed probe: reference network %.4f ms (%s); %d probes from %.4f to %.4f ms, speed factor %.3f .. "
-               "%.3f (time then / reference)\n",
-               ctx.probe0, o.evaluate ? "the profile's" : "median of the table and calibration probes", ctx.n_probes,
-               lo, hi, lo / ctx.probe0, hi / ctx.probe0);
-    }
-    printf("measurement: %d layer and %d network measurements repeated for instability, %d table outliers "
-           "re-measured",
-           ctx.layer_retried, ctx.net_retried, ctx.outliers);
-    if (n_unstable)
-        printf("; %d whole-network medians still outside the stability limits (robust CV %.0f%%, drift %.0f%%)",
-               n_unstable,
-               100 * o.lim.max_cv, 100 * o.lim.max_drift);
-    printf("\n");
+    print_summary(&o, &p, &rep);
     if (o.out) {
         if (gn_lat_profile_save(&p, o.out, &err)) {
             cli_error(cmd, "%s", err.msg);
@@ -1302,16 +893,9 @@ int cmd_profile(int argc, char **argv)
     rc = 0;
 out:
     if (pinned)
-        gn_backend_pin_threads(ctx.hold.be ? ctx.hold.be : be, 0, NULL, &err);
-    gn_arch_free(a);
-    free(sums);
-    free(y);
-    free(pred);
-    free(meas);
-    free(raw);
+        gn_backend_pin_threads(be, 0, NULL, &err);
     gn_lat_profile_free(&p);
     gn_backend_destroy(be);
-    ctx_free(&ctx);
     src_free(&src);
     return rc;
 }
