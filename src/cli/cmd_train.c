@@ -168,35 +168,80 @@ static void train_usage(FILE *f)
             "OUT/weights.safetensors (final weights; the EMA weights with --ema)\n");
 }
 
-typedef struct {
-    const char *config, *data, *dataset, *teacher, *out;
-    bool same_pad, no_nesterov;
-    double momentum, eps, wd; /* NAN: optimizer default */
-    int res;
-} train_cli;
-
 #define NEXT() (i + 1 < argc ? argv[++i] : NULL)
+
+/* The options train and eval share: the config, the data, the backend, threads,
+ * resolution and the padding fix. */
+typedef struct {
+    const char *config, *data, *dataset, *backend;
+    int res, threads;
+    bool same_pad;
+} common_cli;
+
+/* Parse argv[*pi] if it is a shared option or the CONFIG argument: 1 consumed (with
+ * its value; *pi advanced), 0 not one of them, -1 bad (message printed; exit 2). */
+static int parse_common(const char *cmd, int argc, char **argv, int *pi, common_cli *o)
+{
+    int i = *pi;
+    const char *a = argv[i], *v = NULL;
+    int rc = 1;
+    if (strcmp(a, "--data") == 0 || strcmp(a, "--dataset") == 0 || strcmp(a, "--backend") == 0) {
+        if (!(v = NEXT())) {
+            cli_error(cmd, "option %s: missing value", a);
+            return -1;
+        }
+        if (a[6] == 0)
+            o->data = v;
+        else if (a[6] == 's')
+            o->dataset = v;
+        else if (strcmp(v, "dnnl") && strcmp(v, "ref")) {
+            cli_error(cmd, "option --backend: '%s' is not one of dnnl, ref", v);
+            return -1;
+        } else
+            o->backend = v;
+    } else if (strcmp(a, "--res") == 0) {
+        rc = cli_parse_int(cmd, a, NEXT(), 1, 4096, &o->res) ? -1 : 1;
+    } else if (strcmp(a, "--threads") == 0) {
+        rc = cli_parse_int(cmd, a, NEXT(), 1, 4096, &o->threads) ? -1 : 1;
+    } else if (strcmp(a, "--same-pad") == 0) {
+        o->same_pad = true;
+    } else if (a[0] == '-' && a[1]) {
+        return 0;
+    } else if (!o->config) {
+        o->config = a;
+    } else {
+        cli_error(cmd, "unexpected argument '%s' (one CONFIG.json expected)", a);
+        return -1;
+    }
+    *pi = i;
+    return rc;
+}
+
+typedef struct {
+    common_cli in;
+    const char *teacher, *out;
+    bool no_nesterov;
+    double momentum, eps, wd; /* NAN: optimizer default */
+} train_cli;
 
 int cmd_train(int argc, char **argv)
 {
     const char *cmd = "train";
     gn_train_config c;
     gn_train_defaults(&c);
-    train_cli o = {.dataset = "fashion-mnist", .momentum = NAN, .eps = NAN, .wd = NAN};
+    train_cli o = {.in = {.dataset = "fashion-mnist"}, .momentum = NAN, .eps = NAN, .wd = NAN};
     int rc = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         double d;
-        int n;
+        int n, k = parse_common(cmd, argc, argv, &i, &o.in);
+        if (k < 0)
+            return 2;
+        if (k > 0)
+            continue;
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             train_usage(stdout);
             return 0;
-        } else if (strcmp(a, "--data") == 0) {
-            if (!(o.data = NEXT()))
-                goto missing;
-        } else if (strcmp(a, "--dataset") == 0) {
-            if (!(o.dataset = NEXT()))
-                goto missing;
         } else if (strcmp(a, "--epochs") == 0) {
             if (cli_parse_int(cmd, a, NEXT(), 1, 100000, &c.epochs))
                 return 2;
@@ -283,9 +328,6 @@ int cmd_train(int argc, char **argv)
         } else if (strcmp(a, "--split-seed") == 0) {
             if (cli_parse_u64(cmd, a, NEXT(), &c.split_seed))
                 return 2;
-        } else if (strcmp(a, "--threads") == 0) {
-            if (cli_parse_int(cmd, a, NEXT(), 1, 4096, &c.threads))
-                return 2;
         } else if (strcmp(a, "--out") == 0) {
             if (!(o.out = NEXT()))
                 goto missing;
@@ -297,16 +339,6 @@ int cmd_train(int argc, char **argv)
         } else if (strcmp(a, "--subset") == 0) {
             if (cli_parse_int(cmd, a, NEXT(), 1, 1 << 30, &c.subset))
                 return 2;
-        } else if (strcmp(a, "--res") == 0) {
-            if (cli_parse_int(cmd, a, NEXT(), 1, 4096, &o.res))
-                return 2;
-        } else if (strcmp(a, "--backend") == 0) {
-            if (!(c.backend = NEXT()))
-                goto missing;
-            if (strcmp(c.backend, "dnnl") && strcmp(c.backend, "ref")) {
-                cli_error(cmd, "option --backend: '%s' is not one of dnnl, ref", c.backend);
-                return 2;
-            }
         } else if (strcmp(a, "--crop-pad") == 0) {
             if (cli_parse_int(cmd, a, NEXT(), 0, 4096, &c.crop_pad))
                 return 2;
@@ -323,15 +355,8 @@ int cmd_train(int argc, char **argv)
             if (cli_parse_int(cmd, a, NEXT(), 1, 100000, &n))
                 return 2;
             c.stop_after_epoch = n;
-        } else if (strcmp(a, "--same-pad") == 0) {
-            o.same_pad = true;
-        } else if (a[0] == '-' && a[1]) {
-            cli_error(cmd, "unknown option '%s' (see gpunas train --help)", a);
-            return 2;
-        } else if (!o.config) {
-            o.config = a;
         } else {
-            cli_error(cmd, "unexpected argument '%s' (one CONFIG.json expected)", a);
+            cli_error(cmd, "unknown option '%s' (see gpunas train --help)", a);
             return 2;
         }
         continue;
@@ -339,10 +364,12 @@ int cmd_train(int argc, char **argv)
         cli_error(cmd, "option %s: missing value", a);
         return 2;
     }
-    if (!o.config) {
+    if (!o.in.config) {
         cli_error(cmd, "missing CONFIG.json (see gpunas train --help)");
         return 2;
     }
+    c.backend = o.in.backend;
+    c.threads = o.in.threads;
     if (!isnan(o.momentum))
         c.optim.momentum = (float)o.momentum;
     if (o.no_nesterov)
@@ -358,8 +385,8 @@ int cmd_train(int argc, char **argv)
 
     char outbuf[4096];
     if (!o.out) {
-        const char *base = strrchr(o.config, '/');
-        base = base ? base + 1 : o.config;
+        const char *base = strrchr(o.in.config, '/');
+        base = base ? base + 1 : o.in.config;
         size_t bl = strlen(base);
         if (bl > 5 && strcmp(base + bl - 5, ".json") == 0)
             bl -= 5;
@@ -371,11 +398,11 @@ int cmd_train(int argc, char **argv)
     gn_error err;
     gn_arch *arch = NULL, *tarch = NULL;
     gn_dataset *train = NULL, *test = NULL;
-    if (gn_arch_load(o.config, &arch, &err)) {
+    if (gn_arch_load(o.in.config, &arch, &err)) {
         cli_error(cmd, "%s", err.msg);
         goto done;
     }
-    if (o.same_pad) {
+    if (o.in.same_pad) {
         arch->same_pad_fix = true;
         if (gn_arch_resolve(arch, &err)) {
             cli_error(cmd, "%s", err.msg);
@@ -389,10 +416,10 @@ int cmd_train(int argc, char **argv)
         }
         c.teacher_arch = tarch;
     }
-    if (load_data(cmd, o.dataset, o.data, true, &train, &test))
+    if (load_data(cmd, o.in.dataset, o.in.data, true, &train, &test))
         goto done;
     /* what will run, for the header: the arch as the trainer will set it up */
-    int res = o.res ? o.res : arch->resolution;
+    int res = o.in.res ? o.in.res : arch->resolution;
     if (gn_arch_set_in_channels(arch, train->c, &err) || gn_arch_set_classes(arch, train->classes, &err) ||
         gn_arch_set_resolution(arch, res, &err)) {
         cli_error(cmd, "%s", err.msg);
@@ -404,7 +431,7 @@ int cmd_train(int argc, char **argv)
     c.test_set = test;
     int nval = (int)floor(train->n * c.val_fraction + 0.5);
     printf("training %s: %lld params, %.1f MMACs at %dx%d; %s: %d train (%d used), %d validation, %d test images\n",
-           o.config, (long long)arch->params, arch->macs / 1e6, res, res, train->source, train->n - nval,
+           o.in.config, (long long)arch->params, arch->macs / 1e6, res, res, train->source, train->n - nval,
            c.subset ? c.subset : train->n - nval, nval, test ? test->n : 0);
     printf("recipe: %d epochs, batch %d, %s lr %g (%s, warm-up %g), wd %g, smoothing %g%s%s; out %s\n", c.epochs,
            c.batch, gn_optim_name(c.optim.kind), c.lr, gn_sched_name(c.schedule), c.warmup_epochs,
@@ -465,55 +492,35 @@ static int weights_resolution(const char *path, gn_error *err)
 int cmd_eval(int argc, char **argv)
 {
     const char *cmd = "eval";
-    const char *config = NULL, *weights = NULL, *data = NULL, *dataset = "fashion-mnist", *backend = "dnnl";
-    int res = 0, batch = 256, threads = 0;
-    bool same_pad = false;
+    common_cli in = {.dataset = "fashion-mnist", .backend = "dnnl"};
+    const char *weights = NULL;
+    int batch = 256;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        int k = parse_common(cmd, argc, argv, &i, &in);
+        if (k < 0)
+            return 2;
+        if (k > 0)
+            continue;
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             eval_usage(stdout);
             return 0;
         } else if (strcmp(a, "--weights") == 0) {
-            if (!(weights = NEXT()))
-                goto missing;
-        } else if (strcmp(a, "--data") == 0) {
-            if (!(data = NEXT()))
-                goto missing;
-        } else if (strcmp(a, "--dataset") == 0) {
-            if (!(dataset = NEXT()))
-                goto missing;
-        } else if (strcmp(a, "--backend") == 0) {
-            if (!(backend = NEXT()))
-                goto missing;
-            if (strcmp(backend, "dnnl") && strcmp(backend, "ref")) {
-                cli_error(cmd, "option --backend: '%s' is not one of dnnl, ref", backend);
+            if (!(weights = NEXT())) {
+                cli_error(cmd, "option %s: missing value", a);
                 return 2;
             }
-        } else if (strcmp(a, "--res") == 0) {
-            if (cli_parse_int(cmd, a, NEXT(), 1, 4096, &res))
-                return 2;
         } else if (strcmp(a, "--batch") == 0) {
             if (cli_parse_int(cmd, a, NEXT(), 1, 1 << 20, &batch))
                 return 2;
-        } else if (strcmp(a, "--threads") == 0) {
-            if (cli_parse_int(cmd, a, NEXT(), 1, 4096, &threads))
-                return 2;
-        } else if (strcmp(a, "--same-pad") == 0) {
-            same_pad = true;
-        } else if (a[0] == '-' && a[1]) {
+        } else {
             cli_error(cmd, "unknown option '%s' (see gpunas eval --help)", a);
             return 2;
-        } else if (!config) {
-            config = a;
-        } else {
-            cli_error(cmd, "unexpected argument '%s' (one CONFIG.json expected)", a);
-            return 2;
         }
-        continue;
-    missing:
-        cli_error(cmd, "option %s: missing value", a);
-        return 2;
     }
+    const char *config = in.config, *data = in.data, *dataset = in.dataset, *backend = in.backend;
+    int res = in.res, threads = in.threads;
+    bool same_pad = in.same_pad;
     if (!config || !weights) {
         cli_error(cmd, "%s (see gpunas eval --help)", !config ? "missing CONFIG.json" : "missing --weights W");
         return 2;
