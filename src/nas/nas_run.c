@@ -365,40 +365,26 @@ static int parse_tier_tag(const char *opt, int *tier)
 }
 
 /* ------------------------------------------------------------------ the run */
-int gn_nas_run(const gn_nas_config *c, bool resume, const gn_nas_callbacks *cb, gn_error *err)
+/* ---- gn_nas_run, phase by phase */
+
+/* Check the settings against the store, load the profile, set up the backend and the
+ * latency conditions (nas_lat.c), and say how latency is measured. */
+static int run_setup(nas_state *s, bool resume, gn_error *err)
 {
-    nas_state S, *s = &S;
-    memset(s, 0, sizeof S);
-    s->c = c;
-    s->cb = cb;
-    s->t0 = gn__now_s();
-    gn_store *st = c->store;
-    gn_trial_list rows = {0};
-    int rc = -1;
-    int64_t *pending_id = NULL;
-    int *pending_x = NULL, *pending_tier = NULL, n_pending = 0;
-    if (!c->space || !st || !c->train_set)
-        return gn_error_set(err, "search: space, store and training data are required");
-    if (c->trials < 0 || c->prune_samples < 3 || c->lat_batch < 1 || c->lat_runs < 3 || c->max_misses < 1)
-        return gn_error_set(err, "search: invalid budget (trials %d, prune_samples %d >= 3, lat_runs %d >= 3)",
-                            c->trials, c->prune_samples, c->lat_runs);
-    s->d = gn_space_desc(c->space)->ndims;
+    const gn_nas_config *c = s->c;
     gethostname(s->host, sizeof s->host - 1);
-    if (nas_settings_check(st, c, resume, err))
+    if (nas_settings_check(c->store, c, resume, err))
         return -1;
-    gn_lat_profile_init(&s->profile);
     if (c->profile_path) {
         if (gn_lat_profile_load(c->profile_path, &s->profile, err))
-            goto out;
-        if (!s->profile.calibrated) {
-            gn_error_set(err, "%s: profile has no calibrated predictor", c->profile_path);
-            goto out;
-        }
+            return -1;
+        if (!s->profile.calibrated)
+            return gn_error_set(err, "%s: profile has no calibrated predictor", c->profile_path);
         s->have_profile = 1;
     }
-    if (gn_backend_create(c->backend ? c->backend : "dnnl", &s->be, err) || gn_backend_set_threads(s->be, c->threads, err) ||
-        nas_lat_setup(s, st, err))
-        goto out;
+    if (gn_backend_create(c->backend ? c->backend : "dnnl", &s->be, err) ||
+        gn_backend_set_threads(s->be, c->threads, err) || nas_lat_setup(s, c->store, err))
+        return -1;
     if (s->lat_note[0])
         emit(s, GN_NAS_EV_INFO, NULL, 0, 0, "%s", s->lat_note);
     if (!s->have_profile)
@@ -407,87 +393,82 @@ int gn_nas_run(const gn_nas_config *c, bool resume, const gn_nas_callbacks *cb, 
              s->lat_threads == 1 ? "" : "s", c->lat_pin ? "pinned one CPU per thread" : "unpinned", s->ref_base_ms,
              c->lat_reference ? ", paired with every measurement (latency = ratio to it x baseline)"
                               : " (not paired)");
+    return 0;
+}
 
-    /* everything stored so far */
-    gn_trial_filter f;
-    gn_trial_filter_init(&f);
-    if (gn_store_list_trials(st, &f, &rows, err))
-        goto out;
-    int have_p1 = 0;
+/* Everything stored so far: latencies into the cache, trained networks into the
+ * accuracy cache, tiering rows into the phase-1 data (a tiering row killed while
+ * measuring is finished now).  *have_p1: the tiering rows. */
+static int replay_stored(nas_state *s, const gn_trial_list *rows, int *have_p1, gn_error *err)
+{
+    const gn_nas_config *c = s->c;
     int x[GN_ENC_MAX_DIMS];
-    for (int64_t i = 0; i < rows.n; i++) {
-        gn_trial *t = &rows.items[i];
+    *have_p1 = 0;
+    for (int64_t i = 0; i < rows->n; i++) {
+        gn_trial *t = &rows->items[i];
         bool tiering = t->optimizer && strcmp(t->optimizer, NAS_TIERING) == 0;
         if (!tiering && t->seq + 1 > s->next_seq)
             s->next_seq = t->seq + 1;
         if (gn_space_parse_string(c->space, t->encoding, x, err))
-            goto out;
+            return -1;
         char *key = nas_key(s, x);
         if (t->latency_ms > 0)
             nas_cache_put(s, key, t->latency_ms, t->latency_spread_ms);
+        if (!tiering && t->status == GN_TRIAL_DONE && !(t->error && strncmp(t->error, "same network", 12) == 0))
+            acc_put(s, key, t->val_acc, t->id);
         free(key);
-        if (!tiering) {
-            if (t->status == GN_TRIAL_DONE && !(t->error && strncmp(t->error, "same network", 12) == 0)) {
-                char *k2 = nas_key(s, x);
-                acc_put(s, k2, t->val_acc, t->id);
-                free(k2);
-            }
+        if (!tiering)
             continue;
-        }
-        have_p1++;
+        (*have_p1)++;
         if (t->status == GN_TRIAL_RUNNING) { /* killed mid-measurement: finish it now */
             double ms, spread;
             free(t->latency_info);
             t->latency_info = NULL;
             if (nas_latency(s, x, &ms, &spread, &t->latency_info, err))
-                goto out;
+                return -1;
             t->status = GN_TRIAL_PRUNED;
             t->latency_ms = ms;
             t->latency_spread_ms = spread;
-            if (gn_store_finish_trial(st, t->id, t, err))
-                goto out;
+            if (gn_store_finish_trial(c->store, t->id, t, err))
+                return -1;
         }
         nas_p1_add(s, x, t->latency_ms);
     }
-    if (resume && rows.n)
-        emit(s, GN_NAS_EV_INFO, NULL, 0, 0, "resuming: %lld trials in %s", (long long)rows.n, gn_store_where(st));
+    return 0;
+}
 
-    /* phase 1 */
+/* Phase 1 (what is missing of it), the tier edges and the latency estimate, and one
+ * optimizer per tier.  1: stopped during tiering. */
+static int run_tiering(nas_state *s, int have_p1, gn_error *err)
+{
+    const gn_nas_config *c = s->c;
+    gn_store *st = c->store;
     if (have_p1 < c->prune_samples) {
         emit(s, GN_NAS_EV_INFO, NULL, 0, 0, "tiering: measuring %d sampled networks of space '%s' (%s)",
              c->prune_samples - have_p1, gn_space_name(c->space),
              s->have_profile ? "predicted from the device profile" : "batch-1 latency on this machine");
         int p = phase1(s, st, have_p1, err);
-        if (p < 0)
-            goto out;
-        if (p > 0) {
-            rc = 0;
-            emit(s, GN_NAS_EV_INFO, NULL, 0, 0, "stopped during tiering; --resume continues");
-            goto out;
-        }
+        if (p != 0)
+            return p;
     }
     if (fix_tiers(s, st, err) || nas_fit_estimate(s, err))
-        goto out;
-    {
-        int per[GN_NAS_MAX_TIERS] = {0}, above = 0;
-        for (int i = 0; i < s->p1_n; i++) {
-            int t = gn_nas_tier_of(s->edges, s->n_tiers, exp(s->p1_y[i]));
-            if (t < 0)
-                above++;
-            else
-                per[t]++;
-        }
-        char buf[256] = "";
-        for (int i = 0; i < s->n_tiers; i++) {
-            char tb[32];
-            snprintf(tb, sizeof tb, "%s%d", i ? "/" : "", per[i]);
-            strcat(buf, tb);
-        }
-        emit(s, GN_NAS_EV_TIERS, NULL, 0, 0, "tiers: %s; phase-1 samples per tier %s, %d slower", tier_names(s), buf,
-             above);
+        return -1;
+    int per[GN_NAS_MAX_TIERS] = {0}, above = 0;
+    for (int i = 0; i < s->p1_n; i++) {
+        int t = gn_nas_tier_of(s->edges, s->n_tiers, exp(s->p1_y[i]));
+        if (t < 0)
+            above++;
+        else
+            per[t]++;
     }
-
-    /* one optimizer per tier */
+    char buf[256] = "";
+    for (int i = 0; i < s->n_tiers; i++) {
+        char tb[32];
+        snprintf(tb, sizeof tb, "%s%d", i ? "/" : "", per[i]);
+        strcat(buf, tb);
+    }
+    emit(s, GN_NAS_EV_TIERS, NULL, 0, 0, "tiers: %s; phase-1 samples per tier %s, %d slower", tier_names(s), buf,
+         above);
     for (int i = 0; i < s->n_tiers; i++) {
         gn_opt_options o;
         gn_opt_options_default(&o);
@@ -496,47 +477,56 @@ int gn_nas_run(const gn_nas_config *c, bool resume, const gn_nas_callbacks *cb, 
         o.accept = accept_cb;
         o.accept_ctx = s;
         if (gn_opt_create(c->optimizer, gn_space_desc(c->space), &o, &s->opt[i], err))
-            goto out;
+            return -1;
     }
+    return 0;
+}
 
-    /* replay phase-2 rows tier by tier, in id order */
-    pending_id = calloc(rows.n + 1, sizeof *pending_id);
-    pending_x = calloc((rows.n + 1) * (size_t)GN_ENC_MAX_DIMS, sizeof *pending_x);
-    pending_tier = calloc(rows.n + 1, sizeof *pending_tier);
-    if (!pending_id || !pending_x || !pending_tier) {
-        gn_error_set(err, "search: out of memory");
-        goto out;
-    }
-    int replayed = 0;
+/* Trials that were running when the search was interrupted: evaluated again under
+ * their own ids. */
+typedef struct {
+    int64_t *id;
+    int *x, *tier;
+    int n;
+} pending_list;
+
+/* Replay the phase-2 rows tier by tier, in id order: each tier's optimizer must
+ * propose exactly the stored point again, then observes its result. */
+static int replay_search(nas_state *s, const gn_trial_list *rows, pending_list *pend, gn_error *err)
+{
+    const gn_nas_config *c = s->c;
+    gn_store *st = c->store;
+    pend->id = calloc(rows->n + 1, sizeof *pend->id);
+    pend->x = calloc((rows->n + 1) * (size_t)GN_ENC_MAX_DIMS, sizeof *pend->x);
+    pend->tier = calloc(rows->n + 1, sizeof *pend->tier);
+    if (!pend->id || !pend->x || !pend->tier)
+        return gn_error_set(err, "search: out of memory");
+    int replayed = 0, x[GN_ENC_MAX_DIMS];
     for (int tier = 0; tier < s->n_tiers; tier++) {
-        for (int64_t i = 0; i < rows.n; i++) {
-            gn_trial *t = &rows.items[i];
+        for (int64_t i = 0; i < rows->n; i++) {
+            gn_trial *t = &rows->items[i];
             int tt;
             if (!t->optimizer || strcmp(t->optimizer, NAS_TIERING) == 0 || parse_tier_tag(t->optimizer, &tt) || tt != tier)
                 continue;
-            if (tt >= s->n_tiers) {
-                gn_error_set(err, "%s: trial %lld belongs to tier %d but the search has %d tiers", gn_store_where(st),
-                             (long long)t->id, tt, s->n_tiers);
-                goto out;
-            }
+            if (tt >= s->n_tiers)
+                return gn_error_set(err, "%s: trial %lld belongs to tier %d but the search has %d tiers",
+                                    gn_store_where(st), (long long)t->id, tt, s->n_tiers);
             int y[GN_ENC_MAX_DIMS];
             s->accept_tier = tier;
             if (gn_opt_propose(s->opt[tier], y, err) || gn_space_parse_string(c->space, t->encoding, x, err))
-                goto out;
-            if (memcmp(x, y, sizeof(int) * s->d) != 0) {
-                gn_error_set(err,
-                             "%s: resume: tier %d's optimizer does not reproduce trial %lld (store made by another "
-                             "gpunas version or settings)",
-                             gn_store_where(st), tier, (long long)t->id);
-                goto out;
-            }
+                return -1;
+            if (memcmp(x, y, sizeof(int) * s->d) != 0)
+                return gn_error_set(err,
+                                    "%s: resume: tier %d's optimizer does not reproduce trial %lld (store made by "
+                                    "another gpunas version or settings)",
+                                    gn_store_where(st), tier, (long long)t->id);
             if (t->status == GN_TRIAL_RUNNING) {
-                pending_id[n_pending] = t->id;
-                pending_tier[n_pending] = tier;
-                memcpy(pending_x + (size_t)n_pending * GN_ENC_MAX_DIMS, x, sizeof(int) * s->d);
-                n_pending++;
+                pend->id[pend->n] = t->id;
+                pend->tier[pend->n] = tier;
+                memcpy(pend->x + (size_t)pend->n * GN_ENC_MAX_DIMS, x, sizeof(int) * s->d);
+                pend->n++;
             } else if (observe_row(s, tier, x, t, err)) {
-                goto out;
+                return -1;
             }
             replayed++;
         }
@@ -547,15 +537,16 @@ int gn_nas_run(const gn_nas_config *c, bool resume, const gn_nas_callbacks *cb, 
              s->unstable);
     if (replayed)
         emit(s, GN_NAS_EV_INFO, NULL, 0, 0, "replayed %d stored trials (%d trained); %d interrupted trial(s) to redo",
-             replayed, total_trained(s), n_pending);
-    gn_trial_list_free(&rows);
+             replayed, total_trained(s), pend->n);
+    return 0;
+}
 
-    /* an interrupted trial is evaluated again under its own id */
-    for (int i = 0; i < n_pending; i++)
-        if (run_trial(s, st, pending_tier[i], pending_x + (size_t)i * GN_ENC_MAX_DIMS, pending_id[i], 0, err))
-            goto out;
-
-    /* phase 2 */
+/* Phase 2: the tier with the fewest trained candidates proposes next, until the
+ * budget, the time budget, a stop request or every tier is exhausted. */
+static int run_search(nas_state *s, gn_error *err)
+{
+    const gn_nas_config *c = s->c;
+    int x[GN_ENC_MAX_DIMS];
     if (total_trained(s) < c->trials)
         emit(s, GN_NAS_EV_INFO, NULL, 0, 0, "searching: %d more trained candidates, optimizer %s, %d tiers",
              c->trials - total_trained(s), c->optimizer, s->n_tiers);
@@ -584,8 +575,8 @@ int gn_nas_run(const gn_nas_config *c, bool resume, const gn_nas_callbacks *cb, 
             emit(s, GN_NAS_EV_INFO, NULL, 0, 0, "tier %d: no more proposals (%s)", tier, perr.msg);
             continue;
         }
-        if (run_trial(s, st, tier, x, 0, s->next_seq++, err))
-            goto out;
+        if (run_trial(s, c->store, tier, x, 0, s->next_seq++, err))
+            return -1;
         if (s->exhausted[tier])
             emit(s, GN_NAS_EV_INFO, NULL, 0, 0, "tier %d exhausted: %d proposals in a row fell outside it", tier,
                  c->max_misses);
@@ -597,12 +588,11 @@ int gn_nas_run(const gn_nas_config *c, bool resume, const gn_nas_callbacks *cb, 
              "latency: %d measurements paired with the reference network, which took x%.2f .. x%.2f its baseline "
              "time meanwhile (the machine's speed moved; latencies are corrected to the baseline)",
              s->ref_n, 1 + s->ref_moved_lo, 1 + s->ref_moved_hi);
-    rc = 0;
-out:
-    gn_trial_list_free(&rows);
-    free(pending_id);
-    free(pending_x);
-    free(pending_tier);
+    return 0;
+}
+
+static void state_free(nas_state *s)
+{
     for (int i = 0; i < GN_NAS_MAX_TIERS; i++)
         gn_opt_free(s->opt[i]);
     gn__strmap_free(s->lat_cache);
@@ -612,5 +602,52 @@ out:
     gn_lat_profile_free(&s->profile);
     nas_lat_free(s);
     gn_backend_destroy(s->be);
+}
+
+int gn_nas_run(const gn_nas_config *c, bool resume, const gn_nas_callbacks *cb, gn_error *err)
+{
+    if (!c->space || !c->store || !c->train_set)
+        return gn_error_set(err, "search: space, store and training data are required");
+    if (c->trials < 0 || c->prune_samples < 3 || c->lat_batch < 1 || c->lat_runs < 3 || c->max_misses < 1)
+        return gn_error_set(err, "search: invalid budget (trials %d, prune_samples %d >= 3, lat_runs %d >= 3)",
+                            c->trials, c->prune_samples, c->lat_runs);
+    nas_state S, *s = &S;
+    memset(s, 0, sizeof S);
+    s->c = c;
+    s->cb = cb;
+    s->t0 = gn__now_s();
+    s->d = gn_space_desc(c->space)->ndims;
+    gn_lat_profile_init(&s->profile);
+    gn_trial_list rows = {0};
+    pending_list pend = {0};
+    gn_trial_filter f;
+    gn_trial_filter_init(&f);
+    int rc = -1, have_p1, stopped = 0;
+    if (run_setup(s, resume, err) || gn_store_list_trials(c->store, &f, &rows, err) ||
+        replay_stored(s, &rows, &have_p1, err))
+        goto out;
+    if (resume && rows.n)
+        emit(s, GN_NAS_EV_INFO, NULL, 0, 0, "resuming: %lld trials in %s", (long long)rows.n,
+             gn_store_where(c->store));
+    if ((stopped = run_tiering(s, have_p1, err)) < 0)
+        goto out;
+    if (stopped) {
+        emit(s, GN_NAS_EV_INFO, NULL, 0, 0, "stopped during tiering; --resume continues");
+        rc = 0;
+        goto out;
+    }
+    if (replay_search(s, &rows, &pend, err))
+        goto out;
+    gn_trial_list_free(&rows);
+    for (int i = 0; i < pend.n; i++) /* an interrupted trial is evaluated again under its own id */
+        if (run_trial(s, c->store, pend.tier[i], pend.x + (size_t)i * GN_ENC_MAX_DIMS, pend.id[i], 0, err))
+            goto out;
+    rc = run_search(s, err);
+out:
+    gn_trial_list_free(&rows);
+    free(pend.id);
+    free(pend.x);
+    free(pend.tier);
+    state_free(s);
     return rc;
 }
