@@ -411,44 +411,33 @@ static int cmp_fidx_desc(const void *pa, const void *pb)
     return b->idx - a->idx; /* newer first */
 }
 
-static int bo_propose(gn_optimizer *o, lamcts_state *s, int *x, gn_error *err)
+/* ---- bo_propose, step by step */
+
+/* Samples scaled to the unit cube (cell centres) with their objective; infeasible
+ * ones get the worst feasible value.  Returns the objective's range in *fmin and *fmax. */
+static void unit_samples(const gn_optimizer *o, double *U, double *f, double *fmin, double *fmax)
 {
     int n = o->n, d = o->d, m = o->m;
-    const gn_opt_options *op = &o->opt;
-    double *U = malloc(sizeof(double) * (size_t)n * (size_t)d);
-    double *f = malloc(sizeof(double) * (size_t)n);
-    fidx *order = malloc(sizeof(fidx) * (size_t)n);
-    int *path_node = malloc(sizeof(int) * (size_t)n), *path_dir = malloc(sizeof(int) * (size_t)n);
-    double *Ug = NULL, *fg = NULL, *u = malloc(sizeof(double) * (size_t)d), *mu = NULL, *sd = NULL;
-    ranked *rk = NULL;
-    gn_sobol *sob = NULL;
-    gn_gp gp = {0};
-    candset c = {.d = d, .card = o->enc.card};
-    int rc = -1;
-    if (!U || !f || !order || !path_node || !path_dir || !u)
-        goto oom;
-
-    /* samples */
-    double fmin = INFINITY, fmax = -INFINITY;
+    *fmin = INFINITY, *fmax = -INFINITY;
     for (int i = 0; i < n; i++)
         if (o->feas[i]) {
             double v = o->F[(size_t)i * m];
-            fmin = v < fmin ? v : fmin;
-            fmax = v > fmax ? v : fmax;
+            *fmin = v < *fmin ? v : *fmin;
+            *fmax = v > *fmax ? v : *fmax;
         }
     for (int i = 0; i < n; i++) {
-        f[i] = o->feas[i] ? o->F[(size_t)i * m] : fmin;
+        f[i] = o->feas[i] ? o->F[(size_t)i * m] : *fmin;
         for (int k = 0; k < d; k++)
             U[(size_t)i * d + k] = (o->X[(size_t)i * d + k] + 0.5) / o->enc.card[k];
     }
+}
 
-    /* 1. tree */
-    if (build_tree(o, s, U, f, err))
-        goto out;
-
-    /* 2. selection */
-    double Cp = op->mcts_cp * (fmax > fmin ? fmax - fmin : 1.0);
-    int cur = 0, depth = 0;
+/* Step 2: descend the tree by UCB (ties broken by the RNG); the path is recorded. */
+static int select_leaf(gn_optimizer *o, lamcts_state *s, double frange, int *path_node, int *path_dir, int *depth)
+{
+    double Cp = o->opt.mcts_cp * (frange > 0 ? frange : 1.0);
+    int cur = 0;
+    *depth = 0;
     while (s->nodes[cur].kid[0] >= 0) {
         double uct[2];
         for (int t = 0; t < 2; t++) {
@@ -456,55 +445,61 @@ static int bo_propose(gn_optimizer *o, lamcts_state *s, int *x, gn_error *err)
             uct[t] = kd->mean + 2.0 * Cp * sqrt(2.0 * sqrt((double)s->nodes[cur].nbag) / kd->nbag);
         }
         int dir = uct[0] > uct[1] ? 0 : uct[1] > uct[0] ? 1 : (int)gn_rng_below(&o->rng, 2);
-        path_node[depth] = cur;
-        path_dir[depth] = dir;
-        depth++;
+        path_node[*depth] = cur;
+        path_dir[*depth] = dir;
+        (*depth)++;
         cur = s->nodes[cur].kid[dir];
     }
-    const node *leaf = &s->nodes[cur];
+    return cur;
+}
 
-    /* 3. GP on the best mcts_gp_max samples */
+/* Step 3: the GP on the best mcts_gp_max samples, kept in history order (the fit does
+ * not depend on order up to rounding; a fixed order keeps it bit-reproducible). */
+static int fit_gp_best(const gn_optimizer *o, const double *U, const double *f, gn_gp *gp, gn_error *err)
+{
+    int n = o->n, d = o->d;
+    int ng = n < o->opt.mcts_gp_max ? n : o->opt.mcts_gp_max;
+    fidx *order = malloc(sizeof(fidx) * (size_t)n);
+    double *Ug = malloc(sizeof(double) * (size_t)ng * (size_t)d), *fg = malloc(sizeof(double) * (size_t)ng);
+    unsigned char *take = calloc((size_t)n, 1);
+    int rc = -1;
+    if (!order || !Ug || !fg || !take) {
+        gn_error_set(err, "optimizer lamcts: out of memory (n = %d)", n);
+        goto out;
+    }
     for (int i = 0; i < n; i++)
         order[i] = (fidx){f[i], i};
     qsort(order, (size_t)n, sizeof(fidx), cmp_fidx_desc);
-    int ng = n < op->mcts_gp_max ? n : op->mcts_gp_max;
-    Ug = malloc(sizeof(double) * (size_t)ng * (size_t)d);
-    fg = malloc(sizeof(double) * (size_t)ng);
-    if (!Ug || !fg)
-        goto oom;
-    {
-        /* keep the chosen samples in history order (the fit does not depend on order up to
-         * rounding; a fixed order keeps it bit-reproducible) */
-        unsigned char *take = calloc((size_t)n, 1);
-        if (!take)
-            goto oom;
-        for (int a = 0; a < ng; a++)
-            take[order[a].idx] = 1;
-        int a = 0;
-        for (int i = 0; i < n; i++)
-            if (take[i]) {
-                memcpy(Ug + (size_t)a * d, U + (size_t)i * d, sizeof(double) * (size_t)d);
-                fg[a++] = f[i];
-            }
-        free(take);
-    }
-    if (gn_gp_fit(&gp, Ug, fg, ng, d, op->gp_alpha, err))
-        goto out;
-    double best = gn_gp_best_mean(&gp);
+    for (int a = 0; a < ng; a++)
+        take[order[a].idx] = 1;
+    for (int i = 0, a = 0; i < n; i++)
+        if (take[i]) {
+            memcpy(Ug + (size_t)a * d, U + (size_t)i * d, sizeof(double) * (size_t)d);
+            fg[a++] = f[i];
+        }
+    rc = gn_gp_fit(gp, Ug, fg, ng, d, o->opt.gp_alpha, err);
+out:
+    free(order);
+    free(Ug);
+    free(fg);
+    free(take);
+    return rc;
+}
 
-    /* 4. candidates */
-    int budget = op->mcts_candidates;
-    c.cap = 2 * budget;
-    c.X = malloc(sizeof(int) * (size_t)c.cap * (size_t)d);
-    c.U = malloc(sizeof(double) * (size_t)c.cap * (size_t)d);
-    if (!c.X || !c.U || gn_xset_init(&c.local, d))
-        goto oom;
-    if (gn_sobol_create(d, gn_rng_u64(&o->rng) | 1u, &sob, err))
-        goto out;
-    /* leaf's best samples as centres */
-    fidx *lo = malloc(sizeof(fidx) * (size_t)leaf->nbag);
+/* Step 4: candidates around the leaf's best samples (boxes of growing size: each free
+ * dimension perturbed with probability e / nfree, e = 1, 2, 4, ...) plus a sixth of
+ * global Sobol points, filtered to the selected path's region; an empty region is
+ * retried with the whole budget over the cube, and dropped if still empty.  Returns
+ * the candidates kept (c->n), or -1 when out of memory. */
+static int make_candidates(gn_optimizer *o, lamcts_state *s, const node *leaf, const double *U, const double *f,
+                           const int *path_node, const int *path_dir, int depth, gn_sobol *sob, double *u,
+                           candset *c)
+{
+    const gn_opt_options *op = &o->opt;
+    int d = o->d, budget = op->mcts_candidates;
+    fidx *lo = malloc(sizeof(fidx) * (size_t)(leaf->nbag ? leaf->nbag : 1));
     if (!lo)
-        goto oom;
+        return -1;
     for (int a = 0; a < leaf->nbag; a++)
         lo[a] = (fidx){f[leaf->bag[a]], leaf->bag[a]};
     qsort(lo, (size_t)leaf->nbag, sizeof(fidx), cmp_fidx_desc);
@@ -516,7 +511,6 @@ static int bo_propose(gn_optimizer *o, lamcts_state *s, int *x, gn_error *err)
     for (int a = 0; a < ncent; a++) {
         const double *ctr = U + (size_t)lo[a].idx * d;
         for (int lv = 0; lv < NLEVELS; lv++) {
-            /* each free dimension is perturbed with probability e / nfree, e = 1, 2, 4, ... */
             double pr = (double)(1 << lv) / s->nfree;
             for (int t = 0; t < per_box; t++) {
                 gn_sobol_next(sob, u);
@@ -535,9 +529,9 @@ static int bo_propose(gn_optimizer *o, lamcts_state *s, int *x, gn_error *err)
                     memcpy(u, ctr, sizeof(double) * (size_t)d);
                     u[k] = v;
                 }
-                if (c.n < c.cap && cand_add(o, &c, u)) {
+                if (c->n < c->cap && cand_add(o, c, u)) {
                     free(lo);
-                    goto oom;
+                    return -1;
                 }
             }
         }
@@ -545,51 +539,90 @@ static int bo_propose(gn_optimizer *o, lamcts_state *s, int *x, gn_error *err)
     free(lo);
     for (int t = 0; t < global; t++) {
         gn_sobol_next(sob, u);
-        if (c.n < c.cap && cand_add(o, &c, u))
-            goto oom;
+        if (c->n < c->cap && cand_add(o, c, u))
+            return -1;
     }
-    int nall = c.n;
-    int kept = filter_path(s, path_node, path_dir, depth, &c);
+    int nall = c->n;
+    int kept = filter_path(s, path_node, path_dir, depth, c);
     if (kept == 0 && depth > 0) {
-        /* retry with a full budget over the whole cube */
-        c.n = 0;
+        c->n = 0;
         for (int t = 0; t < budget; t++) {
             gn_sobol_next(sob, u);
-            if (c.n < c.cap && cand_add(o, &c, u))
-                goto oom;
+            if (c->n < c->cap && cand_add(o, c, u))
+                return -1;
         }
-        nall = c.n;
-        kept = filter_path(s, path_node, path_dir, depth, &c);
+        nall = c->n;
+        kept = filter_path(s, path_node, path_dir, depth, c);
         if (kept == 0) /* region holds no unseen cell we found: drop the filter */
             kept = nall;
     }
-    c.n = kept;
-    if (c.n == 0) {
-        rc = gn_opt_fallback(o, x, NULL, false, err);
+    c->n = kept;
+    return kept;
+}
+
+/* Step 5: rank the candidates by expected improvement; the first that options.accept
+ * admits (within max_retries), else the fallback with the best as the spare. */
+static int pick_by_ei(gn_optimizer *o, const gn_gp *gp, const candset *c, int *x, gn_error *err)
+{
+    int d = o->d;
+    double best = gn_gp_best_mean(gp);
+    double *mu = malloc(sizeof(double) * (size_t)c->n), *sd = malloc(sizeof(double) * (size_t)c->n);
+    ranked *rk = malloc(sizeof(ranked) * (size_t)c->n);
+    int rc = -1;
+    if (!mu || !sd || !rk) {
+        gn_error_set(err, "optimizer lamcts: out of memory (%d candidates)", c->n);
         goto out;
     }
-
-    /* 5. EI and the first accepted candidate */
-    mu = malloc(sizeof(double) * (size_t)c.n);
-    sd = malloc(sizeof(double) * (size_t)c.n);
-    rk = malloc(sizeof(ranked) * (size_t)c.n);
-    if (!mu || !sd || !rk)
-        goto oom;
-    if (gn_gp_predict(&gp, c.U, c.n, mu, sd, err))
+    if (gn_gp_predict(gp, c->U, c->n, mu, sd, err))
         goto out;
-    for (int a = 0; a < c.n; a++)
-        rk[a] = (ranked){gn_expected_improvement(mu[a], sd[a], best, op->ei_xi * gp.ystd), a};
-    qsort(rk, (size_t)c.n, sizeof(ranked), cmp_ranked);
-    int tries = c.n < op->max_retries ? c.n : op->max_retries;
+    for (int a = 0; a < c->n; a++)
+        rk[a] = (ranked){gn_expected_improvement(mu[a], sd[a], best, o->opt.ei_xi * gp->ystd), a};
+    qsort(rk, (size_t)c->n, sizeof(ranked), cmp_ranked);
+    int tries = c->n < o->opt.max_retries ? c->n : o->opt.max_retries;
     for (int a = 0; a < tries; a++) {
-        const int *cx = c.X + (size_t)rk[a].pos * d;
+        const int *cx = c->X + (size_t)rk[a].pos * d;
         if (gn_opt_accepts(o, cx)) {
             memcpy(x, cx, sizeof(int) * (size_t)d);
             rc = 0;
             goto out;
         }
     }
-    rc = gn_opt_fallback(o, x, c.X + (size_t)rk[0].pos * d, true, err);
+    rc = gn_opt_fallback(o, x, c->X + (size_t)rk[0].pos * d, true, err);
+out:
+    free(mu);
+    free(sd);
+    free(rk);
+    return rc;
+}
+
+static int bo_propose(gn_optimizer *o, lamcts_state *s, int *x, gn_error *err)
+{
+    int n = o->n, d = o->d;
+    double *U = malloc(sizeof(double) * (size_t)n * (size_t)d), *f = malloc(sizeof(double) * (size_t)n);
+    int *path_node = malloc(sizeof(int) * (size_t)n), *path_dir = malloc(sizeof(int) * (size_t)n);
+    double *u = malloc(sizeof(double) * (size_t)d);
+    gn_sobol *sob = NULL;
+    gn_gp gp = {0};
+    candset c = {.d = d, .card = o->enc.card, .cap = 2 * o->opt.mcts_candidates};
+    int rc = -1, depth;
+    double fmin, fmax;
+    if (!U || !f || !path_node || !path_dir || !u)
+        goto oom;
+    unit_samples(o, U, f, &fmin, &fmax);
+    if (build_tree(o, s, U, f, err)) /* 1. tree */
+        goto out;
+    const node *leaf = &s->nodes[select_leaf(o, s, fmax - fmin, path_node, path_dir, &depth)]; /* 2. */
+    if (fit_gp_best(o, U, f, &gp, err)) /* 3. */
+        goto out;
+    c.X = malloc(sizeof(int) * (size_t)c.cap * (size_t)d);
+    c.U = malloc(sizeof(double) * (size_t)c.cap * (size_t)d);
+    if (!c.X || !c.U || gn_xset_init(&c.local, d))
+        goto oom;
+    if (gn_sobol_create(d, gn_rng_u64(&o->rng) | 1u, &sob, err))
+        goto out;
+    if (make_candidates(o, s, leaf, U, f, path_node, path_dir, depth, sob, u, &c) < 0) /* 4. */
+        goto oom;
+    rc = c.n == 0 ? gn_opt_fallback(o, x, NULL, false, err) : pick_by_ei(o, &gp, &c, x, err); /* 5. */
     goto out;
 oom:
     rc = gn_error_set(err, "optimizer lamcts: out of memory (n = %d)", n);
@@ -602,15 +635,9 @@ out:
     free(c.U);
     free(U);
     free(f);
-    free(order);
     free(path_node);
     free(path_dir);
-    free(Ug);
-    free(fg);
     free(u);
-    free(mu);
-    free(sd);
-    free(rk);
     clear_tree(s);
     return rc;
 }
