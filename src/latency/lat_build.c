@@ -22,6 +22,7 @@
  * backend at most every second and around every whole-network measurement; times
  * are divided by the speed factor and finally rebased to the median probe.
  */
+#include <assert.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -124,6 +125,7 @@ static int probe_measure(prof_ctx *c, gn_error *err)
         c->probes = np;
         c->cap_probes = cap;
     }
+    assert(c->n_probes < c->cap_probes);
     c->probes[c->n_probes++] = m;
     c->probe_t = gn__now_ms();
     return 0;

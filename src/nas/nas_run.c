@@ -8,6 +8,7 @@
  * error, observed as infeasible) or 'pruned' (its latency is outside tier i; its tier
  * field holds the tier it does fall in, or -1).
  */
+#include <assert.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -323,6 +324,7 @@ static int run_trial(nas_state *s, gn_store *st, int tier, const int *x, int64_t
                      gn_error *err)
 {
     const gn_nas_config *c = s->c;
+    assert(tier >= 0 && tier < s->n_tiers && s->opt[tier]);
     gn_trial t;
     gn_trial_init(&t);
     if (existing_id > 0) {

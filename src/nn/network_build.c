@@ -20,6 +20,7 @@
  *   params: conv .weight [.bias]; bn .weight .bias .running_mean .running_var;
  *   linear .weight .bias.
  */
+#include <assert.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -281,6 +282,13 @@ int gn_net_create(const gn_arch *a, gn_backend *be, gn_net **out, gn_error *err)
     for (int i = 0; i < net->n_params; i++) {
         gn_param *q = &net->params[i];
         size_t o = (size_t)(uintptr_t)q->value.data;
+#ifndef NDEBUG
+        size_t numel = 1;
+        for (int d = 0; d < q->ndim; d++)
+            numel *= (size_t)q->shape[d];
+        assert(o + numel <= net->n_total);                   /* the view lies inside the arena */
+        assert(!q->trainable || o + numel <= net->n_train); /* trainable values first */
+#endif
         param_view(net, q, net->arena, o, false);
         if (q->trainable)
             param_view(net, q, net->garena, o, true);

@@ -17,6 +17,7 @@
  */
 #include "search/search_internal.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -447,6 +448,7 @@ int gn_opt_propose_loop(gn_optimizer *o, int *x, int *spare, int limit, gn_opt_d
                         gn_error *err)
 {
     bool have_spare = false;
+    assert(limit >= 0 && spare && draw);
     for (int t = 0; t < limit; t++) {
         if (draw(o, ctx, x))
             break;

@@ -1,6 +1,7 @@
 /* strmap.c — see strmap.h. */
 #include "util/strmap.h"
 
+#include <assert.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,7 @@ size_t gn__strmap_capacity(const gn__strmap *m) { return m ? m->cap : 0; }
 /* slot of key, or of the empty slot where it would go */
 static size_t find(const gn__strmap *m, const char *key)
 {
+    assert(m->cap > m->n && (m->cap & (m->cap - 1)) == 0); /* a free slot ends every probe */
     size_t i = (size_t)hash(key) & (m->cap - 1);
     while (m->keys[i] && strcmp(m->keys[i], key) != 0)
         i = (i + 1) & (m->cap - 1);
