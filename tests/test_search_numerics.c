@@ -188,11 +188,11 @@ static void test_gp_vs_naive(void **state)
     gn_error e = {{0}};
     for (int a = 0; a < 3; a++) {
         gn_gp gp = {0};
-        assert_int_equal(gn_gp_fit_fixed(&gp, U, y, n, d, 0.01, ells[a], cs[a], &e), 0);
+        assert_int_equal(gn__gp_fit_fixed(&gp, U, y, n, d, 0.01, ells[a], cs[a], &e), 0);
         naive_gp ng;
         naive_fit(&ng, U, y, n, d, 0.01, ells[a], cs[a]);
         assert_true(fabs(gp.lml - (double)ng.lml) < 1e-9 * (1 + fabs((double)ng.lml)));
-        assert_int_equal(gn_gp_predict(&gp, Q, m, mu, sd, &e), 0);
+        assert_int_equal(gn__gp_predict(&gp, Q, m, mu, sd, &e), 0);
         double bestref = -INFINITY;
         for (int i = 0; i < m; i++) {
             double rm, rs;
@@ -205,9 +205,9 @@ static void test_gp_vs_naive(void **state)
             naive_predict(&ng, U + i * d, &rm, &rs);
             bestref = rm > bestref ? rm : bestref;
         }
-        assert_true(fabs(gn_gp_best_mean(&gp) - bestref) < 1e-10);
+        assert_true(fabs(gn__gp_best_mean(&gp) - bestref) < 1e-10);
         naive_free(&ng);
-        gn_gp_free(&gp);
+        gn__gp_free(&gp);
     }
 }
 
@@ -221,7 +221,7 @@ static void test_gp_grid_fit(void **state)
     random_data(&r, n, d, U, y);
     gn_error e = {{0}};
     gn_gp gp = {0};
-    assert_int_equal(gn_gp_fit(&gp, U, y, n, d, 0.01, &e), 0);
+    assert_int_equal(gn__gp_fit(&gp, U, y, n, d, 0.01, &e), 0);
     naive_gp ng;
     naive_fit(&ng, U, y, n, d, 0.01, gp.ell, gp.c);
     assert_true(fabs(gp.lml - (double)ng.lml) < 1e-9 * (1 + fabs((double)ng.lml)));
@@ -236,7 +236,7 @@ static void test_gp_grid_fit(void **state)
         }
     /* the fitted model explains the data: the mean at training points is close to y */
     double mu[30], sd[30], err2 = 0, var = 0, ym = 0;
-    assert_int_equal(gn_gp_predict(&gp, U, n, mu, sd, &e), 0);
+    assert_int_equal(gn__gp_predict(&gp, U, n, mu, sd, &e), 0);
     for (int i = 0; i < n; i++)
         ym += y[i] / n;
     for (int i = 0; i < n; i++) {
@@ -244,21 +244,21 @@ static void test_gp_grid_fit(void **state)
         var += (y[i] - ym) * (y[i] - ym);
     }
     assert_true(err2 < 0.5 * var);
-    gn_gp_free(&gp);
+    gn__gp_free(&gp);
 
     /* bad input: one line, names the problem */
     y[3] = NAN;
-    assert_int_not_equal(gn_gp_fit(&gp, U, y, n, d, 0.01, &e), 0);
+    assert_int_not_equal(gn__gp_fit(&gp, U, y, n, d, 0.01, &e), 0);
     assert_non_null(strstr(e.msg, "target 3"));
     y[3] = 0.5;
-    assert_int_not_equal(gn_gp_fit(&gp, U, y, n, d, 0.0, &e), 0);
+    assert_int_not_equal(gn__gp_fit(&gp, U, y, n, d, 0.0, &e), 0);
     assert_non_null(strstr(e.msg, "alpha"));
     /* constant targets: std falls back to 1 and the fit still works */
     for (int i = 0; i < n; i++)
         y[i] = 0.7;
-    assert_int_equal(gn_gp_fit(&gp, U, y, n, d, 0.01, &e), 0);
-    assert_true(fabs(gn_gp_best_mean(&gp) - 0.7) < 1e-12);
-    gn_gp_free(&gp);
+    assert_int_equal(gn__gp_fit(&gp, U, y, n, d, 0.01, &e), 0);
+    assert_true(fabs(gn__gp_best_mean(&gp) - 0.7) < 1e-12);
+    gn__gp_free(&gp);
 }
 
 static void test_expected_improvement(void **state)
@@ -277,10 +277,10 @@ static void test_expected_improvement(void **state)
             s += (i == 0 || i == N) ? 0.5 * v : v;
         }
         s *= h;
-        assert_true(fabs(gn_expected_improvement(mu, sd, best, xi) - s) < 1e-8);
+        assert_true(fabs(gn__expected_improvement(mu, sd, best, xi) - s) < 1e-8);
     }
-    assert_true(gn_expected_improvement(1.0, 0.0, 0.5, 0.0) == 0.5);
-    assert_true(gn_expected_improvement(0.2, 0.0, 0.5, 0.0) == 0.0);
+    assert_true(gn__expected_improvement(1.0, 0.0, 0.5, 0.0) == 0.5);
+    assert_true(gn__expected_improvement(0.2, 0.0, 0.5, 0.0) == 0.0);
 }
 
 /* ------------------------------------------------------------------ k-means */
@@ -340,7 +340,7 @@ static void test_kmeans_vs_brute_force(void **state)
                 Z[i * p + k] = gn_rng_uniform(&r) + (separated && i < n / 2 ? 5.0 : 0.0);
         int lab[12], blab[12];
         double in;
-        assert_int_equal(gn_kmeans2(Z, n, p, 10, &kr, lab, &in), 0);
+        assert_int_equal(gn__kmeans2(Z, n, p, 10, &kr, lab, &in), 0);
         double bin = brute_2means(Z, n, p, blab);
         assert_true(in >= bin - 1e-9);
         /* a Lloyd fixed point: every row is at least as close to its own centroid */
@@ -374,7 +374,7 @@ static void test_kmeans_vs_brute_force(void **state)
     /* identical rows cannot be split */
     double Z[4] = {1, 1, 1, 1};
     int lab[4];
-    assert_int_equal(gn_kmeans2(Z, 4, 1, 3, &kr, lab, NULL), 1);
+    assert_int_equal(gn__kmeans2(Z, 4, 1, 3, &kr, lab, NULL), 1);
 }
 
 /* ------------------------------------------------------------------ SVM */
@@ -394,13 +394,13 @@ static void test_svm_separable_and_libsvm(void **state)
     }
     gn_svm s;
     gn_error e = {{0}};
-    assert_int_equal(gn_svm_fit(&s, X, y, n, d, 1.0 / d, 1.0, &e), 0);
+    assert_int_equal(gn__svm_fit(&s, X, y, n, d, 1.0 / d, 1.0, &e), 0);
     for (int i = 0; i < n; i++)
-        assert_int_equal(gn_svm_predict(&s, X + i * d), y[i]);
+        assert_int_equal(gn__svm_predict(&s, X + i * d), y[i]);
     /* far points on either side */
     double a[3] = {0.0, 0.0, 0.0}, b[3] = {1.0, 1.0, 1.0};
-    assert_int_equal(gn_svm_predict(&s, a), 0);
-    assert_int_equal(gn_svm_predict(&s, b), 1);
+    assert_int_equal(gn__svm_predict(&s, a), 0);
+    assert_int_equal(gn__svm_predict(&s, b), 1);
 
     /* the dense decision function equals libsvm's own on a noisy, non-separable set */
     for (int i = 0; i < n; i++) {
@@ -408,8 +408,8 @@ static void test_svm_separable_and_libsvm(void **state)
             X[i * d + k] = gn_rng_uniform(&r);
         y[i] = (X[i * d] + 0.3 * gn_rng_normal(&r) > 0.5) ? 1 : 0;
     }
-    gn_svm_free(&s);
-    assert_int_equal(gn_svm_fit(&s, X, y, n, d, 1.0 / d, 1.0, &e), 0);
+    gn__svm_free(&s);
+    assert_int_equal(gn__svm_fit(&s, X, y, n, d, 1.0 / d, 1.0, &e), 0);
     struct svm_node nodes[60 * 4], *rows[60];
     double yy[60];
     for (int i = 0; i < n; i++) {
@@ -437,16 +437,16 @@ static void test_svm_separable_and_libsvm(void **state)
         qn[d].index = -1;
         double dec;
         double lab = svm_predict_values(model, qn, &dec);
-        assert_true(fabs(gn_svm_decision(&s, q) - dec) < 1e-12);
-        assert_int_equal(gn_svm_predict(&s, q), (int)lab);
+        assert_true(fabs(gn__svm_decision(&s, q) - dec) < 1e-12);
+        assert_int_equal(gn__svm_predict(&s, q), (int)lab);
     }
     svm_free_and_destroy_model(&model);
-    gn_svm_free(&s);
+    gn__svm_free(&s);
 
     /* one label only: refused with a one-line reason */
     for (int i = 0; i < n; i++)
         y[i] = 1;
-    assert_int_not_equal(gn_svm_fit(&s, X, y, n, d, 1.0 / d, 1.0, &e), 0);
+    assert_int_not_equal(gn__svm_fit(&s, X, y, n, d, 1.0 / d, 1.0, &e), 0);
     assert_non_null(strstr(e.msg, "both labels"));
 }
 
@@ -599,7 +599,7 @@ static void test_crowding(void **state)
     double obj[8] = {0, 4, 1, 3, 3, 1, 4, 0};
     int mem[4] = {0, 1, 2, 3};
     double dist[4];
-    assert_int_equal(gn_crowding(obj, 2, mem, 4, dist), 0);
+    assert_int_equal(gn__crowding(obj, 2, mem, 4, dist), 0);
     assert_true(isinf(dist[0]) && isinf(dist[3]));
     /* member 1: (3-0)/4 in obj0 + (4-1)/4 in obj1 = 1.5; member 2 likewise */
     assert_true(fabs(dist[1] - 1.5) < 1e-15);

@@ -34,7 +34,7 @@
 #include "util/strmap.h"
 
 
-char *nas_key(const nas_state *s, const int *x)
+char *gn__nas_key(const nas_state *s, const int *x)
 {
     int y[GN_ENC_MAX_DIMS];
     gn_space_canonical(s->c->space, x, y);
@@ -46,7 +46,7 @@ typedef struct {
     double ms, spread;
 } lat_entry;
 
-int nas_cache_get(const nas_state *s, const char *key, double *ms, double *spread)
+int gn__nas_cache_get(const nas_state *s, const char *key, double *ms, double *spread)
 {
     const lat_entry *e = gn__strmap_get(s->lat_cache, key);
     if (!e)
@@ -56,7 +56,7 @@ int nas_cache_get(const nas_state *s, const char *key, double *ms, double *sprea
     return 1;
 }
 
-void nas_cache_put(nas_state *s, const char *key, double ms, double spread)
+void gn__nas_cache_put(nas_state *s, const char *key, double ms, double spread)
 {
     if (!key || !(ms > 0) || gn__strmap_get(s->lat_cache, key))
         return;
@@ -79,19 +79,19 @@ static int measure(nas_state *s, const gn_arch *a, double *ms, double *spread, c
         gn_net_free(net);
         return -1;
     }
-    int rc = nas_lat_measure(s, net, ms, spread, info, err);
+    int rc = gn__nas_lat_measure(s, net, ms, spread, info, err);
     gn_net_free(net);
     return rc;
 }
 
-int nas_latency(nas_state *s, const int *x, double *ms, double *spread, char **info, gn_error *err)
+int gn__nas_latency(nas_state *s, const int *x, double *ms, double *spread, char **info, gn_error *err)
 {
     if (info)
         *info = NULL;
-    char *key = nas_key(s, x);
+    char *key = gn__nas_key(s, x);
     if (!key)
         return gn_error_set(err, "search: out of memory");
-    if (nas_cache_get(s, key, ms, spread)) {
+    if (gn__nas_cache_get(s, key, ms, spread)) {
         free(key);
         return 0;
     }
@@ -100,14 +100,14 @@ int nas_latency(nas_state *s, const int *x, double *ms, double *spread, char **i
     if (!rc)
         rc = measure(s, a, ms, spread, info, err);
     if (!rc)
-        nas_cache_put(s, key, *ms, *spread);
+        gn__nas_cache_put(s, key, *ms, *spread);
     gn_arch_free(a);
     free(key);
     return rc;
 }
 
 /* ------------------------------------------------------------------ estimate */
-void nas_features(const gn_arch *a, double *f)
+void gn__nas_features(const gn_arch *a, double *f)
 {
     f[0] = 1.0;
     f[1] = log((double)(a->macs > 0 ? a->macs : 1));
@@ -115,7 +115,7 @@ void nas_features(const gn_arch *a, double *f)
     f[3] = a->n_layers;
 }
 
-int nas_p1_add(nas_state *s, const int *x, double ms)
+int gn__nas_p1_add(nas_state *s, const int *x, double ms)
 {
     if (!(ms > 0) || !isfinite(ms))
         return 0;
@@ -137,13 +137,13 @@ int nas_p1_add(nas_state *s, const int *x, double ms)
         }
         s->p1_cap = cap;
     }
-    nas_features(a, s->p1_x + (size_t)s->p1_n * NAS_EST_F);
+    gn__nas_features(a, s->p1_x + (size_t)s->p1_n * NAS_EST_F);
     s->p1_y[s->p1_n++] = log(ms);
     gn_arch_free(a);
     return 0;
 }
 
-int nas_fit_estimate(nas_state *s, gn_error *err)
+int gn__nas_fit_estimate(nas_state *s, gn_error *err)
 {
     s->have_model = 0;
     int n = s->p1_n;
@@ -167,7 +167,7 @@ int nas_fit_estimate(nas_state *s, gn_error *err)
     return 0; /* a rank-deficient sample only disables the filter */
 }
 
-int nas_estimate(nas_state *s, const int *x, double *ms)
+int gn__nas_estimate(nas_state *s, const int *x, double *ms)
 {
     gn_error e;
     gn_arch *a = NULL;
@@ -179,7 +179,7 @@ int nas_estimate(nas_state *s, const int *x, double *ms)
         rc = gn_lat_predict(&s->profile, a, ms, &missing, &e);
     } else if (s->have_model) {
         double f[NAS_EST_F], y = 0;
-        nas_features(a, f);
+        gn__nas_features(a, f);
         for (int i = 0; i < NAS_EST_F; i++)
             y += s->coef[i] * f[i];
         *ms = exp(y);
@@ -191,7 +191,7 @@ int nas_estimate(nas_state *s, const int *x, double *ms)
 }
 
 /* ------------------------------------------------------------------ proxy training */
-int nas_proxy_train(nas_state *s, const gn_arch *a, double *acc, double *train_s, gn_error *err)
+int gn__nas_proxy_train(nas_state *s, const gn_arch *a, double *acc, double *train_s, gn_error *err)
 {
     const gn_nas_config *c = s->c;
     gn_train_config t;

@@ -51,32 +51,32 @@ typedef struct {
 /* Latency of x (canonical text key): cached, predicted from the profile, or measured.
  * info (may be NULL): a measurement's conditions as JSON text (malloc'd), NULL when
  * the value came from the cache or the profile. */
-int nas_latency(nas_state *s, const int *x, double *ms, double *spread, char **info, gn_error *err);
-void nas_cache_put(nas_state *s, const char *key, double ms, double spread);
-int nas_cache_get(const nas_state *s, const char *key, double *ms, double *spread);
+int gn__nas_latency(nas_state *s, const int *x, double *ms, double *spread, char **info, gn_error *err);
+void gn__nas_cache_put(nas_state *s, const char *key, double ms, double spread);
+int gn__nas_cache_get(const nas_state *s, const char *key, double *ms, double *spread);
 /* Canonical encoding text of x (malloc'd). */
-char *nas_key(const nas_state *s, const int *x);
+char *gn__nas_key(const nas_state *s, const int *x);
 /* Proxy-train the decoded x; *acc = validation top-1 in [0,1]. */
-int nas_proxy_train(nas_state *s, const gn_arch *a, double *acc, double *train_s, gn_error *err);
+int gn__nas_proxy_train(nas_state *s, const gn_arch *a, double *acc, double *train_s, gn_error *err);
 /* Latency estimate for accept(): features of a decoded arch, fit, apply. */
-void nas_features(const gn_arch *a, double *f);
-int nas_fit_estimate(nas_state *s, gn_error *err);
-int nas_estimate(nas_state *s, const int *x, double *ms);
-int nas_p1_add(nas_state *s, const int *x, double ms);
+void gn__nas_features(const gn_arch *a, double *f);
+int gn__nas_fit_estimate(nas_state *s, gn_error *err);
+int gn__nas_estimate(nas_state *s, const int *x, double *ms);
+int gn__nas_p1_add(nas_state *s, const int *x, double ms);
 
 /* nas_lat.c */
 /* Resolve the measuring threads (stored choice on resume, else GN_THREADS_BEST
  * measured now) and the reference baseline; records both in the store's meta. */
-int nas_lat_setup(nas_state *s, gn_store *st, gn_error *err);
-void nas_lat_free(nas_state *s);
+int gn__nas_lat_setup(nas_state *s, gn_store *st, gn_error *err);
+void gn__nas_lat_free(nas_state *s);
 /* One candidate measurement under those conditions (repeated when unstable or when
  * the reference moved); *info: the conditions as JSON (malloc'd). */
-int nas_lat_measure(nas_state *s, gn_net *net, double *ms, double *spread, char **info, gn_error *err);
+int gn__nas_lat_measure(nas_state *s, gn_net *net, double *ms, double *spread, char **info, gn_error *err);
 
 /* nas_settings.c */
 /* The settings record (JSON object text, malloc'd). */
-char *nas_settings_json(const gn_nas_config *c, gn_error *err);
+char *gn__nas_settings_json(const gn_nas_config *c, gn_error *err);
 /* Store it (new search) or compare with the stored one (resume). */
-int nas_settings_check(gn_store *st, const gn_nas_config *c, bool resume, gn_error *err);
+int gn__nas_settings_check(gn_store *st, const gn_nas_config *c, bool resume, gn_error *err);
 
 #endif

@@ -68,7 +68,7 @@ static int put_meta_double(gn_store *st, const char *key, double v, gn_error *er
     return gn_store_put_meta(st, key, text, err);
 }
 
-int nas_lat_setup(nas_state *s, gn_store *st, gn_error *err)
+int gn__nas_lat_setup(nas_state *s, gn_store *st, gn_error *err)
 {
     const gn_nas_config *c = s->c;
     if (s->have_profile)
@@ -129,7 +129,7 @@ int nas_lat_setup(nas_state *s, gn_store *st, gn_error *err)
     return 0;
 }
 
-void nas_lat_free(nas_state *s)
+void gn__nas_lat_free(nas_state *s)
 {
     gn_net_free(s->ref_net);
     gn_arch_free(s->ref_arch);
@@ -154,7 +154,7 @@ static char *info_json(const nas_state *s, const gn_lat_result *r, const gn_lat_
     return text;
 }
 
-int nas_lat_measure(nas_state *s, gn_net *net, double *ms, double *spread, char **info, gn_error *err)
+int gn__nas_lat_measure(nas_state *s, gn_net *net, double *ms, double *spread, char **info, gn_error *err)
 {
     const gn_nas_config *c = s->c;
     gn_lat_opts o;

@@ -72,7 +72,7 @@ static int accept_cb(void *ctx, const int *x)
     nas_state *s = ctx;
     int t = s->accept_tier;
     double ms;
-    if (nas_estimate(s, x, &ms))
+    if (gn__nas_estimate(s, x, &ms))
         return 1; /* no estimate: let the measurement decide */
     double lo = t > 0 ? s->edges[t - 1] * 0.85 : 0.0, hi = s->edges[t] * 1.15;
     return ms > lo && ms <= hi;
@@ -127,7 +127,7 @@ static int phase1(nas_state *s, gn_store *st, int have, gn_error *err)
             break;
         }
         double ms, spread;
-        if (nas_latency(s, x, &ms, &spread, &t.latency_info, err)) {
+        if (gn__nas_latency(s, x, &ms, &spread, &t.latency_info, err)) {
             gn_trial_clear(&t);
             rc = -1;
             break;
@@ -146,7 +146,7 @@ static int phase1(nas_state *s, gn_store *st, int have, gn_error *err)
             rc = -1;
             break;
         }
-        nas_p1_add(s, x, ms);
+        gn__nas_p1_add(s, x, ms);
         emit(s, GN_NAS_EV_SAMPLE, &t, i + 1, c->prune_samples, "tiering %d/%d: %.3f ms", i + 1, c->prune_samples,
              ms);
         gn_trial_clear(&t);
@@ -249,10 +249,10 @@ static int evaluate(nas_state *s, gn_store *st, int tier, const int *x, gn_trial
     double ms, spread;
     free(t->latency_info);
     t->latency_info = NULL;
-    if (nas_latency(s, x, &ms, &spread, &t->latency_info, err))
+    if (gn__nas_latency(s, x, &ms, &spread, &t->latency_info, err))
         return -1;
-    char *key = nas_key(s, x);
-    nas_cache_put(s, key, ms, spread);
+    char *key = gn__nas_key(s, x);
+    gn__nas_cache_put(s, key, ms, spread);
     free(key);
     int at = gn_nas_tier_of(s->edges, s->n_tiers, ms);
     int inside = gn_nas_tier_inside(s->edges, s->n_tiers, ms, c->tier_margin);
@@ -264,7 +264,7 @@ static int evaluate(nas_state *s, gn_store *st, int tier, const int *x, gn_trial
         return -1;
     t->params = a->params;
     t->macs = a->macs;
-    char *k2 = nas_key(s, x);
+    char *k2 = gn__nas_key(s, x);
     double prev_acc;
     int64_t prev_id;
     if (inside != tier) {
@@ -282,7 +282,7 @@ static int evaluate(nas_state *s, gn_store *st, int tier, const int *x, gn_trial
     } else {
         double acc = NAN, train_s = NAN;
         gn_error terr = {{0}};
-        if (nas_proxy_train(s, a, &acc, &train_s, &terr)) {
+        if (gn__nas_proxy_train(s, a, &acc, &train_s, &terr)) {
             t->status = GN_TRIAL_FAILED;
             t->error = strdup(terr.msg);
         } else {
@@ -375,7 +375,7 @@ static int run_setup(nas_state *s, bool resume, gn_error *err)
 {
     const gn_nas_config *c = s->c;
     gethostname(s->host, sizeof s->host - 1);
-    if (nas_settings_check(c->store, c, resume, err))
+    if (gn__nas_settings_check(c->store, c, resume, err))
         return -1;
     if (c->profile_path) {
         if (gn_lat_profile_load(c->profile_path, &s->profile, err))
@@ -385,7 +385,7 @@ static int run_setup(nas_state *s, bool resume, gn_error *err)
         s->have_profile = 1;
     }
     if (gn_backend_create(c->backend ? c->backend : "dnnl", &s->be, err) ||
-        gn_backend_set_threads(s->be, c->threads, err) || nas_lat_setup(s, c->store, err))
+        gn_backend_set_threads(s->be, c->threads, err) || gn__nas_lat_setup(s, c->store, err))
         return -1;
     if (s->lat_note[0])
         emit(s, GN_NAS_EV_INFO, NULL, 0, 0, "%s", s->lat_note);
@@ -413,9 +413,9 @@ static int replay_stored(nas_state *s, const gn_trial_list *rows, int *have_p1, 
             s->next_seq = t->seq + 1;
         if (gn_space_parse_string(c->space, t->encoding, x, err))
             return -1;
-        char *key = nas_key(s, x);
+        char *key = gn__nas_key(s, x);
         if (t->latency_ms > 0)
-            nas_cache_put(s, key, t->latency_ms, t->latency_spread_ms);
+            gn__nas_cache_put(s, key, t->latency_ms, t->latency_spread_ms);
         if (!tiering && t->status == GN_TRIAL_DONE && !(t->error && strncmp(t->error, "same network", 12) == 0))
             acc_put(s, key, t->val_acc, t->id);
         free(key);
@@ -426,7 +426,7 @@ static int replay_stored(nas_state *s, const gn_trial_list *rows, int *have_p1, 
             double ms, spread;
             free(t->latency_info);
             t->latency_info = NULL;
-            if (nas_latency(s, x, &ms, &spread, &t->latency_info, err))
+            if (gn__nas_latency(s, x, &ms, &spread, &t->latency_info, err))
                 return -1;
             t->status = GN_TRIAL_PRUNED;
             t->latency_ms = ms;
@@ -434,7 +434,7 @@ static int replay_stored(nas_state *s, const gn_trial_list *rows, int *have_p1, 
             if (gn_store_finish_trial(c->store, t->id, t, err))
                 return -1;
         }
-        nas_p1_add(s, x, t->latency_ms);
+        gn__nas_p1_add(s, x, t->latency_ms);
     }
     return 0;
 }
@@ -453,7 +453,7 @@ static int run_tiering(nas_state *s, int have_p1, gn_error *err)
         if (p != 0)
             return p;
     }
-    if (fix_tiers(s, st, err) || nas_fit_estimate(s, err))
+    if (fix_tiers(s, st, err) || gn__nas_fit_estimate(s, err))
         return -1;
     int per[GN_NAS_MAX_TIERS] = {0}, above = 0;
     for (int i = 0; i < s->p1_n; i++) {
@@ -602,7 +602,7 @@ static void state_free(nas_state *s)
     free(s->p1_x);
     free(s->p1_y);
     gn_lat_profile_free(&s->profile);
-    nas_lat_free(s);
+    gn__nas_lat_free(s);
     gn_backend_destroy(s->be);
 }
 

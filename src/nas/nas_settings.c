@@ -19,7 +19,7 @@
 
 #define META_KEY "nas.settings"
 
-char *nas_settings_json(const gn_nas_config *c, gn_error *err)
+char *gn__nas_settings_json(const gn_nas_config *c, gn_error *err)
 {
     const gn_enc_desc *d = gn_space_desc(c->space);
     char card[4 * GN_ENC_MAX_DIMS + 8] = "";
@@ -70,9 +70,9 @@ char *nas_settings_json(const gn_nas_config *c, gn_error *err)
     return s;
 }
 
-int nas_settings_check(gn_store *st, const gn_nas_config *c, bool resume, gn_error *err)
+int gn__nas_settings_check(gn_store *st, const gn_nas_config *c, bool resume, gn_error *err)
 {
-    char *mine = nas_settings_json(c, err), *stored = NULL;
+    char *mine = gn__nas_settings_json(c, err), *stored = NULL;
     if (!mine)
         return -1;
     int rc = gn_store_get_meta(st, META_KEY, &stored, err);

@@ -36,9 +36,9 @@ int gn_backend_create(const char *name, gn_backend **out, gn_error *err)
     if (!name)
         return gn_error_set(err, "backend: no name (available: %s)", gn_backend_names());
     if (strcmp(name, "ref") == 0)
-        return gn_backend_ref_new(out, err);
+        return gn__backend_ref_new(out, err);
     if (strcmp(name, "dnnl") == 0 || strcmp(name, "onednn") == 0)
-        return gn_backend_dnnl_new(out, err);
+        return gn__backend_dnnl_new(out, err);
     return gn_error_set(err, "backend: unknown backend '%s' (available: %s)", name,
                         gn_backend_names());
 }

@@ -930,7 +930,7 @@ static int dn_chscale_bwd(gn_backend *be, const gn_tensor *x, const gn_tensor *s
                 ds->data[(size_t)n * C + c] = (float)acc[c];
             free(acc);
         }
-    } else if (ds && gn_ref_chscale_bwd(be, x, s, dy, NULL, ds, err))
+    } else if (ds && gn__ref_chscale_bwd(be, x, s, dy, NULL, ds, err))
         return -1;
     if (dx)
         return dn_chscale_fwd(be, dy, s, dx, err);
@@ -1105,12 +1105,12 @@ static void dn_destroy(gn_backend *be)
 }
 
 static const gn_backend_ops dnnl_ops = {
-    .alloc = gn_ref_alloc,
-    .free = gn_ref_free,
-    .copy_in = gn_ref_copy,
-    .copy_out = gn_ref_copy,
-    .copy = gn_ref_copy,
-    .fill = gn_ref_fill,
+    .alloc = gn__ref_alloc,
+    .free = gn__ref_free,
+    .copy_in = gn__ref_copy,
+    .copy_out = gn__ref_copy,
+    .copy = gn__ref_copy,
+    .fill = gn__ref_fill,
     .set_threads = dn_set_threads,
     .pin_threads = dn_pin_threads,
     .destroy = dn_destroy,
@@ -1120,7 +1120,7 @@ static const gn_backend_ops dnnl_ops = {
     .bn_fwd_train = dn_bn_fwd_train,
     .bn_fwd_infer = dn_bn_fwd_infer,
     .bn_bwd = dn_bn_bwd,
-    .bn_update_running = gn_ref_bn_update_running,
+    .bn_update_running = gn__ref_bn_update_running,
     .eltwise_fwd = dn_eltwise_fwd,
     .eltwise_bwd = dn_eltwise_bwd,
     .gap_fwd = dn_gap_fwd,
@@ -1132,10 +1132,10 @@ static const gn_backend_ops dnnl_ops = {
     .mul_mask = dn_mul_mask,
     .linear_fwd = dn_linear_fwd,
     .linear_bwd = dn_linear_bwd,
-    .softmax_xent = gn_ref_softmax_xent,
+    .softmax_xent = gn__ref_softmax_xent,
 };
 
-int gn_backend_dnnl_new(gn_backend **out, gn_error *err)
+int gn__backend_dnnl_new(gn_backend **out, gn_error *err)
 {
     gn_backend *be = calloc(1, sizeof *be);
     dimpl *d = calloc(1, sizeof *d);

@@ -11,7 +11,7 @@
 #define IDX4(t, n_, c_, h_, w_) ((((size_t)(n_) * (t)->c + (c_)) * (t)->h + (h_)) * (t)->w + (w_))
 
 /* ------------------------------------------------------------------ memory */
-void *gn_ref_alloc(gn_backend *be, size_t bytes)
+void *gn__ref_alloc(gn_backend *be, size_t bytes)
 {
     size_t sz = (bytes + 63) & ~(size_t)63;
     if (sz == 0)
@@ -19,16 +19,16 @@ void *gn_ref_alloc(gn_backend *be, size_t bytes)
     return aligned_alloc(64, sz);
 }
 
-void gn_ref_free(gn_backend *be, void *p) { free(p); }
+void gn__ref_free(gn_backend *be, void *p) { free(p); }
 
-int gn_ref_copy(gn_backend *be, void *dst, const void *src, size_t bytes)
+int gn__ref_copy(gn_backend *be, void *dst, const void *src, size_t bytes)
 {
     if (bytes)
         memmove(dst, src, bytes);
     return 0;
 }
 
-int gn_ref_fill(gn_backend *be, float *p, size_t count, float v)
+int gn__ref_fill(gn_backend *be, float *p, size_t count, float v)
 {
     if (v == 0.0f) {
         memset(p, 0, count * sizeof(float));
@@ -316,7 +316,7 @@ static int ref_bn_bwd(gn_backend *be, const gn_tensor *x, const gn_tensor *dy,
     return 0;
 }
 
-int gn_ref_bn_update_running(gn_backend *be, gn_tensor *run_mean, gn_tensor *run_var,
+int gn__ref_bn_update_running(gn_backend *be, gn_tensor *run_mean, gn_tensor *run_var,
                              const gn_tensor *mean, const gn_tensor *var, float momentum,
                              int64_t count, gn_error *err)
 {
@@ -367,7 +367,7 @@ static int ref_chscale_fwd(gn_backend *be, const gn_tensor *x, const gn_tensor *
     return 0;
 }
 
-int gn_ref_chscale_bwd(gn_backend *be, const gn_tensor *x, const gn_tensor *s,
+int gn__ref_chscale_bwd(gn_backend *be, const gn_tensor *x, const gn_tensor *s,
                        const gn_tensor *dy, gn_tensor *dx, gn_tensor *ds, gn_error *err)
 {
     const size_t HW = (size_t)x->h * x->w;
@@ -469,7 +469,7 @@ static int ref_linear_bwd(gn_backend *be, const gn_tensor *x, const gn_tensor *w
 }
 
 /* ------------------------------------------------------------------ loss */
-int gn_ref_softmax_xent(gn_backend *be, const gn_tensor *logits, const int32_t *labels,
+int gn__ref_softmax_xent(gn_backend *be, const gn_tensor *logits, const int32_t *labels,
                         float smoothing, float *loss, gn_tensor *dlogits, gn_error *err)
 {
     const int N = logits->n, K = logits->c * logits->h * logits->w;
@@ -502,12 +502,12 @@ int gn_ref_softmax_xent(gn_backend *be, const gn_tensor *logits, const int32_t *
 
 /* ------------------------------------------------------------------ vtable */
 static const gn_backend_ops ref_ops = {
-    .alloc = gn_ref_alloc,
-    .free = gn_ref_free,
-    .copy_in = gn_ref_copy,
-    .copy_out = gn_ref_copy,
-    .copy = gn_ref_copy,
-    .fill = gn_ref_fill,
+    .alloc = gn__ref_alloc,
+    .free = gn__ref_free,
+    .copy_in = gn__ref_copy,
+    .copy_out = gn__ref_copy,
+    .copy = gn__ref_copy,
+    .fill = gn__ref_fill,
     .set_threads = ref_set_threads,
     .destroy = ref_destroy,
     .conv2d_fwd = ref_conv2d_fwd,
@@ -516,22 +516,22 @@ static const gn_backend_ops ref_ops = {
     .bn_fwd_train = ref_bn_fwd_train,
     .bn_fwd_infer = ref_bn_fwd_infer,
     .bn_bwd = ref_bn_bwd,
-    .bn_update_running = gn_ref_bn_update_running,
+    .bn_update_running = gn__ref_bn_update_running,
     .eltwise_fwd = ref_eltwise_fwd,
     .eltwise_bwd = ref_eltwise_bwd,
     .gap_fwd = ref_gap_fwd,
     .gap_bwd = ref_gap_bwd,
     .chscale_fwd = ref_chscale_fwd,
-    .chscale_bwd = gn_ref_chscale_bwd,
+    .chscale_bwd = gn__ref_chscale_bwd,
     .add = ref_add,
     .accumulate = ref_accumulate,
     .mul_mask = ref_mul_mask,
     .linear_fwd = ref_linear_fwd,
     .linear_bwd = ref_linear_bwd,
-    .softmax_xent = gn_ref_softmax_xent,
+    .softmax_xent = gn__ref_softmax_xent,
 };
 
-int gn_backend_ref_new(gn_backend **out, gn_error *err)
+int gn__backend_ref_new(gn_backend **out, gn_error *err)
 {
     gn_backend *be = calloc(1, sizeof *be);
     if (!be)

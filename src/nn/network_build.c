@@ -307,7 +307,7 @@ void gn_net_free(gn_net *net)
 {
     if (!net)
         return;
-    gn_infer_plan_free(&net->ip);
+    gn__infer_plan_free(&net->ip);
     for (int i = 0; i < net->n_vals && net->v; i++) {
         gn_tensor_free(&net->v[i]);
         gn_tensor_free(&net->dv[i]);

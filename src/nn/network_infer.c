@@ -32,7 +32,7 @@
 #include "nn/network_internal.h"
 #include "util/clock.h"
 
-void gn_infer_plan_free(gn_infer_plan *p)
+void gn__infer_plan_free(gn_infer_plan *p)
 {
     for (int i = 0; i < p->n_nodes; i++) {
         gn_tensor_free(&p->nodes[i].w);
@@ -229,9 +229,9 @@ static void plan_buffers(gn_infer_plan *p)
 
 int gn_net_prepare_inference(gn_net *net, gn_error *err)
 {
-    gn_infer_plan_free(&net->ip);
+    gn__infer_plan_free(&net->ip);
     if (lower(net, &net->ip, err) != 0) {
-        gn_infer_plan_free(&net->ip);
+        gn__infer_plan_free(&net->ip);
         return -1;
     }
     plan_buffers(&net->ip);

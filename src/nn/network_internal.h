@@ -83,8 +83,8 @@ struct gn_net {
 };
 
 /* network_train.c */
-int gn_net_ensure_batch(gn_net *net, int n, gn_error *err);
+int gn__net_ensure_batch(gn_net *net, int n, gn_error *err);
 /* network_infer.c */
-void gn_infer_plan_free(gn_infer_plan *p);
+void gn__infer_plan_free(gn_infer_plan *p);
 
 #endif

@@ -15,7 +15,7 @@
 
 static gn_tensor pv(gn_net *net, int id) { return net->params[id].value; }
 
-int gn_net_ensure_batch(gn_net *net, int n, gn_error *err)
+int gn__net_ensure_batch(gn_net *net, int n, gn_error *err)
 {
     if (net->batch == n && net->v)
         return 0;
@@ -100,7 +100,7 @@ static int make_mask(gn_net *net, gn_node *nd, int n, gn_error *err)
 
 static int forward(gn_net *net, const gn_tensor *x, bool train, const gn_tensor **logits, gn_error *err)
 {
-    if (check_input(net, x, err) || gn_net_ensure_batch(net, x->n, err))
+    if (check_input(net, x, err) || gn__net_ensure_batch(net, x->n, err))
         return -1;
     gn_backend *be = net->be;
     net->v[0] = *x;

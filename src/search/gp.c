@@ -39,13 +39,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-double gn_matern52(double r, double ell)
+double gn__matern52(double r, double ell)
 {
     double s = sqrt(5.0) * r / ell;
     return (1.0 + s + s * s / 3.0) * exp(-s);
 }
 
-void gn_gp_free(gn_gp *gp)
+void gn__gp_free(gn_gp *gp)
 {
     free(gp->U);
     free(gp->L);
@@ -122,12 +122,12 @@ static int lml_at(const double *M, int n, const double *yn, double c, double alp
 static void matern_matrix(const double *D2, int n, double ell, double *M)
 {
     for (size_t t = 0; t < (size_t)n * n; t++)
-        M[t] = gn_matern52(sqrt(D2[t]), ell);
+        M[t] = gn__matern52(sqrt(D2[t]), ell);
 }
 
 static int alloc_fit(gn_gp *gp, const double *U, int n, int d, gn_error *err)
 {
-    gn_gp_free(gp);
+    gn__gp_free(gp);
     gp->n = n;
     gp->d = d;
     gp->U = malloc(sizeof(double) * (size_t)n * (size_t)d);
@@ -135,7 +135,7 @@ static int alloc_fit(gn_gp *gp, const double *U, int n, int d, gn_error *err)
     gp->w = malloc(sizeof(double) * (size_t)n);
     gp->yn = malloc(sizeof(double) * (size_t)n);
     if (!gp->U || !gp->L || !gp->w || !gp->yn) {
-        gn_gp_free(gp);
+        gn__gp_free(gp);
         return gn_error_set(err, "gp: out of memory (n = %d)", n);
     }
     memcpy(gp->U, U, sizeof(double) * (size_t)n * (size_t)d);
@@ -197,7 +197,7 @@ static int fit_fixed(gn_gp *gp, const double *U, const double *y, int n, int d, 
 out:
     free(D2);
     if (rc)
-        gn_gp_free(gp);
+        gn__gp_free(gp);
     return rc;
 }
 
@@ -275,7 +275,7 @@ static int predict(const gn_gp *gp, const double *Us, int m, double *mu, double 
             const double *x = Us + (size_t)(b0 + b) * d;
             double s = 0;
             for (int i = 0; i < n; i++) {
-                double k = gp->c * gn_matern52(sqrt(sqdist(gp->U + (size_t)i * d, x, d)), gp->ell);
+                double k = gp->c * gn__matern52(sqrt(sqdist(gp->U + (size_t)i * d, x, d)), gp->ell);
                 Ks[(size_t)b * n + i] = k;
                 s += k * gp->w[i];
             }
@@ -297,7 +297,7 @@ static int predict(const gn_gp *gp, const double *Us, int m, double *mu, double 
     return 0;
 }
 
-int gn_gp_fit_fixed(gn_gp *gp, const double *U, const double *y, int n, int d, double alpha, double ell, double c,
+int gn__gp_fit_fixed(gn_gp *gp, const double *U, const double *y, int n, int d, double alpha, double ell, double c,
                     gn_error *err)
 {
     int prev = blas_single();
@@ -306,7 +306,7 @@ int gn_gp_fit_fixed(gn_gp *gp, const double *U, const double *y, int n, int d, d
     return rc;
 }
 
-int gn_gp_fit(gn_gp *gp, const double *U, const double *y, int n, int d, double alpha, gn_error *err)
+int gn__gp_fit(gn_gp *gp, const double *U, const double *y, int n, int d, double alpha, gn_error *err)
 {
     int prev = blas_single();
     int rc = fit_grid(gp, U, y, n, d, alpha, err);
@@ -314,7 +314,7 @@ int gn_gp_fit(gn_gp *gp, const double *U, const double *y, int n, int d, double 
     return rc;
 }
 
-int gn_gp_predict(const gn_gp *gp, const double *Us, int m, double *mu, double *sd, gn_error *err)
+int gn__gp_predict(const gn_gp *gp, const double *Us, int m, double *mu, double *sd, gn_error *err)
 {
     int prev = blas_single();
     int rc = predict(gp, Us, m, mu, sd, err);
@@ -322,7 +322,7 @@ int gn_gp_predict(const gn_gp *gp, const double *Us, int m, double *mu, double *
     return rc;
 }
 
-double gn_gp_best_mean(const gn_gp *gp)
+double gn__gp_best_mean(const gn_gp *gp)
 {
     /* (c M + alpha I) w = y  =>  c M w = y - alpha w: the noise-free mean at the data */
     double best = -INFINITY;
@@ -334,7 +334,7 @@ double gn_gp_best_mean(const gn_gp *gp)
     return best * gp->ystd + gp->ymean;
 }
 
-double gn_expected_improvement(double mu, double sd, double best, double xi)
+double gn__expected_improvement(double mu, double sd, double best, double xi)
 {
     double imp = mu - best - xi;
     if (!(sd > 0))

@@ -79,7 +79,7 @@ static double lloyd(const double *Z, int n, int p, double *C, int *lab, int *cnt
     return inertia;
 }
 
-int gn_kmeans2(const double *Z, int n, int p, int n_init, gn_rng *rng, int *label, double *inertia)
+int gn__kmeans2(const double *Z, int n, int p, int n_init, gn_rng *rng, int *label, double *inertia)
 {
     if (n < 2)
         return 1;

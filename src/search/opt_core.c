@@ -40,7 +40,7 @@ static uint64_t hash_x(const int *x, int d)
     return h;
 }
 
-int gn_xset_init(gn_xset *s, int d)
+int gn__xset_init(gn_xset *s, int d)
 {
     memset(s, 0, sizeof *s);
     s->d = d;
@@ -53,7 +53,7 @@ int gn_xset_init(gn_xset *s, int d)
     return 0;
 }
 
-void gn_xset_free(gn_xset *s)
+void gn__xset_free(gn_xset *s)
 {
     free(s->keys);
     free(s->ent);
@@ -76,7 +76,7 @@ static int xset_lookup(const gn_xset *s, const int *x, uint64_t h, int *slot_out
     }
 }
 
-int gn_xset_find(const gn_xset *s, const int *x)
+int gn__xset_find(const gn_xset *s, const int *x)
 {
     int slot;
     return xset_lookup(s, x, hash_x(x, s->d), &slot);
@@ -102,7 +102,7 @@ static int xset_grow(gn_xset *s)
     return 0;
 }
 
-int gn_xset_add(gn_xset *s, const int *x)
+int gn__xset_add(gn_xset *s, const int *x)
 {
     uint64_t h = hash_x(x, s->d);
     int slot;
@@ -198,8 +198,8 @@ static int check_options(const char *kind, const gn_opt_options *o, gn_error *er
 
 static const gn_opt_vtable *find_kind(const char *kind)
 {
-    static const gn_opt_vtable *const kinds[] = {&gn_opt_random_vt, &gn_opt_evolution_vt, &gn_opt_lamcts_vt,
-                                                 &gn_opt_nsga2_vt};
+    static const gn_opt_vtable *const kinds[] = {&gn__opt_random_vt, &gn__opt_evolution_vt, &gn__opt_lamcts_vt,
+                                                 &gn__opt_nsga2_vt};
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
         if (strcmp(kinds[i]->name, kind) == 0)
             return kinds[i];
@@ -243,7 +243,7 @@ int gn_opt_create(const char *kind, const gn_enc_desc *enc, const gn_opt_options
         uint64_t c = (uint64_t)enc->card[i];
         o->space_size = o->space_size > UINT64_MAX / c ? UINT64_MAX : o->space_size * c;
     }
-    if (gn_xset_init(&o->seen, o->d)) {
+    if (gn__xset_init(&o->seen, o->d)) {
         free(o);
         return gn_error_set(err, "optimizer %s: out of memory", kind);
     }
@@ -261,7 +261,7 @@ void gn_opt_free(gn_optimizer *o)
         return;
     if (o->vt && o->vt->free)
         o->vt->free(o);
-    gn_xset_free(&o->seen);
+    gn__xset_free(&o->seen);
     free(o->X);
     free(o->F);
     free(o->feas);
@@ -304,7 +304,7 @@ int gn_opt_propose(gn_optimizer *o, int *x, gn_error *err)
     /* a kind must only produce points in the box; checked so a bug cannot leak out */
     if (check_x(o, x, "internal error in proposal", err))
         return -1;
-    int e = gn_xset_add(&o->seen, x);
+    int e = gn__xset_add(&o->seen, x);
     if (e < 0)
         return gn_error_set(err, "optimizer %s: out of memory", o->vt->name);
     o->seen.ent[e].inflight++;
@@ -350,7 +350,7 @@ int gn_opt_observe(gn_optimizer *o, const int *x, const double *obj, bool feasib
             return gn_error_set(err, "optimizer %s: out of memory", o->vt->name);
         o->cap = nc;
     }
-    int e = gn_xset_add(&o->seen, x);
+    int e = gn__xset_add(&o->seen, x);
     if (e < 0)
         return gn_error_set(err, "optimizer %s: out of memory", o->vt->name);
     if (o->seen.ent[e].inflight > 0)
@@ -368,24 +368,24 @@ int gn_opt_observe(gn_optimizer *o, const int *x, const double *obj, bool feasib
 
 /* ------------------------------------------------------------------ helpers for kinds */
 
-bool gn_opt_seen(const gn_optimizer *o, const int *x)
+bool gn__opt_seen(const gn_optimizer *o, const int *x)
 {
-    int e = gn_xset_find(&o->seen, x);
+    int e = gn__xset_find(&o->seen, x);
     return e >= 0 && (o->seen.ent[e].observed > 0 || o->seen.ent[e].inflight > 0);
 }
 
-bool gn_opt_accepts(const gn_optimizer *o, const int *x)
+bool gn__opt_accepts(const gn_optimizer *o, const int *x)
 {
     return !o->opt.accept || o->opt.accept(o->opt.accept_ctx, x) != 0;
 }
 
-void gn_opt_uniform(gn_optimizer *o, int *x)
+void gn__opt_uniform(gn_optimizer *o, int *x)
 {
     for (int i = 0; i < o->d; i++)
         x[i] = (int)gn_rng_below(&o->rng, (uint64_t)o->enc.card[i]);
 }
 
-int gn_opt_free_dims(const gn_optimizer *o, int *dims)
+int gn__opt_free_dims(const gn_optimizer *o, int *dims)
 {
     int k = 0;
     for (int i = 0; i < o->d; i++)
@@ -405,12 +405,12 @@ static int distinct_seen(const gn_optimizer *o)
     return k;
 }
 
-int gn_opt_random_unseen(gn_optimizer *o, int *x, gn_error *err)
+int gn__opt_random_unseen(gn_optimizer *o, int *x, gn_error *err)
 {
     /* rejection sampling first (uniform over the unseen points when it succeeds) */
     for (int t = 0; t < 64; t++) {
-        gn_opt_uniform(o, x);
-        if (!gn_opt_seen(o, x))
+        gn__opt_uniform(o, x);
+        if (!gn__opt_seen(o, x))
             return 0;
     }
     if (o->space_size <= ENUM_LIMIT) {
@@ -423,7 +423,7 @@ int gn_opt_random_unseen(gn_optimizer *o, int *x, gn_error *err)
         for (int i = 0; i < o->d; i++)
             x[i] = 0;
         for (;;) {
-            if (!gn_opt_seen(o, x)) {
+            if (!gn__opt_seen(o, x)) {
                 if (r == 0)
                     return 0;
                 r--;
@@ -437,14 +437,14 @@ int gn_opt_random_unseen(gn_optimizer *o, int *x, gn_error *err)
         return gn_error_set(err, "optimizer %s: internal error: unseen point count is inconsistent", o->vt->name);
     }
     for (int t = 0; t < 100000; t++) {
-        gn_opt_uniform(o, x);
-        if (!gn_opt_seen(o, x))
+        gn__opt_uniform(o, x);
+        if (!gn__opt_seen(o, x))
             return 0;
     }
     return gn_error_set(err, "optimizer %s: no unseen point found in 100064 uniform draws", o->vt->name);
 }
 
-int gn_opt_propose_loop(gn_optimizer *o, int *x, int *spare, int limit, gn_opt_draw_fn draw, void *ctx,
+int gn__opt_propose_loop(gn_optimizer *o, int *x, int *spare, int limit, gn__opt_draw_fn draw, void *ctx,
                         gn_error *err)
 {
     bool have_spare = false;
@@ -452,28 +452,28 @@ int gn_opt_propose_loop(gn_optimizer *o, int *x, int *spare, int limit, gn_opt_d
     for (int t = 0; t < limit; t++) {
         if (draw(o, ctx, x))
             break;
-        if (gn_opt_seen(o, x))
+        if (gn__opt_seen(o, x))
             continue;
-        if (gn_opt_accepts(o, x))
+        if (gn__opt_accepts(o, x))
             return 0;
         if (!have_spare) {
             memcpy(spare, x, sizeof(int) * (size_t)o->d);
             have_spare = true;
         }
     }
-    return gn_opt_fallback(o, x, spare, have_spare, err);
+    return gn__opt_fallback(o, x, spare, have_spare, err);
 }
 
-int gn_opt_fallback(gn_optimizer *o, int *x, const int *spare, bool have_spare, gn_error *err)
+int gn__opt_fallback(gn_optimizer *o, int *x, const int *spare, bool have_spare, gn_error *err)
 {
     int *last = malloc(sizeof(int) * (size_t)o->d);
     if (!last)
         return gn_error_set(err, "optimizer %s: out of memory", o->vt->name);
     int rc = -1;
     for (int t = 0; t < o->opt.max_retries; t++) {
-        if (gn_opt_random_unseen(o, x, err))
+        if (gn__opt_random_unseen(o, x, err))
             goto out;
-        if (gn_opt_accepts(o, x)) {
+        if (gn__opt_accepts(o, x)) {
             rc = 0;
             goto out;
         }

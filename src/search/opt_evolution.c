@@ -44,7 +44,7 @@ static int evo_init(gn_optimizer *o, gn_error *err)
     s->spare = malloc(sizeof(int) * (size_t)o->d);
     if (!s->pop || !s->perm || !s->pick || !s->free_dims || !s->spare)
         return gn_error_set(err, "optimizer evolution: out of memory");
-    s->nfree = gn_opt_free_dims(o, s->free_dims);
+    s->nfree = gn__opt_free_dims(o, s->free_dims);
     return 0;
 }
 
@@ -120,11 +120,11 @@ static int evo_propose(gn_optimizer *o, int *x, gn_error *err)
 {
     evo_state *s = o->impl;
     if (s->size < o->opt.evo_population)
-        return gn_opt_fallback(o, x, NULL, false, err); /* random initial population */
-    return gn_opt_propose_loop(o, x, s->spare, o->opt.max_retries, draw_child, s, err);
+        return gn__opt_fallback(o, x, NULL, false, err); /* random initial population */
+    return gn__opt_propose_loop(o, x, s->spare, o->opt.max_retries, draw_child, s, err);
 }
 
-const gn_opt_vtable gn_opt_evolution_vt = {
+const gn_opt_vtable gn__opt_evolution_vt = {
     .name = "evolution",
     .init = evo_init,
     .propose = evo_propose,

@@ -24,14 +24,14 @@
  * Every proposal:
  *  1. Tree, rebuilt from scratch from all samples (reference: dynamic_treeify).  A leaf
  *     whose bag holds more than mcts_leaf_size samples is split when possible:
- *       a. 2-means (gn_kmeans2, 5 restarts) on rows [u, f'], where f' is f standardised
+ *       a. 2-means (gn__kmeans2, 5 restarts) on rows [u, f'], where f' is f standardised
  *          over the bag and scaled so that its spread equals mcts_kmeans_f_weight times
  *          the total spread of u over the bag.  (The reference clusters raw [x, f]; with
  *          u in [0,1]^40 and accuracies in [0,1] the raw f would be 1 of 41 nearly flat
  *          coordinates and the split would ignore the objective.  Weight 1 gives f as
  *          much say as all of x together.)
  *       b. relabel: the cluster with the higher mean f is "good" (label 0);
- *       c. fit the RBF SVC on u -> label (gn_svm_fit, gamma = 1/d as sklearn 'auto');
+ *       c. fit the RBF SVC on u -> label (gn__svm_fit, gamma = 1/d as sklearn 'auto');
  *       d. splittable only if the SVM predicts both labels on the bag; then the good kid
  *          takes the good cluster's samples, the bad kid the others (as the reference:
  *          the k-means labels, not the SVM predictions, assign the bags).
@@ -130,7 +130,7 @@ static int lamcts_init(gn_optimizer *o, gn_error *err)
         }
     }
     free(perm);
-    s->nfree = gn_opt_free_dims(o, s->free_dims);
+    s->nfree = gn__opt_free_dims(o, s->free_dims);
     return 0;
 }
 
@@ -138,7 +138,7 @@ static void clear_tree(lamcts_state *s)
 {
     for (int i = 0; i < s->nnodes; i++) {
         free(s->nodes[i].bag);
-        gn_svm_free(&s->nodes[i].svm);
+        gn__svm_free(&s->nodes[i].svm);
     }
     s->nnodes = 0;
 }
@@ -223,7 +223,7 @@ static int try_split(gn_optimizer *o, lamcts_state *s, int k, const double *U, c
         memcpy(Z + (size_t)a * p, U + (size_t)bag[a] * d, sizeof(double) * (size_t)d);
         Z[(size_t)a * p + d] = (f[bag[a]] - fm) * scale;
     }
-    int kr = gn_kmeans2(Z, nb, p, 5, &o->rng, lab, NULL);
+    int kr = gn__kmeans2(Z, nb, p, 5, &o->rng, lab, NULL);
     if (kr < 0) {
         gn_error_set(err, "optimizer lamcts: out of memory");
         goto out;
@@ -250,11 +250,11 @@ static int try_split(gn_optimizer *o, lamcts_state *s, int k, const double *U, c
     if (m1 / c1 > m0 / c0)
         for (int a = 0; a < nb; a++)
             lab[a] = 1 - lab[a];
-    if (gn_svm_fit(&svm, Xb, lab, nb, d, 1.0 / d, 1.0, err))
+    if (gn__svm_fit(&svm, Xb, lab, nb, d, 1.0 / d, 1.0, err))
         goto out;
     bool pred[2] = {false, false};
     for (int a = 0; a < nb; a++)
-        pred[gn_svm_predict(&svm, Xb + (size_t)a * d) == 0 ? 0 : 1] = true;
+        pred[gn__svm_predict(&svm, Xb + (size_t)a * d) == 0 ? 0 : 1] = true;
     if (!pred[0] || !pred[1]) {
         rc = 0;
         goto out;
@@ -284,7 +284,7 @@ static int try_split(gn_optimizer *o, lamcts_state *s, int k, const double *U, c
     svm = (gn_svm){0};
     rc = 0;
 out:
-    gn_svm_free(&svm);
+    gn__svm_free(&svm);
     free(Z);
     free(Xb);
     free(lab);
@@ -350,9 +350,9 @@ static int cand_add(gn_optimizer *o, candset *c, const double *u)
 {
     int *x = c->X + (size_t)c->n * c->d;
     to_cell(u, c->card, c->d, x);
-    if (gn_opt_seen(o, x) || gn_xset_find(&c->local, x) >= 0)
+    if (gn__opt_seen(o, x) || gn__xset_find(&c->local, x) >= 0)
         return 0;
-    if (gn_xset_add(&c->local, x) < 0)
+    if (gn__xset_add(&c->local, x) < 0)
         return -1;
     for (int i = 0; i < c->d; i++)
         c->U[(size_t)c->n * c->d + i] = (x[i] + 0.5) / c->card[i];
@@ -368,7 +368,7 @@ static int filter_path(lamcts_state *s, const int *path_node, const int *path_di
         const double *u = c->U + (size_t)a * c->d;
         bool in = true;
         for (int t = 0; t < depth && in; t++)
-            if (gn_svm_predict(&s->nodes[path_node[t]].svm, u) != path_dir[t])
+            if (gn__svm_predict(&s->nodes[path_node[t]].svm, u) != path_dir[t])
                 in = false;
         if (!in)
             continue;
@@ -395,7 +395,7 @@ static int draw_lhs(gn_optimizer *o, void *ctx, int *x)
 
 static int init_propose(gn_optimizer *o, lamcts_state *s, int *x, gn_error *err)
 {
-    return gn_opt_propose_loop(o, x, s->spare, o->opt.mcts_ninits, draw_lhs, s, err);
+    return gn__opt_propose_loop(o, x, s->spare, o->opt.mcts_ninits, draw_lhs, s, err);
 }
 
 typedef struct {
@@ -477,7 +477,7 @@ static int fit_gp_best(const gn_optimizer *o, const double *U, const double *f, 
             memcpy(Ug + (size_t)a * d, U + (size_t)i * d, sizeof(double) * (size_t)d);
             fg[a++] = f[i];
         }
-    rc = gn_gp_fit(gp, Ug, fg, ng, d, o->opt.gp_alpha, err);
+    rc = gn__gp_fit(gp, Ug, fg, ng, d, o->opt.gp_alpha, err);
 out:
     free(order);
     free(Ug);
@@ -565,7 +565,7 @@ static int make_candidates(gn_optimizer *o, lamcts_state *s, const node *leaf, c
 static int pick_by_ei(gn_optimizer *o, const gn_gp *gp, const candset *c, int *x, gn_error *err)
 {
     int d = o->d;
-    double best = gn_gp_best_mean(gp);
+    double best = gn__gp_best_mean(gp);
     double *mu = malloc(sizeof(double) * (size_t)c->n), *sd = malloc(sizeof(double) * (size_t)c->n);
     ranked *rk = malloc(sizeof(ranked) * (size_t)c->n);
     int rc = -1;
@@ -573,21 +573,21 @@ static int pick_by_ei(gn_optimizer *o, const gn_gp *gp, const candset *c, int *x
         gn_error_set(err, "optimizer lamcts: out of memory (%d candidates)", c->n);
         goto out;
     }
-    if (gn_gp_predict(gp, c->U, c->n, mu, sd, err))
+    if (gn__gp_predict(gp, c->U, c->n, mu, sd, err))
         goto out;
     for (int a = 0; a < c->n; a++)
-        rk[a] = (ranked){gn_expected_improvement(mu[a], sd[a], best, o->opt.ei_xi * gp->ystd), a};
+        rk[a] = (ranked){gn__expected_improvement(mu[a], sd[a], best, o->opt.ei_xi * gp->ystd), a};
     qsort(rk, (size_t)c->n, sizeof(ranked), cmp_ranked);
     int tries = c->n < o->opt.max_retries ? c->n : o->opt.max_retries;
     for (int a = 0; a < tries; a++) {
         const int *cx = c->X + (size_t)rk[a].pos * d;
-        if (gn_opt_accepts(o, cx)) {
+        if (gn__opt_accepts(o, cx)) {
             memcpy(x, cx, sizeof(int) * (size_t)d);
             rc = 0;
             goto out;
         }
     }
-    rc = gn_opt_fallback(o, x, c->X + (size_t)rk[0].pos * d, true, err);
+    rc = gn__opt_fallback(o, x, c->X + (size_t)rk[0].pos * d, true, err);
 out:
     free(mu);
     free(sd);
@@ -616,21 +616,21 @@ static int bo_propose(gn_optimizer *o, lamcts_state *s, int *x, gn_error *err)
         goto out;
     c.X = malloc(sizeof(int) * (size_t)c.cap * (size_t)d);
     c.U = malloc(sizeof(double) * (size_t)c.cap * (size_t)d);
-    if (!c.X || !c.U || gn_xset_init(&c.local, d))
+    if (!c.X || !c.U || gn__xset_init(&c.local, d))
         goto oom;
     if (gn_sobol_create(d, gn_rng_u64(&o->rng) | 1u, &sob, err))
         goto out;
     if (make_candidates(o, s, leaf, U, f, path_node, path_dir, depth, sob, u, &c) < 0) /* 4. */
         goto oom;
-    rc = c.n == 0 ? gn_opt_fallback(o, x, NULL, false, err) : pick_by_ei(o, &gp, &c, x, err); /* 5. */
+    rc = c.n == 0 ? gn__opt_fallback(o, x, NULL, false, err) : pick_by_ei(o, &gp, &c, x, err); /* 5. */
     goto out;
 oom:
     rc = gn_error_set(err, "optimizer lamcts: out of memory (n = %d)", n);
 out:
     if (sob)
         gn_sobol_free(sob);
-    gn_gp_free(&gp);
-    gn_xset_free(&c.local);
+    gn__gp_free(&gp);
+    gn__xset_free(&c.local);
     free(c.X);
     free(c.U);
     free(U);
@@ -648,12 +648,12 @@ static int lamcts_propose(gn_optimizer *o, int *x, gn_error *err)
     if (o->n < o->opt.mcts_ninits || o->n_feasible < 2) {
         if (s->lhs_next < o->opt.mcts_ninits)
             return init_propose(o, s, x, err);
-        return gn_opt_fallback(o, x, NULL, false, err);
+        return gn__opt_fallback(o, x, NULL, false, err);
     }
     return bo_propose(o, s, x, err);
 }
 
-const gn_opt_vtable gn_opt_lamcts_vt = {
+const gn_opt_vtable gn__opt_lamcts_vt = {
     .name = "lamcts",
     .init = lamcts_init,
     .propose = lamcts_propose,

@@ -62,7 +62,7 @@ static int nsga_init(gn_optimizer *o, gn_error *err)
     s->spare = malloc(sizeof(int) * (size_t)o->d);
     if (!s->par || !s->prank || !s->pcrowd || !s->queue || !s->free_dims || !s->spare)
         return gn_error_set(err, "optimizer nsga2: out of memory");
-    s->nfree = gn_opt_free_dims(o, s->free_dims);
+    s->nfree = gn__opt_free_dims(o, s->free_dims);
     s->pm = o->opt.nsga_mutation > 0 ? o->opt.nsga_mutation : (s->nfree > 0 ? 1.0 / s->nfree : 0.0);
     return 0;
 }
@@ -201,7 +201,7 @@ static int select_parents(gn_optimizer *o, nsga_state *s, int n, int keep, gn_er
                 s->ccrowd[members[t]] = 0;
         } else {
             double *dist = malloc(sizeof(double) * (size_t)k);
-            if (!dist || gn_crowding(s->cobj, m, members, k, dist)) {
+            if (!dist || gn__crowding(s->cobj, m, members, k, dist)) {
                 free(dist);
                 free(keys);
                 free(members);
@@ -268,11 +268,11 @@ static int nsga_propose(gn_optimizer *o, int *x, gn_error *err)
 {
     nsga_state *s = o->impl;
     if (s->npar == 0)
-        return gn_opt_fallback(o, x, NULL, false, err); /* random initial population */
-    return gn_opt_propose_loop(o, x, s->spare, o->opt.max_retries, draw_queued, s, err);
+        return gn__opt_fallback(o, x, NULL, false, err); /* random initial population */
+    return gn__opt_propose_loop(o, x, s->spare, o->opt.max_retries, draw_queued, s, err);
 }
 
-const gn_opt_vtable gn_opt_nsga2_vt = {
+const gn_opt_vtable gn__opt_nsga2_vt = {
     .name = "nsga2",
     .init = nsga_init,
     .propose = nsga_propose,

@@ -64,7 +64,7 @@ static int draw_point(gn_optimizer *o, void *ctx, int *x)
             x[i] = v < o->enc.card[i] ? v : o->enc.card[i] - 1;
         }
     } else {
-        gn_opt_uniform(o, x);
+        gn__opt_uniform(o, x);
     }
     return 0;
 }
@@ -72,10 +72,10 @@ static int draw_point(gn_optimizer *o, void *ctx, int *x)
 static int random_propose(gn_optimizer *o, int *x, gn_error *err)
 {
     random_state *s = o->impl;
-    return gn_opt_propose_loop(o, x, s->spare, o->opt.max_retries, draw_point, s, err);
+    return gn__opt_propose_loop(o, x, s->spare, o->opt.max_retries, draw_point, s, err);
 }
 
-const gn_opt_vtable gn_opt_random_vt = {
+const gn_opt_vtable gn__opt_random_vt = {
     .name = "random",
     .init = random_init,
     .propose = random_propose,

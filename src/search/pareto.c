@@ -220,7 +220,7 @@ static int cmp_keyed(const void *pa, const void *pb)
     return p->pos - q->pos;
 }
 
-int gn_crowding(const double *obj, int m, const int *members, int k, double *dist)
+int gn__crowding(const double *obj, int m, const int *members, int k, double *dist)
 {
     for (int a = 0; a < k; a++)
         dist[a] = 0;

@@ -6,7 +6,7 @@
  *   gn_optimizer the common state every kind shares: encoding, options, rng, history,
  *                seen-set; plus the kind's vtable and private state
  *   gn_gp        Gaussian process (constant * Matern-5/2 + alpha I), Cholesky via LAPACKE
- *   gn_kmeans2   2-means (k-means++ seeding, restarts, Lloyd)
+ *   gn__kmeans2   2-means (k-means++ seeding, restarts, Lloyd)
  *   gn_svm       two-class RBF SVC trained with libsvm, predicted densely
  *   crowding     NSGA-II crowding distance
  */
@@ -38,12 +38,12 @@ typedef struct {
     int nslot;  /* power of two */
 } gn_xset;
 
-int gn_xset_init(gn_xset *s, int d);
-void gn_xset_free(gn_xset *s);
+int gn__xset_init(gn_xset *s, int d);
+void gn__xset_free(gn_xset *s);
 /* Entry index of x, or -1. */
-int gn_xset_find(const gn_xset *s, const int *x);
+int gn__xset_find(const gn_xset *s, const int *x);
 /* Entry index of x, inserting it (counts 0) if absent; -1 on out of memory. */
-int gn_xset_add(gn_xset *s, const int *x);
+int gn__xset_add(gn_xset *s, const int *x);
 
 /* ------------------------------------------------------------------ base */
 typedef struct {
@@ -72,30 +72,30 @@ struct gn_optimizer {
     void *impl;
 };
 
-extern const gn_opt_vtable gn_opt_random_vt, gn_opt_evolution_vt, gn_opt_lamcts_vt, gn_opt_nsga2_vt;
+extern const gn_opt_vtable gn__opt_random_vt, gn__opt_evolution_vt, gn__opt_lamcts_vt, gn__opt_nsga2_vt;
 
 /* observed or in flight */
-bool gn_opt_seen(const gn_optimizer *o, const int *x);
+bool gn__opt_seen(const gn_optimizer *o, const int *x);
 /* options.accept (true when none is set) */
-bool gn_opt_accepts(const gn_optimizer *o, const int *x);
+bool gn__opt_accepts(const gn_optimizer *o, const int *x);
 /* Uniform random point (may be seen). */
-void gn_opt_uniform(gn_optimizer *o, int *x);
+void gn__opt_uniform(gn_optimizer *o, int *x);
 /* A uniformly random unseen point (enumerated for spaces <= 2^20 points); -1 with
  * "space exhausted" when there is none. */
-int gn_opt_random_unseen(gn_optimizer *o, int *x, gn_error *err);
+int gn__opt_random_unseen(gn_optimizer *o, int *x, gn_error *err);
 /* The common end of a proposal whose own candidates all failed: up to max_retries random
  * unseen points checked with accept; else `spare` (an unseen, rejected candidate) if
  * have_spare; else the last random unseen point. */
-int gn_opt_fallback(gn_optimizer *o, int *x, const int *spare, bool have_spare, gn_error *err);
+int gn__opt_fallback(gn_optimizer *o, int *x, const int *spare, bool have_spare, gn_error *err);
 /* The proposal loop the optimizers share: draw up to `limit` candidates into x
  * (draw returns 0 for a candidate, 1 when the optimizer has none left); skip seen
  * ones; return the first that options.accept admits; keep the first unseen but
- * refused one in `spare` (o->d ints); then gn_opt_fallback. */
-typedef int (*gn_opt_draw_fn)(gn_optimizer *o, void *ctx, int *x);
-int gn_opt_propose_loop(gn_optimizer *o, int *x, int *spare, int limit, gn_opt_draw_fn draw, void *ctx,
+ * refused one in `spare` (o->d ints); then gn__opt_fallback. */
+typedef int (*gn__opt_draw_fn)(gn_optimizer *o, void *ctx, int *x);
+int gn__opt_propose_loop(gn_optimizer *o, int *x, int *spare, int limit, gn__opt_draw_fn draw, void *ctx,
                         gn_error *err);
 /* Index of the mutable dimension list: dims with card > 1. */
-int gn_opt_free_dims(const gn_optimizer *o, int *dims);
+int gn__opt_free_dims(const gn_optimizer *o, int *dims);
 
 /* ------------------------------------------------------------------ GP */
 typedef struct {
@@ -110,25 +110,25 @@ typedef struct {
 } gn_gp;
 
 /* Matern-5/2 correlation at distance r, length scale ell (without the constant). */
-double gn_matern52(double r, double ell);
+double gn__matern52(double r, double ell);
 /* Fit with fixed hyper-parameters. */
-int gn_gp_fit_fixed(gn_gp *gp, const double *U, const double *y, int n, int d, double alpha, double ell, double c,
+int gn__gp_fit_fixed(gn_gp *gp, const double *U, const double *y, int n, int d, double alpha, double ell, double c,
                     gn_error *err);
 /* Fit with (ell, c) maximising the log marginal likelihood over a grid (see gp.c). */
-int gn_gp_fit(gn_gp *gp, const double *U, const double *y, int n, int d, double alpha, gn_error *err);
+int gn__gp_fit(gn_gp *gp, const double *U, const double *y, int n, int d, double alpha, gn_error *err);
 /* Posterior mean and standard deviation (latent f, original units) at m points. */
-int gn_gp_predict(const gn_gp *gp, const double *Us, int m, double *mu, double *sd, gn_error *err);
+int gn__gp_predict(const gn_gp *gp, const double *Us, int m, double *mu, double *sd, gn_error *err);
 /* Largest posterior mean at the training points (original units). */
-double gn_gp_best_mean(const gn_gp *gp);
+double gn__gp_best_mean(const gn_gp *gp);
 /* Expected improvement of N(mu, sd^2) over best + xi. */
-double gn_expected_improvement(double mu, double sd, double best, double xi);
-void gn_gp_free(gn_gp *gp);
+double gn__expected_improvement(double mu, double sd, double best, double xi);
+void gn__gp_free(gn_gp *gp);
 
 /* ------------------------------------------------------------------ k-means */
 /* 2-means of the n rows of Z (n x p).  n_init k-means++ restarts, the lowest inertia
  * wins.  label[i] in {0,1}.  Returns 0 when both clusters are non-empty, 1 when the data
  * cannot be split (all rows equal), -1 on out of memory. */
-int gn_kmeans2(const double *Z, int n, int p, int n_init, gn_rng *rng, int *label, double *inertia);
+int gn__kmeans2(const double *Z, int n, int p, int n_init, gn_rng *rng, int *label, double *inertia);
 
 /* ------------------------------------------------------------------ SVM */
 typedef struct {
@@ -140,14 +140,14 @@ typedef struct {
 } gn_svm;
 
 /* C-SVC with RBF kernel exp(-gamma |a-b|^2), labels y[i] in {0,1} (both present). */
-int gn_svm_fit(gn_svm *s, const double *X, const int *y, int n, int d, double gamma, double C, gn_error *err);
-double gn_svm_decision(const gn_svm *s, const double *x);
-int gn_svm_predict(const gn_svm *s, const double *x);
-void gn_svm_free(gn_svm *s);
+int gn__svm_fit(gn_svm *s, const double *X, const int *y, int n, int d, double gamma, double C, gn_error *err);
+double gn__svm_decision(const gn_svm *s, const double *x);
+int gn__svm_predict(const gn_svm *s, const double *x);
+void gn__svm_free(gn_svm *s);
 
 /* ------------------------------------------------------------------ NSGA-II */
 /* Crowding distance of the k rows members[] of obj (n x m); infinite at the extremes.
  * -1 on out of memory. */
-int gn_crowding(const double *obj, int m, const int *members, int k, double *dist);
+int gn__crowding(const double *obj, int m, const int *members, int k, double *dist);
 
 #endif

@@ -22,14 +22,14 @@
 
 static void quiet(const char *s) { (void)s; }
 
-void gn_svm_free(gn_svm *s)
+void gn__svm_free(gn_svm *s)
 {
     free(s->sv);
     free(s->coef);
     memset(s, 0, sizeof *s);
 }
 
-int gn_svm_fit(gn_svm *s, const double *X, const int *y, int n, int d, double gamma, double C, gn_error *err)
+int gn__svm_fit(gn_svm *s, const double *X, const int *y, int n, int d, double gamma, double C, gn_error *err)
 {
     memset(s, 0, sizeof *s);
     if (n < 2 || d < 1)
@@ -100,7 +100,7 @@ int gn_svm_fit(gn_svm *s, const double *X, const int *y, int n, int d, double ga
     s->sv = calloc((size_t)s->nsv * (size_t)d, sizeof(double));
     s->coef = malloc(sizeof(double) * (size_t)(s->nsv > 0 ? s->nsv : 1));
     if (!s->sv || !s->coef) {
-        gn_svm_free(s);
+        gn__svm_free(s);
         gn_error_set(err, "svm: out of memory (%d support vectors)", model->l);
         goto out;
     }
@@ -120,7 +120,7 @@ out:
     return rc;
 }
 
-double gn_svm_decision(const gn_svm *s, const double *x)
+double gn__svm_decision(const gn_svm *s, const double *x)
 {
     double dec = 0;
     for (int i = 0; i < s->nsv; i++) {
@@ -135,4 +135,4 @@ double gn_svm_decision(const gn_svm *s, const double *x)
     return dec - s->rho;
 }
 
-int gn_svm_predict(const gn_svm *s, const double *x) { return gn_svm_decision(s, x) > 0 ? s->label_pos : s->label_neg; }
+int gn__svm_predict(const gn_svm *s, const double *x) { return gn__svm_decision(s, x) > 0 ? s->label_pos : s->label_neg; }
