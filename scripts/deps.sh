@@ -8,6 +8,7 @@ PKGS=(
   zlib1g-dev libpng-dev libjpeg62-turbo-dev libsqlite3-dev libsvm-dev
   libprotobuf-c-dev protobuf-c-compiler libonnx-dev libcairo2-dev libzip-dev
   dataset-fashion-mnist sqlite3
+  libpq-dev postgresql-15
   python3 python3-numpy python3-torch python3-onnx python3-venv python3-pip
 )
 SUDO=""

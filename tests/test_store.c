@@ -540,7 +540,7 @@ static void test_not_a_store(void **state)
     s = open_store(p, GN_STORE_CREATE);
     gn_store_close(s);
     sql(p, "INSERT INTO schema_version VALUES(99, 0);");
-    expect_open_error(p, 0, "trial store schema version 99 is newer than this gpunas supports (2)");
+    expect_open_error(p, 0, "trial store schema version 99 is newer than this gpunas supports (3)");
     free(p);
 
     p = fresh_path("appid.db");
@@ -558,13 +558,14 @@ static void test_not_a_store(void **state)
     expect_open_error(p, GN_STORE_CREATE, "is a directory");
     rmdir(p);
     free(p);
-    expect_open_error("postgresql://db.example/nas", GN_STORE_CREATE,
-                      "unsupported trial store 'postgresql' (this build stores trials in SQLite files");
+    expect_open_error("mysql://db.example/nas", GN_STORE_CREATE,
+                      "unsupported trial store 'mysql' (trials are stored in SQLite files");
     expect_open_error("", GN_STORE_CREATE, "no location given");
 }
 
-/* A schema-1 store (as gpunas wrote it before latency_info) is upgraded when opened:
- * its trials are kept, the new column reads NULL for them and takes values after. */
+/* A schema-1 store (as gpunas wrote it before latency_info) is upgraded when opened
+ * (to schema 3: latency_info, then the work queue's columns): its trials are kept with
+ * their ids, the new columns read NULL for them and take values after. */
 static void test_migrate_v1(void **state)
 {
     char *p = fresh_path("v1.db");
@@ -595,6 +596,7 @@ static void test_migrate_v1(void **state)
     t.encoding = (char *)"3,4";
     t.latency_info = (char *)"{\"threads\":1}";
     assert_int_equal(gn_store_insert_trial(s, &t, &err), 0);
+    assert_int_equal(t.id, 2); /* the AUTOINCREMENT counter survived the table rebuild */
     assert_int_equal(gn_store_get_trial(s, t.id, &g, &err), 0);
     assert_string_equal(g.latency_info, "{\"threads\":1}");
     gn_trial_clear(&g);
@@ -620,8 +622,8 @@ static void test_migrate_v1(void **state)
     assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*), max(version) FROM schema_version", -1, &st, NULL),
                      SQLITE_OK);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(st, 0), 2);
-    assert_int_equal(sqlite3_column_int(st, 1), 2);
+    assert_int_equal(sqlite3_column_int(st, 0), 3); /* 1 -> 2 -> 3 in one upgrade */
+    assert_int_equal(sqlite3_column_int(st, 1), 3);
     sqlite3_finalize(st);
     sqlite3_close(db);
     free(p);

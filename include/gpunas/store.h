@@ -27,6 +27,57 @@
  *
  *   Numbers: unknown metrics are NaN (doubles) or -1 (params, macs) and are stored as
  *   SQL NULL; unknown strings are NULL.  Timestamps are Unix seconds (UTC, fractional).
+ *
+ * PostgreSQL and the work queue (issue 14, first part)
+ *   "postgresql://..." and "postgres://..." locations (libpq connection URIs, including
+ *   the socket form postgresql:///DB?host=/run/dir) open the PostgreSQL backend
+ *   (src/store/store_pg.c): the same tables and meanings as the SQLite store, so that
+ *   many machines can share one store and one queue of jobs.  SQLite stays the embedded
+ *   default; both backends pass one conformance suite (tests/test_store_conformance.c).
+ *
+ *   States.  A trial is in exactly one of
+ *     queued  --claim-->  leased  --complete(token)-->  done | failed | pruned
+ *       ^                   |  \--release(token)--> queued (attempt given back)
+ *       |                   '--lease expired (reaped)--> queued, or failed after
+ *       '-------------------------------------------     max_attempts expiries
+ *   plus 'running' for the in-process path of today's search loop
+ *   (gn_store_insert_trial / gn_store_finish_trial): a running trial is leased by the
+ *   local process itself, without token or expiry; the process's death is noticed by
+ *   `gpunas search --resume`, which redoes it, not by a clock.  Queued jobs never become
+ *   'running' and running trials never enter the queue, so existing callers see exactly
+ *   what they saw before.
+ *
+ *   Leases.  A claim atomically takes the oldest claimable queued job (lowest id) and
+ *   gives it a fresh 128-bit random token, attempts + 1, worker = the claimer, and
+ *   lease_expires_at = the DATABASE SERVER's now + lease seconds.  Every comparison
+ *   with a lease expiry happens inside a statement on the server's clock (PostgreSQL
+ *   now(), SQLite julianday('now')); worker clocks are never trusted.  A lease is lost
+ *   the moment it expires, whether or not it has been reaped yet: heartbeat, complete
+ *   and release with an expired or replaced token return GN_STORE_LEASE_LOST and change
+ *   nothing.  complete() commits the result and ends the lease in one transaction
+ *   guarded by the token, so a worker presumed dead that comes back cannot overwrite
+ *   the retry's result: each job has exactly one result.
+ *
+ *   Reaping.  Every claim first reaps expired leases in the same transaction (and
+ *   gn_store_reap does only that, for a coordinator): an expired job goes back to
+ *   'queued', or to 'failed' with error "lease expired N times (last worker W)" once its
+ *   attempts reach max_attempts.  Reaping is a guarded UPDATE (status = 'leased' AND
+ *   expiry < now), so any number of workers may run it at once: each expired lease is
+ *   reaped by exactly one of them (PostgreSQL: rows taken with SKIP LOCKED; SQLite: the
+ *   write lock).  No job stays leased forever as long as anyone claims or reaps.
+ *
+ *   Release (the graceful SIGTERM path) gives the job back to 'queued' and does NOT
+ *   count the attempt (attempts - 1): a worker that is told to stop is not a failure of
+ *   the job.  Hence attempts counts leases that were not given back, and at the reap
+ *   that fails a job all its attempts ended in expiry (N = attempts).
+ *
+ *   Routing.  Jobs have a kind: "measure" jobs (latency) name a device class and only
+ *   workers of that class take them; "train" jobs go to any worker that accepts
+ *   trains.  A result with a latency must carry the fingerprint of the device that
+ *   measured it (gn_trial.device).
+ *
+ *   Workers register a row (id, host, pid, device class, started, last seen by the
+ *   server's clock) and beat it; gn_store_list_workers lists those seen within a window.
  */
 #ifndef GPUNAS_STORE_H
 #define GPUNAS_STORE_H
@@ -41,9 +92,13 @@ typedef enum {
     GN_TRIAL_DONE,
     GN_TRIAL_FAILED,
     GN_TRIAL_PRUNED,
+    GN_TRIAL_QUEUED, /* waiting in the work queue (gn_store_enqueue) */
+    GN_TRIAL_LEASED, /* claimed by a worker under a lease (gn_store_claim) */
 } gn_trial_status;
+#define GN_TRIAL_NSTATUS 6
 
-const char *gn_trial_status_name(gn_trial_status st); /* "running", "done", "failed", "pruned" */
+/* "running", "done", "failed", "pruned", "queued", "leased" */
+const char *gn_trial_status_name(gn_trial_status st);
 int gn_trial_status_parse(const char *name, gn_trial_status *out); /* 0, or -1 if unknown */
 
 typedef struct {
@@ -64,6 +119,13 @@ typedef struct {
     char *optimizer;         /* optimizer that proposed it, or NULL */
     char *latency_info;      /* JSON: how latency_ms was measured (threads, placement,
                                 the reference network's state), or NULL */
+    /* the work queue (schema 3); in-process trials: kind NULL, attempts 1 */
+    char *kind;              /* job kind: "measure" or "train"; NULL: not a queued job */
+    char *device_class;      /* measure jobs: the device class that must measure it */
+    char *device;            /* fingerprint of the device that measured latency_ms, or NULL */
+    int attempts;            /* leases taken and not given back */
+    int max_attempts;        /* queued jobs: expiries before 'failed' (>= 1); 0 otherwise */
+    double lease_expires_at; /* leased: expiry on the server's clock; NaN otherwise */
 } gn_trial;
 
 /* A trial with every field unknown (NaN / -1 / NULL), status running, tier -1. */
@@ -117,5 +179,68 @@ int gn_store_finish_trial(gn_store *s, int64_t id, const gn_trial *t, gn_error *
 int gn_store_list_trials(gn_store *s, const gn_trial_filter *f, gn_trial_list *out, gn_error *err);
 int gn_store_count_trials(gn_store *s, const gn_trial_filter *f, int64_t *n, gn_error *err);
 int gn_store_get_trial(gn_store *s, int64_t id, gn_trial *out, gn_error *err);
+
+/* ---- the work queue (see "PostgreSQL and the work queue" above) ---- */
+
+#define GN_JOB_MEASURE 1u /* kind "measure" */
+#define GN_JOB_TRAIN 2u   /* kind "train" */
+/* Returned (with err set) by heartbeat, complete and release when the token is no longer
+ * the trial's current lease (expired, reaped, re-claimed, or the job finished). */
+#define GN_STORE_LEASE_LOST 1
+#define GN_LEASE_TOKEN_LEN 32 /* hex digits of a 128-bit token */
+
+typedef struct {
+    int64_t trial_id;
+    char token[GN_LEASE_TOKEN_LEN + 1];
+    int attempt;       /* this lease's attempt number (1, 2, ...) */
+    double expires_at; /* server clock, Unix seconds */
+} gn_lease;
+
+typedef struct {
+    const char *worker;       /* the claiming worker's id (required) */
+    const char *device_class; /* its device class; NULL: it takes no measure jobs */
+    unsigned kinds;           /* GN_JOB_MEASURE | GN_JOB_TRAIN */
+    double lease_s;           /* lease length in seconds (> 0) */
+} gn_claim_req;
+
+/* Enqueue t as a new 'queued' job: t->kind "measure" (needs t->device_class) or
+ * "train", t->max_attempts >= 1, t->encoding as for insert.  Sets t->id, status,
+ * created_at (default now), attempts 0; started/finished unknown. */
+int gn_store_enqueue(gn_store *s, gn_trial *t, gn_error *err);
+/* Reap expired leases, then take the oldest claimable job for rq.  0: claimed (job
+ * filled as stored after the claim, lease set); 1: nothing claimable (job cleared);
+ * -1: error. */
+int gn_store_claim(gn_store *s, const gn_claim_req *rq, gn_trial *job, gn_lease *lease, gn_error *err);
+/* Extend a lease to server now + lease_s.  0 (lease->expires_at updated),
+ * GN_STORE_LEASE_LOST, or -1. */
+int gn_store_heartbeat(gn_store *s, gn_lease *lease, double lease_s, gn_error *err);
+/* Commit a leased job's result and end its lease, in one transaction, only while the
+ * lease is current.  result: as for gn_store_finish_trial; a latency_ms needs a device
+ * fingerprint (result->device).  0, GN_STORE_LEASE_LOST (nothing changed), or -1. */
+int gn_store_complete(gn_store *s, const gn_lease *lease, const gn_trial *result, gn_error *err);
+/* Give the job back to the queue without counting the attempt.  0, LEASE_LOST or -1. */
+int gn_store_release(gn_store *s, const gn_lease *lease, gn_error *err);
+/* Reap expired leases only (what every claim does first).  Counts may be NULL. */
+int gn_store_reap(gn_store *s, int64_t *requeued, int64_t *failed, gn_error *err);
+
+typedef struct {
+    char *id, *host;
+    int64_t pid;
+    char *device_class;          /* or NULL */
+    double started_at, last_seen; /* server clock */
+} gn_worker;
+typedef struct {
+    gn_worker *items; /* ordered by id */
+    int64_t n;
+} gn_worker_list;
+void gn_worker_list_free(gn_worker_list *l);
+
+/* Register (or re-register: started_at reset) a worker row; w->id and w->host required.
+ * started_at and last_seen are set to the server's now. */
+int gn_store_register_worker(gn_store *s, const gn_worker *w, gn_error *err);
+/* last_seen = server now.  0, 1 (no such worker: register again), -1. */
+int gn_store_worker_beat(gn_store *s, const char *worker_id, gn_error *err);
+/* Workers seen within the last window_s seconds (server clock). */
+int gn_store_list_workers(gn_store *s, double window_s, gn_worker_list *out, gn_error *err);
 
 #endif

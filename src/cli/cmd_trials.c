@@ -51,7 +51,7 @@ static const char *real(double v, const char *fmt, char *buf, size_t n)
 
 static void print_table(const char *path, const gn_trial_list *l)
 {
-    int64_t counts[4] = {0};
+    int64_t counts[GN_TRIAL_NSTATUS] = {0};
     printf("%5s %5s %4s %-7s %7s %15s %8s %8s %8s %-10s %s\n", "id", "seq", "tier", "status", "val_acc",
            "latency_ms", "params", "MACs", "train_s", "optimizer", "encoding");
     for (int64_t i = 0; i < l->n; i++) {

@@ -5,21 +5,24 @@
  * backend sees only valid requests and reports the same errors for bad ones).
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "store/store_internal.h"
 
-static const char *const status_names[] = {"running", "done", "failed", "pruned"};
+static const char *const status_names[GN_TRIAL_NSTATUS] = {"running", "done",   "failed",
+                                                           "pruned",  "queued", "leased"};
 
 const char *gn_trial_status_name(gn_trial_status st)
 {
-    return (unsigned)st < 4 ? status_names[st] : "?";
+    return (unsigned)st < GN_TRIAL_NSTATUS ? status_names[st] : "?";
 }
 
 int gn_trial_status_parse(const char *name, gn_trial_status *out)
 {
-    for (int i = 0; name && i < 4; i++)
+    for (int i = 0; name && i < GN_TRIAL_NSTATUS; i++)
         if (strcmp(name, status_names[i]) == 0) {
             *out = (gn_trial_status)i;
             return 0;
@@ -35,6 +38,7 @@ void gn_trial_init(gn_trial *t)
     t->val_acc = t->latency_ms = t->latency_spread_ms = t->train_s = NAN;
     t->created_at = t->started_at = t->finished_at = NAN;
     t->params = t->macs = -1;
+    t->lease_expires_at = NAN;
 }
 
 void gn_trial_clear(gn_trial *t)
@@ -45,6 +49,9 @@ void gn_trial_clear(gn_trial *t)
     free(t->error);
     free(t->optimizer);
     free(t->latency_info);
+    free(t->kind);
+    free(t->device_class);
+    free(t->device);
     gn_trial_init(t);
 }
 
@@ -59,9 +66,13 @@ int gn_trial_copy(gn_trial *dst, const gn_trial *src)
     dst->error = dupstr(src->error);
     dst->optimizer = dupstr(src->optimizer);
     dst->latency_info = dupstr(src->latency_info);
+    dst->kind = dupstr(src->kind);
+    dst->device_class = dupstr(src->device_class);
+    dst->device = dupstr(src->device);
     if ((src->encoding && !dst->encoding) || (src->config && !dst->config) || (src->worker && !dst->worker) ||
         (src->error && !dst->error) || (src->optimizer && !dst->optimizer) ||
-        (src->latency_info && !dst->latency_info)) {
+        (src->latency_info && !dst->latency_info) || (src->kind && !dst->kind) ||
+        (src->device_class && !dst->device_class) || (src->device && !dst->device)) {
         gn_trial_clear(dst);
         return -1;
     }
@@ -92,14 +103,16 @@ int gn_store_open(const char *where, unsigned flags, gn_store **out, gn_error *e
         return gn_error_set(err, "trial store: no location given");
     if (strncmp(where, "sqlite:", 7) == 0)
         return gn__store_open_sqlite(where + 7, flags, out, err);
+    if (strncmp(where, "postgresql://", 13) == 0 || strncmp(where, "postgres://", 11) == 0)
+        return gn__store_open_pg(where, flags, out, err);
     const char *sep = strstr(where, "://");
     if (sep) {
         bool scheme = sep > where;
         for (const char *p = where; p < sep; p++)
             scheme &= (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '+' || *p == '-';
         if (scheme)
-            return gn_error_set(err, "%s: unsupported trial store '%.*s' (this build stores trials in SQLite files: "
-                                     "give a path or sqlite:PATH)", where, (int)(sep - where), where);
+            return gn_error_set(err, "%s: unsupported trial store '%.*s' (trials are stored in SQLite files "
+                                     "(a path or sqlite:PATH) or PostgreSQL (postgresql://...))", where, (int)(sep - where), where);
     }
     return gn__store_open_sqlite(where, flags, out, err);
 }
@@ -182,4 +195,163 @@ int gn_store_get_trial(gn_store *s, int64_t id, gn_trial *out, gn_error *err)
 {
     gn_trial_init(out);
     return s->ops->get_trial(s, id, out, err);
+}
+
+/* ---- the work queue ---- */
+
+int gn__lease_lost(gn_error *err, const char *where, const char *op, int64_t id, const char *status,
+                   const char *worker)
+{
+    if (!status || !*status)
+        gn_error_set(err, "%s: %s: lease lost: no such trial %lld", where, op, (long long)id);
+    else if (strcmp(status, "leased") == 0)
+        gn_error_set(err, "%s: %s: lease lost: trial %lld is leased under another token or its lease expired "
+                          "(worker %s)", where, op, (long long)id, worker ? worker : "?");
+    else
+        gn_error_set(err, "%s: %s: lease lost: trial %lld is %s", where, op, (long long)id, status);
+    return GN_STORE_LEASE_LOST;
+}
+
+static int check_kind(gn_store *s, const gn_trial *t, gn_error *err)
+{
+    if (!t->kind || (strcmp(t->kind, "measure") && strcmp(t->kind, "train")))
+        return gn_error_set(err, "%s: enqueue (seq %lld): job kind must be \"measure\" or \"train\", not %s%s%s",
+                            s->where, (long long)t->seq, t->kind ? "\"" : "", t->kind ? t->kind : "none",
+                            t->kind ? "\"" : "");
+    if (strcmp(t->kind, "measure") == 0 && (!t->device_class || !*t->device_class))
+        return gn_error_set(err, "%s: enqueue (seq %lld): a measure job needs a device class", s->where,
+                            (long long)t->seq);
+    if (t->max_attempts < 1)
+        return gn_error_set(err, "%s: enqueue (seq %lld): max_attempts must be at least 1, not %d", s->where,
+                            (long long)t->seq, t->max_attempts);
+    return 0;
+}
+
+int gn_store_enqueue(gn_store *s, gn_trial *t, gn_error *err)
+{
+    if (!t->encoding || !*t->encoding)
+        return gn_error_set(err, "%s: enqueue (seq %lld): no encoding", s->where, (long long)t->seq);
+    if (t->tier < -1)
+        return gn_error_set(err, "%s: enqueue (seq %lld): tier %d out of range", s->where, (long long)t->seq,
+                            t->tier);
+    if (check_kind(s, t, err))
+        return -1;
+    return s->ops->enqueue(s, t, err);
+}
+
+static int check_lease(gn_store *s, const gn_lease *l, const char *op, gn_error *err)
+{
+    size_t n = strnlen(l->token, sizeof l->token);
+    bool hex = n == GN_LEASE_TOKEN_LEN;
+    for (size_t i = 0; hex && i < n; i++)
+        hex = (l->token[i] >= '0' && l->token[i] <= '9') || (l->token[i] >= 'a' && l->token[i] <= 'f');
+    if (l->trial_id < 1 || !hex)
+        return gn_error_set(err, "%s: %s: not a lease (trial %lld)", s->where, op, (long long)l->trial_id);
+    return 0;
+}
+
+int gn_store_claim(gn_store *s, const gn_claim_req *rq, gn_trial *job, gn_lease *lease, gn_error *err)
+{
+    gn_trial_init(job);
+    memset(lease, 0, sizeof *lease);
+    lease->expires_at = NAN;
+    if (!rq->worker || !*rq->worker)
+        return gn_error_set(err, "%s: claim: no worker id", s->where);
+    if (!(rq->kinds & (GN_JOB_MEASURE | GN_JOB_TRAIN)) || (rq->kinds & ~(GN_JOB_MEASURE | GN_JOB_TRAIN)))
+        return gn_error_set(err, "%s: claim (worker %s): kinds must be measure and/or train", s->where, rq->worker);
+    if (!(rq->lease_s > 0) || rq->lease_s > 1e7)
+        return gn_error_set(err, "%s: claim (worker %s): lease of %g s out of range", s->where, rq->worker,
+                            rq->lease_s);
+    unsigned char rnd[GN_LEASE_TOKEN_LEN / 2];
+    size_t got = 0;
+    while (got < sizeof rnd) {
+        ssize_t r = getrandom(rnd + got, sizeof rnd - got, 0);
+        if (r < 0)
+            return gn_error_set(err, "%s: claim (worker %s): no random lease token: getrandom failed", s->where,
+                                rq->worker);
+        got += (size_t)r;
+    }
+    char token[GN_LEASE_TOKEN_LEN + 1];
+    for (size_t i = 0; i < sizeof rnd; i++)
+        snprintf(token + 2 * i, 3, "%02x", rnd[i]);
+    return s->ops->claim(s, rq, token, job, lease, err);
+}
+
+int gn_store_heartbeat(gn_store *s, gn_lease *lease, double lease_s, gn_error *err)
+{
+    if (check_lease(s, lease, "heartbeat", err))
+        return -1;
+    if (!(lease_s > 0) || lease_s > 1e7)
+        return gn_error_set(err, "%s: heartbeat trial %lld: lease of %g s out of range", s->where,
+                            (long long)lease->trial_id, lease_s);
+    return s->ops->heartbeat(s, lease, lease_s, err);
+}
+
+int gn_store_complete(gn_store *s, const gn_lease *lease, const gn_trial *t, gn_error *err)
+{
+    if (check_lease(s, lease, "complete", err))
+        return -1;
+    int64_t id = lease->trial_id;
+    if (t->status != GN_TRIAL_DONE && t->status != GN_TRIAL_FAILED && t->status != GN_TRIAL_PRUNED)
+        return gn_error_set(err, "%s: complete trial %lld: status must be done, failed or pruned, not %s", s->where,
+                            (long long)id, gn_trial_status_name(t->status));
+    if (t->tier < -1)
+        return gn_error_set(err, "%s: complete trial %lld: tier %d out of range", s->where, (long long)id, t->tier);
+    if (!isnan(t->latency_ms) && (!t->device || !*t->device))
+        return gn_error_set(err, "%s: complete trial %lld: a latency result needs the measuring device's fingerprint",
+                            s->where, (long long)id);
+    return s->ops->complete(s, lease, t, err);
+}
+
+int gn_store_release(gn_store *s, const gn_lease *lease, gn_error *err)
+{
+    if (check_lease(s, lease, "release", err))
+        return -1;
+    return s->ops->release(s, lease, err);
+}
+
+int gn_store_reap(gn_store *s, int64_t *requeued, int64_t *failed, gn_error *err)
+{
+    int64_t a = 0, b = 0;
+    int rc = s->ops->reap(s, &a, &b, err);
+    if (requeued)
+        *requeued = a;
+    if (failed)
+        *failed = b;
+    return rc;
+}
+
+void gn_worker_list_free(gn_worker_list *l)
+{
+    for (int64_t i = 0; i < l->n; i++) {
+        free(l->items[i].id);
+        free(l->items[i].host);
+        free(l->items[i].device_class);
+    }
+    free(l->items);
+    l->items = NULL;
+    l->n = 0;
+}
+
+int gn_store_register_worker(gn_store *s, const gn_worker *w, gn_error *err)
+{
+    if (!w->id || !*w->id || !w->host || !*w->host)
+        return gn_error_set(err, "%s: register worker: id and host required", s->where);
+    return s->ops->register_worker(s, w, err);
+}
+
+int gn_store_worker_beat(gn_store *s, const char *id, gn_error *err)
+{
+    if (!id || !*id)
+        return gn_error_set(err, "%s: worker heartbeat: no worker id", s->where);
+    return s->ops->worker_beat(s, id, err);
+}
+
+int gn_store_list_workers(gn_store *s, double window_s, gn_worker_list *out, gn_error *err)
+{
+    out->items = NULL;
+    out->n = 0;
+    if (!(window_s > 0))
+        return gn_error_set(err, "%s: list workers: window of %g s out of range", s->where, window_s);
+    return s->ops->list_workers(s, window_s, out, err);
 }

@@ -10,7 +10,7 @@
 
 /* The backend interface.  Implementations embed `gn_store` as their first member. */
 typedef struct gn_store_ops {
-    const char *name; /* "sqlite" */
+    const char *name; /* "sqlite", "postgresql" */
     void (*close)(gn_store *s);
     int (*put_meta)(gn_store *s, const char *key, const char *value, gn_error *err);
     /* 0 found (*value malloc'd), 1 absent (*value NULL), -1 error */
@@ -21,6 +21,17 @@ typedef struct gn_store_ops {
     int (*count_trials)(gn_store *s, const gn_trial_filter *f, int64_t *n, gn_error *err);
     /* 0 found, 1 no such id, -1 error */
     int (*get_trial)(gn_store *s, int64_t id, gn_trial *out, gn_error *err);
+    /* the work queue; arguments checked by store.c */
+    int (*enqueue)(gn_store *s, gn_trial *t, gn_error *err);
+    int (*claim)(gn_store *s, const gn_claim_req *rq, const char *token, gn_trial *job, gn_lease *lease,
+                 gn_error *err);
+    int (*heartbeat)(gn_store *s, gn_lease *lease, double lease_s, gn_error *err);
+    int (*complete)(gn_store *s, const gn_lease *lease, const gn_trial *result, gn_error *err);
+    int (*release)(gn_store *s, const gn_lease *lease, gn_error *err);
+    int (*reap)(gn_store *s, int64_t *requeued, int64_t *failed, gn_error *err);
+    int (*register_worker)(gn_store *s, const gn_worker *w, gn_error *err);
+    int (*worker_beat)(gn_store *s, const char *id, gn_error *err);
+    int (*list_workers)(gn_store *s, double window_s, gn_worker_list *out, gn_error *err);
 } gn_store_ops;
 
 struct gn_store {
@@ -30,5 +41,13 @@ struct gn_store {
 
 /* SQLite backend (store_sqlite.c), used by gn_store_open. */
 int gn__store_open_sqlite(const char *path, unsigned flags, gn_store **out, gn_error *err);
+/* PostgreSQL backend (store_pg.c): a libpq connection URI. */
+int gn__store_open_pg(const char *uri, unsigned flags, gn_store **out, gn_error *err);
+
+/* Shared by the backends: the error text of a lease that is no longer current, given
+ * the trial's stored status ("" when there is no such trial); returns
+ * GN_STORE_LEASE_LOST. */
+int gn__lease_lost(gn_error *err, const char *where, const char *op, int64_t id, const char *status,
+                   const char *worker);
 
 #endif

@@ -2,8 +2,12 @@
  * store_sqlite.c — the SQLite trial store (gpunas/store.h).
  *
  * File format.  PRAGMA application_id = 0x676e6173 ("gnas") marks a gpunas store; the
- * table schema_version holds the schema's version (2; a version-1 store gains the
- * latency_info column when it is opened for writing, in one transaction).  Opening checks both: a file
+ * table schema_version holds the schema's version (3).  An older store is upgraded
+ * when it is opened, in one transaction: version 1 gains the latency_info column (v2);
+ * version 2 gets the work-queue columns, the 'queued'/'leased' statuses and the
+ * workers table (v3) -- SQLite cannot change a CHECK constraint in place, so the
+ * trials table is rebuilt (rows copied with their ids, AUTOINCREMENT counter kept,
+ * attempts = 1 for every existing trial, which was evaluated in-process once).  Opening checks both: a file
  * that is not an SQLite database, an SQLite database of another application, an empty
  * database without GN_STORE_CREATE, or a schema newer than this code knows is refused
  * with one line.  Tables:
@@ -15,7 +19,19 @@
  *          finished_at, worker, error, optimizer, latency_info)  + indexes on (status, id),
  *          (tier, id); latency_info (v2): JSON, the conditions of the latency
  *          measurement (threads, placement, the reference network's state)
+ *          v3: kind (measure/train), device_class, device (fingerprint), attempts,
+ *          max_attempts, lease_token, lease_expires_at; partial indexes for the
+ *          queue (status 'queued') and for reaping (status 'leased')
+ *   workers(id PRIMARY KEY, host, pid, device_class, started_at, last_seen)   (v3)
  *   AUTOINCREMENT: ids are never reused, even after the last row is deleted by hand.
+ *
+ * The work queue (gpunas/store.h).  Every queue call is one BEGIN IMMEDIATE
+ * transaction: SQLite has one writer at a time, so a claim (reap expired leases, pick
+ * the oldest claimable job, lease it: two statements) cannot interleave with another
+ * process's claim; "database is locked" is absorbed by the 5 s busy timeout since the
+ * transactions last well under a millisecond plus the commit.  Lease expiry is compared
+ * with SQLite's own clock inside the statement (julianday('now') is fixed for one
+ * statement), never with a value computed by the caller.
  *   Unknown values are SQL NULL (tier -1 is NULL too).
  *
  * Durability.  journal_mode=WAL: a commit appends to the -wal file and readers (e.g.
@@ -51,7 +67,9 @@
 #include "store/store_internal.h"
 
 #define APP_ID 0x676e6173 /* "gnas" */
-#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION 3
+/* Unix seconds from SQLite's clock, fixed within one statement */
+#define NOW "((julianday('now') - 2440587.5) * 86400.0)"
 #define BUSY_TIMEOUT_MS 5000
 
 typedef struct {
@@ -135,22 +153,51 @@ static int query_int(sq_store *s, const char *sql, int64_t *v, const char *op, g
     return 0;
 }
 
+/* the trials table of schema 3, under a given name (the upgrade builds it beside the old one) */
+#define TRIALS_TABLE(name)                                                                      \
+    "CREATE TABLE " name "("                                                                    \
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"                                                    \
+    " seq INTEGER NOT NULL,"                                                                    \
+    " tier INTEGER,"                                                                            \
+    " encoding TEXT NOT NULL,"                                                                  \
+    " config TEXT,"                                                                             \
+    " status TEXT NOT NULL CHECK (status IN ('running', 'done', 'failed', 'pruned', 'queued', 'leased')),"   \
+    " val_acc REAL, latency_ms REAL, latency_spread_ms REAL,"                                   \
+    " params INTEGER, macs INTEGER, train_s REAL,"                                              \
+    " created_at REAL NOT NULL, started_at REAL, finished_at REAL,"                             \
+    " worker TEXT, error TEXT, optimizer TEXT, latency_info TEXT,"                              \
+    " kind TEXT CHECK (kind IN ('measure', 'train')), device_class TEXT, device TEXT,"          \
+    " attempts INTEGER NOT NULL DEFAULT 0, max_attempts INTEGER NOT NULL DEFAULT 0,"            \
+    " lease_token TEXT, lease_expires_at REAL);"
+#define TRIALS_INDEXES_AND_WORKERS                                                              \
+    "CREATE INDEX trials_status ON trials(status, id);"                                         \
+    "CREATE INDEX trials_tier ON trials(tier, id);"                                             \
+    "CREATE INDEX trials_queue ON trials(kind, device_class, id) WHERE status = 'queued';"      \
+    "CREATE INDEX trials_lease ON trials(lease_expires_at) WHERE status = 'leased';"            \
+    "CREATE TABLE workers(id TEXT PRIMARY KEY NOT NULL, host TEXT NOT NULL, pid INTEGER,"       \
+    " device_class TEXT, started_at REAL NOT NULL, last_seen REAL NOT NULL);"
+
 static const char schema_sql[] =
     "CREATE TABLE schema_version(version INTEGER NOT NULL, applied_at REAL NOT NULL);"
     "CREATE TABLE meta(key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);"
-    "CREATE TABLE trials("
-    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
-    " seq INTEGER NOT NULL,"
-    " tier INTEGER,"
-    " encoding TEXT NOT NULL,"
-    " config TEXT,"
-    " status TEXT NOT NULL CHECK (status IN ('running', 'done', 'failed', 'pruned')),"
-    " val_acc REAL, latency_ms REAL, latency_spread_ms REAL,"
-    " params INTEGER, macs INTEGER, train_s REAL,"
-    " created_at REAL NOT NULL, started_at REAL, finished_at REAL,"
-    " worker TEXT, error TEXT, optimizer TEXT, latency_info TEXT);"
-    "CREATE INDEX trials_status ON trials(status, id);"
-    "CREATE INDEX trials_tier ON trials(tier, id);";
+    TRIALS_TABLE("trials") TRIALS_INDEXES_AND_WORKERS;
+
+#define V2_COLUMNS                                                                                           \
+    "id, seq, tier, encoding, config, status, val_acc, latency_ms, latency_spread_ms, params, macs, train_s, " \
+    "created_at, started_at, finished_at, worker, error, optimizer, latency_info"
+/* schema 2 -> 3: rebuild trials (the status CHECK changes) keeping ids and the counter */
+static const char upgrade3_sql[] =
+    TRIALS_TABLE("trials_v3")
+    "INSERT INTO trials_v3(" V2_COLUMNS ", attempts) SELECT " V2_COLUMNS ", 1 FROM trials;"
+    "CREATE TEMP TABLE gn_seq AS SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'trials'), 0) AS seq;"
+    "DROP TABLE trials;"
+    "ALTER TABLE trials_v3 RENAME TO trials;"
+    "DELETE FROM sqlite_sequence WHERE name = 'trials_v3';"
+    "INSERT INTO sqlite_sequence(name, seq) SELECT 'trials', 0"
+    " WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'trials');"
+    "UPDATE sqlite_sequence SET seq = max(seq, (SELECT seq FROM temp.gn_seq)) WHERE name = 'trials';"
+    "DROP TABLE temp.gn_seq;"
+    TRIALS_INDEXES_AND_WORKERS;
 
 static int create_schema(sq_store *s, gn_error *err)
 {
@@ -176,11 +223,12 @@ static int create_schema(sq_store *s, gn_error *err)
     return commit(s, "create store", err);
 }
 
-/* Version 1 -> 2: the latency_info column.  Inside the write lock the version is read
- * again, so two processes opening an old store migrate it once. */
+/* Version 1 -> 2: the latency_info column; 2 -> 3: the work queue (upgrade3_sql).
+ * Inside the write lock the version is read again, so two processes opening an old
+ * store migrate it once; all steps are one transaction. */
 static int migrate(sq_store *s, gn_error *err)
 {
-    const char *op = "upgrade store to schema 2";
+    const char *op = "upgrade store to schema 3";
     int64_t v;
     if (begin(s, op, err))
         return -1;
@@ -188,14 +236,21 @@ static int migrate(sq_store *s, gn_error *err)
         rollback(s);
         return -1;
     }
-    if (v >= 2) {
+    if (v >= SCHEMA_VERSION) {
         rollback(s);
         return 0;
     }
     char sql[160];
-    snprintf(sql, sizeof sql, "ALTER TABLE trials ADD COLUMN latency_info TEXT;INSERT INTO schema_version VALUES(2, %.6f);",
-             now_s());
-    if (exec(s, sql, op, err)) {
+    if (v < 2) {
+        snprintf(sql, sizeof sql,
+                 "ALTER TABLE trials ADD COLUMN latency_info TEXT;INSERT INTO schema_version VALUES(2, %.6f);", now_s());
+        if (exec(s, sql, op, err)) {
+            rollback(s);
+            return -1;
+        }
+    }
+    snprintf(sql, sizeof sql, "INSERT INTO schema_version VALUES(3, %.6f);", now_s());
+    if (exec(s, upgrade3_sql, op, err) || exec(s, sql, op, err)) {
         rollback(s);
         return -1;
     }
@@ -382,8 +437,9 @@ static int sq_insert_trial(gn_store *b, gn_trial *t, gn_error *err)
         return -1;
     if (prepare(s,
                 "INSERT INTO trials(seq, tier, encoding, config, status, val_acc, latency_ms, latency_spread_ms, "
-                "params, macs, train_s, created_at, started_at, finished_at, worker, error, optimizer, latency_info) "
-                "VALUES(?1, ?2, ?3, ?4, 'running', NULL, ?5, ?6, ?7, ?8, NULL, ?9, ?10, NULL, ?11, NULL, ?12, ?13)",
+                "params, macs, train_s, created_at, started_at, finished_at, worker, error, optimizer, latency_info, "
+                "device, attempts) "
+                "VALUES(?1, ?2, ?3, ?4, 'running', NULL, ?5, ?6, ?7, ?8, NULL, ?9, ?10, NULL, ?11, NULL, ?12, ?13, ?14, 1)",
                 &st, op, err)) {
         rollback(s);
         return -1;
@@ -401,6 +457,7 @@ static int sq_insert_trial(gn_store *b, gn_trial *t, gn_error *err)
     bind_str(st, 11, t->worker);
     bind_str(st, 12, t->optimizer);
     bind_str(st, 13, t->latency_info);
+    bind_str(st, 14, t->device);
     int rc = sqlite3_step(st);
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE) {
@@ -416,6 +473,7 @@ static int sq_insert_trial(gn_store *b, gn_trial *t, gn_error *err)
     t->created_at = created;
     t->started_at = started;
     t->finished_at = NAN;
+    t->attempts = 1;
     return 0;
 }
 
@@ -433,7 +491,7 @@ static int sq_finish_trial(gn_store *b, int64_t id, const gn_trial *t, gn_error 
                 " tier = coalesce(?7, tier), config = coalesce(?8, config),"
                 " latency_ms = coalesce(?9, latency_ms), latency_spread_ms = coalesce(?10, latency_spread_ms),"
                 " params = coalesce(?11, params), macs = coalesce(?12, macs), worker = coalesce(?13, worker),"
-                " latency_info = coalesce(?14, latency_info)"
+                " latency_info = coalesce(?14, latency_info), device = coalesce(?15, device)"
                 " WHERE id = ?1 AND status = 'running'",
                 &st, op, err)) {
         rollback(s);
@@ -453,6 +511,7 @@ static int sq_finish_trial(gn_store *b, int64_t id, const gn_trial *t, gn_error 
     bind_i64(st, 12, t->macs, -1);
     bind_str(st, 13, t->worker);
     bind_str(st, 14, t->latency_info);
+    bind_str(st, 15, t->device);
     int rc = sqlite3_step(st);
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE) {
@@ -484,7 +543,8 @@ static int sq_finish_trial(gn_store *b, int64_t id, const gn_trial *t, gn_error 
 
 #define TRIAL_COLUMNS                                                                                        \
     "id, seq, tier, encoding, config, status, val_acc, latency_ms, latency_spread_ms, params, macs, train_s, " \
-    "created_at, started_at, finished_at, worker, error, optimizer, latency_info"
+    "created_at, started_at, finished_at, worker, error, optimizer, latency_info, kind, device_class, device, " \
+    "attempts, max_attempts, lease_expires_at"
 
 static double col_real(sqlite3_stmt *st, int i)
 {
@@ -525,6 +585,12 @@ static void read_row(sqlite3_stmt *st, gn_trial *t)
     t->error = col_str(st, 16);
     t->optimizer = col_str(st, 17);
     t->latency_info = col_str(st, 18);
+    t->kind = col_str(st, 19);
+    t->device_class = col_str(st, 20);
+    t->device = col_str(st, 21);
+    t->attempts = (int)sqlite3_column_int64(st, 22);
+    t->max_attempts = (int)sqlite3_column_int64(st, 23);
+    t->lease_expires_at = col_real(st, 24);
 }
 
 /* WHERE clause for a filter; parameters ?1 status, ?2 tier, ?3 after_id. */
@@ -628,6 +694,391 @@ static int sq_get_trial(gn_store *b, int64_t id, gn_trial *out, gn_error *err)
     return ret;
 }
 
+/* ---- the work queue ---- */
+
+/* Step a statement that returns at most one row (RETURNING); 1 row, 0 none, -1 error. */
+static int step_one(sq_store *s, sqlite3_stmt *st, const char *op, gn_error *err)
+{
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        return 1;
+    if (rc == SQLITE_DONE)
+        return 0;
+    return sqerr(s, op, err);
+}
+
+/* Inside a transaction: why a guarded update touched no row.  Rolls back. */
+static int sq_lost(sq_store *s, const char *op, int64_t id, gn_error *err)
+{
+    sqlite3_stmt *q;
+    int ret = -1;
+    if (prepare(s, "SELECT status, worker FROM trials WHERE id = ?1", &q, op, err) == 0) {
+        sqlite3_bind_int64(q, 1, id);
+        int r = step_one(s, q, op, err);
+        if (r == 1)
+            ret = gn__lease_lost(err, s->base.where, op, id, (const char *)sqlite3_column_text(q, 0),
+                                 (const char *)sqlite3_column_text(q, 1));
+        else if (r == 0)
+            ret = gn__lease_lost(err, s->base.where, op, id, "", NULL);
+        sqlite3_finalize(q);
+    }
+    rollback(s);
+    return ret;
+}
+
+static int sq_enqueue(gn_store *b, gn_trial *t, gn_error *err)
+{
+    sq_store *s = (sq_store *)b;
+    char op[96];
+    snprintf(op, sizeof op, "enqueue (seq %lld)", (long long)t->seq);
+    sqlite3_stmt *st;
+    if (begin(s, op, err))
+        return -1;
+    if (prepare(s,
+                "INSERT INTO trials(seq, tier, encoding, config, status, latency_ms, latency_spread_ms, params, macs,"
+                " created_at, optimizer, latency_info, kind, device_class, attempts, max_attempts)"
+                " VALUES(?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7, ?8, coalesce(?9, " NOW "), ?10, ?11, ?12, ?13, 0, ?14)"
+                " RETURNING id, created_at",
+                &st, op, err)) {
+        rollback(s);
+        return -1;
+    }
+    sqlite3_bind_int64(st, 1, t->seq);
+    bind_i64(st, 2, t->tier, -1);
+    bind_str(st, 3, t->encoding);
+    bind_str(st, 4, t->config);
+    bind_real(st, 5, t->latency_ms);
+    bind_real(st, 6, t->latency_spread_ms);
+    bind_i64(st, 7, t->params, -1);
+    bind_i64(st, 8, t->macs, -1);
+    bind_real(st, 9, t->created_at);
+    bind_str(st, 10, t->optimizer);
+    bind_str(st, 11, t->latency_info);
+    bind_str(st, 12, t->kind);
+    bind_str(st, 13, strcmp(t->kind, "measure") == 0 ? t->device_class : NULL);
+    sqlite3_bind_int(st, 14, t->max_attempts);
+    int r = step_one(s, st, op, err);
+    if (r != 1) {
+        if (r == 0)
+            gn_error_set(err, "%s: %s: no row inserted", s->base.where, op);
+        sqlite3_finalize(st);
+        rollback(s);
+        return -1;
+    }
+    int64_t id = sqlite3_column_int64(st, 0);
+    double created = sqlite3_column_double(st, 1);
+    sqlite3_finalize(st);
+    if (commit(s, op, err))
+        return -1;
+    t->id = id;
+    t->status = GN_TRIAL_QUEUED;
+    t->created_at = created;
+    t->started_at = t->finished_at = t->lease_expires_at = NAN;
+    t->attempts = 0;
+    return 0;
+}
+
+/* Expired leases back to 'queued', or 'failed' at max_attempts; inside a transaction. */
+static int sq_reap_tx(sq_store *s, int64_t *requeued, int64_t *failed, const char *op, gn_error *err)
+{
+    sqlite3_stmt *st;
+    if (prepare(s,
+                "UPDATE trials SET"
+                " status = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'queued' END,"
+                " error = CASE WHEN attempts >= max_attempts"
+                "   THEN printf('lease expired %d times (last worker %s)', attempts, worker) ELSE error END,"
+                " finished_at = CASE WHEN attempts >= max_attempts THEN " NOW " ELSE NULL END,"
+                " lease_token = NULL, lease_expires_at = NULL"
+                " WHERE status = 'leased' AND lease_expires_at < " NOW " RETURNING status",
+                &st, op, err))
+        return -1;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (strcmp((const char *)sqlite3_column_text(st, 0), "failed") == 0)
+            (*failed)++;
+        else
+            (*requeued)++;
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+        return sqerr(s, op, err);
+    return 0;
+}
+
+static int sq_reap(gn_store *b, int64_t *requeued, int64_t *failed, gn_error *err)
+{
+    sq_store *s = (sq_store *)b;
+    if (begin(s, "reap expired leases", err))
+        return -1;
+    if (sq_reap_tx(s, requeued, failed, "reap expired leases", err)) {
+        rollback(s);
+        return -1;
+    }
+    return commit(s, "reap expired leases", err);
+}
+
+static int sq_claim(gn_store *b, const gn_claim_req *rq, const char *token, gn_trial *job, gn_lease *lease,
+                    gn_error *err)
+{
+    sq_store *s = (sq_store *)b;
+    char op[160];
+    snprintf(op, sizeof op, "claim (worker %.100s)", rq->worker);
+    int64_t rq_n = 0, f_n = 0;
+    sqlite3_stmt *st;
+    if (begin(s, op, err))
+        return -1;
+    if (sq_reap_tx(s, &rq_n, &f_n, op, err) ||
+        prepare(s,
+                "UPDATE trials SET status = 'leased', worker = ?1, lease_token = ?2,"
+                " lease_expires_at = " NOW " + ?3, attempts = attempts + 1, started_at = " NOW
+                " WHERE id = (SELECT id FROM trials WHERE status = 'queued'"
+                "  AND ((?4 AND kind = 'train') OR (?5 AND kind = 'measure' AND device_class = ?6))"
+                "  ORDER BY id LIMIT 1)"
+                " RETURNING " TRIAL_COLUMNS,
+                &st, op, err)) {
+        rollback(s);
+        return -1;
+    }
+    sqlite3_bind_text(st, 1, rq->worker, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, token, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_double(st, 3, rq->lease_s);
+    sqlite3_bind_int(st, 4, (rq->kinds & GN_JOB_TRAIN) != 0);
+    sqlite3_bind_int(st, 5, (rq->kinds & GN_JOB_MEASURE) != 0 && rq->device_class);
+    bind_str(st, 6, rq->device_class);
+    int r = step_one(s, st, op, err);
+    if (r == 1) {
+        read_row(st, job);
+        /* RETURNING rows are produced before the statement completes: finish it */
+        if (sqlite3_step(st) != SQLITE_DONE) {
+            sqerr(s, op, err);
+            r = -1;
+        }
+    }
+    sqlite3_finalize(st);
+    if (r < 0 || commit(s, op, err)) {
+        gn_trial_clear(job);
+        rollback(s);
+        return -1;
+    }
+    if (r == 0)
+        return 1;
+    lease->trial_id = job->id;
+    memcpy(lease->token, token, GN_LEASE_TOKEN_LEN + 1);
+    lease->attempt = job->attempts;
+    lease->expires_at = job->lease_expires_at;
+    return 0;
+}
+
+static int sq_heartbeat(gn_store *b, gn_lease *lease, double lease_s, gn_error *err)
+{
+    sq_store *s = (sq_store *)b;
+    char op[64];
+    snprintf(op, sizeof op, "heartbeat trial %lld", (long long)lease->trial_id);
+    sqlite3_stmt *st;
+    if (begin(s, op, err))
+        return -1;
+    if (prepare(s,
+                "UPDATE trials SET lease_expires_at = " NOW " + ?3 WHERE id = ?1 AND status = 'leased'"
+                " AND lease_token = ?2 AND lease_expires_at >= " NOW " RETURNING lease_expires_at",
+                &st, op, err)) {
+        rollback(s);
+        return -1;
+    }
+    sqlite3_bind_int64(st, 1, lease->trial_id);
+    sqlite3_bind_text(st, 2, lease->token, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_double(st, 3, lease_s);
+    int r = step_one(s, st, op, err);
+    double exp = r == 1 ? sqlite3_column_double(st, 0) : NAN;
+    if (r == 1 && sqlite3_step(st) != SQLITE_DONE)
+        r = sqerr(s, op, err);
+    sqlite3_finalize(st);
+    if (r < 0) {
+        rollback(s);
+        return -1;
+    }
+    if (r == 0)
+        return sq_lost(s, op, lease->trial_id, err);
+    if (commit(s, op, err))
+        return -1;
+    lease->expires_at = exp;
+    return 0;
+}
+
+static int sq_complete(gn_store *b, const gn_lease *lease, const gn_trial *t, gn_error *err)
+{
+    sq_store *s = (sq_store *)b;
+    char op[64];
+    snprintf(op, sizeof op, "complete trial %lld", (long long)lease->trial_id);
+    sqlite3_stmt *st;
+    if (begin(s, op, err))
+        return -1;
+    if (prepare(s,
+                "UPDATE trials SET status = ?2, val_acc = ?3, train_s = ?4, finished_at = coalesce(?5, " NOW "),"
+                " error = ?6, tier = coalesce(?7, tier), config = coalesce(?8, config),"
+                " latency_ms = coalesce(?9, latency_ms), latency_spread_ms = coalesce(?10, latency_spread_ms),"
+                " params = coalesce(?11, params), macs = coalesce(?12, macs),"
+                " latency_info = coalesce(?13, latency_info), device = coalesce(?14, device),"
+                " lease_token = NULL, lease_expires_at = NULL"
+                " WHERE id = ?1 AND status = 'leased' AND lease_token = ?15 AND lease_expires_at >= " NOW,
+                &st, op, err)) {
+        rollback(s);
+        return -1;
+    }
+    sqlite3_bind_int64(st, 1, lease->trial_id);
+    sqlite3_bind_text(st, 2, gn_trial_status_name(t->status), -1, SQLITE_STATIC);
+    bind_real(st, 3, t->val_acc);
+    bind_real(st, 4, t->train_s);
+    bind_real(st, 5, t->finished_at);
+    bind_str(st, 6, t->error);
+    bind_i64(st, 7, t->tier, -1);
+    bind_str(st, 8, t->config);
+    bind_real(st, 9, t->latency_ms);
+    bind_real(st, 10, t->latency_spread_ms);
+    bind_i64(st, 11, t->params, -1);
+    bind_i64(st, 12, t->macs, -1);
+    bind_str(st, 13, t->latency_info);
+    bind_str(st, 14, t->device);
+    sqlite3_bind_text(st, 15, lease->token, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        sqerr(s, op, err);
+        rollback(s);
+        return -1;
+    }
+    if (sqlite3_changes(s->db) == 0)
+        return sq_lost(s, op, lease->trial_id, err);
+    return commit(s, op, err);
+}
+
+static int sq_release(gn_store *b, const gn_lease *lease, gn_error *err)
+{
+    sq_store *s = (sq_store *)b;
+    char op[64];
+    snprintf(op, sizeof op, "release trial %lld", (long long)lease->trial_id);
+    sqlite3_stmt *st;
+    if (begin(s, op, err))
+        return -1;
+    if (prepare(s,
+                "UPDATE trials SET status = 'queued', attempts = attempts - 1, lease_token = NULL,"
+                " lease_expires_at = NULL, started_at = NULL"
+                " WHERE id = ?1 AND status = 'leased' AND lease_token = ?2 AND lease_expires_at >= " NOW,
+                &st, op, err)) {
+        rollback(s);
+        return -1;
+    }
+    sqlite3_bind_int64(st, 1, lease->trial_id);
+    sqlite3_bind_text(st, 2, lease->token, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        sqerr(s, op, err);
+        rollback(s);
+        return -1;
+    }
+    if (sqlite3_changes(s->db) == 0)
+        return sq_lost(s, op, lease->trial_id, err);
+    return commit(s, op, err);
+}
+
+static int sq_register_worker(gn_store *b, const gn_worker *w, gn_error *err)
+{
+    sq_store *s = (sq_store *)b;
+    char op[160];
+    snprintf(op, sizeof op, "register worker %.100s", w->id);
+    sqlite3_stmt *st;
+    if (begin(s, op, err))
+        return -1;
+    if (prepare(s,
+                "INSERT INTO workers(id, host, pid, device_class, started_at, last_seen)"
+                " VALUES(?1, ?2, ?3, ?4, " NOW ", " NOW ") ON CONFLICT(id) DO UPDATE SET host = excluded.host,"
+                " pid = excluded.pid, device_class = excluded.device_class, started_at = excluded.started_at,"
+                " last_seen = excluded.last_seen",
+                &st, op, err)) {
+        rollback(s);
+        return -1;
+    }
+    bind_str(st, 1, w->id);
+    bind_str(st, 2, w->host);
+    sqlite3_bind_int64(st, 3, w->pid);
+    bind_str(st, 4, w->device_class);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        sqerr(s, op, err);
+        rollback(s);
+        return -1;
+    }
+    return commit(s, op, err);
+}
+
+static int sq_worker_beat(gn_store *b, const char *id, gn_error *err)
+{
+    sq_store *s = (sq_store *)b;
+    char op[160];
+    snprintf(op, sizeof op, "worker heartbeat %.100s", id);
+    sqlite3_stmt *st;
+    if (begin(s, op, err))
+        return -1;
+    if (prepare(s, "UPDATE workers SET last_seen = " NOW " WHERE id = ?1", &st, op, err)) {
+        rollback(s);
+        return -1;
+    }
+    bind_str(st, 1, id);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        sqerr(s, op, err);
+        rollback(s);
+        return -1;
+    }
+    if (sqlite3_changes(s->db) == 0) {
+        rollback(s);
+        gn_error_set(err, "%s: %s: no such worker (register it again)", s->base.where, op);
+        return 1;
+    }
+    return commit(s, op, err);
+}
+
+static int sq_list_workers(gn_store *b, double window_s, gn_worker_list *out, gn_error *err)
+{
+    sq_store *s = (sq_store *)b;
+    sqlite3_stmt *st;
+    if (prepare(s,
+                "SELECT id, host, pid, device_class, started_at, last_seen FROM workers"
+                " WHERE last_seen >= " NOW " - ?1 ORDER BY id",
+                &st, "list workers", err))
+        return -1;
+    sqlite3_bind_double(st, 1, window_s);
+    int rc;
+    int64_t cap = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (out->n == cap) {
+            cap = cap ? 2 * cap : 16;
+            gn_worker *p = realloc(out->items, sizeof(gn_worker) * (size_t)cap);
+            if (!p) {
+                sqlite3_finalize(st);
+                gn_worker_list_free(out);
+                return gn_error_set(err, "%s: list workers: out of memory", s->base.where);
+            }
+            out->items = p;
+        }
+        gn_worker *w = &out->items[out->n++];
+        w->id = col_str(st, 0);
+        w->host = col_str(st, 1);
+        w->pid = col_i64(st, 2, -1);
+        w->device_class = col_str(st, 3);
+        w->started_at = col_real(st, 4);
+        w->last_seen = col_real(st, 5);
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        gn_worker_list_free(out);
+        return sqerr(s, "list workers", err);
+    }
+    return 0;
+}
+
 static const gn_store_ops sqlite_ops = {
     .name = "sqlite",
     .close = sq_close,
@@ -638,4 +1089,13 @@ static const gn_store_ops sqlite_ops = {
     .list_trials = sq_list_trials,
     .count_trials = sq_count_trials,
     .get_trial = sq_get_trial,
+    .enqueue = sq_enqueue,
+    .claim = sq_claim,
+    .heartbeat = sq_heartbeat,
+    .complete = sq_complete,
+    .release = sq_release,
+    .reap = sq_reap,
+    .register_worker = sq_register_worker,
+    .worker_beat = sq_worker_beat,
+    .list_workers = sq_list_workers,
 };
