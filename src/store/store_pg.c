@@ -175,6 +175,17 @@ static void p_i64(params *p, int64_t v, int64_t null_value)
 }
 static void p_bool(params *p, bool v) { p->v[p->n++] = v ? "t" : "f"; }
 
+/* Did the statement fail because the connection is gone?  libpq's own errors (no
+ * SQLSTATE: "server closed the connection unexpectedly"), connection exceptions (08)
+ * and the server's shutdown/crash/starting-up codes (57P01-57P03). */
+static bool broken(pg_store *s, const PGresult *r)
+{
+    if (PQstatus(s->conn) == CONNECTION_BAD)
+        return true;
+    const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    return !st || strncmp(st, "08", 2) == 0 || strncmp(st, "57P0", 4) == 0;
+}
+
 /* Run one statement.  first: the call's first statement, which is run again once on a
  * fresh connection if the connection turns out broken.  NULL (err set) on failure. */
 static PGresult *q(pg_store *s, const char *sql, const params *p, bool first, const char *op, gn_error *err)
@@ -185,7 +196,7 @@ static PGresult *q(pg_store *s, const char *sql, const params *p, bool first, co
         ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
         if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
             return r;
-        if (first && attempt == 0 && PQstatus(s->conn) == CONNECTION_BAD) {
+        if (first && attempt == 0 && broken(s, r)) {
             PQclear(r);
             PQreset(s->conn);
             if (PQstatus(s->conn) == CONNECTION_OK)

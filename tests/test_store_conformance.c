@@ -1,0 +1,788 @@
+/*
+ * test_store_conformance.c — one suite for every trial-store backend (gpunas/store.h):
+ * the same tests run against SQLite (a temporary file) and against PostgreSQL started
+ * by this test.
+ *
+ * PostgreSQL: initdb + pg_ctl from /usr/lib/postgresql/15/bin (scripts/deps.sh
+ * installs postgresql-15) in a fresh /tmp/gnpg-XXXXXX, as an unprivileged user
+ * (`runuser -u nobody` when the test runs as root: PostgreSQL refuses root), trust
+ * authentication, a Unix socket in that folder only (listen_addresses = ''), stopped
+ * with `pg_ctl stop -m fast` by the group teardown, which cmocka runs even when tests
+ * fail.  Missing binaries FAIL the test with a message naming scripts/deps.sh; it
+ * never skips.  Each test gets its own database (CREATE DATABASE) or file.
+ *
+ * Covered: meta and the in-process trial API as today (insert running, finish once,
+ * get, list, count, every field incl. the queue's), enqueue validation and claim
+ * order, device-class routing of measure jobs, concurrent claims from 4 processes
+ * (every job claimed and completed exactly once; claim+complete cycles per second
+ * printed), lease expiry and re-queue, max_attempts -> failed with its reason, a
+ * heartbeat extends a lease, a stale (zombie) token can neither heartbeat nor
+ * complete, release gives the attempt back, the worker registry, reconnecting after
+ * `pg_ctl restart -m immediate` (PostgreSQL), and bad locations (wrong scheme,
+ * unreachable server, password never echoed, not a gpunas database, newer schema,
+ * empty database) as one line each.
+ *
+ * GPUNAS_CLAIM_BENCH=1 also measures claim throughput at 1, 4 and 16 processes
+ * (bench/RESULTS.md).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <libpq-fe.h>
+#include <math.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "gpunas/store.h"
+#include "testutil.h"
+
+#define PG_BIN "/usr/lib/postgresql/15/bin"
+
+typedef struct {
+    const char *name;
+    int pg;
+} backend;
+static backend B_SQLITE = {"sqlite", 0}, B_PG = {"postgresql", 1};
+
+static char pg_dir[64];  /* /tmp/gnpg-XXXXXX: data/, the socket, logs */
+static char as_user[64]; /* "runuser -u nobody -- " when root, else "" */
+static int pg_running;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void sleep_s(double s)
+{
+    struct timespec ts = {(time_t)s, (long)((s - (time_t)s) * 1e9)};
+    while (nanosleep(&ts, &ts) && errno == EINTR) {
+    }
+}
+
+static int sh(const char *fmt, ...)
+{
+    char cmd[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    int rc = system(cmd);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+/* ---- the PostgreSQL server of this test ---- */
+
+static int pg_start(void **state)
+{
+    if (access(PG_BIN "/initdb", X_OK) || access(PG_BIN "/pg_ctl", X_OK)) {
+        fprintf(stderr, "test_store_conformance: PostgreSQL 15 server binaries not found in " PG_BIN
+                        " (initdb, pg_ctl): install them with `bash scripts/deps.sh` (package postgresql-15); "
+                        "this test does not skip\n");
+        return -1;
+    }
+    snprintf(pg_dir, sizeof pg_dir, "/tmp/gnpg-XXXXXX");
+    if (!mkdtemp(pg_dir)) {
+        fprintf(stderr, "test_store_conformance: mkdtemp: %s\n", strerror(errno));
+        return -1;
+    }
+    if (geteuid() == 0) {
+        struct passwd *pw = getpwnam("nobody");
+        if (!pw || chown(pg_dir, pw->pw_uid, pw->pw_gid)) {
+            fprintf(stderr, "test_store_conformance: running as root and cannot hand %s to user nobody\n", pg_dir);
+            return -1;
+        }
+        snprintf(as_user, sizeof as_user, "runuser -u nobody -- ");
+    }
+    chmod(pg_dir, 0755);
+    if (sh("cd %s && %s" PG_BIN "/initdb -D %s/data -U gpunas --auth=trust -E UTF8 --no-sync >%s/initdb.log 2>&1",
+           pg_dir, as_user, pg_dir, pg_dir)) {
+        fprintf(stderr, "test_store_conformance: initdb failed, see %s/initdb.log\n", pg_dir);
+        return -1;
+    }
+    char conf[128];
+    snprintf(conf, sizeof conf, "%s/data/postgresql.conf", pg_dir);
+    FILE *f = fopen(conf, "a");
+    if (!f)
+        return -1;
+    fprintf(f, "\n# test_store_conformance\nlisten_addresses = ''\nunix_socket_directories = '%s'\n"
+               "max_connections = 60\n", pg_dir);
+    fclose(f);
+    if (sh("cd %s && %s" PG_BIN "/pg_ctl -D %s/data -l %s/server.log -w -t 60 start >/dev/null 2>&1", pg_dir,
+           as_user, pg_dir, pg_dir)) {
+        fprintf(stderr, "test_store_conformance: pg_ctl start failed, see %s/server.log\n", pg_dir);
+        return -1;
+    }
+    pg_running = 1;
+    fprintf(stderr, "test_store_conformance: PostgreSQL 15 in %s (Unix socket only)\n", pg_dir);
+    return 0;
+}
+
+static int pg_stop(void **state)
+{
+    if (pg_running)
+        sh("cd %s && %s" PG_BIN "/pg_ctl -D %s/data -m fast -w stop >/dev/null 2>&1", pg_dir, as_user, pg_dir);
+    pg_running = 0;
+    if (pg_dir[0])
+        sh("rm -rf %s", pg_dir);
+    return 0;
+}
+
+static void quiet(void *arg, const char *msg) {}
+
+/* Run SQL as the superuser in database db; fails the test on error. */
+static void pg_sql(const char *db, const char *sql)
+{
+    char ci[256];
+    snprintf(ci, sizeof ci, "host=%s user=gpunas dbname=%s", pg_dir, db);
+    PGconn *c = PQconnectdb(ci);
+    if (PQstatus(c) != CONNECTION_OK)
+        fail_msg("connect %s: %s", ci, PQerrorMessage(c));
+    PQsetNoticeProcessor(c, quiet, NULL);
+    PGresult *r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
+        fail_msg("%s: %s", sql, PQresultErrorMessage(r));
+    PQclear(r);
+    PQfinish(c);
+}
+
+/* A location for a fresh, empty store of this backend (malloc'd). */
+static char *fresh_location(const backend *b, const char *name)
+{
+    char *loc = malloc(512);
+    if (b->pg) {
+        char sql[256];
+        snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s", name);
+        pg_sql("postgres", sql);
+        snprintf(sql, sizeof sql, "CREATE DATABASE %s", name);
+        pg_sql("postgres", sql);
+        snprintf(loc, 512, "postgresql:///%s?host=%s&user=gpunas", name, pg_dir);
+    } else {
+        char file[128];
+        snprintf(file, sizeof file, "conf-%s.db", name);
+        char *p = tu_tmp_path(file), side[1024];
+        unlink(p);
+        snprintf(side, sizeof side, "%s-wal", p);
+        unlink(side);
+        snprintf(side, sizeof side, "%s-shm", p);
+        unlink(side);
+        snprintf(loc, 512, "sqlite:%s", p);
+        free(p);
+    }
+    return loc;
+}
+
+static gn_store *open_store(const char *loc, unsigned flags)
+{
+    gn_store *s;
+    gn_error err;
+    if (gn_store_open(loc, flags, &s, &err))
+        fail_msg("%s", err.msg);
+    return s;
+}
+
+static void one_line(const gn_error *err, const char *must_contain)
+{
+    if (!strstr(err->msg, must_contain))
+        fail_msg("error '%s' lacks '%s'", err->msg, must_contain);
+    assert_null(strchr(err->msg, '\n'));
+}
+
+static int64_t enqueue(gn_store *s, int64_t seq, const char *kind, const char *dc, int max_attempts)
+{
+    gn_trial t;
+    gn_trial_init(&t);
+    t.seq = seq;
+    t.encoding = (char *)"1,2,3";
+    t.kind = (char *)kind;
+    t.device_class = (char *)dc;
+    t.max_attempts = max_attempts;
+    gn_error err;
+    if (gn_store_enqueue(s, &t, &err))
+        fail_msg("%s", err.msg);
+    assert_int_equal(t.status, GN_TRIAL_QUEUED);
+    return t.id;
+}
+
+/* claim: 0 claimed, 1 nothing */
+static int claim(gn_store *s, const char *worker, const char *dc, unsigned kinds, double lease_s, gn_lease *l,
+                 gn_trial *job)
+{
+    gn_claim_req rq = {.worker = worker, .device_class = dc, .kinds = kinds, .lease_s = lease_s};
+    gn_error err;
+    gn_trial tmp;
+    int rc = gn_store_claim(s, &rq, job ? job : &tmp, l, &err);
+    if (rc < 0)
+        fail_msg("%s", err.msg);
+    if (!job)
+        gn_trial_clear(&tmp);
+    return rc;
+}
+
+static int complete_done(gn_store *s, const gn_lease *l, double acc, gn_error *err)
+{
+    gn_trial r;
+    gn_trial_init(&r);
+    r.status = GN_TRIAL_DONE;
+    r.val_acc = acc;
+    return gn_store_complete(s, l, &r, err);
+}
+
+/* ---- tests ---- */
+
+static void test_meta_and_trials(void **state)
+{
+    const backend *b = *state;
+    char *loc = fresh_location(b, "meta");
+    gn_store *s = open_store(loc, GN_STORE_CREATE);
+    gn_error err;
+    char *v;
+    assert_int_equal(gn_store_get_meta(s, "nas.seed", &v, &err), 1);
+    assert_int_equal(gn_store_put_meta(s, "nas.seed", "7", &err), 0);
+    assert_int_equal(gn_store_put_meta(s, "nas.seed", "8", &err), 0);
+    assert_int_equal(gn_store_get_meta(s, "nas.seed", &v, &err), 0);
+    assert_string_equal(v, "8");
+    free(v);
+
+    gn_trial t, g;
+    gn_trial_init(&t);
+    t.seq = 3;
+    t.tier = 1;
+    t.encoding = (char *)"4,5,6";
+    t.config = (char *)"[{\"layer\":\"conv\"}]";
+    t.optimizer = (char *)"lamcts";
+    t.worker = (char *)"host-a";
+    t.created_at = 1700000000.25;
+    t.latency_ms = 0.125;
+    assert_int_equal(gn_store_insert_trial(s, &t, &err), 0);
+    assert_int_equal(t.id, 1);
+    assert_int_equal(t.status, GN_TRIAL_RUNNING);
+    assert_int_equal(gn_store_get_trial(s, t.id, &g, &err), 0);
+    assert_int_equal(g.status, GN_TRIAL_RUNNING);
+    assert_true(g.created_at == 1700000000.25);
+    assert_true(g.started_at == t.started_at);
+    assert_int_equal(g.attempts, 1);
+    assert_null(g.kind);
+    assert_true(isnan(g.lease_expires_at));
+    assert_true(isnan(g.val_acc));
+    assert_int_equal(g.params, -1);
+    gn_trial_clear(&g);
+
+    gn_trial f;
+    gn_trial_init(&f);
+    f.status = GN_TRIAL_DONE;
+    f.val_acc = 0.8125;
+    f.params = 12345;
+    f.macs = 678901234567LL;
+    f.train_s = 12.5;
+    f.latency_spread_ms = 0.01;
+    f.device = (char *)"cpu:AMD EPYC/2";
+    f.latency_info = (char *)"{\"threads\":2}";
+    assert_int_equal(gn_store_finish_trial(s, t.id, &f, &err), 0);
+    assert_int_equal(gn_store_finish_trial(s, t.id, &f, &err), -1);
+    one_line(&err, "already done");
+    assert_int_equal(gn_store_finish_trial(s, 99, &f, &err), -1);
+    one_line(&err, "no such trial");
+    assert_int_equal(gn_store_get_trial(s, t.id, &g, &err), 0);
+    assert_int_equal(g.status, GN_TRIAL_DONE);
+    assert_true(g.val_acc == 0.8125);
+    assert_true(g.latency_ms == 0.125);
+    assert_true(g.latency_spread_ms == 0.01);
+    assert_int_equal(g.params, 12345);
+    assert_int_equal(g.macs, 678901234567LL);
+    assert_int_equal(g.tier, 1);
+    assert_string_equal(g.config, "[{\"layer\":\"conv\"}]");
+    assert_string_equal(g.worker, "host-a");
+    assert_string_equal(g.device, "cpu:AMD EPYC/2");
+    assert_string_equal(g.latency_info, "{\"threads\":2}");
+    assert_true(g.finished_at >= g.started_at);
+    gn_trial_clear(&g);
+    assert_int_equal(gn_store_get_trial(s, 99, &g, &err), 1);
+
+    /* more trials, filters, order */
+    for (int i = 0; i < 5; i++) {
+        gn_trial_init(&t);
+        t.seq = 10 + i;
+        t.tier = i % 2 ? 0 : -1;
+        t.encoding = (char *)"7";
+        assert_int_equal(gn_store_insert_trial(s, &t, &err), 0);
+    }
+    enqueue(s, 20, "train", NULL, 1);
+    gn_trial_filter flt;
+    gn_trial_filter_init(&flt);
+    int64_t n;
+    assert_int_equal(gn_store_count_trials(s, &flt, &n, &err), 0);
+    assert_int_equal(n, 7);
+    flt.status = GN_TRIAL_RUNNING;
+    assert_int_equal(gn_store_count_trials(s, &flt, &n, &err), 0);
+    assert_int_equal(n, 5);
+    flt.status = GN_TRIAL_QUEUED;
+    assert_int_equal(gn_store_count_trials(s, &flt, &n, &err), 0);
+    assert_int_equal(n, 1);
+    gn_trial_filter_init(&flt);
+    flt.tier = -1;
+    assert_int_equal(gn_store_count_trials(s, &flt, &n, &err), 0);
+    assert_int_equal(n, 4);
+    flt.tier = 0;
+    gn_trial_list l;
+    assert_int_equal(gn_store_list_trials(s, &flt, &l, &err), 0);
+    assert_int_equal(l.n, 2);
+    assert_true(l.items[0].id < l.items[1].id);
+    gn_trial_list_free(&l);
+    gn_trial_filter_init(&flt);
+    flt.after_id = 2;
+    flt.limit = 3;
+    assert_int_equal(gn_store_list_trials(s, &flt, &l, &err), 0);
+    assert_int_equal(l.n, 3);
+    assert_int_equal(l.items[0].id, 3);
+    assert_int_equal(l.items[2].id, 5);
+    gn_trial_list_free(&l);
+    assert_int_equal(gn_store_list_trials(s, NULL, &l, &err), 0);
+    assert_int_equal(l.n, 7);
+    assert_string_equal(l.items[6].kind, "train");
+    assert_int_equal(l.items[6].max_attempts, 1);
+    gn_trial_list_free(&l);
+    gn_store_close(s);
+    /* reopen: still there */
+    s = open_store(loc, 0);
+    assert_int_equal(gn_store_get_meta(s, "nas.seed", &v, &err), 0);
+    assert_string_equal(v, "8");
+    free(v);
+    gn_store_close(s);
+    free(loc);
+}
+
+static void test_enqueue_claim_complete(void **state)
+{
+    const backend *b = *state;
+    char *loc = fresh_location(b, "claim");
+    gn_store *s = open_store(loc, GN_STORE_CREATE);
+    gn_error err;
+    gn_trial t;
+    gn_trial_init(&t);
+    t.encoding = (char *)"1";
+    t.kind = (char *)"measure";
+    t.max_attempts = 1;
+    assert_int_equal(gn_store_enqueue(s, &t, &err), -1);
+    one_line(&err, "a measure job needs a device class");
+    t.kind = (char *)"bake";
+    assert_int_equal(gn_store_enqueue(s, &t, &err), -1);
+    one_line(&err, "job kind must be");
+    t.kind = (char *)"train";
+    t.max_attempts = 0;
+    assert_int_equal(gn_store_enqueue(s, &t, &err), -1);
+    one_line(&err, "max_attempts");
+
+    int64_t ids[3];
+    for (int i = 0; i < 3; i++)
+        ids[i] = enqueue(s, i, "train", NULL, 3);
+    gn_lease l[3];
+    gn_trial job;
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(claim(s, "w1", NULL, GN_JOB_TRAIN, 30, &l[i], &job), 0);
+        assert_int_equal(job.id, ids[i]); /* oldest first */
+        assert_int_equal(l[i].trial_id, ids[i]);
+        assert_int_equal(job.status, GN_TRIAL_LEASED);
+        assert_int_equal(job.attempts, 1);
+        assert_int_equal(l[i].attempt, 1);
+        assert_string_equal(job.worker, "w1");
+        assert_int_equal(strlen(l[i].token), GN_LEASE_TOKEN_LEN);
+        assert_true(l[i].expires_at > job.started_at + 29 && l[i].expires_at < job.started_at + 31);
+        assert_true(fabs(job.started_at - now_s()) < 5); /* the server's clock is this machine's */
+        gn_trial_clear(&job);
+    }
+    assert_string_not_equal(l[0].token, l[1].token);
+    gn_lease none;
+    assert_int_equal(claim(s, "w1", NULL, GN_JOB_TRAIN, 30, &none, NULL), 1); /* all leased */
+    gn_trial r;
+    gn_trial_init(&r);
+    r.status = GN_TRIAL_DONE;
+    r.val_acc = 0.5;
+    r.latency_ms = 0.3;
+    assert_int_equal(gn_store_complete(s, &l[0], &r, &err), -1);
+    one_line(&err, "needs the measuring device's fingerprint");
+    r.device = (char *)"fp-1234";
+    assert_int_equal(gn_store_complete(s, &l[0], &r, &err), 0);
+    assert_int_equal(gn_store_complete(s, &l[0], &r, &err), GN_STORE_LEASE_LOST);
+    one_line(&err, "lease lost: trial 1 is done");
+    gn_trial g;
+    assert_int_equal(gn_store_get_trial(s, ids[0], &g, &err), 0);
+    assert_int_equal(g.status, GN_TRIAL_DONE);
+    assert_true(g.val_acc == 0.5);
+    assert_string_equal(g.device, "fp-1234");
+    assert_true(isnan(g.lease_expires_at));
+    assert_false(isnan(g.finished_at));
+    gn_trial_clear(&g);
+    /* a forged token is lost, a malformed one is refused */
+    gn_lease forged = l[1];
+    memcpy(forged.token, "00000000000000000000000000000000", 33);
+    assert_int_equal(complete_done(s, &forged, 0.1, &err), GN_STORE_LEASE_LOST);
+    one_line(&err, "lease lost");
+    memcpy(forged.token, "xyz", 4);
+    assert_int_equal(complete_done(s, &forged, 0.1, &err), -1);
+    one_line(&err, "not a lease");
+    /* failed results are final too */
+    gn_trial_init(&r);
+    r.status = GN_TRIAL_FAILED;
+    r.error = (char *)"training diverged";
+    assert_int_equal(gn_store_complete(s, &l[1], &r, &err), 0);
+    assert_int_equal(gn_store_get_trial(s, ids[1], &g, &err), 0);
+    assert_int_equal(g.status, GN_TRIAL_FAILED);
+    assert_string_equal(g.error, "training diverged");
+    gn_trial_clear(&g);
+    gn_store_close(s);
+    free(loc);
+}
+
+static void test_device_class(void **state)
+{
+    const backend *b = *state;
+    char *loc = fresh_location(b, "devclass");
+    gn_store *s = open_store(loc, GN_STORE_CREATE);
+    int64_t m_h200 = enqueue(s, 0, "measure", "h200", 1);
+    int64_t m_cpu = enqueue(s, 1, "measure", "epyc-2c", 1);
+    int64_t tr = enqueue(s, 2, "train", NULL, 1);
+    gn_lease l;
+    gn_trial job;
+    /* a CPU worker that only measures: its class's job only */
+    assert_int_equal(claim(s, "cpu1", "epyc-2c", GN_JOB_MEASURE, 30, &l, &job), 0);
+    assert_int_equal(job.id, m_cpu);
+    assert_string_equal(job.kind, "measure");
+    assert_string_equal(job.device_class, "epyc-2c");
+    gn_trial_clear(&job);
+    assert_int_equal(claim(s, "cpu1", "epyc-2c", GN_JOB_MEASURE, 30, &l, NULL), 1);
+    /* a worker without a device class takes no measure job, but trains */
+    assert_int_equal(claim(s, "any", NULL, GN_JOB_MEASURE | GN_JOB_TRAIN, 30, &l, &job), 0);
+    assert_int_equal(job.id, tr);
+    gn_trial_clear(&job);
+    assert_int_equal(claim(s, "any", NULL, GN_JOB_MEASURE | GN_JOB_TRAIN, 30, &l, NULL), 1);
+    assert_int_equal(claim(s, "gpu1", "h200", GN_JOB_TRAIN, 30, &l, NULL), 1); /* h200 job is a measure job */
+    assert_int_equal(claim(s, "gpu1", "h200", GN_JOB_MEASURE | GN_JOB_TRAIN, 30, &l, &job), 0);
+    assert_int_equal(job.id, m_h200);
+    gn_trial_clear(&job);
+    gn_store_close(s);
+    free(loc);
+}
+
+static void test_lease_expiry(void **state)
+{
+    const backend *b = *state;
+    char *loc = fresh_location(b, "expiry");
+    gn_store *s = open_store(loc, GN_STORE_CREATE);
+    gn_error err;
+    int64_t id = enqueue(s, 0, "train", NULL, 2);
+    gn_lease la, lb;
+    gn_trial job;
+    assert_int_equal(claim(s, "wA", NULL, GN_JOB_TRAIN, 1.0, &la, NULL), 0);
+    assert_int_equal(claim(s, "wB", NULL, GN_JOB_TRAIN, 1.0, &lb, NULL), 1); /* leased: nothing else */
+    sleep_s(1.3);
+    /* expired: A lost its lease even before anyone reaped it */
+    assert_int_equal(gn_store_heartbeat(s, &la, 1.0, &err), GN_STORE_LEASE_LOST);
+    one_line(&err, "lease lost");
+    /* B's claim reaps it and takes it again: attempt 2 */
+    assert_int_equal(claim(s, "wB", NULL, GN_JOB_TRAIN, 1.0, &lb, &job), 0);
+    assert_int_equal(job.id, id);
+    assert_int_equal(lb.attempt, 2);
+    assert_string_equal(job.worker, "wB");
+    gn_trial_clear(&job);
+    /* the zombie A comes back: cannot complete, cannot heartbeat; nothing changes */
+    assert_int_equal(complete_done(s, &la, 0.99, &err), GN_STORE_LEASE_LOST);
+    one_line(&err, "leased under another token");
+    assert_int_equal(gn_store_heartbeat(s, &la, 1.0, &err), GN_STORE_LEASE_LOST);
+    gn_trial g;
+    assert_int_equal(gn_store_get_trial(s, id, &g, &err), 0);
+    assert_int_equal(g.status, GN_TRIAL_LEASED);
+    assert_true(isnan(g.val_acc));
+    assert_string_equal(g.worker, "wB");
+    gn_trial_clear(&g);
+    /* B dies too: the second expiry fails the job with its reason */
+    sleep_s(1.3);
+    int64_t rq = -1, fl = -1;
+    assert_int_equal(gn_store_reap(s, &rq, &fl, &err), 0);
+    assert_int_equal(rq, 0);
+    assert_int_equal(fl, 1);
+    assert_int_equal(gn_store_reap(s, &rq, &fl, &err), 0); /* reaping again: nothing */
+    assert_int_equal(rq + fl, 0);
+    assert_int_equal(gn_store_get_trial(s, id, &g, &err), 0);
+    assert_int_equal(g.status, GN_TRIAL_FAILED);
+    assert_string_equal(g.error, "lease expired 2 times (last worker wB)");
+    assert_int_equal(g.attempts, 2);
+    gn_trial_clear(&g);
+    gn_lease zombie = lb;
+    assert_int_equal(claim(s, "wC", NULL, GN_JOB_TRAIN, 1.0, &lb, NULL), 1);
+    assert_int_equal(complete_done(s, &zombie, 0.5, &err), GN_STORE_LEASE_LOST);
+    one_line(&err, "is failed");
+    gn_store_close(s);
+    free(loc);
+}
+
+static void test_heartbeat_release(void **state)
+{
+    const backend *b = *state;
+    char *loc = fresh_location(b, "heartbeat");
+    gn_store *s = open_store(loc, GN_STORE_CREATE);
+    gn_error err;
+    int64_t id = enqueue(s, 0, "train", NULL, 1);
+    gn_lease l, other;
+    assert_int_equal(claim(s, "w1", NULL, GN_JOB_TRAIN, 1.0, &l, NULL), 0);
+    double first = l.expires_at;
+    sleep_s(0.6);
+    assert_int_equal(gn_store_heartbeat(s, &l, 1.0, &err), 0);
+    assert_true(l.expires_at > first + 0.4);
+    sleep_s(0.6); /* past the first expiry, within the extended one */
+    assert_int_equal(claim(s, "w2", NULL, GN_JOB_TRAIN, 1.0, &other, NULL), 1);
+    assert_int_equal(complete_done(s, &l, 0.7, &err), 0);
+
+    /* release: back to queued without counting the attempt */
+    int64_t id2 = enqueue(s, 1, "train", NULL, 1);
+    assert_int_equal(claim(s, "w1", NULL, GN_JOB_TRAIN, 30, &l, NULL), 0);
+    assert_int_equal(l.trial_id, id2);
+    assert_int_equal(gn_store_release(s, &l, &err), 0);
+    gn_trial g;
+    assert_int_equal(gn_store_get_trial(s, id2, &g, &err), 0);
+    assert_int_equal(g.status, GN_TRIAL_QUEUED);
+    assert_int_equal(g.attempts, 0);
+    assert_true(isnan(g.lease_expires_at));
+    gn_trial_clear(&g);
+    assert_int_equal(gn_store_release(s, &l, &err), GN_STORE_LEASE_LOST);
+    one_line(&err, "is queued");
+    assert_int_equal(gn_store_heartbeat(s, &l, 5, &err), GN_STORE_LEASE_LOST);
+    assert_int_equal(claim(s, "w2", NULL, GN_JOB_TRAIN, 30, &other, NULL), 0);
+    assert_int_equal(other.trial_id, id2);
+    assert_int_equal(other.attempt, 1);
+    assert_int_equal(complete_done(s, &l, 0.1, &err), GN_STORE_LEASE_LOST); /* the releaser's token is dead */
+    assert_int_equal(complete_done(s, &other, 0.2, &err), 0);
+    assert_int_equal(gn_store_get_trial(s, id, &g, &err), 0);
+    assert_true(g.val_acc == 0.7);
+    gn_trial_clear(&g);
+    gn_store_close(s);
+    free(loc);
+}
+
+static void test_workers(void **state)
+{
+    const backend *b = *state;
+    char *loc = fresh_location(b, "workers");
+    gn_store *s = open_store(loc, GN_STORE_CREATE);
+    gn_error err;
+    gn_worker w = {.id = (char *)"gpu-1", .host = (char *)"node7", .pid = 4242, .device_class = (char *)"h200"};
+    assert_int_equal(gn_store_register_worker(s, &w, &err), 0);
+    gn_worker w2 = {.id = (char *)"cpu-1", .host = (char *)"node8", .pid = 99};
+    assert_int_equal(gn_store_register_worker(s, &w2, &err), 0);
+    gn_worker_list l;
+    assert_int_equal(gn_store_list_workers(s, 60, &l, &err), 0);
+    assert_int_equal(l.n, 2);
+    assert_string_equal(l.items[0].id, "cpu-1");
+    assert_null(l.items[0].device_class);
+    assert_string_equal(l.items[1].host, "node7");
+    assert_int_equal(l.items[1].pid, 4242);
+    assert_string_equal(l.items[1].device_class, "h200");
+    assert_true(l.items[1].last_seen >= l.items[1].started_at);
+    assert_true(fabs(l.items[1].last_seen - now_s()) < 5);
+    gn_worker_list_free(&l);
+    sleep_s(0.3);
+    assert_int_equal(gn_store_worker_beat(s, "gpu-1", &err), 0);
+    assert_int_equal(gn_store_list_workers(s, 0.2, &l, &err), 0); /* only the one that beat */
+    assert_int_equal(l.n, 1);
+    assert_string_equal(l.items[0].id, "gpu-1");
+    gn_worker_list_free(&l);
+    assert_int_equal(gn_store_worker_beat(s, "ghost", &err), 1);
+    one_line(&err, "no such worker");
+    gn_store_close(s);
+    free(loc);
+}
+
+/* W processes claim and complete until the queue is empty; each writes the ids it
+ * completed into a pipe.  Every job exactly once.  Returns cycles per second. */
+static double run_claimers(const backend *b, const char *name, int jobs, int W)
+{
+    char *loc = fresh_location(b, name);
+    gn_store *s = open_store(loc, GN_STORE_CREATE);
+    for (int i = 0; i < jobs; i++)
+        enqueue(s, i, "train", NULL, 1);
+    int fd[2];
+    assert_int_equal(pipe(fd), 0);
+    double t0 = now_s();
+    pid_t pids[64];
+    for (int w = 0; w < W; w++) {
+        pids[w] = fork();
+        assert_true(pids[w] >= 0);
+        if (pids[w] == 0) {
+            close(fd[0]);
+            gn_store *cs;
+            gn_error err;
+            if (gn_store_open(loc, 0, &cs, &err)) {
+                fprintf(stderr, "worker %d: %s\n", w, err.msg);
+                _exit(2);
+            }
+            char wid[32];
+            snprintf(wid, sizeof wid, "w%d", w);
+            gn_claim_req rq = {.worker = wid, .kinds = GN_JOB_TRAIN, .lease_s = 60};
+            for (;;) {
+                gn_trial job;
+                gn_lease l;
+                int rc = gn_store_claim(cs, &rq, &job, &l, &err);
+                gn_trial_clear(&job);
+                if (rc == 1)
+                    break;
+                if (rc < 0 || complete_done(cs, &l, 0.5, &err)) {
+                    fprintf(stderr, "worker %d: %s\n", w, err.msg);
+                    _exit(3);
+                }
+                int64_t id = l.trial_id;
+                if (write(fd[1], &id, sizeof id) != sizeof id)
+                    _exit(4);
+            }
+            gn_store_close(cs);
+            _exit(0);
+        }
+    }
+    close(fd[1]);
+    int *seen = calloc((size_t)jobs + 1, sizeof(int));
+    int64_t id;
+    int got = 0;
+    while (read(fd[0], &id, sizeof id) == sizeof id) {
+        assert_true(id >= 1 && id <= jobs);
+        seen[id]++;
+        got++;
+    }
+    close(fd[0]);
+    for (int w = 0; w < W; w++) {
+        int st;
+        waitpid(pids[w], &st, 0);
+        assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    }
+    double dt = now_s() - t0;
+    assert_int_equal(got, jobs);
+    for (int i = 1; i <= jobs; i++)
+        assert_int_equal(seen[i], 1);
+    free(seen);
+    gn_trial_filter f;
+    gn_trial_filter_init(&f);
+    f.status = GN_TRIAL_DONE;
+    int64_t n;
+    gn_error err;
+    assert_int_equal(gn_store_count_trials(s, &f, &n, &err), 0);
+    assert_int_equal(n, jobs);
+    gn_store_close(s);
+    free(loc);
+    double rate = jobs / dt;
+    printf("claim throughput %s: %d processes, %d jobs, %.2f s: %.0f claim+complete cycles/s\n", b->name, W, jobs, dt,
+           rate);
+    fflush(stdout);
+    return rate;
+}
+
+static void test_concurrent_claims(void **state)
+{
+    const backend *b = *state;
+    run_claimers(b, "concurrent", 300, 4);
+    const char *bench = getenv("GPUNAS_CLAIM_BENCH");
+    if (bench && *bench == '1') {
+        int ws[] = {1, 4, 16};
+        for (int i = 0; i < 3; i++)
+            run_claimers(b, "bench", 1000, ws[i]);
+    }
+}
+
+static void test_reconnect(void **state)
+{
+    const backend *b = *state;
+    if (!b->pg)
+        return; /* a file has no server to lose */
+    char *loc = fresh_location(b, "reconnect");
+    gn_store *s = open_store(loc, GN_STORE_CREATE);
+    gn_error err;
+    assert_int_equal(gn_store_put_meta(s, "k", "v1", &err), 0);
+    enqueue(s, 0, "train", NULL, 1);
+    assert_int_equal(sh("cd %s && %s" PG_BIN "/pg_ctl -D %s/data -l %s/server.log -m immediate -w -t 60 restart "
+                        ">/dev/null 2>&1", pg_dir, as_user, pg_dir, pg_dir), 0);
+    char *v;
+    if (gn_store_get_meta(s, "k", &v, &err)) /* reconnects once */
+        fail_msg("%s", err.msg);
+    assert_string_equal(v, "v1");
+    free(v);
+    gn_lease l;
+    assert_int_equal(claim(s, "w", NULL, GN_JOB_TRAIN, 30, &l, NULL), 0);
+    assert_int_equal(sh("cd %s && %s" PG_BIN "/pg_ctl -D %s/data -l %s/server.log -m immediate -w -t 60 restart "
+                        ">/dev/null 2>&1", pg_dir, as_user, pg_dir, pg_dir), 0);
+    assert_int_equal(complete_done(s, &l, 0.9, &err), 0); /* the claim survived the crash (committed) */
+    gn_store_close(s);
+    free(loc);
+}
+
+static void expect_open_error(const char *loc, unsigned flags, const char *msg, const char *never)
+{
+    gn_store *s;
+    gn_error err;
+    if (gn_store_open(loc, flags, &s, &err) == 0)
+        fail_msg("%s opened", loc);
+    assert_null(s);
+    one_line(&err, msg);
+    if (never && strstr(err.msg, never))
+        fail_msg("error '%s' shows '%s'", err.msg, never);
+}
+
+static void test_bad_locations(void **state)
+{
+    const backend *b = *state;
+    expect_open_error("mysql://db.example/nas", GN_STORE_CREATE, "unsupported trial store 'mysql'", NULL);
+    char *loc = fresh_location(b, "other");
+    if (b->pg) {
+        expect_open_error("postgresql:///nas?host=/nonexistent-gpunas-dir&connect_timeout=2", GN_STORE_CREATE,
+                          "postgresql:///nas?host=/nonexistent-gpunas-dir&connect_timeout=2: cannot connect to the "
+                          "trial store:", NULL);
+        char bad[256];
+        snprintf(bad, sizeof bad, "postgresql://gpunas:s3cret@/nosuchdb?host=%s", pg_dir);
+        expect_open_error(bad, GN_STORE_CREATE, "postgresql://gpunas:***@/nosuchdb", "s3cret");
+        snprintf(bad, sizeof bad, "postgres:///nosuchdb?host=%s&password=s3cret&user=gpunas", pg_dir);
+        expect_open_error(bad, GN_STORE_CREATE, "password=***&user=gpunas: cannot connect", "s3cret");
+        expect_open_error(loc, 0, "not a gpunas trial store (empty database)", NULL);
+        pg_sql("other", "CREATE TABLE photos(id int, path text)");
+        expect_open_error(loc, GN_STORE_CREATE, "not a gpunas trial store (a PostgreSQL database with 1 tables", NULL);
+        free(loc);
+        loc = fresh_location(b, "other2");
+        pg_sql("other2", "CREATE TABLE schema_version(version int)");
+        expect_open_error(loc, GN_STORE_CREATE, "not a gpunas trial store (its schema_version table is another", NULL);
+        free(loc);
+        loc = fresh_location(b, "newer");
+        gn_store_close(open_store(loc, GN_STORE_CREATE));
+        pg_sql("newer", "INSERT INTO schema_version(version, applied_at) VALUES(99, 0)");
+        expect_open_error(loc, 0, "trial store schema version 99 is newer than this gpunas supports (3)", NULL);
+    } else {
+        const char *path = loc + 7;
+        tu_write_file(path, "");
+        expect_open_error(loc, 0, "not a gpunas trial store (empty database)", NULL);
+        tu_write_file(path, "this is not a database, just some text that is long enough to fill a header....\n"
+                            "more text, more text, more text, more text, more text, more text, more text\n");
+        expect_open_error(loc, GN_STORE_CREATE, "not a gpunas trial store (not an SQLite database)", NULL);
+    }
+    free(loc);
+}
+
+#define SUITE(b)                                                                                             \
+    cmocka_unit_test_prestate(test_meta_and_trials, &b), cmocka_unit_test_prestate(test_enqueue_claim_complete, &b), \
+        cmocka_unit_test_prestate(test_device_class, &b), cmocka_unit_test_prestate(test_lease_expiry, &b),       \
+        cmocka_unit_test_prestate(test_heartbeat_release, &b), cmocka_unit_test_prestate(test_workers, &b),       \
+        cmocka_unit_test_prestate(test_concurrent_claims, &b), cmocka_unit_test_prestate(test_reconnect, &b),     \
+        cmocka_unit_test_prestate(test_bad_locations, &b)
+
+int main(void)
+{
+    const struct CMUnitTest sqlite_tests[] = {SUITE(B_SQLITE)};
+    const struct CMUnitTest pg_tests[] = {SUITE(B_PG)};
+    int failed = cmocka_run_group_tests_name("store conformance: sqlite", sqlite_tests, NULL, NULL);
+    failed += cmocka_run_group_tests_name("store conformance: postgresql", pg_tests, pg_start, pg_stop);
+    return failed ? 1 : 0;
+}
