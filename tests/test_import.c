@@ -147,6 +147,43 @@ static double check_logits(const char *config, const char *weights, const char *
     return r;
 }
 
+/* `gpunas export` of CONFIG with WEIGHTS at batch 2, then tests/onnx/check_onnx.py:
+ * ONNX Runtime's logits against PyTorch's ("eval") and gpunas's ("infer") */
+static void onnx_vs_pytorch(const char *config, const char *weights, const char *tag, const char *input,
+                            const char *logits)
+{
+    char *py = tu_source_path(".venv/bin/python"), *check = tu_source_path("tests/onnx/check_onnx.py");
+    char *cfg = tu_source_path(config), args[8192], name[64], cmd[9000];
+    if (access(py, X_OK) != 0)
+        fail_msg("%s missing: run scripts/venv.sh (scripts/test.sh runs it)", py);
+    snprintf(name, sizeof name, "%s.onnx", tag);
+    const char *m = in_dir(name);
+    snprintf(name, sizeof name, "%s.io.safetensors", tag);
+    const char *io = in_dir(name);
+    snprintf(args, sizeof args, "export '%s' --weights '%s' -o '%s' --batch 2", cfg, weights, m);
+    assert_int_equal(tu_run_cli(args, NULL, NULL), 0);
+    float *got;
+    check_logits(config, weights, input, logits, &got);
+    gn_error err;
+    gn_npy x, y;
+    assert_int_equal(gn_npy_read(in_dir(input), &x, &err), 0);
+    assert_int_equal(gn_npy_read(in_dir(logits), &y, &err), 0);
+    gn_st_writer *sw = gn_st_writer_new();
+    int64_t ls[2] = {y.shape[0], y.shape[1]};
+    /* "eval" is the reference check_onnx.py compares with: PyTorch's logits */
+    if (gn_st_writer_add(sw, "input", 4, x.shape, x.data, &err) || gn_st_writer_add(sw, "infer", 2, ls, got, &err) ||
+        gn_st_writer_add(sw, "eval", 2, ls, y.data, &err) || gn_st_writer_write(sw, io, &err))
+        fail_msg("%s", err.msg);
+    gn_st_writer_free(sw);
+    snprintf(cmd, sizeof cmd, "%s %s '%s' --io '%s' --batch 2 --tol %g", py, check, m, io, TOL);
+    fprintf(stderr, "%s\n", cmd);
+    assert_int_equal(system(cmd), 0);
+    gn_npy_free(&x);
+    gn_npy_free(&y);
+    free(got);
+    free(py), free(check), free(cfg);
+}
+
 static void test_gpunet0(void **state)
 {
     char args[8192], *out, *errs;
@@ -185,6 +222,9 @@ static void test_gpunet0(void **state)
     assert_non_null(gn_st_find(f, "network. layer15.net.6.bias"));
     assert_non_null(gn_st_find(f, "network. layer15.net.1.num_batches_tracked"));
     gn_st_close(f);
+
+    /* the imported GPUNet-0 as ONNX, run by ONNX Runtime, against PyTorch's logits */
+    onnx_vs_pytorch("configs/gpunet/gpunet-0.json", w, "g0", "gpunet-0.input.npy", "gpunet-0.logits.npy");
 
     /* float16 weights are converted exactly (logits of the rounded weights) */
     const char *w16 = in_dir("g0-fp16.safetensors");
@@ -234,30 +274,10 @@ static void test_legacy_onnx_teacher(void **state)
                              &got) <= TOL);
 
     /* ONNX export of the imported weights, run by ONNX Runtime, against PyTorch */
-    char *py = tu_source_path(".venv/bin/python"), *check = tu_source_path("tests/onnx/check_onnx.py");
-    if (access(py, X_OK) != 0)
-        fail_msg("%s missing: run scripts/venv.sh (scripts/test.sh runs it)", py);
-    const char *m = in_dir("fs.onnx"), *io = in_dir("fs.io.safetensors");
-    snprintf(args, sizeof args, "export '%s' --weights '%s' -o '%s' --batch 2", cfg, w, m);
-    assert_int_equal(tu_run_cli(args, NULL, NULL), 0);
-    gn_error err;
-    gn_npy x, y;
-    assert_int_equal(gn_npy_read(in_dir("fmnist-small.input.npy"), &x, &err), 0);
-    assert_int_equal(gn_npy_read(in_dir("fmnist-small.logits.npy"), &y, &err), 0);
-    gn_st_writer *sw = gn_st_writer_new();
-    int64_t ls[2] = {y.shape[0], y.shape[1]};
-    /* "eval" is the reference check_onnx.py compares with: PyTorch's logits */
-    if (gn_st_writer_add(sw, "input", 4, x.shape, x.data, &err) || gn_st_writer_add(sw, "infer", 2, ls, got, &err) ||
-        gn_st_writer_add(sw, "eval", 2, ls, y.data, &err) || gn_st_writer_write(sw, io, &err))
-        fail_msg("%s", err.msg);
-    gn_st_writer_free(sw);
-    char cmd[9000];
-    snprintf(cmd, sizeof cmd, "%s %s '%s' --io '%s' --batch 2 --tol %g", py, check, m, io, TOL);
-    fprintf(stderr, "%s\n", cmd);
-    assert_int_equal(system(cmd), 0);
-    gn_npy_free(&x);
-    gn_npy_free(&y);
+    onnx_vs_pytorch("configs/fmnist-small.json", w, "fs", "fmnist-small.input.npy", "fmnist-small.logits.npy");
     free(got);
+    gn_error err;
+    char cmd[9000];
 
     /* the imported network as a teacher */
     const char *run = in_dir("kd-run");
@@ -286,7 +306,7 @@ static void test_legacy_onnx_teacher(void **state)
     fprintf(stderr, "%s\n", cmd);
     assert_int_equal(system(cmd), 0);
     free(load);
-    free(py), free(check), free(cfg);
+    free(cfg);
 }
 
 /* every bad input: exit 1, one line naming the file and the reason, nothing written */
@@ -312,6 +332,7 @@ static void test_bad_input(void **state)
     expect_refused("truncated.pth.tar", "configs/gpunet/gpunet-d1.json", "", "");
     expect_refused("evil.pth", "configs/fmnist-small.json", "", "not allowed");
     assert_false(exists(in_dir("PWNED"))); /* the payload never ran */
+    expect_refused("opcode.pth", "configs/fmnist-small.json", "", "is not allowed in a tensor checkpoint");
     expect_refused("bad-dtype.pth", "configs/fmnist-small.json", "", "dtype int32, expected a floating-point");
     expect_refused("bad-shape.pth", "configs/fmnist-small.json", "", "shape [");
     expect_refused("bad-extra.pth", "configs/fmnist-small.json", "", "tensor 'network.extra.weight' is not in");

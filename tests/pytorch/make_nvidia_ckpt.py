@@ -26,6 +26,7 @@ Files (OUTDIR/...):
   bad-shape.pth      fmnist-small with one BN vector one element short
   bad-extra.pth      fmnist-small plus a tensor the config does not have
   evil.pth           a pickle whose unpickling would run os.system (creates OUTDIR/PWNED)
+  opcode.pth         a zip whose data.pkl calls os.system through the INST opcode
   truncated.pth.tar  the first 60% of gpunet-d1.pth.tar
 """
 import argparse
@@ -143,6 +144,12 @@ def main():
     bad["network.extra.weight"] = torch.zeros(3)
     torch.save(bad, p("bad-extra.pth"))
     torch.save({"state_dict": sd, "hook": Evil(p("PWNED"))}, p("evil.pth"))
+
+    # a zip in torch's layout whose pickle uses INST (the opcode that calls a class)
+    import zipfile
+    with zipfile.ZipFile(p("opcode.pth"), "w", zipfile.ZIP_STORED) as z:
+        z.writestr("opcode/data.pkl", b"\x80\x02(ios\nsystem\nX\x04\x00\x00\x00true.")
+        z.writestr("opcode/version", b"3\n")
 
     with open(p("gpunet-d1.pth.tar"), "rb") as f:
         data = f.read()
