@@ -2,6 +2,7 @@
 #include "testutil.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,6 +89,52 @@ int tu_run_cli(const char *args, char **out, char **err)
     free(o);
     free(e);
     if (st == -1 || !WIFEXITED(st))
+        return -1;
+    return WEXITSTATUS(st);
+}
+
+int tu_run_cli_env(const char *const *env, const char *args, char **out, char **err, int *signo)
+{
+    const char *cli = getenv("GPUNAS_CLI");
+    if (!cli)
+        cli = "./gpunas";
+    char *o = tu_tmp_path("cli.out"), *e = tu_tmp_path("cli.err");
+    char *copy = strdup(args);
+    char *argv[256];
+    int argc = 0;
+    argv[argc++] = (char *)cli;
+    for (char *t = strtok(copy, " "); t && argc < 255; t = strtok(NULL, " "))
+        argv[argc++] = t;
+    argv[argc] = NULL;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        for (int i = 0; env && env[i]; i++)
+            putenv((char *)env[i]);
+        int fo = open(o, O_WRONLY | O_CREAT | O_TRUNC, 0644), fe = open(e, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fo < 0 || fe < 0 || dup2(fo, 1) < 0 || dup2(fe, 2) < 0)
+            _exit(127);
+        close(fo);
+        close(fe);
+        execv(cli, argv);
+        _exit(127);
+    }
+    int st = 0;
+    if (pid > 0)
+        while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+            ;
+    free(copy);
+    if (out)
+        *out = tu_read_file(o, NULL);
+    if (err)
+        *err = tu_read_file(e, NULL);
+    unlink(o);
+    unlink(e);
+    free(o);
+    free(e);
+    if (signo)
+        *signo = pid > 0 && WIFSIGNALED(st) ? WTERMSIG(st) : 0;
+    if (pid < 0 || !WIFEXITED(st))
         return -1;
     return WEXITSTATUS(st);
 }

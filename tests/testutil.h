@@ -22,5 +22,9 @@ char *tu_read_file(const char *path, size_t *len);
 /* Run `$GPUNAS_CLI <args>` via /bin/sh; captures stdout and stderr (malloc'd, may be NULL
  * pointers if not wanted).  Returns the exit status, or -1 if it did not exit normally. */
 int tu_run_cli(const char *args, char **out, char **err);
+/* The same without a shell: ARGS split at spaces (no quoting), ENV a NULL-terminated
+ * list of "NAME=VALUE" set in the child only (may be NULL).  Returns the exit status,
+ * or -1 with *signo the signal that ended it (signo may be NULL). */
+int tu_run_cli_env(const char *const *env, const char *args, char **out, char **err, int *signo);
 
 #endif
