@@ -18,8 +18,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "util/fs_atomic.h"
+
 typedef struct {
-    char *buf;
+    char *buf; /* NULL once an allocation failed: later puts do nothing */
     size_t len, cap;
 } sbuf;
 
@@ -27,7 +29,7 @@ static void put(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 
 static void put(sbuf *b, const char *fmt, ...)
 {
     va_list ap;
-    for (;;) {
+    while (b->buf) {
         va_start(ap, fmt);
         int n = vsnprintf(b->buf + b->len, b->cap - b->len, fmt, ap);
         va_end(ap);
@@ -36,7 +38,10 @@ static void put(sbuf *b, const char *fmt, ...)
             return;
         }
         b->cap = b->cap * 2 + (size_t)n + 64;
-        b->buf = realloc(b->buf, b->cap);
+        char *nb = realloc(b->buf, b->cap);
+        if (!nb)
+            free(b->buf);
+        b->buf = nb;
     }
 }
 
@@ -123,44 +128,19 @@ char *gn_arch_to_json(const gn_arch *a, gn_error *err)
         put(&b, "\n      }");
     }
     put(&b, "\n]\n");
-    (void)err;
+    if (!b.buf)
+        gn_error_set(err, "%s: out of memory writing the layer list", a->source ? a->source : "arch");
     return b.buf;
 }
 
+/* PATH.tmp, fsync, rename, fsync of the folder (util/fs_atomic.h): the previous
+ * file stays whole until the new one is complete. */
 int gn_arch_save(const gn_arch *a, const char *path, gn_error *err)
 {
     char *text = gn_arch_to_json(a, err);
     if (!text)
         return -1;
-    size_t n = strlen(path) + 16;
-    char *tmp = malloc(n);
-    snprintf(tmp, n, "%s.tmp", path);
-    int rc = -1;
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        gn_error_set(err, "%s: cannot write: %s", tmp, strerror(errno));
-        goto out;
-    }
-    size_t len = strlen(text);
-    if (fwrite(text, 1, len, f) != len || fflush(f) != 0 || fsync(fileno(f)) != 0) {
-        gn_error_set(err, "%s: write failed: %s", tmp, strerror(errno));
-        fclose(f);
-        unlink(tmp);
-        goto out;
-    }
-    if (fclose(f) != 0) {
-        gn_error_set(err, "%s: write failed: %s", tmp, strerror(errno));
-        unlink(tmp);
-        goto out;
-    }
-    if (rename(tmp, path) != 0) {
-        gn_error_set(err, "%s: cannot replace: %s", path, strerror(errno));
-        unlink(tmp);
-        goto out;
-    }
-    rc = 0;
-out:
-    free(tmp);
+    int rc = gn_fs_write_text_atomic(path, text, err);
     free(text);
     return rc;
 }

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "gpunas/latprofile.h"
+#include "util/fs_atomic.h"
 
 #define FORMAT "gpunas-latency-profile"
 #define VERSION 1
@@ -182,11 +183,14 @@ int gn_lat_profile_save(const gn_lat_profile *p, const char *path, gn_error *err
     }
     if (p->probe_ms > 0)
         json_object_set_new(root, "speed_probe", json_pack("{s:f}", "ms", p->probe_ms));
-    int rc = json_dump_file(root, path, JSON_INDENT(1) | JSON_REAL_PRECISION(12));
+    /* PATH.tmp, fsync, rename (util/fs_atomic.h): never a half-written profile */
+    char *text = json_dumps(root, JSON_INDENT(1) | JSON_REAL_PRECISION(12));
     json_decref(root);
-    if (rc)
-        return gn_error_set(err, "%s: cannot write the latency profile", path);
-    return 0;
+    if (!text)
+        return gn_error_set(err, "%s: cannot encode the latency profile (out of memory)", path);
+    int rc = gn_fs_write_text_atomic(path, text, err);
+    free(text);
+    return rc;
 }
 
 /* ------------------------------------------------------------------ load */

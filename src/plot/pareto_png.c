@@ -32,6 +32,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "util/fs_atomic.h"
+
 #define W 1000
 #define H 640
 #define X0 84.0
@@ -53,6 +55,33 @@ static const double PALETTE[][3] = {
 };
 #define NPAL ((int)(sizeof PALETTE / sizeof PALETTE[0]))
 static const double GREY[3] = {0.55, 0.55, 0.55};
+
+/* cairo_surface_write_to_png_stream's sink: the PNG bytes in memory */
+typedef struct {
+    unsigned char *data;
+    size_t len, cap;
+    int failed;
+} png_buf;
+
+static cairo_status_t png_append(void *closure, const unsigned char *data, unsigned int length)
+{
+    png_buf *b = closure;
+    if (b->len + length > b->cap) {
+        size_t cap = b->cap ? b->cap : 65536;
+        while (cap < b->len + length)
+            cap *= 2;
+        unsigned char *nd = realloc(b->data, cap);
+        if (!nd) {
+            b->failed = 1;
+            return CAIRO_STATUS_WRITE_ERROR;
+        }
+        b->data = nd;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, data, length);
+    b->len += length;
+    return CAIRO_STATUS_SUCCESS;
+}
 
 static void release_font_caches(void)
 {
@@ -498,40 +527,18 @@ int gn_plot_pareto_png(const char *path, const gn_plot_point *pts, int n, const 
         release_font_caches();
         return gn_error_set(err, "%s: plot: cairo: %s", path, cairo_status_to_string(cst));
     }
-    char tmp[4200];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
-        cairo_surface_destroy(s);
-        release_font_caches();
-        return gn_error_set(err, "%s: path too long", path);
-    }
-    errno = 0;
-    cst = cairo_surface_write_to_png(s, tmp);
-    int e = errno;
+    /* encoded in memory, then PATH.tmp, fsync, rename, fsync of the folder
+     * (util/fs_atomic.h): every write goes through write(2) and fails with its reason */
+    png_buf pb = {0};
+    cst = cairo_surface_write_to_png_stream(s, png_append, &pb);
     cairo_surface_destroy(s);
     release_font_caches();
-    if (cst != CAIRO_STATUS_SUCCESS) {
-        unlink(tmp);
-        if (cst == CAIRO_STATUS_WRITE_ERROR && e)
-            return gn_error_set(err, "%s: cannot write: %s", tmp, strerror(e));
-        return gn_error_set(err, "%s: cannot write: %s", tmp, cairo_status_to_string(cst));
+    if (cst != CAIRO_STATUS_SUCCESS || pb.failed) {
+        free(pb.data);
+        return gn_error_set(err, "%s: plot: cannot encode the PNG: %s", path,
+                            pb.failed ? "out of memory" : cairo_status_to_string(cst));
     }
-    int fd = open(tmp, O_WRONLY | O_CLOEXEC);
-    if (fd < 0 || fsync(fd) != 0) {
-        e = errno;
-        if (fd >= 0)
-            close(fd);
-        unlink(tmp);
-        return gn_error_set(err, "%s: cannot sync: %s", tmp, strerror(e));
-    }
-    if (close(fd) != 0) {
-        e = errno;
-        unlink(tmp);
-        return gn_error_set(err, "%s: write failed: %s", tmp, strerror(e));
-    }
-    if (rename(tmp, path) != 0) {
-        e = errno;
-        unlink(tmp);
-        return gn_error_set(err, "%s: cannot rename %s into place: %s", path, tmp, strerror(e));
-    }
-    return 0;
+    int rc = gn_fs_write_atomic(path, pb.data, pb.len, err);
+    free(pb.data);
+    return rc;
 }
