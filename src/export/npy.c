@@ -17,6 +17,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "util/fs_atomic.h"
+
 static const unsigned char MAGIC[6] = {0x93, 'N', 'U', 'M', 'P', 'Y'};
 
 static int host_big_endian(void)
@@ -354,25 +356,6 @@ static int write_full(int fd, const void *buf, size_t n)
     return 0;
 }
 
-static void fsync_parent_dir(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    char dir[4096];
-    if (!slash)
-        snprintf(dir, sizeof dir, ".");
-    else if (slash == path)
-        snprintf(dir, sizeof dir, "/");
-    else if ((size_t)(slash - path) < sizeof dir)
-        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-    else
-        return;
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        (void)fsync(fd); /* best effort */
-        close(fd);
-    }
-}
-
 int gn_npy_write(const char *path, int ndim, const int64_t *shape, const float *data, gn_error *err)
 {
     if (!path || !*path)
@@ -408,6 +391,7 @@ int gn_npy_write(const char *path, int ndim, const int64_t *shape, const float *
     char tmp[4200];
     if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
         return gn_error_set(err, "%s: path too long", path);
+    const char *what = "write failed";
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
         return gn_error_set(err, "%s: cannot create: %s", tmp, strerror(errno));
@@ -426,8 +410,10 @@ int gn_npy_write(const char *path, int ndim, const int64_t *shape, const float *
                 goto werr;
         }
     }
+    what = "fsync failed";
     if (fsync(fd) != 0)
         goto werr;
+    what = "close failed";
     if (close(fd) != 0) {
         fd = -1;
         goto werr;
@@ -437,12 +423,11 @@ int gn_npy_write(const char *path, int ndim, const int64_t *shape, const float *
         unlink(tmp);
         return gn_error_set(err, "%s: cannot rename %s into place: %s", path, tmp, strerror(e));
     }
-    fsync_parent_dir(path);
-    return 0;
+    return gn_fs_fsync_parent(path, err); /* the rename survives a power cut */
 werr:;
     int e = errno;
     if (fd >= 0)
         close(fd);
     unlink(tmp);
-    return gn_error_set(err, "%s: write failed: %s", tmp, strerror(e));
+    return gn_error_set(err, "%s: %s: %s", tmp, what, strerror(e));
 }

@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "util/fs_atomic.h"
+
 /* Largest header we accept (the reference implementation's limit). */
 #define ST_MAX_HEADER ((uint64_t)100000000)
 /* Names are truncated to this many bytes inside error messages. */
@@ -341,32 +343,6 @@ oom:
     return NULL;
 }
 
-static void fsync_parent_dir(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    char *dir;
-    if (!slash)
-        dir = xstrdup(".");
-    else if (slash == path)
-        dir = xstrdup("/");
-    else {
-        size_t n = (size_t)(slash - path);
-        dir = malloc(n + 1);
-        if (dir) {
-            memcpy(dir, path, n);
-            dir[n] = 0;
-        }
-    }
-    if (!dir)
-        return;
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    free(dir);
-    if (fd >= 0) {
-        (void)fsync(fd); /* best effort: some filesystems refuse fsync on folders */
-        close(fd);
-    }
-}
-
 int gn_st_writer_write(const gn_st_writer *w, const char *path, gn_error *err)
 {
     if (!w || !path || !*path)
@@ -398,6 +374,7 @@ int gn_st_writer_write(const gn_st_writer *w, const char *path, gn_error *err)
     snprintf(tmp, tlen, "%s.tmp", path);
 
     int rc = 0;
+    const char *what = "write failed";
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
         rc = gn_error_set(err, "%s: cannot create: %s", tmp, strerror(errno));
@@ -424,8 +401,10 @@ int gn_st_writer_write(const gn_st_writer *w, const char *path, gn_error *err)
             }
         }
     }
+    what = "fsync failed";
     if (fsync(fd) != 0)
         goto werr;
+    what = "close failed";
     if (close(fd) != 0) {
         fd = -1;
         goto werr;
@@ -437,11 +416,11 @@ int gn_st_writer_write(const gn_st_writer *w, const char *path, gn_error *err)
         unlink(tmp);
         goto done;
     }
-    fsync_parent_dir(path);
+    rc = gn_fs_fsync_parent(path, err); /* the rename survives a power cut */
     goto done;
 
 werr:
-    rc = gn_error_set(err, "%s: write failed: %s", tmp, strerror(errno));
+    rc = gn_error_set(err, "%s: %s: %s", tmp, what, strerror(errno));
     if (fd >= 0)
         close(fd);
     unlink(tmp);

@@ -45,6 +45,22 @@ static void parent_of(const char *path, char *dir, size_t cap)
         *slash = 0;
 }
 
+int gn_fs_fsync_parent(const char *path, gn_error *err)
+{
+    char dir[PATH_MAX];
+    parent_of(path, dir, sizeof dir);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return gn_error_set(err, "%s: cannot open its folder %s to sync: %s", path, dir, strerror(errno));
+    if (fsync(fd) != 0 && errno != EINVAL && errno != EBADF) {
+        int e = errno;
+        close(fd);
+        return gn_error_set(err, "%s: cannot sync its folder %s: %s", path, dir, strerror(e));
+    }
+    close(fd);
+    return 0;
+}
+
 int gn_fs_write_atomic(const char *path, const void *data, size_t n, gn_error *err)
 {
     char tmp[PATH_MAX + 8];
@@ -84,9 +100,7 @@ int gn_fs_write_atomic(const char *path, const void *data, size_t n, gn_error *e
         unlink(tmp);
         return gn_error_set(err, "%s: cannot rename into place: %s", path, strerror(e));
     }
-    char dir[PATH_MAX];
-    parent_of(path, dir, sizeof dir);
-    return gn_fs_fsync(dir, err);
+    return gn_fs_fsync_parent(path, err);
 }
 
 int gn_fs_write_text_atomic(const char *path, const char *text, gn_error *err)

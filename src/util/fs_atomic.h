@@ -27,6 +27,9 @@ int gn_fs_read_all(const char *path, char **out, size_t *n_out, gn_error *err);
 int gn_fs_copy(const char *src, const char *dst, gn_error *err);
 /* fsync a file or a folder (folders: best effort where the file system refuses). */
 int gn_fs_fsync(const char *path, gn_error *err);
+/* fsync the folder that holds PATH, so that a rename into it survives a power cut
+ * (EINVAL, a file system that cannot sync folders, is not an error). */
+int gn_fs_fsync_parent(const char *path, gn_error *err);
 /* fsync every regular file in DIR (not recursive), then DIR. */
 int gn_fs_fsync_tree(const char *dir, gn_error *err);
 /* mkdir -p */
