@@ -76,6 +76,7 @@ typedef struct {
     gn_store base;
     sqlite3 *db;
     int last_rc; /* SQLite's (primary) result code of the last error reported */
+    int ro_errno; /* SQLite fell back to read-only: why the read-write open failed (-1: unknown; 0: not read-only) */
 } sq_store;
 
 static const gn_store_ops sqlite_ops;
@@ -87,11 +88,26 @@ static double now_s(void)
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* SQLite's reason, and why a read-only store is one.  (Not the system's errno:
+ * sqlite3_system_errno() is the errno at the time SQLite records the error, after its
+ * retries and rollback, e.g. ENOENT from the read-only retry of a failed open.) */
+static void reason(sq_store *s, const char *msg, char *buf, size_t cap)
+{
+    int rc = sqlite3_errcode(s->db) & 0xff;
+    if (rc == SQLITE_READONLY && s->ro_errno)
+        snprintf(buf, cap, "%s (the store could only be opened read-only%s%s)", msg, s->ro_errno > 0 ? ": " : "",
+                 s->ro_errno > 0 ? strerror(s->ro_errno) : "");
+    else
+        snprintf(buf, cap, "%s", msg);
+}
+
 /* "FILE: OP: sqlite reason" */
 static int sqerr(sq_store *s, const char *op, gn_error *err)
 {
     s->last_rc = sqlite3_errcode(s->db) & 0xff;
-    return gn_error_set(err, "%s: %s: %s", s->base.where, op, sqlite3_errmsg(s->db));
+    char why[GN_ERROR_MAX];
+    reason(s, sqlite3_errmsg(s->db), why, sizeof why);
+    return gn_error_set(err, "%s: %s: %s", s->base.where, op, why);
 }
 
 static int exec(sq_store *s, const char *sql, const char *op, gn_error *err)
@@ -99,7 +115,9 @@ static int exec(sq_store *s, const char *sql, const char *op, gn_error *err)
     char *msg = NULL;
     if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
         s->last_rc = sqlite3_errcode(s->db) & 0xff;
-        gn_error_set(err, "%s: %s: %s", s->base.where, op, msg ? msg : sqlite3_errmsg(s->db));
+        char why[GN_ERROR_MAX];
+        reason(s, msg ? msg : sqlite3_errmsg(s->db), why, sizeof why);
+        gn_error_set(err, "%s: %s: %s", s->base.where, op, why);
         sqlite3_free(msg);
         return -1;
     }
@@ -317,20 +335,32 @@ int gn__store_open_sqlite(const char *path, unsigned flags, gn_store **out, gn_e
         return gn_error_set(err, "%s: cannot open trial store: %s", path, strerror(errno));
     }
     sq_store *s = calloc(1, sizeof *s);
+    if (!s || !(s->base.where = strdup(path))) {
+        free(s);
+        return gn_error_set(err, "%s: cannot open trial store: out of memory", path);
+    }
     s->base.ops = &sqlite_ops;
-    s->base.where = strdup(path);
     int oflags = SQLITE_OPEN_READWRITE | (flags & GN_STORE_CREATE ? SQLITE_OPEN_CREATE : 0);
+    errno = 0;
     int rc = sqlite3_open_v2(path, &s->db, oflags, NULL);
+    /* SQLite opens a file it cannot open read-write read-only instead (and says so
+     * only at the first write); errno still holds the failed open's reason */
+    int open_errno = errno;
     if (rc != SQLITE_OK) {
-        if (s->db)
-            gn_error_set(err, "%s: cannot open trial store: %s", path, sqlite3_errmsg(s->db));
-        else
+        if (s->db) {
+            char why[GN_ERROR_MAX];
+            reason(s, sqlite3_errmsg(s->db), why, sizeof why);
+            gn_error_set(err, "%s: cannot open trial store: %s", path, why);
+        } else {
             gn_error_set(err, "%s: cannot open trial store: out of memory", path);
+        }
         sqlite3_close(s->db);
         free(s->base.where);
         free(s);
         return -1;
     }
+    if (sqlite3_db_readonly(s->db, "main") == 1)
+        s->ro_errno = open_errno > 0 ? open_errno : -1;
     sqlite3_extended_result_codes(s->db, 1);
     sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
     char sync[64];
@@ -354,6 +384,13 @@ static void sq_close(gn_store *b)
     free(s);
 }
 
+/* A text copy (SQLITE_TRANSIENT) needs memory: SQLITE_NOMEM leaves the parameter
+ * NULL, so the callers check every one. */
+static int bind_str(sqlite3_stmt *st, int i, const char *v)
+{
+    return v ? sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT) : sqlite3_bind_null(st, i);
+}
+
 static int sq_put_meta(gn_store *b, const char *key, const char *value, gn_error *err)
 {
     sq_store *s = (sq_store *)b;
@@ -367,12 +404,12 @@ static int sq_put_meta(gn_store *b, const char *key, const char *value, gn_error
         rollback(s);
         return -1;
     }
-    sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 2, value, -1, SQLITE_TRANSIENT);
-    int rc = sqlite3_step(st);
+    int rc = bind_str(st, 1, key) | bind_str(st, 2, value);
+    rc = rc != SQLITE_OK ? rc : sqlite3_step(st);
+    if (rc != SQLITE_DONE)
+        sqerr(s, op, err);
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE) {
-        sqerr(s, op, err);
         rollback(s);
         return -1;
     }
@@ -387,11 +424,12 @@ static int sq_get_meta(gn_store *b, const char *key, char **value, gn_error *err
     sqlite3_stmt *st;
     if (prepare(s, "SELECT value FROM meta WHERE key = ?1", &st, op, err))
         return -1;
-    sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
-    int rc = sqlite3_step(st), ret;
+    int rc = bind_str(st, 1, key), ret;
+    rc = rc != SQLITE_OK ? rc : sqlite3_step(st);
     if (rc == SQLITE_ROW) {
-        *value = strdup((const char *)sqlite3_column_text(st, 0));
-        ret = 0;
+        const char *v = (const char *)sqlite3_column_text(st, 0);
+        *value = v ? strdup(v) : NULL;
+        ret = *value ? 0 : gn_error_set(err, "%s: %s: out of memory", s->base.where, op);
     } else if (rc == SQLITE_DONE) {
         ret = 1;
     } else {
@@ -417,14 +455,6 @@ static void bind_i64(sqlite3_stmt *st, int i, int64_t v, int64_t null_value)
         sqlite3_bind_int64(st, i, v);
 }
 
-static void bind_str(sqlite3_stmt *st, int i, const char *v)
-{
-    if (v)
-        sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
-    else
-        sqlite3_bind_null(st, i);
-}
-
 static int sq_insert_trial(gn_store *b, gn_trial *t, gn_error *err)
 {
     sq_store *s = (sq_store *)b;
@@ -446,22 +476,20 @@ static int sq_insert_trial(gn_store *b, gn_trial *t, gn_error *err)
     }
     sqlite3_bind_int64(st, 1, t->seq);
     bind_i64(st, 2, t->tier, -1);
-    bind_str(st, 3, t->encoding);
-    bind_str(st, 4, t->config);
+    int brc = bind_str(st, 3, t->encoding) | bind_str(st, 4, t->config) | bind_str(st, 11, t->worker) |
+              bind_str(st, 12, t->optimizer) | bind_str(st, 13, t->latency_info);
     bind_real(st, 5, t->latency_ms);
     bind_real(st, 6, t->latency_spread_ms);
     bind_i64(st, 7, t->params, -1);
     bind_i64(st, 8, t->macs, -1);
     sqlite3_bind_double(st, 9, created);
     sqlite3_bind_double(st, 10, started);
-    bind_str(st, 11, t->worker);
-    bind_str(st, 12, t->optimizer);
-    bind_str(st, 13, t->latency_info);
-    bind_str(st, 14, t->device);
-    int rc = sqlite3_step(st);
+    int rc = brc | bind_str(st, 14, t->device);
+    rc = rc != SQLITE_OK ? rc : sqlite3_step(st);
+    if (rc != SQLITE_DONE)
+        sqerr(s, op, err);
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE) {
-        sqerr(s, op, err);
         rollback(s);
         return -1;
     }
@@ -502,20 +530,18 @@ static int sq_finish_trial(gn_store *b, int64_t id, const gn_trial *t, gn_error 
     bind_real(st, 3, t->val_acc);
     bind_real(st, 4, t->train_s);
     sqlite3_bind_double(st, 5, fin);
-    bind_str(st, 6, t->error);
     bind_i64(st, 7, t->tier, -1);
-    bind_str(st, 8, t->config);
     bind_real(st, 9, t->latency_ms);
     bind_real(st, 10, t->latency_spread_ms);
     bind_i64(st, 11, t->params, -1);
     bind_i64(st, 12, t->macs, -1);
-    bind_str(st, 13, t->worker);
-    bind_str(st, 14, t->latency_info);
-    bind_str(st, 15, t->device);
-    int rc = sqlite3_step(st);
+    int rc = bind_str(st, 6, t->error) | bind_str(st, 8, t->config) | bind_str(st, 13, t->worker) |
+             bind_str(st, 14, t->latency_info) | bind_str(st, 15, t->device);
+    rc = rc != SQLITE_OK ? rc : sqlite3_step(st);
+    if (rc != SQLITE_DONE)
+        sqerr(s, op, err);
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE) {
-        sqerr(s, op, err);
         rollback(s);
         return -1;
     }
@@ -556,21 +582,31 @@ static int64_t col_i64(sqlite3_stmt *st, int i, int64_t null_value)
     return sqlite3_column_type(st, i) == SQLITE_NULL ? null_value : sqlite3_column_int64(st, i);
 }
 
-static char *col_str(sqlite3_stmt *st, int i)
+/* A copy of a text column (NULL for SQL NULL); *oom set when memory ran out. */
+static char *col_str(sqlite3_stmt *st, int i, int *oom)
 {
+    if (sqlite3_column_type(st, i) == SQLITE_NULL)
+        return NULL;
     const unsigned char *v = sqlite3_column_text(st, i);
-    return v ? strdup((const char *)v) : NULL;
+    char *c = v ? strdup((const char *)v) : NULL;
+    if (!c)
+        *oom = 1;
+    return c;
 }
 
-static void read_row(sqlite3_stmt *st, gn_trial *t)
+/* 0, or -1 when memory ran out (t is then cleared) */
+static int read_row(sqlite3_stmt *st, gn_trial *t)
 {
+    int oom = 0;
     gn_trial_init(t);
     t->id = sqlite3_column_int64(st, 0);
     t->seq = sqlite3_column_int64(st, 1);
     t->tier = (int)col_i64(st, 2, -1);
-    t->encoding = col_str(st, 3);
-    t->config = col_str(st, 4);
+    t->encoding = col_str(st, 3, &oom);
+    t->config = col_str(st, 4, &oom);
     const char *status = (const char *)sqlite3_column_text(st, 5);
+    if (!status) /* NOT NULL: only when memory ran out */
+        oom = 1;
     gn_trial_status_parse(status, &t->status); /* the CHECK constraint keeps it valid */
     t->val_acc = col_real(st, 6);
     t->latency_ms = col_real(st, 7);
@@ -581,16 +617,19 @@ static void read_row(sqlite3_stmt *st, gn_trial *t)
     t->created_at = col_real(st, 12);
     t->started_at = col_real(st, 13);
     t->finished_at = col_real(st, 14);
-    t->worker = col_str(st, 15);
-    t->error = col_str(st, 16);
-    t->optimizer = col_str(st, 17);
-    t->latency_info = col_str(st, 18);
-    t->kind = col_str(st, 19);
-    t->device_class = col_str(st, 20);
-    t->device = col_str(st, 21);
+    t->worker = col_str(st, 15, &oom);
+    t->error = col_str(st, 16, &oom);
+    t->optimizer = col_str(st, 17, &oom);
+    t->latency_info = col_str(st, 18, &oom);
+    t->kind = col_str(st, 19, &oom);
+    t->device_class = col_str(st, 20, &oom);
+    t->device = col_str(st, 21, &oom);
     t->attempts = (int)sqlite3_column_int64(st, 22);
     t->max_attempts = (int)sqlite3_column_int64(st, 23);
     t->lease_expires_at = col_real(st, 24);
+    if (oom)
+        gn_trial_clear(t);
+    return oom ? -1 : 0;
 }
 
 /* WHERE clause for a filter; parameters ?1 status, ?2 tier, ?3 after_id. */
@@ -635,7 +674,11 @@ static int sq_list_trials(gn_store *b, const gn_trial_filter *f, gn_trial_list *
             }
             out->items = p;
         }
-        read_row(st, &out->items[out->n++]);
+        if (read_row(st, &out->items[out->n++])) {
+            sqlite3_finalize(st);
+            gn_trial_list_free(out);
+            return gn_error_set(err, "%s: list trials: out of memory", s->base.where);
+        }
     }
     if (rc != SQLITE_DONE) {
         sqerr(s, "list trials", err);
@@ -682,8 +725,7 @@ static int sq_get_trial(gn_store *b, int64_t id, gn_trial *out, gn_error *err)
     sqlite3_bind_int64(st, 1, id);
     int rc = sqlite3_step(st), ret;
     if (rc == SQLITE_ROW) {
-        read_row(st, out);
-        ret = 0;
+        ret = read_row(st, out) ? gn_error_set(err, "%s: %s: out of memory", s->base.where, op) : 0;
     } else if (rc == SQLITE_DONE) {
         gn_error_set(err, "%s: %s: no such trial", s->base.where, op);
         ret = 1;
@@ -745,19 +787,16 @@ static int sq_enqueue(gn_store *b, gn_trial *t, gn_error *err)
     }
     sqlite3_bind_int64(st, 1, t->seq);
     bind_i64(st, 2, t->tier, -1);
-    bind_str(st, 3, t->encoding);
-    bind_str(st, 4, t->config);
+    int brc = bind_str(st, 3, t->encoding) | bind_str(st, 4, t->config) | bind_str(st, 10, t->optimizer) |
+              bind_str(st, 11, t->latency_info) | bind_str(st, 12, t->kind) |
+              bind_str(st, 13, strcmp(t->kind, "measure") == 0 ? t->device_class : NULL);
     bind_real(st, 5, t->latency_ms);
     bind_real(st, 6, t->latency_spread_ms);
     bind_i64(st, 7, t->params, -1);
     bind_i64(st, 8, t->macs, -1);
     bind_real(st, 9, t->created_at);
-    bind_str(st, 10, t->optimizer);
-    bind_str(st, 11, t->latency_info);
-    bind_str(st, 12, t->kind);
-    bind_str(st, 13, strcmp(t->kind, "measure") == 0 ? t->device_class : NULL);
     sqlite3_bind_int(st, 14, t->max_attempts);
-    int r = step_one(s, st, op, err);
+    int r = brc != SQLITE_OK ? (sqerr(s, op, err), -1) : step_one(s, st, op, err);
     if (r != 1) {
         if (r == 0)
             gn_error_set(err, "%s: %s: no row inserted", s->base.where, op);
@@ -844,10 +883,11 @@ static int sq_claim(gn_store *b, const gn_claim_req *rq, const char *token, gn_t
     sqlite3_bind_double(st, 3, rq->lease_s);
     sqlite3_bind_int(st, 4, (rq->kinds & GN_JOB_TRAIN) != 0);
     sqlite3_bind_int(st, 5, (rq->kinds & GN_JOB_MEASURE) != 0 && rq->device_class);
-    bind_str(st, 6, rq->device_class);
-    int r = step_one(s, st, op, err);
-    if (r == 1) {
-        read_row(st, job);
+    int r = bind_str(st, 6, rq->device_class) != SQLITE_OK ? (sqerr(s, op, err), -1) : step_one(s, st, op, err);
+    if (r == 1 && read_row(st, job)) {
+        gn_error_set(err, "%s: %s: out of memory", s->base.where, op);
+        r = -1;
+    } else if (r == 1) {
         /* RETURNING rows are produced before the statement completes: finish it */
         if (sqlite3_step(st) != SQLITE_DONE) {
             sqerr(s, op, err);
@@ -929,17 +969,14 @@ static int sq_complete(gn_store *b, const gn_lease *lease, const gn_trial *t, gn
     bind_real(st, 3, t->val_acc);
     bind_real(st, 4, t->train_s);
     bind_real(st, 5, t->finished_at);
-    bind_str(st, 6, t->error);
     bind_i64(st, 7, t->tier, -1);
-    bind_str(st, 8, t->config);
     bind_real(st, 9, t->latency_ms);
     bind_real(st, 10, t->latency_spread_ms);
     bind_i64(st, 11, t->params, -1);
     bind_i64(st, 12, t->macs, -1);
-    bind_str(st, 13, t->latency_info);
-    bind_str(st, 14, t->device);
-    sqlite3_bind_text(st, 15, lease->token, -1, SQLITE_TRANSIENT);
-    int rc = sqlite3_step(st);
+    int rc = bind_str(st, 6, t->error) | bind_str(st, 8, t->config) | bind_str(st, 13, t->latency_info) |
+             bind_str(st, 14, t->device) | sqlite3_bind_text(st, 15, lease->token, -1, SQLITE_TRANSIENT);
+    rc = rc != SQLITE_OK ? rc : sqlite3_step(st);
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE) {
         sqerr(s, op, err);
@@ -998,11 +1035,9 @@ static int sq_register_worker(gn_store *b, const gn_worker *w, gn_error *err)
         rollback(s);
         return -1;
     }
-    bind_str(st, 1, w->id);
-    bind_str(st, 2, w->host);
     sqlite3_bind_int64(st, 3, w->pid);
-    bind_str(st, 4, w->device_class);
-    int rc = sqlite3_step(st);
+    int rc = bind_str(st, 1, w->id) | bind_str(st, 2, w->host) | bind_str(st, 4, w->device_class);
+    rc = rc != SQLITE_OK ? rc : sqlite3_step(st);
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE) {
         sqerr(s, op, err);
@@ -1024,8 +1059,8 @@ static int sq_worker_beat(gn_store *b, const char *id, gn_error *err)
         rollback(s);
         return -1;
     }
-    bind_str(st, 1, id);
-    int rc = sqlite3_step(st);
+    int rc = bind_str(st, 1, id);
+    rc = rc != SQLITE_OK ? rc : sqlite3_step(st);
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE) {
         sqerr(s, op, err);
@@ -1064,10 +1099,16 @@ static int sq_list_workers(gn_store *b, double window_s, gn_worker_list *out, gn
             out->items = p;
         }
         gn_worker *w = &out->items[out->n++];
-        w->id = col_str(st, 0);
-        w->host = col_str(st, 1);
+        int oom = 0;
+        w->id = col_str(st, 0, &oom);
+        w->host = col_str(st, 1, &oom);
         w->pid = col_i64(st, 2, -1);
-        w->device_class = col_str(st, 3);
+        w->device_class = col_str(st, 3, &oom);
+        if (oom) {
+            sqlite3_finalize(st);
+            gn_worker_list_free(out);
+            return gn_error_set(err, "%s: list workers: out of memory", s->base.where);
+        }
         w->started_at = col_real(st, 4);
         w->last_seen = col_real(st, 5);
     }
