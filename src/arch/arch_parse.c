@@ -332,11 +332,17 @@ int gn_arch_parse(const char *text, const char *source, gn_arch **out, gn_error 
     *out = NULL;
     json_error_t je;
     json_t *root = json_loads(text, JSON_REJECT_DUPLICATES, &je);
+    if (!root && json_error_code(&je) == json_error_out_of_memory)
+        return gn_error_set(err, "%s: out of memory reading the JSON", source);
     if (!root)
         return gn_error_set(err, "%s:%d:%d: invalid JSON: %s", source, je.line, je.column, je.text);
     int rc = -1;
     gn_arch *a = calloc(1, sizeof *a);
-    a->source = strdup(source);
+    if (!a || !(a->source = strdup(source))) {
+        free(a);
+        json_decref(root);
+        return gn_error_set(err, "%s: out of memory", source);
+    }
     ctx c = {.src = source, .idx = 0, .obj = NULL, .err = err};
 
     if (!json_is_array(root)) {
@@ -350,6 +356,10 @@ int gn_arch_parse(const char *text, const char *source, gn_arch **out, gn_error 
     }
     a->n_layers = (int)n;
     a->layers = calloc(n, sizeof *a->layers);
+    if (!a->layers) {
+        gn_error_set(err, "%s: out of memory for %zu layers", source, n);
+        goto done;
+    }
 
     /* layer 0 decides the family */
     c.obj = json_array_get(root, 0);
@@ -414,10 +424,16 @@ int gn_arch_load(const char *path, gn_arch **out, gn_error *err)
         return gn_error_set(err, "%s: cannot open: %s", path, strerror(errno));
     size_t cap = 1 << 14, n = 0, r;
     char *buf = malloc(cap);
-    while ((r = fread(buf + n, 1, cap - n - 1, f)) > 0) {
+    while (buf && (r = fread(buf + n, 1, cap - n - 1, f)) > 0) {
         n += r;
-        if (n + 1 == cap)
-            buf = realloc(buf, cap *= 2);
+        if (n + 1 == cap) {
+            char *nb = realloc(buf, cap *= 2);
+            if (!nb)
+                free(buf);
+            buf = nb;
+            if (!buf)
+                break;
+        }
         if (n > (64u << 20)) {
             fclose(f);
             free(buf);
@@ -426,6 +442,8 @@ int gn_arch_load(const char *path, gn_arch **out, gn_error *err)
     }
     int rerr = ferror(f);
     fclose(f);
+    if (!buf)
+        return gn_error_set(err, "%s: out of memory reading the file", path);
     if (rerr) {
         free(buf);
         return gn_error_set(err, "%s: read error", path);

@@ -25,12 +25,30 @@
 
 #include "space/space_internal.h"
 
-static json_t *layer(const char *type, int in, int out)
+/* The builder: every jansson call that fails (out of memory) marks the text bad,
+ * so a layer list is never written with a field missing. */
+typedef struct {
+    int bad;
+} jb;
+
+static void set(jb *b, json_t *o, const char *key, json_t *v)
+{
+    if (json_object_set_new(o, key, v)) /* frees v; fails on o or v NULL */
+        b->bad = 1;
+}
+
+static void append(jb *b, json_t *arr, json_t *o)
+{
+    if (json_array_append_new(arr, o))
+        b->bad = 1;
+}
+
+static json_t *layer(jb *b, const char *type, int in, int out)
 {
     json_t *o = json_object();
-    json_object_set_new(o, "layer_type", json_string(type));
-    json_object_set_new(o, "num_in_channels", json_integer(in));
-    json_object_set_new(o, "num_out_channels", json_integer(out));
+    set(b, o, "layer_type", json_string(type));
+    set(b, o, "num_in_channels", json_integer(in));
+    set(b, o, "num_out_channels", json_integer(out));
     return o;
 }
 
@@ -43,41 +61,42 @@ static json_t *number(double v)
 
 char *sp_build_json(const gn_space *s, const int *x)
 {
+    jb b = {0};
     json_t *arr = json_array(), *o;
     o = json_object();
-    json_object_set_new(o, "layer_type", json_string("data"));
-    json_object_set_new(o, "img_resolution", json_integer(sp_ivalue(&s->res, x)));
-    json_object_set_new(o, "distill", json_false());
-    json_array_append_new(arr, o);
+    set(&b, o, "layer_type", json_string("data"));
+    set(&b, o, "img_resolution", json_integer(sp_ivalue(&s->res, x)));
+    set(&b, o, "distill", json_false());
+    append(&b, arr, o);
 
     const sp_stage *h = &s->stages[0];
     int ch = sp_ivalue(&h->p[P_FILTERS], x);
-    o = layer("head", s->in_ch, ch);
+    o = layer(&b, "head", s->in_ch, ch);
     if (h->act_set)
-        json_object_set_new(o, "act", json_string(gn_act_name((gn_act)sp_ivalue(&h->p[P_ACT], x))));
-    json_array_append_new(arr, o);
+        set(&b, o, "act", json_string(gn_act_name((gn_act)sp_ivalue(&h->p[P_ACT], x))));
+    append(&b, arr, o);
 
     for (int i = 1; i < s->n_stages; i++) {
         const sp_stage *st = &s->stages[i];
         int n = sp_layers(s, i, x), out = sp_ivalue(&st->p[P_FILTERS], x);
         for (int l = 0; l < n; l++) {
-            o = layer(gn_layer_type_name(st->type), ch, out);
-            json_object_set_new(o, "stride", json_integer(l == 0 || !st->stride_first_only ? st->stride : 1));
+            o = layer(&b, gn_layer_type_name(st->type), ch, out);
+            set(&b, o, "stride", json_integer(l == 0 || !st->stride_first_only ? st->stride : 1));
             if (st->type != GN_LAYER_CONV)
-                json_object_set_new(o, "expansion", number(sp_value(&st->p[P_EXP], x)));
-            json_object_set_new(o, "kernel_size", json_integer(sp_ivalue(&st->p[P_KERNEL], x)));
-            json_object_set_new(o, "act", json_string(gn_act_name((gn_act)sp_ivalue(&st->p[P_ACT], x))));
+                set(&b, o, "expansion", number(sp_value(&st->p[P_EXP], x)));
+            set(&b, o, "kernel_size", json_integer(sp_ivalue(&st->p[P_KERNEL], x)));
+            set(&b, o, "act", json_string(gn_act_name((gn_act)sp_ivalue(&st->p[P_ACT], x))));
             if (st->type != GN_LAYER_CONV)
-                json_object_set_new(o, "use_se", json_boolean(sp_ivalue(&st->p[P_SE], x)));
-            json_object_set_new(o, "stage", json_integer(st->number));
-            json_array_append_new(arr, o);
+                set(&b, o, "use_se", json_boolean(sp_ivalue(&st->p[P_SE], x)));
+            set(&b, o, "stage", json_integer(st->number));
+            append(&b, arr, o);
             ch = out;
         }
     }
-    o = layer("tail", ch, sp_ivalue(&s->tail, x));
-    json_object_set_new(o, "num_classes", json_integer(s->classes));
-    json_array_append_new(arr, o);
-    char *text = json_dumps(arr, JSON_PRESERVE_ORDER | JSON_COMPACT | JSON_REAL_PRECISION(17));
+    o = layer(&b, "tail", ch, sp_ivalue(&s->tail, x));
+    set(&b, o, "num_classes", json_integer(s->classes));
+    append(&b, arr, o);
+    char *text = b.bad ? NULL : json_dumps(arr, JSON_PRESERVE_ORDER | JSON_COMPACT | JSON_REAL_PRECISION(17));
     json_decref(arr);
     return text;
 }
@@ -89,10 +108,15 @@ int gn_space_decode(const gn_space *s, const int *x, gn_arch **out, gn_error *er
         return -1;
     char *text = sp_build_json(s, x);
     char *enc = gn_space_encode_to_string(s, x);
-    size_t n = strlen(s->name) + strlen(enc) + 4;
+    size_t n = strlen(s->name) + (enc ? strlen(enc) : 0) + 4;
     char *src = malloc(n);
-    snprintf(src, n, "%s[%s]", s->name, enc);
-    int rc = gn_arch_parse(text, src, out, err);
+    int rc;
+    if (!text || !enc || !src) {
+        rc = gn_error_set(err, "%s: decoding a member: out of memory", s->name);
+    } else {
+        snprintf(src, n, "%s[%s]", s->name, enc);
+        rc = gn_arch_parse(text, src, out, err);
+    }
     free(src);
     free(enc);
     free(text);

@@ -92,6 +92,8 @@ static int get_choice(pctx *c, json_t *o, const char *key, double lo, double hi,
     ch->dim = -1;
     free(ch->v);
     ch->v = malloc(sizeof(double) * SPACE_MAX_CHOICES);
+    if (!ch->v)
+        return gn_error_set(c->err, "%s: out of memory", c->src);
     if (json_is_array(v)) {
         if (json_array_size(v) == 0)
             return bad(c, key, "empty choice list");
@@ -153,6 +155,8 @@ static int get_act_choice(pctx *c, json_t *o, sp_choice *ch)
     ch->dim = -1;
     free(ch->v);
     ch->v = malloc(sizeof(double) * 2);
+    if (!ch->v)
+        return gn_error_set(c->err, "%s: out of memory", c->src);
     if (!json_is_array(v))
         return bad(c, "act", "expected a list of \"relu\"/\"swish\", got %s", kind(v));
     if (json_array_size(v) == 0)
@@ -186,6 +190,8 @@ static int get_se_choice(pctx *c, json_t *o, sp_choice *ch)
     ch->dim = -1;
     free(ch->v);
     ch->v = malloc(sizeof(double) * 2);
+    if (!ch->v)
+        return gn_error_set(c->err, "%s: out of memory", c->src);
     if (!v) { /* default: no squeeze-excitation */
         ch->v[ch->n++] = 0;
         return 0;
@@ -208,10 +214,14 @@ static int get_se_choice(pctx *c, json_t *o, sp_choice *ch)
     return 0;
 }
 
-static int const_choice(sp_choice *ch, double v)
+static int const_choice(pctx *c, sp_choice *ch, double v)
 {
     free(ch->v);
     ch->v = malloc(sizeof(double));
+    if (!ch->v) {
+        ch->n = 0;
+        return gn_error_set(c->err, "%s: out of memory", c->src);
+    }
     ch->v[0] = v;
     ch->n = 1;
     ch->dim = -1;
@@ -299,7 +309,8 @@ static int parse_stage(pctx *c, json_t *o, int idx, int prev_number, sp_stage *s
             if (st->p[P_KERNEL].n != 1 || st->p[P_KERNEL].v[0] != 3)
                 return bad(c, "kernel", "the head (prologue) is always a 3x3 convolution: use [3]");
         } else {
-            const_choice(&st->p[P_KERNEL], 3);
+            if (const_choice(c, &st->p[P_KERNEL], 3))
+                return -1;
         }
         if (json_object_get(o, "layers")) {
             if (get_choice(c, o, "layers", 0, 1000, false, false, &st->p[P_LAYERS]))
@@ -307,14 +318,16 @@ static int parse_stage(pctx *c, json_t *o, int idx, int prev_number, sp_stage *s
             if (st->p[P_LAYERS].n != 1 || st->p[P_LAYERS].v[0] != 1)
                 return bad(c, "layers", "the head is always one layer: use [1]");
         } else {
-            const_choice(&st->p[P_LAYERS], 1);
+            if (const_choice(c, &st->p[P_LAYERS], 1))
+                return -1;
         }
         if (json_object_get(o, "act")) {
             if (get_act_choice(c, o, &st->p[P_ACT]))
                 return -1;
             st->act_set = true;
         } else {
-            const_choice(&st->p[P_ACT], GN_ACT_SWISH); /* layerConfig.get("act", "swish") */
+            if (const_choice(c, &st->p[P_ACT], GN_ACT_SWISH)) /* layerConfig.get("act", "swish") */
+                return -1;
         }
         if (get_choice(c, o, "filters", 1, 65536, false, false, &st->p[P_FILTERS]))
             return -1;
@@ -419,8 +432,11 @@ static int check_corner(gn_space *s, gn_error *err)
         gn_arch *a;
         gn_error aerr;
         if (gn_space_decode(s, x, &a, &aerr)) {
+            if (strstr(aerr.msg, "out of memory"))
+                return gn_error_set(err, "%s: %s", s->source, aerr.msg);
             char *enc = gn_space_encode_to_string(s, x);
-            gn_error_set(err, "%s: the space contains invalid networks, e.g. %s: %s", s->source, enc, aerr.msg);
+            gn_error_set(err, "%s: the space contains invalid networks, e.g. %s: %s", s->source, enc ? enc : "?",
+                         aerr.msg);
             free(enc);
             return -1;
         }
@@ -434,10 +450,16 @@ int gn_space_parse(const char *text, const char *source, gn_space **out, gn_erro
     *out = NULL;
     json_error_t je;
     json_t *root = json_loads(text, JSON_REJECT_DUPLICATES, &je);
+    if (!root && json_error_code(&je) == json_error_out_of_memory)
+        return gn_error_set(err, "%s: out of memory reading the JSON", source);
     if (!root)
         return gn_error_set(err, "%s:%d:%d: invalid JSON: %s", source, je.line, je.column, je.text);
     gn_space *s = calloc(1, sizeof *s);
-    s->source = strdup(source);
+    if (!s || !(s->source = strdup(source))) {
+        free(s);
+        json_decref(root);
+        return gn_error_set(err, "%s: out of memory", source);
+    }
     s->res.dim = s->tail.dim = -1;
     pctx c = {.src = source, .stage = -1, .prefix = NULL, .err = err};
     int rc = -1;
@@ -456,6 +478,10 @@ int gn_space_parse(const char *text, const char *source, gn_space **out, gn_erro
         goto done;
     }
     s->name = strdup(json_string_value(nm));
+    if (!s->name) {
+        gn_error_set(err, "%s: out of memory", source);
+        goto done;
+    }
     json_t *nt = json_object_get(root, "note");
     if (nt && !json_is_string(nt)) {
         bad(&c, "note", "expected a string, got %s", kind(nt));
@@ -521,10 +547,16 @@ int gn_space_load(const char *path, gn_space **out, gn_error *err)
         return gn_error_set(err, "%s: cannot open: %s", path, strerror(errno));
     size_t cap = 1 << 14, n = 0, r;
     char *buf = malloc(cap);
-    while ((r = fread(buf + n, 1, cap - n - 1, f)) > 0) {
+    while (buf && (r = fread(buf + n, 1, cap - n - 1, f)) > 0) {
         n += r;
-        if (n + 1 == cap)
-            buf = realloc(buf, cap *= 2);
+        if (n + 1 == cap) {
+            char *nb = realloc(buf, cap *= 2);
+            if (!nb)
+                free(buf);
+            buf = nb;
+            if (!buf)
+                break;
+        }
         if (n > (16u << 20)) {
             fclose(f);
             free(buf);
@@ -533,6 +565,8 @@ int gn_space_load(const char *path, gn_space **out, gn_error *err)
     }
     int rerr = ferror(f);
     fclose(f);
+    if (!buf)
+        return gn_error_set(err, "%s: out of memory reading the file", path);
     if (rerr) {
         free(buf);
         return gn_error_set(err, "%s: read error", path);

@@ -131,6 +131,8 @@ char *gn_space_encode_to_string(const gn_space *s, const int *x)
 {
     size_t cap = (size_t)s->desc.ndims * 12 + 1, o = 0;
     char *buf = malloc(cap);
+    if (!buf)
+        return NULL;
     buf[0] = 0;
     for (int i = 0; i < s->desc.ndims; i++)
         o += (size_t)snprintf(buf + o, cap - o, i ? ",%d" : "%d", x[i]);
