@@ -40,6 +40,11 @@ static int should_stop(void *user)
 static void on_message(void *user, const char *line)
 {
     (void)user;
+    if (strncmp(line, "warning: ", 9) == 0) { /* as `gpunas search` warns: one line on stderr */
+        fflush(stdout);
+        fprintf(stderr, "gpunas hub: %s\n", line);
+        return;
+    }
     printf("%s\n", line);
     fflush(stdout);
 }

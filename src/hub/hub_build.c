@@ -810,8 +810,10 @@ static int publish(build_state *s, const candidate *cd, char *name_out, size_t n
         gn_error_set(err, "hub build: out of memory");
         goto out;
     }
-    char stage[PATH_MAX + 16];
-    snprintf(stage, sizeof stage, "%s/%s.staging", s->work, name);
+    /* named after the trial, not the model: the name holds the measured latency, so
+     * a publish that failed and is retried would leave its first staging folder */
+    char stage[PATH_MAX + 48];
+    snprintf(stage, sizeof stage, "%s/trial-%lld.staging", s->work, (long long)cd->t.id);
     if (gn_fs_remove_tree(stage, err) || gn_fs_mkdirs(stage, err) ||
         write_model_files(s, stage, record, trained_arch, net, weights, err))
         goto out;
