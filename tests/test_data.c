@@ -608,8 +608,8 @@ static void test_cifar(void **state)
 /* ------------------------------------------------------------------ image writers */
 
 /* PNG from interleaved 8-bit (or 16-bit big-endian) rows. */
-static void write_png(const char *path, int w, int h, int color_type, int depth, const uint8_t *data,
-                      const png_color *palette, int npal)
+static void write_png_trns(const char *path, int w, int h, int color_type, int depth, const uint8_t *data,
+                           const png_color *palette, int npal, const png_byte *trans, int ntrans)
 {
     FILE *f = fopen(path, "wb");
     assert_non_null(f);
@@ -623,6 +623,8 @@ static void write_png(const char *path, int w, int h, int color_type, int depth,
                  PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
     if (palette)
         png_set_PLTE(png, info, palette, npal);
+    if (trans)
+        png_set_tRNS(png, info, trans, ntrans, NULL);
     png_write_info(png, info);
     int ch = color_type == PNG_COLOR_TYPE_GRAY ? 1 : color_type == PNG_COLOR_TYPE_RGB ? 3
              : color_type == PNG_COLOR_TYPE_RGB_ALPHA ? 4 : color_type == PNG_COLOR_TYPE_GRAY_ALPHA ? 2 : 1;
@@ -632,6 +634,12 @@ static void write_png(const char *path, int w, int h, int color_type, int depth,
     png_write_end(png, NULL);
     png_destroy_write_struct(&png, &info);
     assert_int_equal(fclose(f), 0);
+}
+
+static void write_png(const char *path, int w, int h, int color_type, int depth, const uint8_t *data,
+                      const png_color *palette, int npal)
+{
+    write_png_trns(path, w, h, color_type, depth, data, palette, npal, NULL, 0);
 }
 
 static void write_jpeg(const char *path, int w, int h, int comps, const uint8_t *data)
@@ -720,7 +728,8 @@ static void test_folder(void **state)
     assert_float_equal(d->std[0], sqrt(s2 / 192 - (s / 192) * (s / 192)), 1e-5);
     gn_dataset_free(d);
 
-    /* 2: mixed -> 3 channels: RGB, RGBA (alpha dropped), grey (expanded), palette, JPEG RGB;
+    /* 2: mixed -> 3 channels: RGB, RGBA (alpha dropped), grey (expanded), palette with
+     * transparency (dropped), JPEG RGB;
      * plus a 16x16 image shrunk to 8x8 on load */
     char *m = pjoin(root, "mixed"), *mc = pjoin(m, "c0");
     mkdir(m, 0777);
@@ -749,7 +758,10 @@ static void test_folder(void **state)
     write_png(p, 8, 8, PNG_COLOR_TYPE_GRAY, 8, grey, NULL, 0);
     free(p);
     p = pjoin(mc, "4.png");
-    write_png(p, 8, 8, PNG_COLOR_TYPE_PALETTE, 8, pal, palette, 4);
+    /* with tRNS transparency, which palette expansion turns into an alpha channel
+     * (refused as "4 channels" before; found by the fuzz seeds) */
+    png_byte trans[4] = {255, 0, 128, 255};
+    write_png_trns(p, 8, 8, PNG_COLOR_TYPE_PALETTE, 8, pal, palette, 4, trans, 4);
     free(p);
     p = pjoin(mc, "5.jpeg");
     write_jpeg(p, 8, 8, 3, rgb);

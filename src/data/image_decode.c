@@ -84,7 +84,8 @@ static int decode_png(const char *path, FILE *f, uint8_t **pixels, int *c, int *
         png_set_expand_gray_1_2_4_to_8(png);
     if (bd == 16)
         png_set_scale_16(png);
-    if (ct & PNG_COLOR_MASK_ALPHA)
+    /* a palette's tRNS becomes an alpha channel when the palette is expanded */
+    if ((ct & PNG_COLOR_MASK_ALPHA) || png_get_valid(png, info, PNG_INFO_tRNS))
         png_set_strip_alpha(png);
     png_set_interlace_handling(png);
     png_read_update_info(png, info);
