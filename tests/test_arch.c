@@ -256,6 +256,13 @@ static const struct {
      "\"num_in_channels\":16,\"num_out_channels\":16,\"stride\":2,\"expansion\":2,\"kernel_size\":5,\"act\":\"relu\","
      "\"use_se\":false}," TAIL(16) "]",
      "bad.json: layer 2: input 4x4 is too small for a 5x5 convolution (stride 2, padding 0); the resolution 8 is too small"},
+    /* MACs past 2^63 (signed overflow before; reproducer in tests/fuzz/corpus/arch) */
+    {"too large",
+     "[{\"layer_type\":\"data\",\"img_resolution\":16384,\"distill\":false},{\"layer_type\":\"head\","
+     "\"num_in_channels\":65536,\"num_out_channels\":65536},{\"layer_type\":\"fused_irb\",\"num_in_channels\":65536,"
+     "\"num_out_channels\":65536,\"stride\":1,\"expansion\":64,\"kernel_size\":11,\"act\":\"relu\",\"use_se\":false},"
+     "{\"layer_type\":\"tail\",\"num_in_channels\":65536,\"num_out_channels\":64,\"num_classes\":10}]",
+     "bad.json: layer 2: the network is too large: its parameter or multiply-accumulate count exceeds 2^63"},
     {"data not first", "[" HEAD "," DATA "," TAIL(16) "]", "layer 0: field 'layer_type': layer 0 must be \"data\""},
     {"no tail", "[" DATA "," HEAD "," CONV(16, 16, 1, 3) "]", "the last layer must be \"tail\""},
     {"two tails", "[" DATA "," HEAD "," TAIL(16) "," TAIL(16) "]", "layer 2: field 'layer_type': \"tail\" may only"},

@@ -556,6 +556,13 @@ static void test_malformed_spaces(void **state)
          "\"expansion\":[2],\"filters\":[32]}],\"tail\":{\"filters\":[64]}}",
          "the space contains invalid networks, e.g. 0,1: t[0,1]: layer 2: input 4x4 is too small for a 5x5 "
          "convolution"},
+        /* the largest member's MAC count exceeds 2^63 (loaded before, its members then
+         * overflowed the counts; reproducer in tests/fuzz/corpus/space) */
+        {"{\"name\":\"t\",\"in_channels\":65536,\"classes\":10,\"resolutions\":[32,16384],\"stages\":["
+         "{\"stage\":0,\"type\":\"head\",\"filters\":[16,65536]},{\"type\":\"fused_irb\",\"stride\":1,"
+         "\"kernel\":[3,11],\"layers\":[1],\"act\":[\"relu\"],\"expansion\":[1,64],\"filters\":[16,65536]}],"
+         "\"tail\":{\"filters\":[64]}}",
+         "the space contains invalid networks, e.g. 1,1,1,1,1: t[1,1,1,1,1]: layer 2: the network is too large"},
     };
     char *path = tu_tmp_path("space.json");
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

@@ -57,7 +57,17 @@ typedef struct {
     gn_error *err;
     int c, h, w; /* running shape */
     int64_t params, macs;
+    bool overflow; /* a count went past INT64_MAX (checked after every layer) */
 } walk;
+
+/* *sum += v, remembering an overflow instead of wrapping (signed overflow is UB).
+ * Every term is >= 0 and fits int64 by the field ranges; only sums and the
+ * per-convolution MAC product can overflow. */
+static void add(walk *W, int64_t *sum, int64_t v)
+{
+    if (__builtin_add_overflow(*sum, v, sum))
+        W->overflow = true;
+}
 
 /* One convolution on the running shape; counts params/MACs. */
 static int conv(walk *W, int cout, int k, int s, int p, int groups, bool bias)
@@ -68,23 +78,26 @@ static int conv(walk *W, int cout, int k, int s, int p, int groups, bool bias)
                             "the resolution %d is too small for this network",
                             W->a->source, W->idx, W->h, W->w, k, k, s, p, W->a->resolution);
     int oh = gn_conv_out(W->h, k, s, p), ow = gn_conv_out(W->w, k, s, p);
-    int64_t wcount = (int64_t)cout * (W->c / groups) * k * k;
-    W->params += wcount + (bias ? cout : 0);
-    W->macs += wcount * oh * ow;
+    int64_t wcount = (int64_t)cout * (W->c / groups) * k * k, m;
+    add(W, &W->params, wcount + (bias ? cout : 0));
+    if (__builtin_mul_overflow(wcount, (int64_t)oh * ow, &m))
+        W->overflow = true;
+    else
+        add(W, &W->macs, m);
     W->c = cout;
     W->h = oh;
     W->w = ow;
     return 0;
 }
 
-static void bn(walk *W) { W->params += 2 * (int64_t)W->c; }
+static void bn(walk *W) { add(W, &W->params, 2 * (int64_t)W->c); }
 
 /* SE on a mid-channel map: two 1x1 convs with bias at 1x1 spatial size. */
 static void se(walk *W, int rd)
 {
     int64_t c = W->c;
-    W->params += c * rd + rd + rd * c + c;
-    W->macs += c * rd + rd * c;
+    add(W, &W->params, c * rd + rd + rd * c + c);
+    add(W, &W->macs, c * rd + rd * c);
 }
 
 static int bad(walk *W, const char *field, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -225,8 +238,8 @@ static int resolve_layer(walk *W, gn_layer *L, bool distill, bool same_pad_fix)
             bn(W);
             W->h = W->w = 1;
         }
-        W->params += (int64_t)L->out_ch * L->num_classes + L->num_classes;
-        W->macs += (int64_t)L->out_ch * L->num_classes;
+        add(W, &W->params, (int64_t)L->out_ch * L->num_classes + L->num_classes);
+        add(W, &W->macs, (int64_t)L->out_ch * L->num_classes);
         W->c = L->num_classes;
         break;
     }
@@ -249,6 +262,9 @@ int gn_arch_resolve(gn_arch *a, gn_error *err)
                        a->layers[i - 1].out_ch, i - 1, gn_layer_type_name(a->layers[i - 1].type));
         if (resolve_layer(&W, L, a->distill, a->same_pad_fix))
             return -1;
+        if (W.overflow)
+            return gn_error_set(err, "%s: layer %d: the network is too large: its parameter or multiply-accumulate "
+                                "count exceeds 2^63", a->source, i);
         /* the released distill builder sets no drop-connect rate */
         L->drop_path = L->residual && !a->distill ? 0.2 * i / (a->n_layers - 1) : 0.0;
     }

@@ -394,8 +394,27 @@ static int number_dims(gn_space *s, gn_error *err)
     return 0;
 }
 
-/* Decode the corner where networks are smallest / SE widths thinnest; refuse the
- * space if one of those is invalid. */
+static int try_decode(gn_space *s, const int *x, gn_error *err)
+{
+    gn_arch *a;
+    gn_error aerr;
+    if (gn_space_decode(s, x, &a, &aerr)) {
+        if (strstr(aerr.msg, "out of memory"))
+            return gn_error_set(err, "%s: %s", s->source, aerr.msg);
+        char *enc = gn_space_encode_to_string(s, x);
+        gn_error_set(err, "%s: the space contains invalid networks, e.g. %s: %s", s->source, enc ? enc : "?",
+                     aerr.msg);
+        free(enc);
+        return -1;
+    }
+    gn_arch_free(a);
+    return 0;
+}
+
+/* Decode the corner where networks are smallest / SE widths thinnest, and the one
+ * where they are largest (parameter and MAC counts grow with every choice there, so
+ * a space whose biggest member overflows them is refused too); refuse the space if
+ * one of those is invalid. */
 static int check_corner(gn_space *s, gn_error *err)
 {
     int x[GN_ENC_MAX_DIMS] = {0};
@@ -422,27 +441,28 @@ static int check_corner(gn_space *s, gn_error *err)
         ARG(&st->p[P_FILTERS], <);
         ARG(&st->p[P_SE], >);
     }
-#undef ARG
     for (int e = 0; e < max_exp; e++) {
         for (int i = 0; i < s->n_stages; i++) {
             sp_choice *c = &s->stages[i].p[P_EXP];
             if (c->dim >= 0)
                 x[c->dim] = e < c->n ? e : c->n - 1;
         }
-        gn_arch *a;
-        gn_error aerr;
-        if (gn_space_decode(s, x, &a, &aerr)) {
-            if (strstr(aerr.msg, "out of memory"))
-                return gn_error_set(err, "%s: %s", s->source, aerr.msg);
-            char *enc = gn_space_encode_to_string(s, x);
-            gn_error_set(err, "%s: the space contains invalid networks, e.g. %s: %s", s->source, enc ? enc : "?",
-                         aerr.msg);
-            free(enc);
+        if (try_decode(s, x, err))
             return -1;
-        }
-        gn_arch_free(a);
     }
-    return 0;
+    /* the largest member */
+    ARG(&s->res, >);
+    ARG(&s->tail, >);
+    for (int i = 0; i < s->n_stages; i++) {
+        sp_stage *st = &s->stages[i];
+        ARG(&st->p[P_LAYERS], >);
+        ARG(&st->p[P_KERNEL], >);
+        ARG(&st->p[P_FILTERS], >);
+        ARG(&st->p[P_SE], >);
+        ARG(&st->p[P_EXP], >);
+    }
+#undef ARG
+    return try_decode(s, x, err);
 }
 
 int gn_space_parse(const char *text, const char *source, gn_space **out, gn_error *err)
