@@ -60,13 +60,15 @@ typedef struct {
     bool overflow; /* a count went past INT64_MAX (checked after every layer) */
 } walk;
 
-/* *sum += v, remembering an overflow instead of wrapping (signed overflow is UB).
- * Every term is >= 0 and fits int64 by the field ranges; only sums and the
- * per-convolution MAC product can overflow. */
+/* *sum += v, saturating at INT64_MAX and remembering the overflow instead of
+ * wrapping (signed overflow is UB).  Every term is >= 0 and fits int64 by the field
+ * ranges; only sums and the per-convolution MAC product can overflow. */
 static void add(walk *W, int64_t *sum, int64_t v)
 {
-    if (__builtin_add_overflow(*sum, v, sum))
+    if (__builtin_add_overflow(*sum, v, sum)) {
+        *sum = INT64_MAX;
         W->overflow = true;
+    }
 }
 
 /* One convolution on the running shape; counts params/MACs. */
