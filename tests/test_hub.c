@@ -185,6 +185,15 @@ static void test_hub_index_front_pick(void **state)
     char *after = tu_read_file(idx, NULL);
     assert_string_equal(after, "{\"format\": \"gpunas-hub\", \"models\": [{\"name\": \"x\"}]}");
     free(after);
+    /* a count out of its type's range is refused before it is converted (it was UB;
+     * found by fuzzing, tests/fuzz/corpus/hub/repro-params-1e308.json) */
+    assert_int_equal(tu_write_file(idx, "{\"format\": \"gpunas-hub\", \"models\": [{\"name\": \"x\","
+                                        " \"search\": {\"tier\": 1e300}}]}"),
+                     0);
+    gn_hub bad;
+    assert_int_not_equal(gn_hub_load(hub, false, &bad, &err), 0);
+    assert_non_null(strstr(err.msg, "hub.json: field 'search.tier': "));
+    assert_non_null(strstr(err.msg, " is not a whole number in [0, 2147483647]"));
     free(hub);
 }
 

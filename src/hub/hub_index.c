@@ -34,6 +34,19 @@ static int get_num(json_t *o, const char *path, const char *field, double *v, gn
     return 0;
 }
 
+/* A number that must be a whole count in [lo, hi] (checked before it is converted:
+ * a double outside the target type's range is undefined behaviour to convert). */
+static int get_count(json_t *o, const char *path, const char *field, double lo, double hi, double *v,
+                     gn_error *err)
+{
+    if (get_num(o, path, field, v, err))
+        return -1;
+    if (!(*v >= lo && *v <= hi) || *v != floor(*v))
+        return gn_error_set(err, "%s: field '%s': %.17g is not a whole number in [%.0f, %.0f]", path, field, *v, lo,
+                            hi);
+    return 0;
+}
+
 static int get_str(json_t *o, const char *path, const char *field, char *dst, size_t cap, gn_error *err)
 {
     json_t *x = hub_json_path(o, field);
@@ -68,19 +81,21 @@ int hub_model_from_json(json_t *o, const char *path, const char *folder, gn_hub_
     if (!json_is_object(o))
         return gn_error_set(err, "%s: a model record is not a JSON object", path);
     double tier = 0, rank = 0, thr = 0, params = 0, macs = 0, trial = 0, tmax = 0;
+    const double big = 9223372036854774784.0; /* the largest double below 2^63 */
     if (get_str(o, path, "name", m->name, sizeof m->name, err) ||
-        get_num(o, path, "search.tier", &tier, err) || get_num(o, path, "search.rank", &rank, err) ||
+        get_count(o, path, "search.tier", 0, INT_MAX, &tier, err) ||
+        get_count(o, path, "search.rank", 0, INT_MAX, &rank, err) ||
         get_num(o, path, "search.tier_max_ms", &tmax, err) ||
-        get_num(o, path, "search.trial_id", &trial, err) ||
+        get_count(o, path, "search.trial_id", 0, big, &trial, err) ||
         get_str(o, path, "search.store", m->store, sizeof m->store, err) ||
         get_num(o, path, "accuracy.test_top1", &m->test_top1, err) ||
         get_num(o, path, "accuracy.test_top5", &m->test_top5, err) ||
         get_num(o, path, "latency.median_ms", &m->latency_ms, err) ||
         get_num(o, path, "latency.p10_ms", &m->latency_p10_ms, err) ||
         get_num(o, path, "latency.p90_ms", &m->latency_p90_ms, err) ||
-        get_num(o, path, "latency.threads", &thr, err) ||
+        get_count(o, path, "latency.threads", 0, INT_MAX, &thr, err) ||
         get_str(o, path, "latency.device", m->device, sizeof m->device, err) ||
-        get_num(o, path, "arch.params", &params, err) || get_num(o, path, "arch.macs", &macs, err))
+        get_count(o, path, "arch.params", 0, big, &params, err) || get_count(o, path, "arch.macs", 0, big, &macs, err))
         return -1;
     if (!(m->latency_ms > 0) || !(m->test_top1 >= 0 && m->test_top1 <= 1))
         return gn_error_set(err, "%s: model '%s': latency %.4g ms / accuracy %.4g out of range", path, m->name,
