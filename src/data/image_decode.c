@@ -11,9 +11,11 @@
  *   kept as stored, not composited).  JPEG: greyscale stays grey, YCbCr/RGB -> RGB,
  *   CMYK/YCCK are refused.  JPEG data-corruption warnings (premature end, bad Huffman
  *   code...) are errors here: libjpeg would otherwise fill the rest with grey and a
- *   damaged training image would pass silently; harmless warnings (extraneous bytes,
- *   unknown JFIF revision, bad ICC marker) are ignored.  Images larger than 16384 on a
- *   side are refused before any pixel memory is allocated.
+ *   damaged training image would pass silently; decoding stops at the first one (a
+ *   few hundred bytes declaring 16384 x 16384 would otherwise have every row filled,
+ *   seconds of work); harmless warnings (extraneous bytes, unknown JFIF revision, bad
+ *   ICC marker) are ignored.  Images larger than 16384 on a side are refused before
+ *   any pixel memory is allocated.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -126,7 +128,6 @@ typedef struct {
     struct jpeg_error_mgr pub;
     jmp_buf jb;
     char msg[JMSG_LENGTH_MAX + 64];
-    int bad; /* a data-corruption warning was seen */
 } jpeg_ctx;
 
 static void jpeg_on_error(j_common_ptr cinfo)
@@ -142,12 +143,10 @@ static void jpeg_on_message(j_common_ptr cinfo, int level)
     if (level >= 0)
         return; /* trace messages */
     int code = cinfo->err->msg_code;
-    if (ctx->bad)
-        return;
     if (code == JWRN_HIT_MARKER || code == JWRN_HUFF_BAD_CODE || code == JWRN_JPEG_EOF || code == JWRN_MUST_RESYNC ||
         code == JWRN_ARITH_BAD_CODE || code == JWRN_NOT_SEQUENTIAL) {
         (*cinfo->err->format_message)(cinfo, ctx->msg);
-        ctx->bad = 1;
+        longjmp(ctx->jb, 1); /* as error_exit: the caller reports "undecodable JPEG" */
     }
 }
 
@@ -199,10 +198,6 @@ static int decode_jpeg(const char *path, FILE *f, uint8_t **pixels, int *c, int 
     }
     jpeg_finish_decompress(&cinfo);
     jpeg_destroy_decompress(&cinfo);
-    if (ctx.bad) {
-        free(inter);
-        return gn_error_set(err, "%s: undecodable JPEG: %s", path, ctx.msg);
-    }
     uint8_t *planes = to_planes(inter, cc, hh, ww);
     free(inter);
     if (!planes)
