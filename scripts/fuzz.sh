@@ -4,12 +4,13 @@
 #
 #   bash scripts/fuzz.sh [SECONDS] [NAME ...]     (default 60 s; default: every harness)
 #   bash scripts/fuzz.sh --harvest                (seed candidates from the unit tests)
+#   bash scripts/fuzz.sh --minimize [NAME ...]     (re-minimise the corpora, see merge_into)
 #
 # Each run: -timeout=1 (an input taking over 1 s is a bug), -rss_limit_mb=2048, ASan +
 # UBSan, the harness's dictionary tests/fuzz/NAME.dict when there is one.  New inputs go
-# to a scratch corpus build-fuzz/scratch/NAME/; afterwards those of at most
-# FUZZ_MERGE_MAX_BYTES (4096) that add edge coverage are merged into tests/fuzz/corpus/NAME
-# with -merge=1 (FUZZ_MERGE=0: no merge).  A crash, leak, timeout or out-of-memory input
+# to a scratch corpus build-fuzz/scratch/NAME/; afterwards the corpus is re-minimised with
+# those of at most FUZZ_MERGE_MAX_BYTES (4096) by -merge=1: seed-* and repro-* files
+# stay, the rest is the smallest set that adds edge coverage (FUZZ_MERGE=0: no merge).  A crash, leak, timeout or out-of-memory input
 # is written to build-fuzz/artifacts/NAME/ and ends that harness's run.
 # Prints one row per harness (seconds, executions, exec/s, corpus files, crashes) and
 # exits 1 if any harness crashed.  Runs under `nice -n 10`, one harness at a time.
@@ -29,9 +30,13 @@ MERGE_MAX=${FUZZ_MERGE_MAX_BYTES:-4096}
 JOBS=${FUZZ_BUILD_JOBS:-2}
 
 HARVEST=0
+MINIMIZE=0
 SECONDS_EACH=60
 if [ "${1:-}" = "--harvest" ]; then
   HARVEST=1
+  shift
+elif [ "${1:-}" = "--minimize" ]; then
+  MINIMIZE=1
   shift
 elif [ -n "${1:-}" ] && [[ "$1" =~ ^[0-9]+$ ]]; then
   SECONDS_EACH=$1
@@ -63,23 +68,46 @@ nice -n 10 cmake --build "$B" -j"$JOBS" --target "${targets[@]}"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
-# merge_into NAME DIR: add DIR's small inputs that bring new edges to the corpus
+# merge_into NAME [DIR]: re-minimise the corpus of NAME together with DIR's inputs of
+# at most MERGE_MAX bytes: seed-* and repro-* files always stay; of the others (the
+# corpus' unnamed files and DIR's), libFuzzer's -merge=1 keeps those that add edges
+# (-use_counters=0) the kept ones lack, under their old names where they had one.
 merge_into() {
-  local n=$1 from=$2 small="$B/merge-in/$1"
-  rm -rf "$small" && mkdir -p "$small" "tests/fuzz/corpus/$n"
-  find "$from" -maxdepth 1 -type f -size -"$((MERGE_MAX + 1))"c -exec cp {} "$small"/ \;
+  local n=$1 from=${2:-} c=tests/fuzz/corpus/$1 w=$B/merge/$1
+  rm -rf "$w" && mkdir -p "$w/keep" "$w/cand" "$w/out" "$c"
+  find "$c" -maxdepth 1 -type f \( -name 'seed-*' -o -name 'repro-*' \) -exec cp {} "$w/keep/" \;
+  find "$c" -maxdepth 1 -type f ! -name 'seed-*' ! -name 'repro-*' -exec cp {} "$w/cand/" \;
+  if [ -n "$from" ]; then
+    find "$from" -maxdepth 1 -type f -size -"$((MERGE_MAX + 1))"c -exec cp {} "$w/cand/" \;
+  fi
+  find "$w/keep" -type f -exec cp {} "$w/out/" \;
   local before after
-  before=$(find "tests/fuzz/corpus/$n" -type f | wc -l)
+  before=$(find "$c" -type f | wc -l)
   nice -n 10 "$B/fuzz_$n" -merge=1 -use_counters=0 -timeout=1 -rss_limit_mb=2048 \
-    "tests/fuzz/corpus/$n" "$small" >"$B/logs/$n.merge.log" 2>&1 || {
+    "$w/out" "$w/cand" >"$B/logs/$n.merge.log" 2>&1 || {
       echo "fuzz: $n: merge failed, see $B/logs/$n.merge.log" >&2
       return 1
     }
-  after=$(find "tests/fuzz/corpus/$n" -type f | wc -l)
-  echo "fuzz: $n: merged $((after - before)) input(s) into tests/fuzz/corpus/$n"
+  find "$c" -maxdepth 1 -type f ! -name 'seed-*' ! -name 'repro-*' -delete
+  (cd "$w/cand" && sha1sum -- * 2>/dev/null) >"$w/cand.sha1" || true
+  local f b name
+  for f in "$w/out"/*; do
+    b=$(basename "$f")
+    [ -e "$w/keep/$b" ] && continue
+    name=$(awk -v h="$b" '$1 == h { print $2; exit }' "$w/cand.sha1")
+    cp "$f" "$c/${name:-$b}"
+  done
+  after=$(find "$c" -type f | wc -l)
+  echo "fuzz: $n: corpus $before -> $after file(s)"
 }
 
 mkdir -p "$B/logs"
+
+if [ $MINIMIZE = 1 ]; then
+  for n in "${NAMES[@]}"; do merge_into "$n"; done
+  echo "corpora: $(du -sh --apparent-size tests/fuzz/corpus | cut -f1) in $(find tests/fuzz/corpus -type f | wc -l) files"
+  exit 0
+fi
 
 if [ $HARVEST = 1 ]; then
   [ -d build ] || { echo "fuzz: --harvest needs the Release build in build/ (scripts/test.sh)" >&2; exit 2; }
@@ -135,15 +163,15 @@ for n in "${NAMES[@]}"; do
     grep -m3 -E "ERROR: |runtime error|invariant broken|Timeout|out-of-memory" "$log" >&2 || true
   fi
   new=$(find "$scratch" -type f | wc -l)
-  if [ "$MERGE" = 1 ] && [ "$new" -gt 0 ]; then merge_into "$n" "$scratch" || failed=1; fi
+  if [ "$MERGE" = 1 ]; then merge_into "$n" "$scratch" || failed=1; fi
   files=$(find "tests/fuzz/corpus/$n" -type f | wc -l)
-  kb=$(du -sk "tests/fuzz/corpus/$n" | cut -f1)
-  rate=$(awk -v e="$execs" -v s="$secs" 'BEGIN { printf "%.0f", s > 0 ? e / s : 0 }')
+  kb=$(du -sk --apparent-size "tests/fuzz/corpus/$n" | cut -f1)
+  rate=$(awk -v e="$execs" -v s="$secs" 'BEGIN { printf "%.0f", (s > 0 ? e / s : 0) }')
   rows+=("$(printf '%-12s %6s %12s %8s %7s %7s %8s' "$n" "$secs" "$execs" "$rate" "$files" "$kb" "$crashes")")
 done
 
 echo
 printf '%-12s %6s %12s %8s %7s %7s %8s\n' harness seconds executions exec/s corpus KB crashes
 for r in "${rows[@]}"; do echo "$r"; done
-echo "corpora: $(du -sh tests/fuzz/corpus | cut -f1) in $(find tests/fuzz/corpus -type f | wc -l) files"
+echo "corpora: $(du -sh --apparent-size tests/fuzz/corpus | cut -f1) in $(find tests/fuzz/corpus -type f | wc -l) files"
 exit $failed

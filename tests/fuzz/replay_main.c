@@ -8,9 +8,11 @@
  * is how OSS-Fuzz reproduces a crash without libFuzzer, and what the CTest tests
  * fuzz_replay_<name> do with tests/fuzz/corpus/<name>/ in the Release and the
  * ASan + UBSan builds.  A harness reports a broken invariant by aborting; a sanitizer
- * report ends the process too, so reaching the end means every input passed.  Exit
- * status: 0, or 1 when an argument cannot be read or no input was found at all (an
- * empty or missing corpus must not pass silently).
+ * report ends the process too, so reaching the end means every input passed.  An
+ * input that takes longer than $GPUNAS_FUZZ_REPLAY_MAX_S seconds (default 10; the
+ * fuzzer's own limit is 1 s, this one leaves room for slow sanitizer builds) counts as
+ * a hang.  Exit status: 0, or 1 when an argument cannot be read, an input hangs, or no
+ * input was found at all (an empty or missing corpus must not pass silently).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -22,6 +24,15 @@
 #include <time.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static double max_s = 10;
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
 
 static int run_file(const char *path)
 {
@@ -60,8 +71,14 @@ static int run_file(const char *path)
     }
     memcpy(in, buf, n);
     free(buf);
+    double t0 = now_s();
     LLVMFuzzerTestOneInput(in, n);
+    double dt = now_s() - t0;
     free(in);
+    if (dt > max_s) {
+        fprintf(stderr, "replay: %s: took %.1f s (limit %.0f s): a hang is a bug\n", path, dt, max_s);
+        return -1;
+    }
     return 0;
 }
 
@@ -73,8 +90,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: %s CORPUS_DIR_OR_FILE ...\n", argv[0]);
         return 2;
     }
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    const char *lim = getenv("GPUNAS_FUZZ_REPLAY_MAX_S");
+    if (lim && atof(lim) > 0)
+        max_s = atof(lim);
+    double t0 = now_s();
     long total = 0;
     int rc = 0;
     for (int i = 1; i < argc; i++) {
@@ -131,9 +150,8 @@ int main(int argc, char **argv)
         printf("replay: %s: %ld input(s)\n", argv[i], here);
         total += here;
     }
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    double s = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
-    printf("replay: %ld input(s) in %.2f s, no crash\n", total, s);
+    double s = now_s() - t0;
+    printf("replay: %ld input(s) in %.2f s%s\n", total, s, rc ? "" : ", no crash or hang");
     if (total == 0) {
         fprintf(stderr, "replay: no input found\n");
         rc = 1;
