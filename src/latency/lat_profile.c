@@ -12,6 +12,7 @@
 
 #include "gpunas/latprofile.h"
 #include "util/fs_atomic.h"
+#include "util/read_text.h"
 
 #define FORMAT "gpunas-latency-profile"
 #define VERSION 1
@@ -478,29 +479,9 @@ int gn_lat_profile_parse(const char *text, const char *source, gn_lat_profile *p
 int gn_lat_profile_load(const char *path, gn_lat_profile *p, gn_error *err)
 {
     gn_lat_profile_init(p);
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return gn_error_set(err, "%s: cannot open the latency profile", path);
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    size_t r;
-    while (buf && (r = fread(buf + n, 1, cap - n - 1, f)) > 0) {
-        n += r;
-        if (n + 1 == cap) {
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-    }
-    fclose(f);
-    if (!buf)
-        return gn_error_set(err, "%s: out of memory reading the latency profile", path);
-    buf[n] = 0;
+    char *buf;
+    if (gn__read_text(path, 256u << 20, "a latency profile", &buf, err))
+        return -1;
     int rc = gn_lat_profile_parse(buf, path, p, err);
     free(buf);
     return rc;

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "space/space_internal.h"
+#include "util/read_text.h"
 
 typedef struct {
     const char *src;
@@ -562,40 +563,9 @@ done:
 int gn_space_load(const char *path, gn_space **out, gn_error *err)
 {
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return gn_error_set(err, "%s: cannot open: %s", path, strerror(errno));
-    size_t cap = 1 << 14, n = 0, r;
-    char *buf = malloc(cap);
-    while (buf && (r = fread(buf + n, 1, cap - n - 1, f)) > 0) {
-        n += r;
-        if (n + 1 == cap) {
-            char *nb = realloc(buf, cap *= 2);
-            if (!nb)
-                free(buf);
-            buf = nb;
-            if (!buf)
-                break;
-        }
-        if (n > (16u << 20)) {
-            fclose(f);
-            free(buf);
-            return gn_error_set(err, "%s: file larger than 16 MiB; not a search-space file", path);
-        }
-    }
-    int rerr = ferror(f);
-    fclose(f);
-    if (!buf)
-        return gn_error_set(err, "%s: out of memory reading the file", path);
-    if (rerr) {
-        free(buf);
-        return gn_error_set(err, "%s: read error", path);
-    }
-    buf[n] = 0;
-    if (strlen(buf) != n) {
-        free(buf);
-        return gn_error_set(err, "%s: contains a NUL byte; not a JSON text file", path);
-    }
+    char *buf;
+    if (gn__read_text(path, 16u << 20, "a search-space file", &buf, err))
+        return -1;
     int rc = gn_space_parse(buf, path, out, err);
     free(buf);
     return rc;
