@@ -140,7 +140,7 @@ int gn_arch_save(const gn_arch *a, const char *path, gn_error *err)
     char *text = gn_arch_to_json(a, err);
     if (!text)
         return -1;
-    int rc = gn_fs_write_text_atomic(path, text, err);
+    int rc = gn__fs_write_text_atomic(path, text, err);
     free(text);
     return rc;
 }

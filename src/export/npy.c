@@ -423,7 +423,7 @@ int gn_npy_write(const char *path, int ndim, const int64_t *shape, const float *
         unlink(tmp);
         return gn_error_set(err, "%s: cannot rename %s into place: %s", path, tmp, strerror(e));
     }
-    return gn_fs_fsync_parent(path, err); /* the rename survives a power cut */
+    return gn__fs_fsync_parent(path, err); /* the rename survives a power cut */
 werr:;
     int e = errno;
     if (fd >= 0)

@@ -33,7 +33,7 @@ static const char *vname(exporter *x, int v)
 {
     if (v == 0)
         return "input";
-    return ox_fmt(&x->g, "v%d", v);
+    return gn__ox_fmt(&x->g, "v%d", v);
 }
 
 /* "network.stage: 4 layer5.conv_pw" from the conv's weight "...conv_pw.weight" */
@@ -44,7 +44,7 @@ static char *module_name(exporter *x, int pid)
     const char *suffix = ".weight";
     if (len > strlen(suffix) && strcmp(n + len - strlen(suffix), suffix) == 0)
         len -= strlen(suffix);
-    return ox_fmt(&x->g, "%.*s", (int)len, n);
+    return gn__ox_fmt(&x->g, "%.*s", (int)len, n);
 }
 
 /* Host copy of a tensor as an initializer named NAME with the given ONNX dims. */
@@ -61,7 +61,7 @@ static int tensor_init(exporter *x, const char *name, const gn_tensor *t, int nd
         return gn_error_set(x->err, "%s: cannot read tensor '%s' from the %s backend", x->path, name,
                             gn_backend_name(gn_net_backend(x->net)));
     }
-    int rc = ox_initializer(&x->g, name, ndim, dims, h);
+    int rc = gn__ox_initializer(&x->g, name, ndim, dims, h);
     free(h);
     return rc;
 }
@@ -72,20 +72,20 @@ static void emit_act(exporter *x, gn_eltwise a, const char *in, const char *out,
     const char *ins[2] = {in, NULL};
     switch (a) {
     case GN_ELT_RELU:
-        ox_node(&x->g, "Relu", name, 1, ins, out);
+        gn__ox_node(&x->g, "Relu", name, 1, ins, out);
         break;
     case GN_ELT_SIGMOID:
-        ox_node(&x->g, "Sigmoid", name, 1, ins, out);
+        gn__ox_node(&x->g, "Sigmoid", name, 1, ins, out);
         break;
     case GN_ELT_SILU: { /* x * sigmoid(x): opset 13 has no SiLU/Swish */
-        const char *s = ox_fmt(&x->g, "%s_sig", out);
-        ox_node(&x->g, "Sigmoid", ox_fmt(&x->g, "%s.sigmoid", name), 1, ins, s);
+        const char *s = gn__ox_fmt(&x->g, "%s_sig", out);
+        gn__ox_node(&x->g, "Sigmoid", gn__ox_fmt(&x->g, "%s.sigmoid", name), 1, ins, s);
         ins[1] = s;
-        ox_node(&x->g, "Mul", ox_fmt(&x->g, "%s.mul", name), 2, ins, out);
+        gn__ox_node(&x->g, "Mul", gn__ox_fmt(&x->g, "%s.mul", name), 2, ins, out);
         break;
     }
     default:
-        ox_node(&x->g, "Identity", name, 1, ins, out);
+        gn__ox_node(&x->g, "Identity", name, 1, ins, out);
     }
 }
 
@@ -100,29 +100,29 @@ static int emit_conv(exporter *x, const gn_inode *o, const char *in, const char 
     char *mod = module_name(x, nd->w);
     if (!mod)
         return -1;
-    const char *wn = ox_fmt(&x->g, "%s.weight", mod), *bn = ox_fmt(&x->g, "%s.bias", mod);
+    const char *wn = gn__ox_fmt(&x->g, "%s.weight", mod), *bn = gn__ox_fmt(&x->g, "%s.bias", mod);
     int64_t wd[4] = {o->w.n, o->w.c, o->w.h, o->w.w}, bd[1] = {o->w.n};
     if (!wn || !bn || tensor_init(x, wn, &o->w, 4, wd) || tensor_init(x, bn, &o->b, 1, bd))
         return -1;
     bool act = o->act != GN_ELT_IDENTITY, res = o->res >= 0;
-    const char *y = act || res ? ox_fmt(&x->g, "%s_conv", out) : out;
+    const char *y = act || res ? gn__ox_fmt(&x->g, "%s_conv", out) : out;
     const char *ins[3] = {in, wn, bn};
-    Onnx__NodeProto *c = ox_node(&x->g, "Conv", mod, 3, ins, y);
+    Onnx__NodeProto *c = gn__ox_node(&x->g, "Conv", mod, 3, ins, y);
     int64_t k[2] = {o->w.h, o->w.w}, s[2] = {o->cp.stride, o->cp.stride},
             p[4] = {o->cp.pad, o->cp.pad, o->cp.pad, o->cp.pad}, d[2] = {1, 1};
-    ox_attr_ints(&x->g, c, "kernel_shape", 2, k);
-    ox_attr_ints(&x->g, c, "strides", 2, s);
-    ox_attr_ints(&x->g, c, "pads", 4, p);
-    ox_attr_ints(&x->g, c, "dilations", 2, d);
-    ox_attr_int(&x->g, c, "group", o->cp.groups);
+    gn__ox_attr_ints(&x->g, c, "kernel_shape", 2, k);
+    gn__ox_attr_ints(&x->g, c, "strides", 2, s);
+    gn__ox_attr_ints(&x->g, c, "pads", 4, p);
+    gn__ox_attr_ints(&x->g, c, "dilations", 2, d);
+    gn__ox_attr_int(&x->g, c, "group", o->cp.groups);
     if (act) {
-        const char *a = res ? ox_fmt(&x->g, "%s_%s", out, act_suffix(o->act)) : out;
-        emit_act(x, o->act, y, a, ox_fmt(&x->g, "%s.%s", mod, act_suffix(o->act)));
+        const char *a = res ? gn__ox_fmt(&x->g, "%s_%s", out, act_suffix(o->act)) : out;
+        emit_act(x, o->act, y, a, gn__ox_fmt(&x->g, "%s.%s", mod, act_suffix(o->act)));
         y = a;
     }
     if (res) {
         const char *ai[2] = {y, vname(x, o->res)};
-        ox_node(&x->g, "Add", ox_fmt(&x->g, "%s.residual_add", mod), 2, ai, out);
+        gn__ox_node(&x->g, "Add", gn__ox_fmt(&x->g, "%s.residual_add", mod), 2, ai, out);
     }
     return 0;
 }
@@ -151,15 +151,15 @@ static int emit_bn(exporter *x, const gn_inode *o, const char *in, const char *o
         s[c] = (float)sc;
         s[C + c] = (float)(h[C + c] - h[2 * C + c] * sc);
     }
-    const char *sn = ox_fmt(&x->g, "%s.scale", name), *tn = ox_fmt(&x->g, "%s.shift", name),
-               *m = ox_fmt(&x->g, "%s_scaled", out);
+    const char *sn = gn__ox_fmt(&x->g, "%s.scale", name), *tn = gn__ox_fmt(&x->g, "%s.shift", name),
+               *m = gn__ox_fmt(&x->g, "%s_scaled", out);
     int64_t dims[4] = {1, C, 1, 1};
-    int rc = ox_initializer(&x->g, sn, 4, dims, s) || ox_initializer(&x->g, tn, 4, dims, s + C) ? -1 : 0;
+    int rc = gn__ox_initializer(&x->g, sn, 4, dims, s) || gn__ox_initializer(&x->g, tn, 4, dims, s + C) ? -1 : 0;
     free(h);
     free(s);
     const char *mi[2] = {in, sn}, *ai[2] = {m, tn};
-    ox_node(&x->g, "Mul", ox_fmt(&x->g, "%s.mul", name), 2, mi, m);
-    ox_node(&x->g, "Add", ox_fmt(&x->g, "%s.add", name), 2, ai, out);
+    gn__ox_node(&x->g, "Mul", gn__ox_fmt(&x->g, "%s.mul", name), 2, mi, m);
+    gn__ox_node(&x->g, "Add", gn__ox_fmt(&x->g, "%s.add", name), 2, ai, out);
     return rc;
 }
 
@@ -169,16 +169,16 @@ static int emit_linear(exporter *x, const gn_inode *o, const char *in, const cha
     char *mod = module_name(x, nd->w);
     if (!mod)
         return -1;
-    const char *wn = ox_fmt(&x->g, "%s.weight", mod), *bn = ox_fmt(&x->g, "%s.bias", mod),
-               *flat = ox_fmt(&x->g, "%s_flat", out);
+    const char *wn = gn__ox_fmt(&x->g, "%s.weight", mod), *bn = gn__ox_fmt(&x->g, "%s.bias", mod),
+               *flat = gn__ox_fmt(&x->g, "%s_flat", out);
     int64_t wd[2] = {o->w.n, (int64_t)o->w.c * o->w.h * o->w.w}, bd[1] = {o->w.n};
     if (!wn || !bn || !flat || tensor_init(x, wn, &o->w, 2, wd) || tensor_init(x, bn, &o->b, 1, bd))
         return -1;
     const char *fi[1] = {in}, *gi[3] = {flat, wn, bn};
-    Onnx__NodeProto *f = ox_node(&x->g, "Flatten", ox_fmt(&x->g, "%s.flatten", mod), 1, fi, flat);
-    ox_attr_int(&x->g, f, "axis", 1);
-    Onnx__NodeProto *gm = ox_node(&x->g, "Gemm", mod, 3, gi, out);
-    ox_attr_int(&x->g, gm, "transB", 1);
+    Onnx__NodeProto *f = gn__ox_node(&x->g, "Flatten", gn__ox_fmt(&x->g, "%s.flatten", mod), 1, fi, flat);
+    gn__ox_attr_int(&x->g, f, "axis", 1);
+    Onnx__NodeProto *gm = gn__ox_node(&x->g, "Gemm", mod, 3, gi, out);
+    gn__ox_attr_int(&x->g, gm, "transB", 1);
     return 0;
 }
 
@@ -197,7 +197,7 @@ static int emit_plan(exporter *x)
         char mod[GN_NAME_MAX];
         if (gn_arch_module_name(x->net->arch, nd->layer, mod, sizeof mod))
             snprintf(mod, sizeof mod, "layer%d", nd->layer);
-        const char *name = ox_fmt(&x->g, "%s.%s%d", mod,
+        const char *name = gn__ox_fmt(&x->g, "%s.%s%d", mod,
                                   o->k == ND_GAP       ? "gap"
                                   : o->k == ND_CHSCALE ? "se_scale"
                                   : o->k == ND_ADD     ? "add"
@@ -215,13 +215,13 @@ static int emit_plan(exporter *x)
             break;
         case ND_GAP: {
             const char *ins[1] = {in};
-            ox_node(&x->g, "GlobalAveragePool", name, 1, ins, out);
+            gn__ox_node(&x->g, "GlobalAveragePool", name, 1, ins, out);
             break;
         }
         case ND_CHSCALE:
         case ND_ADD: {
             const char *ins[2] = {in, vname(x, o->in2)};
-            ox_node(&x->g, o->k == ND_ADD ? "Add" : "Mul", name, 2, ins, out);
+            gn__ox_node(&x->g, o->k == ND_ADD ? "Add" : "Mul", name, 2, ins, out);
             break;
         }
         case ND_LINEAR:
@@ -238,8 +238,8 @@ static int emit_plan(exporter *x)
             return -1;
         if (last && o->k != ND_LINEAR) {
             const char *ins[1] = {out};
-            Onnx__NodeProto *f = ox_node(&x->g, "Flatten", "logits.flatten", 1, ins, "logits");
-            ox_attr_int(&x->g, f, "axis", 1);
+            Onnx__NodeProto *f = gn__ox_node(&x->g, "Flatten", "logits.flatten", 1, ins, "logits");
+            gn__ox_attr_int(&x->g, f, "axis", 1);
         }
     }
     return 0;
@@ -253,7 +253,7 @@ static const char *graph_name(exporter *x)
     size_t n = strlen(b);
     if (n > 5 && strcmp(b + n - 5, ".json") == 0)
         n -= 5;
-    return n ? ox_fmt(&x->g, "%.*s", (int)n, b) : "gpunas";
+    return n ? gn__ox_fmt(&x->g, "%.*s", (int)n, b) : "gpunas";
 }
 
 int gn_onnx_export(gn_net *net, const char *path, const gn_onnx_opts *o, gn_error *err)
@@ -280,14 +280,14 @@ int gn_onnx_export(gn_net *net, const char *path, const gn_onnx_opts *o, gn_erro
     int64_t b = o->batch > 0 ? o->batch : -1;
     int64_t idims[4] = {b, in.c, in.h, in.w}, odims[2] = {b, (int64_t)lg.c * lg.h * lg.w};
 
-    Onnx__ValueInfoProto *vin = rc ? NULL : ox_value_info(&x.g, "input", 4, idims, "N");
-    Onnx__ValueInfoProto *vout = rc ? NULL : ox_value_info(&x.g, "logits", 2, odims, "N");
-    Onnx__ValueInfoProto **ins = ox_alloc(&x.g, sizeof *ins), **outs = ox_alloc(&x.g, sizeof *outs);
-    Onnx__GraphProto *g = ox_alloc(&x.g, sizeof *g);
-    Onnx__OperatorSetIdProto *os = ox_alloc(&x.g, sizeof *os);
-    Onnx__OperatorSetIdProto **osv = ox_alloc(&x.g, sizeof *osv);
-    Onnx__StringStringEntryProto *meta = ox_alloc(&x.g, sizeof *meta);
-    Onnx__StringStringEntryProto **metav = ox_alloc(&x.g, sizeof *metav);
+    Onnx__ValueInfoProto *vin = rc ? NULL : gn__ox_value_info(&x.g, "input", 4, idims, "N");
+    Onnx__ValueInfoProto *vout = rc ? NULL : gn__ox_value_info(&x.g, "logits", 2, odims, "N");
+    Onnx__ValueInfoProto **ins = gn__ox_alloc(&x.g, sizeof *ins), **outs = gn__ox_alloc(&x.g, sizeof *outs);
+    Onnx__GraphProto *g = gn__ox_alloc(&x.g, sizeof *g);
+    Onnx__OperatorSetIdProto *os = gn__ox_alloc(&x.g, sizeof *os);
+    Onnx__OperatorSetIdProto **osv = gn__ox_alloc(&x.g, sizeof *osv);
+    Onnx__StringStringEntryProto *meta = gn__ox_alloc(&x.g, sizeof *meta);
+    Onnx__StringStringEntryProto **metav = gn__ox_alloc(&x.g, sizeof *metav);
     char *arch = rc ? NULL : gn_arch_to_json(net->arch, err);
     if (!rc && !arch)
         rc = -1;
@@ -298,7 +298,7 @@ int gn_onnx_export(gn_net *net, const char *path, const gn_onnx_opts *o, gn_erro
         outs[0] = vout;
         onnx__graph_proto__init(g);
         g->name = (char *)graph_name(&x);
-        g->doc_string = ox_fmt(&x.g, "gpunas inference graph of %s at %dx%d: BatchNormalization folded into the "
+        g->doc_string = gn__ox_fmt(&x.g, "gpunas inference graph of %s at %dx%d: BatchNormalization folded into the "
                                      "convolution weights",
                                g->name, in.h, in.w);
         g->n_node = x.g.n_nodes;
@@ -335,12 +335,12 @@ int gn_onnx_export(gn_net *net, const char *path, const gn_onnx_opts *o, gn_erro
         if (x.g.oom)
             rc = gn_error_set(err, "%s: out of memory building the ONNX graph", path);
         else
-            rc = ox_write_model(&m, path, NULL, err);
+            rc = gn__ox_write_model(&m, path, NULL, err);
     } else if (x.g.oom) {
         rc = gn_error_set(err, "%s: out of memory building the ONNX graph", path);
     }
     free(arch);
-    ox_free(&x.g);
+    gn__ox_free(&x.g);
     return rc;
 }
 

@@ -13,7 +13,7 @@
 #include "export/onnx_internal.h"
 #include "util/fs_atomic.h"
 
-void ox_free(ox_graph *g)
+void gn__ox_free(ox_graph *g)
 {
     for (size_t i = 0; i < g->n_keep; i++)
         free(g->keep[i]);
@@ -38,7 +38,7 @@ static bool grow(ox_graph *g, void **arr, size_t *cap, size_t n, size_t elem)
     return true;
 }
 
-void *ox_alloc(ox_graph *g, size_t bytes)
+void *gn__ox_alloc(ox_graph *g, size_t bytes)
 {
     if (g->oom || !grow(g, (void **)&g->keep, &g->cap_keep, g->n_keep, sizeof *g->keep))
         return NULL;
@@ -51,26 +51,26 @@ void *ox_alloc(ox_graph *g, size_t bytes)
     return p;
 }
 
-char *ox_strdup(ox_graph *g, const char *s)
+char *gn__ox_strdup(ox_graph *g, const char *s)
 {
-    if (!s) { /* a failed ox_fmt upstream */
+    if (!s) { /* a failed gn__ox_fmt upstream */
         g->oom = true;
         return NULL;
     }
     size_t n = strlen(s) + 1;
-    char *p = ox_alloc(g, n);
+    char *p = gn__ox_alloc(g, n);
     if (p)
         memcpy(p, s, n);
     return p;
 }
 
-char *ox_fmt(ox_graph *g, const char *fmt, ...)
+char *gn__ox_fmt(ox_graph *g, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
     int n = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
-    char *p = n >= 0 ? ox_alloc(g, (size_t)n + 1) : NULL;
+    char *p = n >= 0 ? gn__ox_alloc(g, (size_t)n + 1) : NULL;
     if (p) {
         va_start(ap, fmt);
         vsnprintf(p, (size_t)n + 1, fmt, ap);
@@ -79,23 +79,23 @@ char *ox_fmt(ox_graph *g, const char *fmt, ...)
     return p;
 }
 
-Onnx__NodeProto *ox_node(ox_graph *g, const char *op, const char *name, int n_in, const char *const *in,
+Onnx__NodeProto *gn__ox_node(ox_graph *g, const char *op, const char *name, int n_in, const char *const *in,
                          const char *out)
 {
-    Onnx__NodeProto *n = ox_alloc(g, sizeof *n);
-    char **ins = ox_alloc(g, (size_t)n_in * sizeof *ins), **outs = ox_alloc(g, sizeof *outs);
+    Onnx__NodeProto *n = gn__ox_alloc(g, sizeof *n);
+    char **ins = gn__ox_alloc(g, (size_t)n_in * sizeof *ins), **outs = gn__ox_alloc(g, sizeof *outs);
     if (!n || !ins || !outs || !grow(g, (void **)&g->nodes, &g->cap_nodes, g->n_nodes, sizeof *g->nodes))
         return NULL;
     onnx__node_proto__init(n);
     for (int i = 0; i < n_in; i++)
-        ins[i] = ox_strdup(g, in[i]);
-    outs[0] = ox_strdup(g, out);
+        ins[i] = gn__ox_strdup(g, in[i]);
+    outs[0] = gn__ox_strdup(g, out);
     n->n_input = (size_t)n_in;
     n->input = ins;
     n->n_output = 1;
     n->output = outs;
-    n->op_type = ox_strdup(g, op);
-    n->name = ox_strdup(g, name);
+    n->op_type = gn__ox_strdup(g, op);
+    n->name = gn__ox_strdup(g, name);
     if (g->oom)
         return NULL;
     g->nodes[g->n_nodes++] = n;
@@ -106,12 +106,12 @@ static Onnx__AttributeProto *add_attr(ox_graph *g, Onnx__NodeProto *n, const cha
 {
     if (!n)
         return NULL;
-    Onnx__AttributeProto *a = ox_alloc(g, sizeof *a);
-    Onnx__AttributeProto **arr = ox_alloc(g, (n->n_attribute + 1) * sizeof *arr);
+    Onnx__AttributeProto *a = gn__ox_alloc(g, sizeof *a);
+    Onnx__AttributeProto **arr = gn__ox_alloc(g, (n->n_attribute + 1) * sizeof *arr);
     if (!a || !arr)
         return NULL;
     onnx__attribute_proto__init(a);
-    a->name = ox_strdup(g, name);
+    a->name = gn__ox_strdup(g, name);
     if (n->n_attribute) /* the old array stays owned by g; only n stops using it */
         memcpy(arr, n->attribute, n->n_attribute * sizeof *arr);
     arr[n->n_attribute++] = a;
@@ -119,7 +119,7 @@ static Onnx__AttributeProto *add_attr(ox_graph *g, Onnx__NodeProto *n, const cha
     return g->oom ? NULL : a;
 }
 
-void ox_attr_int(ox_graph *g, Onnx__NodeProto *n, const char *name, int64_t v)
+void gn__ox_attr_int(ox_graph *g, Onnx__NodeProto *n, const char *name, int64_t v)
 {
     Onnx__AttributeProto *a = add_attr(g, n, name);
     if (!a)
@@ -130,10 +130,10 @@ void ox_attr_int(ox_graph *g, Onnx__NodeProto *n, const char *name, int64_t v)
     a->i = v;
 }
 
-void ox_attr_ints(ox_graph *g, Onnx__NodeProto *n, const char *name, int count, const int64_t *v)
+void gn__ox_attr_ints(ox_graph *g, Onnx__NodeProto *n, const char *name, int count, const int64_t *v)
 {
     Onnx__AttributeProto *a = add_attr(g, n, name);
-    int64_t *vals = ox_alloc(g, (size_t)count * sizeof *vals);
+    int64_t *vals = gn__ox_alloc(g, (size_t)count * sizeof *vals);
     if (!a || !vals)
         return;
     memcpy(vals, v, (size_t)count * sizeof *vals);
@@ -149,14 +149,14 @@ static bool host_is_big_endian(void)
     return *(const unsigned char *)&one == 0;
 }
 
-int ox_initializer(ox_graph *g, const char *name, int ndim, const int64_t *dims, const float *data)
+int gn__ox_initializer(ox_graph *g, const char *name, int ndim, const int64_t *dims, const float *data)
 {
     size_t count = 1;
     for (int i = 0; i < ndim; i++)
         count *= (size_t)dims[i];
-    Onnx__TensorProto *t = ox_alloc(g, sizeof *t);
-    int64_t *d = ox_alloc(g, (size_t)ndim * sizeof *d);
-    unsigned char *raw = ox_alloc(g, count * sizeof(float));
+    Onnx__TensorProto *t = gn__ox_alloc(g, sizeof *t);
+    int64_t *d = gn__ox_alloc(g, (size_t)ndim * sizeof *d);
+    unsigned char *raw = gn__ox_alloc(g, count * sizeof(float));
     if (!t || !d || !raw || !grow(g, (void **)&g->inits, &g->cap_inits, g->n_inits, sizeof *g->inits))
         return -1;
     onnx__tensor_proto__init(t);
@@ -171,7 +171,7 @@ int ox_initializer(ox_graph *g, const char *name, int ndim, const int64_t *dims,
     t->dims = d;
     t->has_data_type = 1;
     t->data_type = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
-    t->name = ox_strdup(g, name);
+    t->name = gn__ox_strdup(g, name);
     t->has_raw_data = 1;
     t->raw_data.len = count * sizeof(float);
     t->raw_data.data = raw;
@@ -182,14 +182,14 @@ int ox_initializer(ox_graph *g, const char *name, int ndim, const int64_t *dims,
     return 0;
 }
 
-Onnx__ValueInfoProto *ox_value_info(ox_graph *g, const char *name, int ndim, const int64_t *dims,
+Onnx__ValueInfoProto *gn__ox_value_info(ox_graph *g, const char *name, int ndim, const int64_t *dims,
                                     const char *dim_param)
 {
-    Onnx__ValueInfoProto *v = ox_alloc(g, sizeof *v);
-    Onnx__TypeProto *tp = ox_alloc(g, sizeof *tp);
-    Onnx__TypeProto__Tensor *tt = ox_alloc(g, sizeof *tt);
-    Onnx__TensorShapeProto *sh = ox_alloc(g, sizeof *sh);
-    Onnx__TensorShapeProto__Dimension **dv = ox_alloc(g, (size_t)ndim * sizeof *dv);
+    Onnx__ValueInfoProto *v = gn__ox_alloc(g, sizeof *v);
+    Onnx__TypeProto *tp = gn__ox_alloc(g, sizeof *tp);
+    Onnx__TypeProto__Tensor *tt = gn__ox_alloc(g, sizeof *tt);
+    Onnx__TensorShapeProto *sh = gn__ox_alloc(g, sizeof *sh);
+    Onnx__TensorShapeProto__Dimension **dv = gn__ox_alloc(g, (size_t)ndim * sizeof *dv);
     if (!v || !tp || !tt || !sh || !dv)
         return NULL;
     onnx__value_info_proto__init(v);
@@ -197,13 +197,13 @@ Onnx__ValueInfoProto *ox_value_info(ox_graph *g, const char *name, int ndim, con
     onnx__type_proto__tensor__init(tt);
     onnx__tensor_shape_proto__init(sh);
     for (int i = 0; i < ndim; i++) {
-        Onnx__TensorShapeProto__Dimension *d = ox_alloc(g, sizeof *d);
+        Onnx__TensorShapeProto__Dimension *d = gn__ox_alloc(g, sizeof *d);
         if (!d)
             return NULL;
         onnx__tensor_shape_proto__dimension__init(d);
         if (dims[i] < 0) {
             d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM;
-            d->dim_param = ox_strdup(g, dim_param);
+            d->dim_param = gn__ox_strdup(g, dim_param);
         } else {
             d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
             d->dim_value = dims[i];
@@ -217,14 +217,14 @@ Onnx__ValueInfoProto *ox_value_info(ox_graph *g, const char *name, int ndim, con
     tt->shape = sh;
     tp->value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
     tp->tensor_type = tt;
-    v->name = ox_strdup(g, name);
+    v->name = gn__ox_strdup(g, name);
     v->type = tp;
     return g->oom ? NULL : v;
 }
 
 /* ------------------------------------------------------------------ writer */
 
-int ox_write_model(const Onnx__ModelProto *m, const char *path, int64_t *bytes, gn_error *err)
+int gn__ox_write_model(const Onnx__ModelProto *m, const char *path, int64_t *bytes, gn_error *err)
 {
     size_t size = onnx__model_proto__get_packed_size(m);
     if (size > (size_t)INT32_MAX)
@@ -238,7 +238,7 @@ int ox_write_model(const Onnx__ModelProto *m, const char *path, int64_t *bytes, 
         return gn_error_set(err, "%s: internal error: packed %zu bytes, expected %zu", path, packed, size);
     }
     /* PATH.tmp, fsync, rename, fsync of the folder (util/fs_atomic.h) */
-    int rc = gn_fs_write_atomic(path, buf, size, err);
+    int rc = gn__fs_write_atomic(path, buf, size, err);
     if (rc == 0 && bytes)
         *bytes = (int64_t)size;
     free(buf);

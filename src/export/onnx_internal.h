@@ -4,7 +4,7 @@
  * -> graph, gn_onnx_read_info).
  *
  * Every object the builder makes (messages, strings, arrays, weight copies) is
- * recorded in the builder and freed by ox_free, so the generated messages never own
+ * recorded in the builder and freed by gn__ox_free, so the generated messages never own
  * memory themselves.  An allocation failure sets g->oom; every builder call is then
  * a no-op returning NULL/-1, and the caller reports "out of memory" once at the end.
  */
@@ -29,25 +29,25 @@ typedef struct {
     bool oom;
 } ox_graph;
 
-void ox_free(ox_graph *g);
-void *ox_alloc(ox_graph *g, size_t bytes); /* zero-filled, owned by g */
-char *ox_strdup(ox_graph *g, const char *s);
-char *ox_fmt(ox_graph *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void gn__ox_free(ox_graph *g);
+void *gn__ox_alloc(ox_graph *g, size_t bytes); /* zero-filled, owned by g */
+char *gn__ox_strdup(ox_graph *g, const char *s);
+char *gn__ox_fmt(ox_graph *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* A node op_type(inputs...) -> out, appended in order (the graph must be topological). */
-Onnx__NodeProto *ox_node(ox_graph *g, const char *op, const char *name, int n_in, const char *const *in,
+Onnx__NodeProto *gn__ox_node(ox_graph *g, const char *op, const char *name, int n_in, const char *const *in,
                          const char *out);
-void ox_attr_int(ox_graph *g, Onnx__NodeProto *n, const char *name, int64_t v);
-void ox_attr_ints(ox_graph *g, Onnx__NodeProto *n, const char *name, int count, const int64_t *v);
+void gn__ox_attr_int(ox_graph *g, Onnx__NodeProto *n, const char *name, int64_t v);
+void gn__ox_attr_ints(ox_graph *g, Onnx__NodeProto *n, const char *name, int count, const int64_t *v);
 /* A FLOAT initializer with raw_data: count = prod(dims) floats copied from host data
  * and stored little-endian. */
-int ox_initializer(ox_graph *g, const char *name, int ndim, const int64_t *dims, const float *data);
+int gn__ox_initializer(ox_graph *g, const char *name, int ndim, const int64_t *dims, const float *data);
 /* A float32 tensor value_info; dims[i] < 0 means the symbolic dimension dim_param. */
-Onnx__ValueInfoProto *ox_value_info(ox_graph *g, const char *name, int ndim, const int64_t *dims,
+Onnx__ValueInfoProto *gn__ox_value_info(ox_graph *g, const char *name, int ndim, const int64_t *dims,
                                     const char *dim_param);
 
 /* Pack the model (onnx__model_proto__get_packed_size / pack) and write it atomically:
  * PATH.tmp, fsync, rename, fsync of the folder.  *bytes (may be NULL): file size. */
-int ox_write_model(const Onnx__ModelProto *m, const char *path, int64_t *bytes, gn_error *err);
+int gn__ox_write_model(const Onnx__ModelProto *m, const char *path, int64_t *bytes, gn_error *err);
 
 #endif

@@ -416,7 +416,7 @@ int gn_st_writer_write(const gn_st_writer *w, const char *path, gn_error *err)
         unlink(tmp);
         goto done;
     }
-    rc = gn_fs_fsync_parent(path, err); /* the rename survives a power cut */
+    rc = gn__fs_fsync_parent(path, err); /* the rename survives a power cut */
     goto done;
 
 werr:

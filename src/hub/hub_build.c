@@ -168,7 +168,7 @@ static int setup(build_state *s, gn_error *err)
         snprintf(s->store_path, sizeof s->store_path, "%s", c->store_path);
     else
         snprintf(s->store_path, sizeof s->store_path, "%s/search.db", c->search_dir);
-    if (!gn_fs_exists(s->store_path))
+    if (!gn__fs_exists(s->store_path))
         return gn_error_set(err, "%s: no search store here (run `gpunas search --out %s` first)", s->store_path,
                             c->search_dir);
     if (!realpath(s->store_path, s->store_real))
@@ -208,13 +208,13 @@ static int setup(build_state *s, gn_error *err)
     snprintf(s->dataset, sizeof s->dataset, "%s", ds);
 
     /* the hub folder: a corrupt index is refused before anything is written */
-    if (gn_fs_mkdirs(s->hub, err))
+    if (gn__fs_mkdirs(s->hub, err))
         return -1;
     gn_hub old;
     if (gn_hub_load(s->hub, true, &old, err))
         return -1;
     gn_hub_free(&old);
-    if (gn_fs_mkdirs(s->work, err))
+    if (gn__fs_mkdirs(s->work, err))
         return -1;
 
     say(s, "hub %s from %s: %d tier(s), top %d per tier, %d epochs", s->hub, s->store_path, s->sum.n_tiers, c->top_k,
@@ -392,7 +392,7 @@ static int train_candidate(build_state *s, const candidate *cd, const gn_arch *a
 {
     char rpath[PATH_MAX + 32];
     snprintf(rpath, sizeof rpath, "%s/result.json", dir);
-    if (gn_fs_exists(rpath)) {
+    if (gn__fs_exists(rpath)) {
         json_error_t je;
         *result = json_load_file(rpath, 0, &je);
         if (*result)
@@ -424,7 +424,7 @@ static int train_candidate(build_state *s, const candidate *cd, const gn_arch *a
     tc.out_dir = dir;
     char ck[PATH_MAX + 32];
     snprintf(ck, sizeof ck, "%s/checkpoint.safetensors", dir);
-    tc.resume = gn_fs_exists(ck);
+    tc.resume = gn__fs_exists(ck);
     gn_arch *teacher = NULL;
     if (c->teacher_weights) {
         gn_st_file *f;
@@ -477,7 +477,7 @@ static int train_candidate(build_state *s, const candidate *cd, const gn_arch *a
                         n_train, "test_images", s->test->n, "seconds", seconds, "options",
                         oj ? oj : json_null());
     char *text = *result ? json_dumps(*result, JSON_INDENT(2)) : NULL;
-    rc = text ? gn_fs_write_text_atomic(rpath, text, err) : gn_error_set(err, "%s: out of memory", rpath);
+    rc = text ? gn__fs_write_text_atomic(rpath, text, err) : gn_error_set(err, "%s: out of memory", rpath);
     free(text);
     return rc;
 }
@@ -500,7 +500,7 @@ static int train_one_here(build_state *s, const candidate *cd, int threads, gn_e
     snprintf(dir, sizeof dir, "%s/trial-%lld", s->work, (long long)cd->t.id);
     gn_arch *arch = NULL;
     json_t *result = NULL;
-    int rc = gn_fs_mkdirs(dir, err) || gn_arch_parse(cd->t.config, s->store_path, &arch, err) ||
+    int rc = gn__fs_mkdirs(dir, err) || gn_arch_parse(cd->t.config, s->store_path, &arch, err) ||
              train_candidate(s, cd, arch, dir, threads, &result, err);
     gn_arch_free(arch);
     json_decref(result);
@@ -568,7 +568,7 @@ static int train_all_ordered(build_state *s, candidate **todo, int n, int jobs, 
                     char p[PATH_MAX + 96];
                     snprintf(p, sizeof p, "%s/trial-%lld/error.txt", s->work, (long long)todo[next]->t.id);
                     gn_error e2;
-                    (void)gn_fs_write_text_atomic(p, e.msg, &e2);
+                    (void)gn__fs_write_text_atomic(p, e.msg, &e2);
                 }
                 fflush(NULL);
                 _exit(rc ? 1 : 0);
@@ -592,7 +592,7 @@ static int train_all_ordered(build_state *s, candidate **todo, int n, int jobs, 
                 char p[PATH_MAX + 96], *msg = NULL;
                 snprintf(p, sizeof p, "%s/trial-%lld/error.txt", s->work, (long long)todo[i]->t.id);
                 gn_error e2;
-                if (gn_fs_read_all(p, &msg, NULL, &e2) == 0) {
+                if (gn__fs_read_all(p, &msg, NULL, &e2) == 0) {
                     msg[strcspn(msg, "\n")] = 0;
                     gn_error_set(err, "%s", msg);
                     remove(p);
@@ -703,7 +703,7 @@ static int write_model_files(build_state *s, const char *stage, json_t *record, 
     if (gn_arch_save(arch, p, err))
         return -1;
     snprintf(p, sizeof p, "%s/model.safetensors", stage);
-    if (gn_fs_copy(weights, p, err))
+    if (gn__fs_copy(weights, p, err))
         return -1;
     snprintf(p, sizeof p, "%s/model.onnx", stage);
     gn_onnx_opts oo = {.batch = 1, .opset = ONNX_OPSET, .doc = json_string_value(json_object_get(record, "name"))};
@@ -711,22 +711,22 @@ static int write_model_files(build_state *s, const char *stage, json_t *record, 
         return -1;
     char *text = json_dumps(record, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     snprintf(p, sizeof p, "%s/model.json", stage);
-    int rc = text ? gn_fs_write_text_atomic(p, text, err) : gn_error_set(err, "%s: out of memory", p);
+    int rc = text ? gn__fs_write_text_atomic(p, text, err) : gn_error_set(err, "%s: out of memory", p);
     free(text);
     if (rc)
         return -1;
-    char *card = hub_card_markdown(record, arch, err);
+    char *card = gn__hub_card_markdown(record, arch, err);
     snprintf(p, sizeof p, "%s/README.md", stage);
-    rc = card ? gn_fs_write_text_atomic(p, card, err) : -1;
+    rc = card ? gn__fs_write_text_atomic(p, card, err) : -1;
     free(card);
-    return rc ? -1 : gn_fs_fsync_tree(stage, err);
+    return rc ? -1 : gn__fs_fsync_tree(stage, err);
 }
 
 static int publish(build_state *s, const candidate *cd, char *name_out, size_t name_cap, gn_error *err)
 {
     char dir[PATH_MAX + 64];
     snprintf(dir, sizeof dir, "%s/trial-%lld", s->work, (long long)cd->t.id);
-    if (gn_fs_mkdirs(dir, err))
+    if (gn__fs_mkdirs(dir, err))
         return -1;
     gn_arch *arch = NULL, *trained_arch = NULL;
     gn_net *net = NULL;
@@ -750,7 +750,7 @@ static int publish(build_state *s, const candidate *cd, char *name_out, size_t n
     snprintf(name, GN_HUB_NAME_MAX - 24, "%s-t%d%s-%.3gms-%s-%dt", dtag, cd->tier, rank, ms, s->dev_tag, s->lat_threads);
     char final[PATH_MAX + GN_HUB_NAME_MAX + 40];
     snprintf(final, sizeof final, "%s/%s", s->hub, name);
-    if (gn_fs_exists(final)) { /* another trial measured the same: keep names unique */
+    if (gn__fs_exists(final)) { /* another trial measured the same: keep names unique */
         size_t len = strlen(name);
         snprintf(name + len, GN_HUB_NAME_MAX - len, "-%lld", (long long)cd->t.id);
         snprintf(final, sizeof final, "%s/%s", s->hub, name);
@@ -814,19 +814,19 @@ static int publish(build_state *s, const candidate *cd, char *name_out, size_t n
      * a publish that failed and is retried would leave its first staging folder */
     char stage[PATH_MAX + 48];
     snprintf(stage, sizeof stage, "%s/trial-%lld.staging", s->work, (long long)cd->t.id);
-    if (gn_fs_remove_tree(stage, err) || gn_fs_mkdirs(stage, err) ||
+    if (gn__fs_remove_tree(stage, err) || gn__fs_mkdirs(stage, err) ||
         write_model_files(s, stage, record, trained_arch, net, weights, err))
         goto out;
     if (rename(stage, final) != 0) {
         gn_error_set(err, "%s: cannot publish %s: %s", final, stage, strerror(errno));
         goto out;
     }
-    if (gn_fs_fsync(s->hub, err))
+    if (gn__fs_fsync(s->hub, err))
         goto out;
     snprintf(name_out, name_cap, "%s", name);
     say(s, "published %s: test top-1 %.2f%%, %.4f ms (p10 %.4f, p90 %.4f)", name, 100 * test1, ms,
         json_number_value(json_object_get(lat, "p10_ms")), json_number_value(json_object_get(lat, "p90_ms")));
-    rc = gn_fs_remove_tree(dir, err);
+    rc = gn__fs_remove_tree(dir, err);
 out:
     json_decref(record);
     json_decref(result);

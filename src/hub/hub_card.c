@@ -50,13 +50,13 @@ static void put(sbuf *b, const char *fmt, ...)
 
 static double num(json_t *r, const char *path)
 {
-    json_t *x = hub_json_path(r, path);
+    json_t *x = gn__hub_json_path(r, path);
     return x && json_is_number(x) ? json_number_value(x) : NAN;
 }
 
 static const char *str(json_t *r, const char *path)
 {
-    json_t *x = hub_json_path(r, path);
+    json_t *x = gn__hub_json_path(r, path);
     return x && json_is_string(x) ? json_string_value(x) : "?";
 }
 
@@ -83,7 +83,7 @@ static void arch_table(sbuf *b, const gn_arch *a)
     }
 }
 
-char *hub_card_markdown(json_t *r, const gn_arch *a, gn_error *err)
+char *gn__hub_card_markdown(json_t *r, const gn_arch *a, gn_error *err)
 {
     sbuf b = {0};
     const char *name = str(r, "name");
@@ -165,7 +165,7 @@ char *hub_card_markdown(json_t *r, const gn_arch *a, gn_error *err)
             "%.0f s on this machine. Recipe: `%s`.",
         (int)num(r, "training.epochs"), (int)num(r, "training.train_images"), num(r, "training.seconds"),
         str(r, "training.summary"));
-    json_t *teacher = hub_json_path(r, "training.teacher");
+    json_t *teacher = gn__hub_json_path(r, "training.teacher");
     if (teacher && json_is_string(teacher))
         put(&b, " Distilled from the teacher `%s` (loss: cross-entropy + KL to the teacher's softmax).",
             json_string_value(teacher));

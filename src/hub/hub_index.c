@@ -27,7 +27,7 @@
 
 static int get_num(json_t *o, const char *path, const char *field, double *v, gn_error *err)
 {
-    json_t *x = hub_json_path(o, field);
+    json_t *x = gn__hub_json_path(o, field);
     if (!x || !json_is_number(x))
         return gn_error_set(err, "%s: field '%s' %s", path, field, x ? "is not a number" : "is missing");
     *v = json_number_value(x);
@@ -49,7 +49,7 @@ static int get_count(json_t *o, const char *path, const char *field, double lo, 
 
 static int get_str(json_t *o, const char *path, const char *field, char *dst, size_t cap, gn_error *err)
 {
-    json_t *x = hub_json_path(o, field);
+    json_t *x = gn__hub_json_path(o, field);
     if (!x || !json_is_string(x))
         return gn_error_set(err, "%s: field '%s' %s", path, field, x ? "is not a string" : "is missing");
     if (strlen(json_string_value(x)) >= cap)
@@ -58,7 +58,7 @@ static int get_str(json_t *o, const char *path, const char *field, char *dst, si
     return 0;
 }
 
-json_t *hub_json_path(json_t *o, const char *dotted)
+json_t *gn__hub_json_path(json_t *o, const char *dotted)
 {
     char key[128];
     const char *p = dotted;
@@ -75,7 +75,7 @@ json_t *hub_json_path(json_t *o, const char *dotted)
     return o;
 }
 
-int hub_model_from_json(json_t *o, const char *path, const char *folder, gn_hub_model *m, gn_error *err)
+int gn__hub_model_from_json(json_t *o, const char *path, const char *folder, gn_hub_model *m, gn_error *err)
 {
     memset(m, 0, sizeof *m);
     if (!json_is_object(o))
@@ -166,7 +166,7 @@ static int load_list(gn_hub *h, json_t *arr, const char *path, const char *key, 
         char folder[PATH_MAX];
         json_t *nm = json_object_get(o, "name");
         snprintf(folder, sizeof folder, "%s/%s", h->dir, nm && json_is_string(nm) ? json_string_value(nm) : "?");
-        if (hub_model_from_json(o, path, folder, &m, err))
+        if (gn__hub_model_from_json(o, path, folder, &m, err))
             return -1;
         if (!strcmp(key, "dropped") && !m.dropped[0])
             snprintf(m.dropped, sizeof m.dropped, "dropped (no reason recorded)");
@@ -184,7 +184,7 @@ int gn_hub_load(const char *dir, bool allow_missing, gn_hub *h, gn_error *err)
         return -1;
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/hub.json", dir);
-    if (!gn_fs_exists(path)) {
+    if (!gn__fs_exists(path)) {
         if (allow_missing)
             return 0;
         gn_hub_free(h);
@@ -235,7 +235,7 @@ int gn_hub_scan(const char *dir, gn_hub *h, gn_error *err)
         snprintf(folder, sizeof folder, "%s/%s", dir, e->d_name);
         snprintf(path, sizeof path, "%s/model.json", folder);
         struct stat st;
-        if (stat(folder, &st) != 0 || !S_ISDIR(st.st_mode) || !gn_fs_exists(path))
+        if (stat(folder, &st) != 0 || !S_ISDIR(st.st_mode) || !gn__fs_exists(path))
             continue;
         json_error_t je;
         json_t *o = json_load_file(path, 0, &je);
@@ -244,7 +244,7 @@ int gn_hub_scan(const char *dir, gn_hub *h, gn_error *err)
             break;
         }
         gn_hub_model m;
-        rc = hub_model_from_json(o, path, folder, &m, err);
+        rc = gn__hub_model_from_json(o, path, folder, &m, err);
         json_decref(o);
         if (rc == 0 && strcmp(m.name, e->d_name) != 0)
             rc = gn_error_set(err, "%s: field 'name' is '%s', the folder is '%s'", path, m.name, e->d_name);
@@ -321,7 +321,7 @@ int gn_hub_write_index(const gn_hub *h, gn_error *err)
         return -1;
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/hub.json", h->dir);
-    rc = text ? gn_fs_write_text_atomic(path, text, err) : gn_error_set(err, "%s: out of memory", path);
+    rc = text ? gn__fs_write_text_atomic(path, text, err) : gn_error_set(err, "%s: out of memory", path);
     free(text);
     return rc;
 }

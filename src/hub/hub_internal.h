@@ -11,10 +11,10 @@
 #include "gpunas/hub.h"
 
 /* o["a"]["b"] for "a.b" (NULL when absent). */
-json_t *hub_json_path(json_t *o, const char *dotted);
+json_t *gn__hub_json_path(json_t *o, const char *dotted);
 /* Fill m from a model record (path: the file, for messages). */
-int hub_model_from_json(json_t *o, const char *path, const char *folder, gn_hub_model *m, gn_error *err);
+int gn__hub_model_from_json(json_t *o, const char *path, const char *folder, gn_hub_model *m, gn_error *err);
 /* The model card (markdown) for a record and its arch. */
-char *hub_card_markdown(json_t *record, const gn_arch *a, gn_error *err);
+char *gn__hub_card_markdown(json_t *record, const gn_arch *a, gn_error *err);
 
 #endif

@@ -189,7 +189,7 @@ int gn_lat_profile_save(const gn_lat_profile *p, const char *path, gn_error *err
     json_decref(root);
     if (!text)
         return gn_error_set(err, "%s: cannot encode the latency profile (out of memory)", path);
-    int rc = gn_fs_write_text_atomic(path, text, err);
+    int rc = gn__fs_write_text_atomic(path, text, err);
     free(text);
     return rc;
 }

@@ -129,7 +129,7 @@ int gn_nas_write_winners(const gn_nas_summary *s, const char *dir, gn_error *err
             snprintf(name, sizeof name, "tier%d-%gms.json", i, s->tier_ms[i]);
             char path[4096];
             snprintf(path, sizeof path, "%s/%s", dir, name);
-            if (gn_fs_write_text_atomic(path, b->config, err)) {
+            if (gn__fs_write_text_atomic(path, b->config, err)) {
                 json_decref(root), json_decref(tiers), json_decref(front);
                 return -1;
             }
@@ -154,7 +154,7 @@ int gn_nas_write_winners(const gn_nas_summary *s, const char *dir, gn_error *err
     json_decref(root);
     char path[4096];
     snprintf(path, sizeof path, "%s/summary.json", dir);
-    int rc = text ? gn_fs_write_text_atomic(path, text, err) : gn_error_set(err, "summary: out of memory");
+    int rc = text ? gn__fs_write_text_atomic(path, text, err) : gn_error_set(err, "summary: out of memory");
     free(text);
     return rc ? -1 : written + 1;
 }

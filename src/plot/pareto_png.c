@@ -538,7 +538,7 @@ int gn_plot_pareto_png(const char *path, const gn_plot_point *pts, int n, const 
         return gn_error_set(err, "%s: plot: cannot encode the PNG: %s", path,
                             pb.failed ? "out of memory" : cairo_status_to_string(cst));
     }
-    int rc = gn_fs_write_atomic(path, pb.data, pb.len, err);
+    int rc = gn__fs_write_atomic(path, pb.data, pb.len, err);
     free(pb.data);
     return rc;
 }

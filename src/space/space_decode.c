@@ -59,41 +59,41 @@ static json_t *number(double v)
     return json_real(v);
 }
 
-char *sp_build_json(const gn_space *s, const int *x)
+char *gn__sp_build_json(const gn_space *s, const int *x)
 {
     jb b = {0};
     json_t *arr = json_array(), *o;
     o = json_object();
     set(&b, o, "layer_type", json_string("data"));
-    set(&b, o, "img_resolution", json_integer(sp_ivalue(&s->res, x)));
+    set(&b, o, "img_resolution", json_integer(gn__sp_ivalue(&s->res, x)));
     set(&b, o, "distill", json_false());
     append(&b, arr, o);
 
     const sp_stage *h = &s->stages[0];
-    int ch = sp_ivalue(&h->p[P_FILTERS], x);
+    int ch = gn__sp_ivalue(&h->p[P_FILTERS], x);
     o = layer(&b, "head", s->in_ch, ch);
     if (h->act_set)
-        set(&b, o, "act", json_string(gn_act_name((gn_act)sp_ivalue(&h->p[P_ACT], x))));
+        set(&b, o, "act", json_string(gn_act_name((gn_act)gn__sp_ivalue(&h->p[P_ACT], x))));
     append(&b, arr, o);
 
     for (int i = 1; i < s->n_stages; i++) {
         const sp_stage *st = &s->stages[i];
-        int n = sp_layers(s, i, x), out = sp_ivalue(&st->p[P_FILTERS], x);
+        int n = gn__sp_layers(s, i, x), out = gn__sp_ivalue(&st->p[P_FILTERS], x);
         for (int l = 0; l < n; l++) {
             o = layer(&b, gn_layer_type_name(st->type), ch, out);
             set(&b, o, "stride", json_integer(l == 0 || !st->stride_first_only ? st->stride : 1));
             if (st->type != GN_LAYER_CONV)
-                set(&b, o, "expansion", number(sp_value(&st->p[P_EXP], x)));
-            set(&b, o, "kernel_size", json_integer(sp_ivalue(&st->p[P_KERNEL], x)));
-            set(&b, o, "act", json_string(gn_act_name((gn_act)sp_ivalue(&st->p[P_ACT], x))));
+                set(&b, o, "expansion", number(gn__sp_value(&st->p[P_EXP], x)));
+            set(&b, o, "kernel_size", json_integer(gn__sp_ivalue(&st->p[P_KERNEL], x)));
+            set(&b, o, "act", json_string(gn_act_name((gn_act)gn__sp_ivalue(&st->p[P_ACT], x))));
             if (st->type != GN_LAYER_CONV)
-                set(&b, o, "use_se", json_boolean(sp_ivalue(&st->p[P_SE], x)));
+                set(&b, o, "use_se", json_boolean(gn__sp_ivalue(&st->p[P_SE], x)));
             set(&b, o, "stage", json_integer(st->number));
             append(&b, arr, o);
             ch = out;
         }
     }
-    o = layer(&b, "tail", ch, sp_ivalue(&s->tail, x));
+    o = layer(&b, "tail", ch, gn__sp_ivalue(&s->tail, x));
     set(&b, o, "num_classes", json_integer(s->classes));
     append(&b, arr, o);
     char *text = b.bad ? NULL : json_dumps(arr, JSON_PRESERVE_ORDER | JSON_COMPACT | JSON_REAL_PRECISION(17));
@@ -106,7 +106,7 @@ int gn_space_decode(const gn_space *s, const int *x, gn_arch **out, gn_error *er
     *out = NULL;
     if (gn_space_check(s, x, err))
         return -1;
-    char *text = sp_build_json(s, x);
+    char *text = gn__sp_build_json(s, x);
     char *enc = gn_space_encode_to_string(s, x);
     size_t n = strlen(s->name) + (enc ? strlen(enc) : 0) + 4;
     char *src = malloc(n);

@@ -50,13 +50,13 @@ struct gn_space {
 };
 
 /* The value of a choice under encoding x (the only value of a constant). */
-static inline double sp_value(const sp_choice *c, const int *x) { return c->v[c->dim >= 0 ? x[c->dim] : 0]; }
-static inline int sp_ivalue(const sp_choice *c, const int *x) { return (int)sp_value(c, x); }
+static inline double gn__sp_value(const sp_choice *c, const int *x) { return c->v[c->dim >= 0 ? x[c->dim] : 0]; }
+static inline int gn__sp_ivalue(const sp_choice *c, const int *x) { return (int)gn__sp_value(c, x); }
 
 /* Layers of stage i under x. */
-static inline int sp_layers(const gn_space *s, int i, const int *x) { return sp_ivalue(&s->stages[i].p[P_LAYERS], x); }
+static inline int gn__sp_layers(const gn_space *s, int i, const int *x) { return gn__sp_ivalue(&s->stages[i].p[P_LAYERS], x); }
 
 /* The decoded layer list as compact JSON text with the given source name (malloc'd). */
-char *sp_build_json(const gn_space *s, const int *x);
+char *gn__sp_build_json(const gn_space *s, const int *x);
 
 #endif

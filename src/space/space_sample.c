@@ -72,7 +72,7 @@ int gn_space_dim_active(const gn_space *s, const int *x, int i)
     int st = s->dim_stage[i];
     if (st < 0 || s->dim_param[i] == P_LAYERS)
         return 1;
-    return sp_layers(s, st, x) > 0;
+    return gn__sp_layers(s, st, x) > 0;
 }
 
 void gn_space_canonical(const gn_space *s, const int *x, int *y)
@@ -187,21 +187,21 @@ char *gn_space_describe(const gn_space *s, const int *x)
     size_t cap = 64 + (size_t)s->n_stages * 64, o = 0;
     char *buf = malloc(cap);
     const sp_stage *h = &s->stages[0];
-    o += (size_t)snprintf(buf + o, cap - o, "r%d h%d%c", sp_ivalue(&s->res, x), sp_ivalue(&h->p[P_FILTERS], x),
-                          sp_ivalue(&h->p[P_ACT], x) == GN_ACT_RELU ? 'R' : 'S');
+    o += (size_t)snprintf(buf + o, cap - o, "r%d h%d%c", gn__sp_ivalue(&s->res, x), gn__sp_ivalue(&h->p[P_FILTERS], x),
+                          gn__sp_ivalue(&h->p[P_ACT], x) == GN_ACT_RELU ? 'R' : 'S');
     for (int i = 1; i < s->n_stages; i++) {
         const sp_stage *st = &s->stages[i];
-        int n = sp_layers(s, i, x);
+        int n = gn__sp_layers(s, i, x);
         if (n == 0)
             continue;
         o += (size_t)snprintf(buf + o, cap - o, " | %d:%dx%s k%d", st->number, n, short_type(st->type),
-                              sp_ivalue(&st->p[P_KERNEL], x));
+                              gn__sp_ivalue(&st->p[P_KERNEL], x));
         if (st->p[P_EXP].n)
-            o += (size_t)snprintf(buf + o, cap - o, " e%g", sp_value(&st->p[P_EXP], x));
-        o += (size_t)snprintf(buf + o, cap - o, " %d%c%s", sp_ivalue(&st->p[P_FILTERS], x),
-                              sp_ivalue(&st->p[P_ACT], x) == GN_ACT_RELU ? 'R' : 'S',
-                              st->p[P_SE].n && sp_ivalue(&st->p[P_SE], x) ? "+se" : "");
+            o += (size_t)snprintf(buf + o, cap - o, " e%g", gn__sp_value(&st->p[P_EXP], x));
+        o += (size_t)snprintf(buf + o, cap - o, " %d%c%s", gn__sp_ivalue(&st->p[P_FILTERS], x),
+                              gn__sp_ivalue(&st->p[P_ACT], x) == GN_ACT_RELU ? 'R' : 'S',
+                              st->p[P_SE].n && gn__sp_ivalue(&st->p[P_SE], x) ? "+se" : "");
     }
-    snprintf(buf + o, cap - o, " | t%d", sp_ivalue(&s->tail, x));
+    snprintf(buf + o, cap - o, " | t%d", gn__sp_ivalue(&s->tail, x));
     return buf;
 }

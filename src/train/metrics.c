@@ -101,7 +101,7 @@ int gn__metrics_truncate(const char *path, int epochs_done, gn_error *err)
         return 0;
     char *text;
     size_t n;
-    if (gn_fs_read_all(path, &text, &n, err))
+    if (gn__fs_read_all(path, &text, &n, err))
         return -1;
     char *out = malloc(n + 1);
     if (!out) {
@@ -133,7 +133,7 @@ int gn__metrics_truncate(const char *path, int epochs_done, gn_error *err)
     }
     free(text);
     if (!rc)
-        rc = gn_fs_write_atomic(path, out, k, err);
+        rc = gn__fs_write_atomic(path, out, k, err);
     free(out);
     return rc;
 }

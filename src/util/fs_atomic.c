@@ -11,13 +11,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-int gn_fs_exists(const char *path)
+int gn__fs_exists(const char *path)
 {
     struct stat st;
     return lstat(path, &st) == 0;
 }
 
-int gn_fs_fsync(const char *path, gn_error *err)
+int gn__fs_fsync(const char *path, gn_error *err)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -45,7 +45,7 @@ static void parent_of(const char *path, char *dir, size_t cap)
         *slash = 0;
 }
 
-int gn_fs_fsync_parent(const char *path, gn_error *err)
+int gn__fs_fsync_parent(const char *path, gn_error *err)
 {
     char dir[PATH_MAX];
     parent_of(path, dir, sizeof dir);
@@ -61,7 +61,7 @@ int gn_fs_fsync_parent(const char *path, gn_error *err)
     return 0;
 }
 
-int gn_fs_write_atomic(const char *path, const void *data, size_t n, gn_error *err)
+int gn__fs_write_atomic(const char *path, const void *data, size_t n, gn_error *err)
 {
     char tmp[PATH_MAX + 8];
     if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
@@ -100,25 +100,25 @@ int gn_fs_write_atomic(const char *path, const void *data, size_t n, gn_error *e
         unlink(tmp);
         return gn_error_set(err, "%s: cannot rename into place: %s", path, strerror(e));
     }
-    return gn_fs_fsync_parent(path, err);
+    return gn__fs_fsync_parent(path, err);
 }
 
-int gn_fs_write_text_atomic(const char *path, const char *text, gn_error *err)
+int gn__fs_write_text_atomic(const char *path, const char *text, gn_error *err)
 {
     size_t n = strlen(text);
     if (n > 0 && text[n - 1] == '\n')
-        return gn_fs_write_atomic(path, text, n, err);
+        return gn__fs_write_atomic(path, text, n, err);
     char *buf = malloc(n + 2);
     if (!buf)
         return gn_error_set(err, "%s: out of memory", path);
     memcpy(buf, text, n);
     buf[n] = '\n';
-    int rc = gn_fs_write_atomic(path, buf, n + 1, err);
+    int rc = gn__fs_write_atomic(path, buf, n + 1, err);
     free(buf);
     return rc;
 }
 
-int gn_fs_read_all(const char *path, char **out, size_t *n_out, gn_error *err)
+int gn__fs_read_all(const char *path, char **out, size_t *n_out, gn_error *err)
 {
     *out = NULL;
     FILE *f = fopen(path, "rb");
@@ -154,18 +154,18 @@ int gn_fs_read_all(const char *path, char **out, size_t *n_out, gn_error *err)
     return 0;
 }
 
-int gn_fs_copy(const char *src, const char *dst, gn_error *err)
+int gn__fs_copy(const char *src, const char *dst, gn_error *err)
 {
     char *data;
     size_t n;
-    if (gn_fs_read_all(src, &data, &n, err))
+    if (gn__fs_read_all(src, &data, &n, err))
         return -1;
-    int rc = gn_fs_write_atomic(dst, data, n, err);
+    int rc = gn__fs_write_atomic(dst, data, n, err);
     free(data);
     return rc;
 }
 
-int gn_fs_fsync_tree(const char *dir, gn_error *err)
+int gn__fs_fsync_tree(const char *dir, gn_error *err)
 {
     DIR *d = opendir(dir);
     if (!d)
@@ -179,13 +179,13 @@ int gn_fs_fsync_tree(const char *dir, gn_error *err)
         snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
         struct stat st;
         if (stat(p, &st) == 0 && S_ISREG(st.st_mode))
-            rc = gn_fs_fsync(p, err);
+            rc = gn__fs_fsync(p, err);
     }
     closedir(d);
-    return rc ? -1 : gn_fs_fsync(dir, err);
+    return rc ? -1 : gn__fs_fsync(dir, err);
 }
 
-int gn_fs_mkdirs(const char *path, gn_error *err)
+int gn__fs_mkdirs(const char *path, gn_error *err)
 {
     char p[PATH_MAX];
     if (snprintf(p, sizeof p, "%s", path) >= (int)sizeof p)
@@ -206,7 +206,7 @@ int gn_fs_mkdirs(const char *path, gn_error *err)
     return 0;
 }
 
-int gn_fs_remove_tree(const char *path, gn_error *err)
+int gn__fs_remove_tree(const char *path, gn_error *err)
 {
     struct stat st;
     if (lstat(path, &st) != 0)
@@ -222,7 +222,7 @@ int gn_fs_remove_tree(const char *path, gn_error *err)
                 continue;
             char p[PATH_MAX];
             snprintf(p, sizeof p, "%s/%s", path, e->d_name);
-            rc = gn_fs_remove_tree(p, err);
+            rc = gn__fs_remove_tree(p, err);
         }
         closedir(d);
         if (rc)

@@ -18,25 +18,25 @@
 #include "gpunas/error.h"
 
 /* Write n bytes to PATH atomically (PATH.tmp + fsync + rename + fsync of the folder). */
-int gn_fs_write_atomic(const char *path, const void *data, size_t n, gn_error *err);
+int gn__fs_write_atomic(const char *path, const void *data, size_t n, gn_error *err);
 /* The same for a NUL-terminated text (a newline is added when missing). */
-int gn_fs_write_text_atomic(const char *path, const char *text, gn_error *err);
+int gn__fs_write_text_atomic(const char *path, const char *text, gn_error *err);
 /* Read a whole file (NUL-terminated, *n_out bytes without the NUL; n_out may be NULL). */
-int gn_fs_read_all(const char *path, char **out, size_t *n_out, gn_error *err);
+int gn__fs_read_all(const char *path, char **out, size_t *n_out, gn_error *err);
 /* Copy SRC to DST atomically. */
-int gn_fs_copy(const char *src, const char *dst, gn_error *err);
+int gn__fs_copy(const char *src, const char *dst, gn_error *err);
 /* fsync a file or a folder (folders: best effort where the file system refuses). */
-int gn_fs_fsync(const char *path, gn_error *err);
+int gn__fs_fsync(const char *path, gn_error *err);
 /* fsync the folder that holds PATH, so that a rename into it survives a power cut
  * (EINVAL, a file system that cannot sync folders, is not an error). */
-int gn_fs_fsync_parent(const char *path, gn_error *err);
+int gn__fs_fsync_parent(const char *path, gn_error *err);
 /* fsync every regular file in DIR (not recursive), then DIR. */
-int gn_fs_fsync_tree(const char *dir, gn_error *err);
+int gn__fs_fsync_tree(const char *dir, gn_error *err);
 /* mkdir -p */
-int gn_fs_mkdirs(const char *path, gn_error *err);
+int gn__fs_mkdirs(const char *path, gn_error *err);
 /* rm -r (a missing path is not an error). */
-int gn_fs_remove_tree(const char *path, gn_error *err);
+int gn__fs_remove_tree(const char *path, gn_error *err);
 /* 1 if PATH exists (any type), 0 if not. */
-int gn_fs_exists(const char *path);
+int gn__fs_exists(const char *path);
 
 #endif
