@@ -80,8 +80,9 @@ static void walk(gn_pt_file *f, const gn_pv *v, int depth)
         if (k == GN_PV_DICT) {
             const gn_pv *key = gn_pv_key(v, i);
             FZ_CHECK(key != NULL, "dict key %d missing", i);
-            const char *ks = gn_pv_kind_of(key) == GN_PV_STR ? gn_pv_str(key, NULL) : NULL;
-            if (ks)
+            size_t kl = 0;
+            const char *ks = gn_pv_kind_of(key) == GN_PV_STR ? gn_pv_str(key, &kl) : NULL;
+            if (ks && strlen(ks) == kl) /* a key with a NUL byte cannot be asked for by a C string */
                 FZ_CHECK(gn_pv_dict_get(v, ks) != NULL, "key '%s' not found by lookup", ks);
         }
         walk(f, it, depth + 1);
