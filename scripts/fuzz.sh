@@ -10,8 +10,9 @@
 # UBSan, the harness's dictionary tests/fuzz/NAME.dict when there is one.  New inputs go
 # to a scratch corpus build-fuzz/scratch/NAME/; afterwards the corpus is re-minimised with
 # those of at most FUZZ_MERGE_MAX_BYTES (4096) by -merge=1: seed-* and repro-* files
-# stay, the rest is the smallest set that adds edge coverage (FUZZ_MERGE=0: no merge).  A crash, leak, timeout or out-of-memory input
-# is written to build-fuzz/artifacts/NAME/ and ends that harness's run.
+# stay, the rest is the smallest set that adds edge coverage (FUZZ_MERGE=0: no merge).
+# A crash, leak, timeout or out-of-memory input is written to build-fuzz/artifacts/NAME/
+# and ends that harness's run.
 # Prints one row per harness (seconds, executions, exec/s, corpus files, crashes) and
 # exits 1 if any harness crashed.  Runs under `nice -n 10`, one harness at a time.
 #
@@ -19,8 +20,8 @@
 # tests/fuzz/harvest_wrap.c, runs them so that every input they give a parser is saved
 # under build-fuzz/harvest/inputs/NAME/, and merges those into the corpora as above.
 #
-# clang is installed with apt when missing (like scripts/deps.sh); it is needed only
-# here: the CTest tests fuzz_replay_NAME replay the corpora with the gcc builds.
+# clang and libFuzzer's runtime are installed with apt when missing (like scripts/deps.sh);
+# they are needed only here: the CTest tests fuzz_replay_NAME replay the corpora with gcc.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -50,14 +51,24 @@ if [ ${#NAMES[@]} -eq 0 ]; then
   done
 fi
 
-if ! command -v clang >/dev/null 2>&1; then
-  SUDO=""
+apt_install() {
+  local SUDO=""
   if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
-  echo "fuzz: installing clang"
+  echo "fuzz: installing $*"
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -q
-  $SUDO apt-get install -y -q --no-install-recommends clang
-fi
+  $SUDO apt-get install -y -q --no-install-recommends "$@"
+}
+# clang, and libFuzzer's runtime (Debian: libclang-rt-N-dev, only recommended by clang)
+command -v clang >/dev/null 2>&1 || apt_install clang
+fuzzer_links() {
+  echo 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { return 0; }' |
+    clang -x c - -fsanitize=fuzzer -o "${TMPDIR:-/tmp}/gpunas-fuzz-probe.$$" >/dev/null 2>&1
+  local rc=$?
+  rm -f "${TMPDIR:-/tmp}/gpunas-fuzz-probe.$$"
+  return $rc
+}
+fuzzer_links || apt_install "libclang-rt-$(clang -dumpversion | cut -d. -f1)-dev"
 
 CC=clang nice -n 10 cmake -S . -B "$B" -DGPUNAS_FUZZ=ON -DGPUNAS_TESTS=OFF -DGPUNAS_BENCH=OFF \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
