@@ -20,7 +20,7 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: gpunas trials STORE.db [--status running|done|failed|pruned] [--tier T|none] [--json]\n"
+    fprintf(f, "usage: gpunas trials STORE [--status running|queued|leased|done|failed|pruned] [--tier T|none] [--json]\n"
                "List the trials stored by a search, ordered by id.\n");
 }
 
@@ -74,9 +74,12 @@ static void print_table(const char *path, const gn_trial_list *l)
             printf("  error: %s", t->error);
         putchar('\n');
     }
-    printf("%s: %lld trials (%lld done, %lld running, %lld failed, %lld pruned)\n", path, (long long)l->n,
+    printf("%s: %lld trials (%lld done, %lld running, %lld failed, %lld pruned", path, (long long)l->n,
            (long long)counts[GN_TRIAL_DONE], (long long)counts[GN_TRIAL_RUNNING], (long long)counts[GN_TRIAL_FAILED],
            (long long)counts[GN_TRIAL_PRUNED]);
+    if (counts[GN_TRIAL_QUEUED] || counts[GN_TRIAL_LEASED]) /* the work queue (many machines) */
+        printf(", %lld queued, %lld leased", (long long)counts[GN_TRIAL_QUEUED], (long long)counts[GN_TRIAL_LEASED]);
+    printf(")\n");
 }
 
 static json_t *jreal(double v) { return isnan(v) ? json_null() : json_real(v); }
@@ -151,7 +154,7 @@ int cmd_trials(int argc, char **argv)
                 return 2;
             }
             if (gn_trial_status_parse(argv[++i], &st)) {
-                cli_error(cmd, "option --status: unknown status '%s' (running, done, failed, pruned)", argv[i]);
+                cli_error(cmd, "option --status: unknown status '%s' (running, queued, leased, done, failed, pruned)", argv[i]);
                 return 2;
             }
             f.status = (int)st;
