@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "util/fs_atomic.h"
+#include "util/fd_io.h"
 
 static const unsigned char MAGIC[6] = {0x93, 'N', 'U', 'M', 'P', 'Y'};
 
@@ -340,22 +341,6 @@ done:
 
 /* ------------------------------------------------------------------ write */
 
-static int write_full(int fd, const void *buf, size_t n)
-{
-    const char *p = buf;
-    while (n > 0) {
-        ssize_t k = write(fd, p, n);
-        if (k < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += k;
-        n -= (size_t)k;
-    }
-    return 0;
-}
-
 int gn_npy_write(const char *path, int ndim, const int64_t *shape, const float *data, gn_error *err)
 {
     if (!path || !*path)
@@ -395,10 +380,10 @@ int gn_npy_write(const char *path, int ndim, const int64_t *shape, const float *
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
         return gn_error_set(err, "%s: cannot create: %s", tmp, strerror(errno));
-    if (write_full(fd, head, padded) != 0)
+    if (gn__write_full(fd, head, padded) != 0)
         goto werr;
     if (!host_big_endian()) {
-        if (numel && write_full(fd, data, (size_t)numel * 4) != 0)
+        if (numel && gn__write_full(fd, data, (size_t)numel * 4) != 0)
             goto werr;
     } else {
         float chunk[4096];
@@ -406,7 +391,7 @@ int gn_npy_write(const char *path, int ndim, const int64_t *shape, const float *
             size_t m = (size_t)(numel - j < 4096 ? numel - j : 4096);
             memcpy(chunk, data + j, m * 4);
             swap_floats(chunk, m);
-            if (write_full(fd, chunk, m * 4) != 0)
+            if (gn__write_full(fd, chunk, m * 4) != 0)
                 goto werr;
         }
     }

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "util/fs_atomic.h"
+#include "util/fd_io.h"
 
 /* Largest header we accept (the reference implementation's limit). */
 #define ST_MAX_HEADER ((uint64_t)100000000)
@@ -84,44 +85,6 @@ static void swap_elems(void *p, size_t n, size_t size)
     uint32_t *u = p;
     for (size_t i = 0; i < n; i++)
         u[i] = bswap32(u[i]);
-}
-
-static int write_full(int fd, const void *buf, size_t len)
-{
-    const char *p = buf;
-    while (len > 0) {
-        ssize_t r = write(fd, p, len > (1u << 30) ? (1u << 30) : len);
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += r;
-        len -= (size_t)r;
-    }
-    return 0;
-}
-
-/* Returns bytes read (short only at EOF), or -1. */
-static ssize_t pread_full(int fd, void *buf, size_t len, uint64_t off)
-{
-    char *p = buf;
-    size_t got = 0;
-    while (got < len) {
-        size_t want = len - got;
-        if (want > (1u << 30))
-            want = 1u << 30;
-        ssize_t r = pread(fd, p + got, want, (off_t)(off + got));
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        if (r == 0)
-            break;
-        got += (size_t)r;
-    }
-    return (ssize_t)got;
 }
 
 static char *xstrdup(const char *s)
@@ -380,7 +343,7 @@ int gn_st_writer_write(const gn_st_writer *w, const char *path, gn_error *err)
         rc = gn_error_set(err, "%s: cannot create: %s", tmp, strerror(errno));
         goto done;
     }
-    if (write_full(fd, head, 8 + plen) != 0)
+    if (gn__write_full(fd, head, 8 + plen) != 0)
         goto werr;
     for (int i = 0; i < w->n; i++) {
         const st_entry *e = &w->t[i];
@@ -388,7 +351,7 @@ int gn_st_writer_write(const gn_st_writer *w, const char *path, gn_error *err)
         if (bytes == 0)
             continue;
         if (!ST_BIG_ENDIAN) {
-            if (write_full(fd, e->data, bytes) != 0)
+            if (gn__write_full(fd, e->data, bytes) != 0)
                 goto werr;
         } else {
             uint64_t chunk[4096];
@@ -396,7 +359,7 @@ int gn_st_writer_write(const gn_st_writer *w, const char *path, gn_error *err)
                 size_t k = (size_t)(e->numel - j < 4096 ? e->numel - j : 4096);
                 memcpy(chunk, (const char *)e->data + (size_t)j * es, k * es);
                 swap_elems(chunk, k, es);
-                if (write_full(fd, chunk, k * es) != 0)
+                if (gn__write_full(fd, chunk, k * es) != 0)
                     goto werr;
             }
         }
@@ -526,7 +489,7 @@ static int read_data(const gn_st_file *f, const gn_st_info *t, gn_st_dtype want,
         return 0;
     if (!dst)
         return gn_error_set(err, "%s: tensor '" NM "': NULL destination", f->path, t->name);
-    ssize_t r = pread_full(f->fd, dst, bytes, f->data_start + t->begin);
+    ssize_t r = gn__pread_full(f->fd, dst, bytes, f->data_start + t->begin);
     if (r < 0)
         return gn_error_set(err, "%s: tensor '" NM "': read failed: %s", f->path, t->name,
                             strerror(errno));
@@ -777,7 +740,7 @@ int gn_st_open(const char *path, gn_st_file **out, gn_error *err)
         goto fail;
     }
     unsigned char lb[8];
-    ssize_t r = pread_full(f->fd, lb, 8, 0);
+    ssize_t r = gn__pread_full(f->fd, lb, 8, 0);
     if (r != 8) {
         gn_error_set(err, "%s: truncated file: cannot read the header length", P);
         goto fail;
@@ -804,7 +767,7 @@ int gn_st_open(const char *path, gn_st_file **out, gn_error *err)
         gn_error_set(err, "%s: out of memory for a %" PRIu64 "-byte header", P, hlen);
         goto fail;
     }
-    r = pread_full(f->fd, hbuf, (size_t)hlen, 8);
+    r = gn__pread_full(f->fd, hbuf, (size_t)hlen, 8);
     if (r < 0 || (uint64_t)r != hlen) {
         gn_error_set(err, "%s: truncated file: cannot read the %" PRIu64 "-byte header", P,
                      hlen);

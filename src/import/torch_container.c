@@ -11,29 +11,9 @@
 #include <unistd.h>
 
 #include "import/torch_internal.h"
+#include "util/fd_io.h"
 
 /* ------------------------------------------------------------------ helpers */
-
-static ssize_t pread_full(int fd, void *buf, size_t len, uint64_t off)
-{
-    char *p = buf;
-    size_t got = 0;
-    while (got < len) {
-        size_t want = len - got;
-        if (want > (1u << 30))
-            want = 1u << 30;
-        ssize_t r = pread(fd, p + got, want, (off_t)(off + got));
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        if (r == 0)
-            break;
-        got += (size_t)r;
-    }
-    return (ssize_t)got;
-}
 
 static char *join3(const char *a, const char *b, const char *c)
 {
@@ -277,7 +257,7 @@ static int legacy_more(gn__pt_input *in, size_t need, gn_error *err)
     if (!nb)
         return gn_error_set(err, "%s: out of memory", lb->f->path);
     lb->buf = nb;
-    ssize_t r = pread_full(lb->f->fd, nb + lb->len, (size_t)nl - lb->len, lb->len);
+    ssize_t r = gn__pread_full(lb->f->fd, nb + lb->len, (size_t)nl - lb->len, lb->len);
     if (r < 0)
         return gn_error_set(err, "%s: read failed: %s", lb->f->path, strerror(errno));
     lb->len += (size_t)r;
@@ -357,7 +337,7 @@ static int legacy_pickles(gn_pt_file *f, legacy_buf *lb, size_t *pos, gn_error *
             return gn_error_set(err, "%s: storage '%s' is listed twice in the storage table", f->path, kb);
         st->listed = true;
         uint8_t hdr[8];
-        ssize_t r = pread_full(f->fd, hdr, 8, off);
+        ssize_t r = gn__pread_full(f->fd, hdr, 8, off);
         if (r < 0)
             return gn_error_set(err, "%s: storage '%s': read failed: %s", f->path, kb, strerror(errno));
         if (r != 8)
@@ -426,7 +406,7 @@ int gn_pt_open(const char *path, gn_pt_file **out, gn_error *err)
         goto done;
     }
     f->size = (uint64_t)sb.st_size;
-    hn = pread_full(fd, head, 4, 0);
+    hn = gn__pread_full(fd, head, 4, 0);
     if (hn < 0) {
         gn_error_set(err, "%s: read failed: %s", path, strerror(errno));
         close(fd);
@@ -548,7 +528,7 @@ int gn__pt_stream_read(gn__pt_stream *s, void *dst, size_t n, gn_error *err)
             got += (size_t)r;
         }
     } else {
-        ssize_t r = pread_full(s->f->fd, dst, n, s->st->offset + s->pos);
+        ssize_t r = gn__pread_full(s->f->fd, dst, n, s->st->offset + s->pos);
         if (r < 0)
             return gn_error_set(err, "%s: storage '%s': read failed: %s", s->f->path, s->st->key,
                                 strerror(errno));
