@@ -445,6 +445,112 @@ static void test_enqueue_claim_complete(void **state)
     free(loc);
 }
 
+/* A measure job completed into its next stage: the latency is committed, the row is a
+ * queued train job again (attempts 0, no start), any worker may claim it; the old
+ * lease is gone.  And meta written once under a race. */
+static void test_stages_and_meta_once(void **state)
+{
+    const backend *b = *state;
+    char *loc = fresh_location(b, "stages");
+    gn_store *s = open_store(loc, GN_STORE_CREATE);
+    gn_error err;
+    int64_t id = enqueue(s, 0, "measure", "cpu-A", 2);
+    gn_lease l, l2;
+    gn_trial job, r, g;
+    assert_int_equal(claim(s, "wm", "cpu-A", GN_JOB_MEASURE | GN_JOB_TRAIN, 30, &l, &job), 0);
+    assert_int_equal(job.id, id);
+    gn_trial_clear(&job);
+    gn_trial_init(&r);
+    r.status = GN_TRIAL_QUEUED;
+    r.kind = (char *)"bake";
+    assert_int_equal(gn_store_complete(s, &l, &r, &err), -1);
+    one_line(&err, "kind must be train or measure");
+    r.status = GN_TRIAL_DONE;
+    r.kind = (char *)"train";
+    assert_int_equal(gn_store_complete(s, &l, &r, &err), -1);
+    one_line(&err, "a kind only goes with status queued");
+    r.status = GN_TRIAL_QUEUED;
+    r.latency_ms = 0.25;
+    r.device = (char *)"cpu-A host=h1";
+    r.tier = 1;
+    assert_int_equal(gn_store_complete(s, &l, &r, &err), 0);
+    assert_int_equal(gn_store_get_trial(s, id, &g, &err), 0);
+    assert_int_equal(g.status, GN_TRIAL_QUEUED);
+    assert_string_equal(g.kind, "train");
+    assert_int_equal(g.attempts, 0);
+    assert_true(g.latency_ms == 0.25);
+    assert_int_equal(g.tier, 1);
+    assert_string_equal(g.device, "cpu-A host=h1");
+    assert_true(isnan(g.started_at) && isnan(g.finished_at) && isnan(g.lease_expires_at));
+    gn_trial_clear(&g);
+    /* the measuring lease is over */
+    assert_int_equal(complete_done(s, &l, 0.9, &err), GN_STORE_LEASE_LOST);
+    /* a worker of another class (or none) takes the train stage */
+    assert_int_equal(claim(s, "wt", NULL, GN_JOB_MEASURE, 30, &l2, NULL), 1);
+    assert_int_equal(claim(s, "wt", NULL, GN_JOB_TRAIN, 30, &l2, &job), 0);
+    assert_int_equal(job.id, id);
+    assert_int_equal(job.attempts, 1);
+    gn_trial_clear(&job);
+    assert_int_equal(complete_done(s, &l2, 0.75, &err), 0);
+    assert_int_equal(gn_store_get_trial(s, id, &g, &err), 0);
+    assert_int_equal(g.status, GN_TRIAL_DONE);
+    assert_true(g.val_acc == 0.75 && g.latency_ms == 0.25);
+    assert_string_equal(g.worker, "wt");
+    assert_string_equal(g.device, "cpu-A host=h1");
+    assert_false(isnan(g.finished_at));
+    gn_trial_clear(&g);
+
+    /* meta once: the first writer wins, later ones read the winner */
+    char *v = NULL;
+    assert_int_equal(gn_store_put_meta_once(s, "k.once", "first", &v, &err), 0);
+    assert_string_equal(v, "first");
+    free(v);
+    assert_int_equal(gn_store_put_meta_once(s, "k.once", "second", &v, &err), 1);
+    assert_string_equal(v, "first");
+    free(v);
+    /* four processes race for one key: all read the same value, exactly one wrote it */
+    int pipes[4][2];
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(pipe(pipes[i]), 0);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            gn_store *c;
+            gn_error e;
+            char mine[16], *got = NULL, line[64];
+            snprintf(mine, sizeof mine, "v%d", i);
+            int rc = gn_store_open(loc, 0, &c, &e) ? -1 : gn_store_put_meta_once(c, "k.race", mine, &got, &e);
+            int n = snprintf(line, sizeof line, "%d %s\n", rc, got ? got : "?");
+            if (write(pipes[i][1], line, (size_t)n) != n)
+                _exit(2);
+            _exit(0);
+        }
+        close(pipes[i][1]);
+    }
+    int wrote = 0;
+    char first[16] = "";
+    for (int i = 0; i < 4; i++) {
+        char line[64] = "";
+        FILE *f = fdopen(pipes[i][0], "r");
+        assert_non_null(f);
+        assert_non_null(fgets(line, sizeof line, f));
+        fclose(f);
+        int rc;
+        char val[16];
+        assert_int_equal(sscanf(line, "%d %15s", &rc, val), 2);
+        assert_true(rc == 0 || rc == 1);
+        wrote += rc == 0;
+        if (!first[0])
+            snprintf(first, sizeof first, "%s", val);
+        assert_string_equal(val, first);
+    }
+    while (wait(NULL) > 0) {
+    }
+    assert_int_equal(wrote, 1);
+    gn_store_close(s);
+    free(loc);
+}
+
 static void test_device_class(void **state)
 {
     const backend *b = *state;
@@ -774,6 +880,7 @@ static void test_bad_locations(void **state)
 #define SUITE(b)                                                                                             \
     cmocka_unit_test_prestate(test_meta_and_trials, &b), cmocka_unit_test_prestate(test_enqueue_claim_complete, &b), \
         cmocka_unit_test_prestate(test_device_class, &b), cmocka_unit_test_prestate(test_lease_expiry, &b),       \
+        cmocka_unit_test_prestate(test_stages_and_meta_once, &b),                                                 \
         cmocka_unit_test_prestate(test_heartbeat_release, &b), cmocka_unit_test_prestate(test_workers, &b),       \
         cmocka_unit_test_prestate(test_concurrent_claims, &b), cmocka_unit_test_prestate(test_reconnect, &b),     \
         cmocka_unit_test_prestate(test_bad_locations, &b)

@@ -165,6 +165,10 @@ const char *gn_store_where(const gn_store *s);
 
 int gn_store_put_meta(gn_store *s, const char *key, const char *value, gn_error *err);
 int gn_store_get_meta(gn_store *s, const char *key, char **value, gn_error *err);
+/* Write key = value only if the key is absent (atomically: of many processes racing,
+ * exactly one writes), then read it back: *stored (malloc'd) is the value every process
+ * will see.  0: this call wrote it; 1: it was there already; -1: error. */
+int gn_store_put_meta_once(gn_store *s, const char *key, const char *value, char **stored, gn_error *err);
 
 /* Insert t as a new 'running' trial (t->status is ignored); created_at and started_at
  * default to now.  Sets t->id, t->status and the timestamps.  Requires t->encoding. */
@@ -216,7 +220,12 @@ int gn_store_claim(gn_store *s, const gn_claim_req *rq, gn_trial *job, gn_lease 
 int gn_store_heartbeat(gn_store *s, gn_lease *lease, double lease_s, gn_error *err);
 /* Commit a leased job's result and end its lease, in one transaction, only while the
  * lease is current.  result: as for gn_store_finish_trial; a latency_ms needs a device
- * fingerprint (result->device).  0, GN_STORE_LEASE_LOST (nothing changed), or -1. */
+ * fingerprint (result->device).  0, GN_STORE_LEASE_LOST (nothing changed), or -1.
+ * Stages: result->status GN_TRIAL_QUEUED with result->kind "train" (or "measure")
+ * commits the result's fields and puts the job back in the queue as that kind, with
+ * attempts 0 and no start/finish time: a search's proposal is measured on the target
+ * device class and then, if inside its tier, trained by any worker, as one trial row.
+ * Otherwise result->kind must be NULL. */
 int gn_store_complete(gn_store *s, const gn_lease *lease, const gn_trial *result, gn_error *err);
 /* Give the job back to the queue without counting the attempt.  0, LEASE_LOST or -1. */
 int gn_store_release(gn_store *s, const gn_lease *lease, gn_error *err);

@@ -149,6 +149,24 @@ int gn_store_get_meta(gn_store *s, const char *key, char **value, gn_error *err)
     return s->ops->get_meta(s, key, value, err);
 }
 
+int gn_store_put_meta_once(gn_store *s, const char *key, const char *value, char **stored, gn_error *err)
+{
+    *stored = NULL;
+    if (check_key(s, key, err))
+        return -1;
+    if (!value)
+        return gn_error_set(err, "%s: put meta '%s': no value", s->where, key);
+    int rc = s->ops->put_meta_new(s, key, value, err);
+    if (rc < 0)
+        return -1;
+    int g = s->ops->get_meta(s, key, stored, err);
+    if (g < 0)
+        return -1;
+    if (g == 1) /* deleted in between: nothing deletes meta, so the store is not ours alone */
+        return gn_error_set(err, "%s: meta '%s' vanished after it was written", s->where, key);
+    return rc;
+}
+
 int gn_store_insert_trial(gn_store *s, gn_trial *t, gn_error *err)
 {
     if (!t->encoding || !*t->encoding)
@@ -292,9 +310,17 @@ int gn_store_complete(gn_store *s, const gn_lease *lease, const gn_trial *t, gn_
     if (check_lease(s, lease, "complete", err))
         return -1;
     int64_t id = lease->trial_id;
-    if (t->status != GN_TRIAL_DONE && t->status != GN_TRIAL_FAILED && t->status != GN_TRIAL_PRUNED)
-        return gn_error_set(err, "%s: complete trial %lld: status must be done, failed or pruned, not %s", s->where,
-                            (long long)id, gn_trial_status_name(t->status));
+    if (t->status == GN_TRIAL_QUEUED) {
+        if (!t->kind || (strcmp(t->kind, "train") && strcmp(t->kind, "measure")))
+            return gn_error_set(err, "%s: complete trial %lld into its next stage: kind must be train or measure",
+                                s->where, (long long)id);
+    } else if (t->status != GN_TRIAL_DONE && t->status != GN_TRIAL_FAILED && t->status != GN_TRIAL_PRUNED) {
+        return gn_error_set(err, "%s: complete trial %lld: status must be done, failed, pruned or queued, not %s",
+                            s->where, (long long)id, gn_trial_status_name(t->status));
+    } else if (t->kind) {
+        return gn_error_set(err, "%s: complete trial %lld: a kind only goes with status queued (the next stage)",
+                            s->where, (long long)id);
+    }
     if (t->tier < -1)
         return gn_error_set(err, "%s: complete trial %lld: tier %d out of range", s->where, (long long)id, t->tier);
     if (!isnan(t->latency_ms) && (!t->device || !*t->device))

@@ -13,6 +13,8 @@ typedef struct gn_store_ops {
     const char *name; /* "sqlite", "postgresql" */
     void (*close)(gn_store *s);
     int (*put_meta)(gn_store *s, const char *key, const char *value, gn_error *err);
+    /* insert only if the key is absent: 0 inserted, 1 present already (unchanged), -1 */
+    int (*put_meta_new)(gn_store *s, const char *key, const char *value, gn_error *err);
     /* 0 found (*value malloc'd), 1 absent (*value NULL), -1 error */
     int (*get_meta)(gn_store *s, const char *key, char **value, gn_error *err);
     int (*insert_trial)(gn_store *s, gn_trial *t, gn_error *err);

@@ -410,6 +410,22 @@ static int pg_put_meta(gn_store *b, const char *key, const char *value, gn_error
     return r ? 0 : -1;
 }
 
+static int pg_put_meta_new(gn_store *b, const char *key, const char *value, gn_error *err)
+{
+    pg_store *s = (pg_store *)b;
+    char op[160];
+    snprintf(op, sizeof op, "put meta '%.100s'", key);
+    params p = {.n = 0};
+    p_str(&p, key);
+    p_str(&p, value);
+    PGresult *r = q(s, "INSERT INTO meta(key, value) VALUES($1, $2) ON CONFLICT(key) DO NOTHING", &p, true, op, err);
+    if (!r)
+        return -1;
+    bool inserted = strcmp(PQcmdTuples(r), "0") != 0;
+    PQclear(r);
+    return inserted ? 0 : 1;
+}
+
 static int pg_get_meta(gn_store *b, const char *key, char **value, gn_error *err)
 {
     pg_store *s = (pg_store *)b;
@@ -784,7 +800,18 @@ static int pg_complete(gn_store *b, const gn_lease *lease, const gn_trial *t, gn
     params p = {.n = 0};
     result_params(&p, lease->trial_id, t);
     p_str(&p, lease->token);
-    PGresult *r = q(s, "UPDATE trials SET " RESULT_SET ", lease_token = NULL, lease_expires_at = NULL"
+    p_str(&p, t->kind);
+    /* status 'queued': the job goes on to its next stage (kind $16) under a new lease:
+     * attempts, start and finish are those of that stage */
+    PGresult *r = q(s, "UPDATE trials SET status = $2, val_acc = $3, train_s = $4,"
+                       " finished_at = CASE WHEN $2 = 'queued' THEN NULL ELSE coalesce($5, " NOW ") END,"
+                       " error = $6, tier = coalesce($7, tier), config = coalesce($8, config),"
+                       " latency_ms = coalesce($9, latency_ms), latency_spread_ms = coalesce($10, latency_spread_ms),"
+                       " params = coalesce($11, params), macs = coalesce($12, macs),"
+                       " latency_info = coalesce($13, latency_info), device = coalesce($14, device),"
+                       " lease_token = NULL, lease_expires_at = NULL, kind = coalesce($16, kind),"
+                       " attempts = CASE WHEN $2 = 'queued' THEN 0 ELSE attempts END,"
+                       " started_at = CASE WHEN $2 = 'queued' THEN NULL ELSE started_at END"
                        " WHERE id = $1 AND status = 'leased' AND lease_token = $15 AND lease_expires_at >= " NOW,
                     &p, true, op, err);
     if (!r)
@@ -886,6 +913,7 @@ static const gn_store_ops pg_ops = {
     .name = "postgresql",
     .close = pg_close,
     .put_meta = pg_put_meta,
+    .put_meta_new = pg_put_meta_new,
     .get_meta = pg_get_meta,
     .insert_trial = pg_insert_trial,
     .finish_trial = pg_finish_trial,

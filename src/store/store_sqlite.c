@@ -416,6 +416,33 @@ static int sq_put_meta(gn_store *b, const char *key, const char *value, gn_error
     return commit(s, op, err);
 }
 
+static int sq_put_meta_new(gn_store *b, const char *key, const char *value, gn_error *err)
+{
+    sq_store *s = (sq_store *)b;
+    char op[160];
+    snprintf(op, sizeof op, "put meta '%.100s'", key);
+    sqlite3_stmt *st;
+    if (begin(s, op, err))
+        return -1;
+    if (prepare(s, "INSERT INTO meta(key, value) VALUES(?1, ?2) ON CONFLICT(key) DO NOTHING", &st, op, err)) {
+        rollback(s);
+        return -1;
+    }
+    int rc = bind_str(st, 1, key) | bind_str(st, 2, value);
+    rc = rc != SQLITE_OK ? rc : sqlite3_step(st);
+    if (rc != SQLITE_DONE)
+        sqerr(s, op, err);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        rollback(s);
+        return -1;
+    }
+    int inserted = sqlite3_changes(s->db) > 0;
+    if (commit(s, op, err))
+        return -1;
+    return inserted ? 0 : 1;
+}
+
 static int sq_get_meta(gn_store *b, const char *key, char **value, gn_error *err)
 {
     sq_store *s = (sq_store *)b;
@@ -953,12 +980,15 @@ static int sq_complete(gn_store *b, const gn_lease *lease, const gn_trial *t, gn
     if (begin(s, op, err))
         return -1;
     if (prepare(s,
-                "UPDATE trials SET status = ?2, val_acc = ?3, train_s = ?4, finished_at = coalesce(?5, " NOW "),"
+                "UPDATE trials SET status = ?2, val_acc = ?3, train_s = ?4,"
+                " finished_at = CASE WHEN ?2 = 'queued' THEN NULL ELSE coalesce(?5, " NOW ") END,"
                 " error = ?6, tier = coalesce(?7, tier), config = coalesce(?8, config),"
                 " latency_ms = coalesce(?9, latency_ms), latency_spread_ms = coalesce(?10, latency_spread_ms),"
                 " params = coalesce(?11, params), macs = coalesce(?12, macs),"
                 " latency_info = coalesce(?13, latency_info), device = coalesce(?14, device),"
-                " lease_token = NULL, lease_expires_at = NULL"
+                " lease_token = NULL, lease_expires_at = NULL, kind = coalesce(?16, kind),"
+                " attempts = CASE WHEN ?2 = 'queued' THEN 0 ELSE attempts END,"
+                " started_at = CASE WHEN ?2 = 'queued' THEN NULL ELSE started_at END"
                 " WHERE id = ?1 AND status = 'leased' AND lease_token = ?15 AND lease_expires_at >= " NOW,
                 &st, op, err)) {
         rollback(s);
@@ -975,7 +1005,8 @@ static int sq_complete(gn_store *b, const gn_lease *lease, const gn_trial *t, gn
     bind_i64(st, 11, t->params, -1);
     bind_i64(st, 12, t->macs, -1);
     int rc = bind_str(st, 6, t->error) | bind_str(st, 8, t->config) | bind_str(st, 13, t->latency_info) |
-             bind_str(st, 14, t->device) | sqlite3_bind_text(st, 15, lease->token, -1, SQLITE_TRANSIENT);
+             bind_str(st, 14, t->device) | sqlite3_bind_text(st, 15, lease->token, -1, SQLITE_TRANSIENT) |
+             bind_str(st, 16, t->kind);
     rc = rc != SQLITE_OK ? rc : sqlite3_step(st);
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE) {
@@ -1124,6 +1155,7 @@ static const gn_store_ops sqlite_ops = {
     .name = "sqlite",
     .close = sq_close,
     .put_meta = sq_put_meta,
+    .put_meta_new = sq_put_meta_new,
     .get_meta = sq_get_meta,
     .insert_trial = sq_insert_trial,
     .finish_trial = sq_finish_trial,
