@@ -8,12 +8,22 @@
  * prints a JSON array of trial objects with every stored field (config as a nested
  * JSON value; unknown values null) for scripts.  The store is opened without
  * GN_STORE_CREATE, so a mistyped path is an error rather than a new empty store.
+ *
+ * The work queue (issue 14): when any listed trial is a queued job (kind non-NULL) the
+ * table gets four more columns after the status: kind ("train", or "measure:CLASS"
+ * with the device class that must measure it), attempts/max_attempts, the worker, and
+ * the lease's expiry as a UTC time on the database server's clock (only for leased
+ * jobs; a lease shows until it is reaped, so an expiry in the past means its worker is
+ * presumably gone).  A store without queue jobs keeps the original layout, which
+ * scripts and tests may parse.  The summary names the store as gn_store_where() does
+ * (a PostgreSQL password masked).
  */
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli/cli.h"
 #include "gpunas/store.h"
@@ -21,7 +31,9 @@
 static void usage(FILE *f)
 {
     fprintf(f, "usage: gpunas trials STORE [--status running|queued|leased|done|failed|pruned] [--tier T|none] [--json]\n"
-               "List the trials stored by a search, ordered by id.\n");
+               "List the trials stored by a search, ordered by id.  STORE is a path, sqlite:PATH or a\n"
+               "postgresql:// URI.  When the list holds work-queue jobs the table adds kind, attempts,\n"
+               "worker and the lease's expiry (UTC, the database server's clock).\n");
 }
 
 /* 12345678 -> "12.3M" */
@@ -49,11 +61,52 @@ static const char *real(double v, const char *fmt, char *buf, size_t n)
     return buf;
 }
 
-static void print_table(const char *path, const gn_trial_list *l)
+/* Unix seconds -> "2024-05-01T12:00:03Z", or "-" */
+static const char *utc(double t, char *buf, size_t n)
+{
+    if (isnan(t)) {
+        snprintf(buf, n, "-");
+        return buf;
+    }
+    time_t s = (time_t)floor(t);
+    struct tm tm;
+    if (!gmtime_r(&s, &tm) || !strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm))
+        snprintf(buf, n, "%.0f", t);
+    return buf;
+}
+
+/* the queue columns (kind, attempts, worker, lease expiry) of one trial, or their header */
+static void print_queue_cols(const gn_trial *t)
+{
+    if (!t) {
+        printf(" %-16s %8s %-20s %-20s", "kind", "attempts", "worker", "lease_expires");
+        return;
+    }
+    char kind[64] = "-", att[32], exp[32] = "-";
+    if (t->kind && t->device_class)
+        snprintf(kind, sizeof kind, "%s:%s", t->kind, t->device_class);
+    else if (t->kind)
+        snprintf(kind, sizeof kind, "%s", t->kind);
+    if (t->max_attempts > 0)
+        snprintf(att, sizeof att, "%d/%d", t->attempts, t->max_attempts);
+    else
+        snprintf(att, sizeof att, "%d", t->attempts);
+    if (t->status == GN_TRIAL_LEASED)
+        utc(t->lease_expires_at, exp, sizeof exp);
+    printf(" %-16s %8s %-20s %-20s", kind, att, t->worker ? t->worker : "-", exp);
+}
+
+static void print_table(const char *where, const gn_trial_list *l)
 {
     int64_t counts[GN_TRIAL_NSTATUS] = {0};
-    printf("%5s %5s %4s %-7s %7s %15s %8s %8s %8s %-10s %s\n", "id", "seq", "tier", "status", "val_acc",
-           "latency_ms", "params", "MACs", "train_s", "optimizer", "encoding");
+    bool queue = false;
+    for (int64_t i = 0; i < l->n && !queue; i++)
+        queue = l->items[i].kind != NULL;
+    printf("%5s %5s %4s %-7s", "id", "seq", "tier", "status");
+    if (queue)
+        print_queue_cols(NULL);
+    printf(" %7s %15s %8s %8s %8s %-10s %s\n", "val_acc", "latency_ms", "params", "MACs", "train_s", "optimizer",
+           "encoding");
     for (int64_t i = 0; i < l->n; i++) {
         const gn_trial *t = &l->items[i];
         counts[t->status]++;
@@ -66,15 +119,17 @@ static void print_table(const char *path, const gn_trial_list *l)
             snprintf(lat, sizeof lat, "%.3f", t->latency_ms);
         else
             snprintf(lat, sizeof lat, "%.3f±%.3f", t->latency_ms, t->latency_spread_ms);
-        printf("%5lld %5lld %4s %-7s %7s %15s %8s %8s %8s %-10s %s", (long long)t->id, (long long)t->seq, tier,
-               gn_trial_status_name(t->status), real(t->val_acc, "%.4f", acc, sizeof acc), lat,
+        printf("%5lld %5lld %4s %-7s", (long long)t->id, (long long)t->seq, tier, gn_trial_status_name(t->status));
+        if (queue)
+            print_queue_cols(t);
+        printf(" %7s %15s %8s %8s %8s %-10s %s", real(t->val_acc, "%.4f", acc, sizeof acc), lat,
                human(t->params, p, sizeof p), human(t->macs, m, sizeof m), real(t->train_s, "%.1f", tr, sizeof tr),
                t->optimizer ? t->optimizer : "-", t->encoding ? t->encoding : "-");
         if (t->error)
             printf("  error: %s", t->error);
         putchar('\n');
     }
-    printf("%s: %lld trials (%lld done, %lld running, %lld failed, %lld pruned", path, (long long)l->n,
+    printf("%s: %lld trials (%lld done, %lld running, %lld failed, %lld pruned", where, (long long)l->n,
            (long long)counts[GN_TRIAL_DONE], (long long)counts[GN_TRIAL_RUNNING], (long long)counts[GN_TRIAL_FAILED],
            (long long)counts[GN_TRIAL_PRUNED]);
     if (counts[GN_TRIAL_QUEUED] || counts[GN_TRIAL_LEASED]) /* the work queue (many machines) */
@@ -109,6 +164,13 @@ static int print_json(const gn_trial_list *l)
         json_object_set_new(o, "worker", jstr(t->worker));
         json_object_set_new(o, "optimizer", jstr(t->optimizer));
         json_object_set_new(o, "error", jstr(t->error));
+        /* the work queue: kind/device_class null for in-process trials */
+        json_object_set_new(o, "kind", jstr(t->kind));
+        json_object_set_new(o, "device_class", jstr(t->device_class));
+        json_object_set_new(o, "device", jstr(t->device));
+        json_object_set_new(o, "attempts", json_integer(t->attempts));
+        json_object_set_new(o, "max_attempts", json_integer(t->max_attempts));
+        json_object_set_new(o, "lease_expires_at", jreal(t->lease_expires_at));
         json_t *li = NULL;
         if (t->latency_info) {
             json_error_t je;
@@ -187,20 +249,18 @@ int cmd_trials(int argc, char **argv)
     }
     gn_trial_list l;
     int rc = gn_store_list_trials(s, &f, &l, &err);
-    gn_store_close(s);
     if (rc) {
+        gn_store_close(s);
         cli_error(cmd, "%s", err.msg);
         return 1;
     }
     if (json) {
-        if (print_json(&l)) {
+        if ((rc = print_json(&l)) != 0)
             cli_error(cmd, "out of memory writing JSON");
-            gn_trial_list_free(&l);
-            return 1;
-        }
     } else {
-        print_table(path, &l);
+        print_table(gn_store_where(s), &l);
     }
+    gn_store_close(s);
     gn_trial_list_free(&l);
-    return 0;
+    return rc ? 1 : 0;
 }

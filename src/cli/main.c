@@ -23,6 +23,7 @@ static const struct {
     {"search", cmd_search, "latency-tiered architecture search (resumable; writes tier winners)"},
     {"hub", cmd_hub, "model hub: build (train, time, export tier winners), list, pick by latency budget"},
     {"trials", cmd_trials, "list the trials stored by a search (table or --json)"},
+    {"workers", cmd_workers, "list the workers of a shared store (seen recently) and their leased jobs"},
 };
 
 static void usage(FILE *f)
