@@ -251,6 +251,11 @@ static void test_search_cli(void **state)
 
 static int proc_alive(pid_t pid) { return kill(pid, 0) == 0; }
 
+static int unfinished(int st)
+{
+    return st == GN_TRIAL_RUNNING || st == GN_TRIAL_QUEUED || st == GN_TRIAL_LEASED;
+}
+
 static void test_kill_and_resume(void **state)
 {
     (void)state;
@@ -265,7 +270,8 @@ static void test_kill_and_resume(void **state)
     long pid = 0;
     assert_int_equal(fscanf(p, "%ld", &pid), 1);
     pclose(p);
-    /* wait until phase 2 has >= 2 finished trials and one running, then kill -9 */
+    /* wait until phase 2 has >= 2 finished trials and one being evaluated (a job leased
+     * by the search's own worker), then kill -9 */
     row rows[256];
     int killed = 0;
     for (int tick = 0; tick < 6000 && !killed; tick++) {
@@ -276,8 +282,8 @@ static void test_kill_and_resume(void **state)
         int n = read_rows(db, rows, 256), fin = 0, run = 0;
         for (int i = 0; i < n; i++)
             if (is_phase2(&rows[i])) {
-                fin += rows[i].status != GN_TRIAL_RUNNING;
-                run += rows[i].status == GN_TRIAL_RUNNING;
+                fin += !unfinished(rows[i].status);
+                run += rows[i].status == GN_TRIAL_LEASED;
             }
         if (fin >= 2 && run == 1) {
             kill((pid_t)pid, SIGKILL);
@@ -294,7 +300,7 @@ static void test_kill_and_resume(void **state)
     assert_true(ns > 0);
     int64_t running_id = 0;
     for (int i = 0; i < ns; i++)
-        if (snap[i].status == GN_TRIAL_RUNNING && is_phase2(&snap[i]))
+        if (snap[i].status == GN_TRIAL_LEASED && is_phase2(&snap[i]))
             running_id = snap[i].id;
     assert_true(running_id > 0);
 
@@ -303,7 +309,7 @@ static void test_kill_and_resume(void **state)
     int rc = tu_run_cli(cmd, &out, &errs);
     if (rc != 0)
         fail_msg("resume failed (%d): %s", rc, errs ? errs : "");
-    assert_non_null(strstr(out, "interrupted trial(s) to redo"));
+    assert_non_null(strstr(out, "unfinished trial(s) to wait for"));
     free(out), free(errs);
 
     row fin[256];
@@ -313,7 +319,7 @@ static void test_kill_and_resume(void **state)
     for (int i = 0; i < ns; i++) {
         assert_int_equal(fin[i].id, snap[i].id);
         assert_string_equal(fin[i].enc, snap[i].enc);
-        if (snap[i].status != GN_TRIAL_RUNNING) {
+        if (!unfinished(snap[i].status)) {
             assert_int_equal(fin[i].status, snap[i].status);
             if (snap[i].status == GN_TRIAL_DONE)
                 assert_true(fin[i].acc == snap[i].acc);
@@ -323,9 +329,7 @@ static void test_kill_and_resume(void **state)
      * the budget is met exactly; no network trained twice */
     int trained = 0;
     for (int i = 0; i < nf; i++) {
-        assert_int_not_equal(fin[i].status, GN_TRIAL_RUNNING);
-        if (fin[i].id == running_id)
-            assert_true(fin[i].status != GN_TRIAL_RUNNING);
+        assert_false(unfinished(fin[i].status));
         if (!is_phase2(&fin[i]))
             continue;
         if ((fin[i].status == GN_TRIAL_DONE && !fin[i].reused) || fin[i].status == GN_TRIAL_FAILED)

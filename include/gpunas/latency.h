@@ -225,5 +225,9 @@ typedef struct {
 int gn_lat_device_detect(const char *backend, int threads, gn_lat_device *d, gn_error *err);
 /* Rebuild d->id from the other fields. */
 void gn_lat_device_make_id(gn_lat_device *d);
+/* The device class of d: what makes two machines' latencies the same quantity — kind,
+ * CPU model, cores / cpus, backend and its runtime version, precision (fp32); not the
+ * host, the threads or the gpunas version.  A search measures on one class. */
+void gn_lat_device_class(const gn_lat_device *d, char *buf, size_t n);
 
 #endif

@@ -36,6 +36,49 @@
  *   finished under its own id, so no finished trial is lost and none is repeated.
  *
  *   Nothing prints; progress goes to an event callback as one-line messages.
+ *
+ * Many machines: a coordinator and workers that meet only in the store (issue 14)
+ *   Every evaluation is a job of the store's work queue (gpunas/store.h): the loop
+ *   above is the coordinator — it proposes, enqueues, and observes finished trials —
+ *   and workers (gn_nas_worker_run, `gpunas worker`; or the loop itself while it
+ *   waits, `local_worker`) claim jobs under leases, run them and commit the result
+ *   with the lease token.  One trial row per proposal, in stages:
+ *     - a tiering sample is a "measure" job; the worker commits it 'pruned' with its
+ *       latency;
+ *     - a phase-2 proposal whose latency is unknown is a "measure" job for tier i; the
+ *       worker measures it, and if it lies inside tier i (margin included) completes
+ *       the job into its next stage, a queued "train" job (gn_store_complete with
+ *       status queued), else commits it 'pruned';
+ *     - a "train" job (a staged one, or a proposal whose latency is known already) is
+ *       proxy-trained by any worker and committed 'done' or 'failed'.
+ *   Measure jobs carry the search's device class (meta "nas.device_class": the
+ *   coordinator's machine, or `device_class`); only workers of that class take them,
+ *   and each latency result carries the measuring worker's fingerprint
+ *   (gn_lat_device id + host + pinning).  The latency conditions (threads, the
+ *   reference baseline) are fixed once for the search in the store's meta, by the
+ *   first process that measures (gn_store_put_meta_once; every other adopts them).
+ *   A proposal the coordinator can answer without work — its network's latency is
+ *   known and it is outside the tier, or it was trained (or failed) before — is written
+ *   finished at once; one whose network is being evaluated by another job waits for
+ *   that job ('running' row of the coordinator's) and is then answered the same way.
+ *
+ *   Determinism with `parallel` proposals in flight.  Proposal k (the k-th phase-2
+ *   row) is made after the optimizers have observed exactly the rows 0 .. k-parallel,
+ *   in order, and no others; the tier that proposes is the one with the fewest
+ *   observed trained plus unobserved proposals.  Whether a proposal may be made at
+ *   all (the budget, the time, a stop) only delays it, never changes it.  So the
+ *   proposals are a function of the stored results alone, whatever order the workers
+ *   finished in, and --resume replays them exactly (`parallel` is a setting, recorded
+ *   when not 1).  With parallel = 1 and the local worker, the loop does what it did
+ *   before queues existed: propose, measure, train, observe.
+ *
+ *   The coordinator may be killed and resumed at any time (jobs in flight are left to
+ *   the workers and picked up again); a worker may be killed at any time (its lease
+ *   expires on the database server's clock and the job is re-queued, `max_attempts`
+ *   expiries fail it with the reason).  The in-process worker's id is fixed per host,
+ *   so a resumed search first expires the leases of its killed predecessor instead of
+ *   waiting for them.  When the budget is spent the coordinator records meta
+ *   "nas.done" = 1: idle workers then exit.
  */
 #ifndef GPUNAS_NAS_H
 #define GPUNAS_NAS_H
@@ -97,6 +140,14 @@ typedef struct {
     double proxy_lr;               /* 0.05 */
     double val_fraction;           /* validation split of the training set (0.05) */
     uint64_t split_seed;           /* 42 */
+    /* ---- many machines (see above) */
+    int parallel;                  /* proposals in flight (1); a setting when not 1 */
+    int local_worker;              /* run jobs in this process while waiting (1) */
+    double lease_s;                /* lease of a claimed job, seconds (60) */
+    int max_attempts;              /* lease expiries before a job fails (3) */
+    const char *device_class;      /* the class latency is measured on (NULL: this
+                                      machine's; fixed in the store when the search starts) */
+    double poll_s;                 /* how often to look at the store while waiting (0.2) */
 } gn_nas_config;
 
 void gn_nas_defaults(gn_nas_config *c);
@@ -124,6 +175,37 @@ typedef struct {
 
 /* Run (or, with resume, continue) the search in c->store. */
 int gn_nas_run(const gn_nas_config *c, bool resume, const gn_nas_callbacks *cb, gn_error *err);
+
+/* ------------------------------------------------------------------ workers */
+typedef struct {
+    gn_store *store;               /* the search's store (borrowed; the worker's own connection) */
+    const char *id;                /* worker id (NULL: HOST:PID); a fixed id lets a restarted
+                                      worker expire its predecessor's leases at once */
+    const char *device_class;      /* NULL: this machine's class */
+    unsigned kinds;                /* GN_JOB_MEASURE | GN_JOB_TRAIN (0: both) */
+    double lease_s;                /* 60 */
+    int threads;                   /* proxy-training threads (0: the free cores) */
+    const char *data_dir;          /* the search's data set here (NULL: its default location) */
+    const char *space_path;        /* the search's space file here (NULL: as recorded) */
+    int max_jobs;                  /* stop after this many jobs (0: no limit) */
+    double idle_exit_s;            /* stop after this long with nothing to claim (0: never;
+                                      a finished search — meta nas.done — always ends it) */
+    double poll_s;                 /* 1 */
+    double store_retry_s;          /* keep retrying a failing store this long (300) */
+} gn_nas_worker_config;
+
+void gn_nas_worker_defaults(gn_nas_worker_config *w);
+
+typedef struct {
+    int64_t jobs, measured, trained, failed, lost, released;
+} gn_nas_worker_stats;
+
+/* Claim and run jobs of the search in w->store until a stop (cb->should_stop: the job in
+ * hand is finished if it is a measurement, a training is interrupted and the job given
+ * back), max_jobs, idle_exit_s, or the search's end.  Progress goes to cb->event (INFO
+ * lines).  0, or -1 (a store that stayed unreachable, the search's data missing...). */
+int gn_nas_worker_run(const gn_nas_worker_config *w, const gn_nas_callbacks *cb, gn_nas_worker_stats *stats,
+                      gn_error *err);
 
 /* ------------------------------------------------------------------ results */
 typedef struct {

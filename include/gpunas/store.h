@@ -229,6 +229,10 @@ int gn_store_heartbeat(gn_store *s, gn_lease *lease, double lease_s, gn_error *e
 int gn_store_complete(gn_store *s, const gn_lease *lease, const gn_trial *result, gn_error *err);
 /* Give the job back to the queue without counting the attempt.  0, LEASE_LOST or -1. */
 int gn_store_release(gn_store *s, const gn_lease *lease, gn_error *err);
+/* End now every lease held by `worker` (a process that is known dead: a restarted
+ * worker or search with a fixed id); the next claim or reap re-queues them as expired
+ * (the attempt counts).  *n (may be NULL): leases ended. */
+int gn_store_expire_leases(gn_store *s, const char *worker, int64_t *n, gn_error *err);
 /* Reap expired leases only (what every claim does first).  Counts may be NULL. */
 int gn_store_reap(gn_store *s, int64_t *requeued, int64_t *failed, gn_error *err);
 

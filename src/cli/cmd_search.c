@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
@@ -85,6 +87,17 @@ static void usage(FILE *f)
             "  --no-reference        do not pair measurements with the reference network (by\n"
             "                        default the latency is the ratio to it x its baseline)\n"
             "  --seed S              search seed (default 1)\n"
+            "many machines (README \"Many machines\"):\n"
+            "  --store URL           postgresql://... shares the search with `gpunas worker`s anywhere\n"
+            "  --workers N           worker processes started here: 1 (default) runs the jobs in this\n"
+            "                        process; N > 1 starts N `gpunas worker`s; 0 leaves every job to\n"
+            "                        workers started elsewhere\n"
+            "  --parallel N          proposals in flight (default: N workers, 8 with --workers 0); a\n"
+            "                        setting of the search: --resume needs the same value\n"
+            "  --lease S             lease of a claimed job in seconds (60)\n"
+            "  --max-attempts N      lease expiries (dead workers) before a job fails (3)\n"
+            "  --device-class C      the device class latency is measured on (default: this\n"
+            "                        machine's; `gpunas worker --show-class` prints a machine's)\n"
             "  --quiet               fewer progress lines\n");
 }
 
@@ -157,6 +170,71 @@ static int write_pareto_png(gn_store *store, const gn_nas_summary *s, const char
     return rc;
 }
 
+/* --workers N > 1: N `gpunas worker` processes of this binary on the same store,
+ * each with its share of the cores; they die with the search (PR_SET_PDEATHSIG) and
+ * end by themselves when it is finished. */
+#define MAX_LOCAL_WORKERS 1024
+static pid_t g_workers[MAX_LOCAL_WORKERS];
+static int g_n_workers;
+
+static int start_workers(int n, const char *store, const char *data_dir, int threads, double lease_s, gn_error *err)
+{
+    char host[64] = "";
+    gethostname(host, sizeof host - 1);
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    int per = threads > 0 ? threads : (int)(ncpu / n > 0 ? ncpu / n : 1);
+    fflush(stdout);
+    fflush(stderr);
+    for (int k = 0; k < n && k < MAX_LOCAL_WORKERS; k++) {
+        char id[128], th[16], lease[32];
+        snprintf(id, sizeof id, "%s:w%d", host, k + 1);
+        snprintf(th, sizeof th, "%d", per);
+        snprintf(lease, sizeof lease, "%g", lease_s);
+        pid_t pid = fork();
+        if (pid < 0)
+            return gn_error_set(err, "--workers: cannot start worker %d: fork failed", k + 1);
+        if (pid == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
+            if (getppid() == 1)
+                _exit(1);
+            const char *av[20];
+            int m = 0;
+            av[m++] = "gpunas";
+            av[m++] = "worker";
+            av[m++] = "--store";
+            av[m++] = store;
+            av[m++] = "--id";
+            av[m++] = id;
+            av[m++] = "--threads";
+            av[m++] = th;
+            av[m++] = "--lease";
+            av[m++] = lease;
+            av[m++] = "--poll";
+            av[m++] = "0.2";
+            av[m++] = "--quiet";
+            if (data_dir) {
+                av[m++] = "--data";
+                av[m++] = data_dir;
+            }
+            av[m] = NULL;
+            execv("/proc/self/exe", (char *const *)av);
+            _exit(127);
+        }
+        g_workers[g_n_workers++] = pid;
+    }
+    printf("started %d local workers (%d training thread%s each)\n", n, per, per == 1 ? "" : "s");
+    return 0;
+}
+
+static void stop_workers(void)
+{
+    for (int k = 0; k < g_n_workers; k++)
+        kill(g_workers[k], SIGTERM);
+    for (int k = 0; k < g_n_workers; k++)
+        waitpid(g_workers[k], NULL, 0);
+    g_n_workers = 0;
+}
+
 int cmd_search(int argc, char **argv)
 {
     gn_nas_config c;
@@ -164,7 +242,7 @@ int cmd_search(int argc, char **argv)
     const char *space_arg = "fmnist", *dataset = "fashion-mnist", *data_dir = NULL, *out_dir = "gpunas-search",
                *store_path = NULL, *tiers = "auto:3";
     bool resume = false;
-    int quiet = 0;
+    int quiet = 0, workers = 1, parallel = 0;
     double minutes = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -226,6 +304,11 @@ int cmd_search(int argc, char **argv)
         }
         else if (!strcmp(a, "--lat-threads")) r = cli_parse_int(CMD, a, v, 1, 4096, &c.lat_threads);
         else if (!strcmp(a, "--seed")) r = cli_parse_u64(CMD, a, v, &c.seed);
+        else if (!strcmp(a, "--workers")) r = cli_parse_int(CMD, a, v, 0, 1024, &workers);
+        else if (!strcmp(a, "--parallel")) r = cli_parse_int(CMD, a, v, 1, 100000, &parallel);
+        else if (!strcmp(a, "--lease")) r = cli_parse_double(CMD, a, v, 1, 1e6, &c.lease_s);
+        else if (!strcmp(a, "--max-attempts")) r = cli_parse_int(CMD, a, v, 1, 1000, &c.max_attempts);
+        else if (!strcmp(a, "--device-class")) c.device_class = v;
         else {
             cli_error(CMD, "unknown option '%s' (see gpunas search --help)", a);
             return 2;
@@ -235,6 +318,8 @@ int cmd_search(int argc, char **argv)
         i++;
     }
     c.time_budget_s = minutes * 60.0;
+    c.parallel = parallel > 0 ? parallel : workers > 0 ? workers : 8;
+    c.local_worker = workers == 1;
     gn_error err = {{0}};
     if (gn_nas_parse_tiers(tiers, c.tier_ms, &c.n_tiers, &c.auto_tiers, &err)) {
         cli_error(CMD, "%s", err.msg);
@@ -292,8 +377,12 @@ int cmd_search(int argc, char **argv)
            c.trials, resume ? " (resume)" : "");
     fflush(stdout);
     signal(SIGINT, on_sigint);
+    if (workers > 1 && start_workers(workers, store_path, data_dir, c.threads, c.lease_s, &err))
+        goto fail;
     gn_nas_callbacks cb = {.user = &quiet, .event = on_event, .should_stop = should_stop};
-    if (gn_nas_run(&c, resume, &cb, &err))
+    int run_rc = gn_nas_run(&c, resume, &cb, &err);
+    stop_workers();
+    if (run_rc)
         goto fail;
     signal(SIGINT, SIG_DFL);
 

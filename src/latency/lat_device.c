@@ -81,6 +81,12 @@ void gn_lat_device_make_id(gn_lat_device *d)
              d->cpu_model, d->cores, d->logical_cpus, d->threads, d->backend, d->onednn, d->gpunas);
 }
 
+void gn_lat_device_class(const gn_lat_device *d, char *buf, size_t n)
+{
+    snprintf(buf, n, "%s: %s, %d cores / %d cpus, %s (oneDNN %s), fp32", d->kind, d->cpu_model, d->cores,
+             d->logical_cpus, d->backend, d->onednn);
+}
+
 int gn_lat_device_detect(const char *backend, int threads, gn_lat_device *d, gn_error *err)
 {
     memset(d, 0, sizeof *d);

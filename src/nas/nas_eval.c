@@ -191,7 +191,8 @@ int gn__nas_estimate(nas_state *s, const int *x, double *ms)
 }
 
 /* ------------------------------------------------------------------ proxy training */
-int gn__nas_proxy_train(nas_state *s, const gn_arch *a, double *acc, double *train_s, gn_error *err)
+int gn__nas_proxy_train(nas_state *s, const gn_arch *a, const void *train_cb, double *acc, double *train_s,
+                        gn_error *err)
 {
     const gn_nas_config *c = s->c;
     gn_train_config t;
@@ -222,7 +223,7 @@ int gn__nas_proxy_train(nas_state *s, const gn_arch *a, double *acc, double *tra
     t.out_dir = NULL;
     gn_train_result r;
     double t0 = gn__now_s();
-    if (gn_train_run(&t, NULL, &r, err))
+    if (gn_train_run(&t, (const gn_train_callbacks *)train_cb, &r, err))
         return -1;
     *train_s = gn__now_s() - t0;
     *acc = r.val_top1;

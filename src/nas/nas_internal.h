@@ -45,7 +45,54 @@ typedef struct {
     /* networks already trained (canonical key -> accuracy, trial id): a proposal that
      * decodes to one of them reuses its result instead of training it again */
     struct gn__strmap *acc_cache;
+    /* networks whose evaluation failed (canonical key -> trial id) */
+    struct gn__strmap *fail_cache;
+    /* jobs (nas_job.c) */
+    char search_class[256];     /* the device class the search measures on */
+    char my_class[256];         /* this machine's */
+    char fingerprint[512];      /* this machine's measuring device, for results */
+    int lat_ready;              /* gn__nas_lat_setup done */
+    int tiers_loaded;           /* edges read from the store (workers) */
+    /* the coordinator's own worker (nas_queue.c) */
+    char worker_id[160];        /* HOST:search */
+    unsigned local_kinds;       /* job kinds it takes (0: none) */
+    double last_reap;
 } nas_state;
+
+/* nas_queue.c — the coordinator's side of the queue */
+/* Set up the in-process worker: its id, the kinds it may take, its registry row, and
+ * the expiry of leases a killed predecessor held. */
+int gn__nas_local_worker_init(nas_state *s, gn_error *err);
+/* While waiting for results: run one job here (local worker) or sleep poll_s; reap
+ * expired leases now and then.  0, or -1 (err). */
+int gn__nas_pump(nas_state *s, gn_error *err);
+/* Evaluate a 'running' row here (both stages) and finish it; *res: the stored row. */
+int gn__nas_eval_inprocess(nas_state *s, const gn_trial *row, gn_trial *res, gn_error *err);
+
+/* nas_job.c */
+/* A job being run: its lease (NULL: an in-process 'running' row), heartbeats, and
+ * whether it was interrupted. */
+typedef struct {
+    gn_store *store;
+    gn_lease *lease;
+    double lease_s, last_beat;
+    int (*should_stop)(void *user);
+    void *user;
+    int lost, stopped;          /* set when the job was interrupted */
+} nas_job_ctx;
+/* This machine's device class and fingerprint into s (backend from s->c). */
+int gn__nas_device_init(nas_state *s, gn_error *err);
+/* The latency conditions (lazy: first measurement). */
+int gn__nas_lat_ready(nas_state *s, gn_error *err);
+/* Tier edges from the store's meta (workers; the coordinator fixes them itself). */
+int gn__nas_load_tiers(nas_state *s, gn_error *err);
+/* Run one job: kind "measure", "train", or NULL (an in-process row: measure, and train
+ * if inside job->tier).  0: *res holds the result to commit (done, failed, pruned, or
+ * queued as "train": the next stage); 1: interrupted (jc->lost or jc->stopped; nothing
+ * to commit); -1: error of this process or the store (err). */
+int gn__nas_run_job(nas_state *s, const gn_trial *job, nas_job_ctx *jc, gn_trial *res, gn_error *err);
+/* Is x's canonical network in tier `tier` with the margin (latency ms)? */
+int gn__nas_inside(const nas_state *s, double ms, int tier);
 
 /* nas_eval.c */
 /* Latency of x (canonical text key): cached, predicted from the profile, or measured.
@@ -56,8 +103,10 @@ void gn__nas_cache_put(nas_state *s, const char *key, double ms, double spread);
 int gn__nas_cache_get(const nas_state *s, const char *key, double *ms, double *spread);
 /* Canonical encoding text of x (malloc'd). */
 char *gn__nas_key(const nas_state *s, const int *x);
-/* Proxy-train the decoded x; *acc = validation top-1 in [0,1]. */
-int gn__nas_proxy_train(nas_state *s, const gn_arch *a, double *acc, double *train_s, gn_error *err);
+/* Proxy-train the decoded x; *acc = validation top-1 in [0,1].  cb (may be NULL):
+ * training callbacks (heartbeats, stop). */
+int gn__nas_proxy_train(nas_state *s, const gn_arch *a, const void *train_cb, double *acc, double *train_s,
+                        gn_error *err);
 /* Latency estimate for accept(): features of a decoded arch, fit, apply. */
 void gn__nas_features(const gn_arch *a, double *f);
 int gn__nas_fit_estimate(nas_state *s, gn_error *err);
@@ -78,5 +127,10 @@ int gn__nas_lat_measure(nas_state *s, gn_net *net, double *ms, double *spread, c
 char *gn__nas_settings_json(const gn_nas_config *c, gn_error *err);
 /* Store it (new search) or compare with the stored one (resume). */
 int gn__nas_settings_check(gn_store *st, const gn_nas_config *c, bool resume, gn_error *err);
+/* A worker's view of a search: the settings record parsed into c (defaults first;
+ * space and data are not loaded: *space_src and *dataset are pointers into the
+ * returned JSON object, freed with json_decref(*keep)). */
+int gn__nas_settings_parse(const char *text, gn_nas_config *c, const char **space_src, const char **dataset,
+                           void **keep, gn_error *err);
 
 #endif

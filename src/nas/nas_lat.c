@@ -61,11 +61,23 @@ static int get_meta_double(gn_store *st, const char *key, double *v, gn_error *e
     return 0;
 }
 
-static int put_meta_double(gn_store *st, const char *key, double v, gn_error *err)
+/* Store v under key unless another process (a worker of the same search) stored its
+ * own value first: then *v becomes that one, so every process measures alike. */
+static int put_meta_double(gn_store *st, const char *key, double *v, gn_error *err)
 {
-    char text[64];
-    snprintf(text, sizeof text, "%.17g", v);
-    return gn_store_put_meta(st, key, text, err);
+    char text[64], *stored = NULL;
+    snprintf(text, sizeof text, "%.17g", *v);
+    int rc = gn_store_put_meta_once(st, key, text, &stored, err);
+    if (rc == 1) {
+        char *end = NULL;
+        double w = strtod(stored, &end);
+        if (end == stored || *end || !(w > 0))
+            rc = gn_error_set(err, "%s: meta '%s' is not a positive number", gn_store_where(st), key);
+        else
+            *v = w;
+    }
+    free(stored);
+    return rc < 0 ? -1 : 0;
 }
 
 int gn__nas_lat_setup(nas_state *s, gn_store *st, gn_error *err)
@@ -108,8 +120,12 @@ int gn__nas_lat_setup(nas_state *s, gn_store *st, gn_error *err)
     }
     if (s->lat_threads < 1 || s->lat_threads > 4096)
         return gn_error_set(err, "%s: meta '%s': %d threads", gn_store_where(st), META_THREADS, s->lat_threads);
-    if (rc == 1 && put_meta_double(st, META_THREADS, s->lat_threads, err))
-        return -1;
+    if (rc == 1) {
+        double t = s->lat_threads;
+        if (put_meta_double(st, META_THREADS, &t, err))
+            return -1;
+        s->lat_threads = (int)t;
+    }
     rc = get_meta_double(st, META_REF, &s->ref_base_ms, err);
     if (rc < 0)
         return -1;
@@ -123,7 +139,7 @@ int gn__nas_lat_setup(nas_state *s, gn_store *st, gn_error *err)
             return -1;
         s->ref_base_ms = r.compute.median;
         gn_lat_result_free(&r);
-        if (put_meta_double(st, META_REF, s->ref_base_ms, err))
+        if (put_meta_double(st, META_REF, &s->ref_base_ms, err))
             return -1;
     }
     return 0;

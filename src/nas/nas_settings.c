@@ -59,6 +59,9 @@ char *gn__nas_settings_json(const gn_nas_config *c, gn_error *err)
      * (always dnnl) resume unchanged */
     if (o && c->backend && strcmp(c->backend, "dnnl") != 0)
         json_object_set_new(o, "backend", json_string(c->backend));
+    /* likewise: proposals in flight decide what is proposed (gpunas/nas.h) */
+    if (o && c->parallel > 1)
+        json_object_set_new(o, "parallel", json_integer(c->parallel));
     if (!o) {
         gn_error_set(err, "search: cannot record the settings");
         return NULL;
@@ -131,4 +134,74 @@ int gn__nas_settings_check(gn_store *st, const gn_nas_config *c, bool resume, gn
     json_decref(a);
     json_decref(b);
     return rc;
+}
+
+/* ---- a worker's view */
+static int need(json_t *o, const char *key, json_type type, json_t **v, gn_error *err)
+{
+    *v = json_object_get(o, key);
+    if (!*v || (type == JSON_REAL ? !json_is_number(*v) : json_typeof(*v) != type))
+        return gn_error_set(err, "meta '%s': field '%s' missing or of the wrong type", META_KEY, key);
+    return 0;
+}
+
+int gn__nas_settings_parse(const char *text, gn_nas_config *c, const char **space_src, const char **dataset,
+                           void **keep, gn_error *err)
+{
+    gn_nas_defaults(c);
+    *keep = NULL;
+    json_error_t je;
+    json_t *o = json_loads(text, 0, &je);
+    if (!o || !json_is_object(o)) {
+        json_decref(o);
+        return gn_error_set(err, "meta '%s' is not a JSON object (%s)", META_KEY, je.text);
+    }
+    json_t *v;
+    int rc = 0;
+#define STR(key, dst) rc = rc ? rc : need(o, key, JSON_STRING, &v, err); if (!rc) dst = json_string_value(v)
+#define INT(key, dst) rc = rc ? rc : need(o, key, JSON_INTEGER, &v, err); if (!rc) dst = json_integer_value(v)
+#define NUM(key, dst) rc = rc ? rc : need(o, key, JSON_REAL, &v, err); if (!rc) dst = json_number_value(v)
+    const char *latency = NULL, *lat_threads = NULL, *tiers = NULL;
+    STR("space_source", *space_src);
+    STR("dataset", *dataset);
+    STR("optimizer", c->optimizer);
+    STR("latency", latency);
+    STR("lat_threads", lat_threads);
+    STR("tiers", tiers);
+    INT("seed", c->seed);
+    INT("prune_samples", c->prune_samples);
+    INT("lat_batch", c->lat_batch);
+    INT("lat_runs", c->lat_runs);
+    NUM("lat_warmup_ms", c->lat_warmup_ms);
+    NUM("lat_min_ms", c->lat_min_ms);
+    NUM("tier_margin", c->tier_margin);
+    INT("threads", c->threads);
+    INT("max_misses", c->max_misses);
+    INT("proxy_epochs", c->proxy_epochs);
+    INT("proxy_subset", c->proxy_subset);
+    INT("proxy_batch", c->proxy_batch);
+    NUM("proxy_lr", c->proxy_lr);
+    NUM("val_fraction", c->val_fraction);
+    INT("split_seed", c->split_seed);
+#undef STR
+#undef INT
+#undef NUM
+    if (!rc) {
+        c->lat_pin = json_is_true(json_object_get(o, "lat_pin"));
+        c->lat_reference = json_is_true(json_object_get(o, "lat_reference"));
+        json_t *b = json_object_get(o, "backend");
+        c->backend = json_is_string(b) ? json_string_value(b) : NULL;
+        json_t *p = json_object_get(o, "parallel");
+        c->parallel = json_is_integer(p) ? (int)json_integer_value(p) : 1;
+        c->profile_path = strcmp(latency, "measure") == 0 ? NULL : latency;
+        c->lat_threads = strcmp(lat_threads, "best") == 0 ? GN_THREADS_BEST : atoi(lat_threads);
+        if (gn_nas_parse_tiers(tiers, c->tier_ms, &c->n_tiers, &c->auto_tiers, err))
+            rc = -1;
+    }
+    if (rc) {
+        json_decref(o);
+        return -1;
+    }
+    *keep = o;
+    return 0;
 }

@@ -336,6 +336,17 @@ int gn_store_release(gn_store *s, const gn_lease *lease, gn_error *err)
     return s->ops->release(s, lease, err);
 }
 
+int gn_store_expire_leases(gn_store *s, const char *worker, int64_t *n, gn_error *err)
+{
+    int64_t k = 0;
+    if (!worker || !*worker)
+        return gn_error_set(err, "%s: expire leases: no worker id", s->where);
+    int rc = s->ops->expire_leases(s, worker, &k, err);
+    if (n)
+        *n = k;
+    return rc;
+}
+
 int gn_store_reap(gn_store *s, int64_t *requeued, int64_t *failed, gn_error *err)
 {
     int64_t a = 0, b = 0;

@@ -31,6 +31,7 @@ typedef struct gn_store_ops {
     int (*complete)(gn_store *s, const gn_lease *lease, const gn_trial *result, gn_error *err);
     int (*release)(gn_store *s, const gn_lease *lease, gn_error *err);
     int (*reap)(gn_store *s, int64_t *requeued, int64_t *failed, gn_error *err);
+    int (*expire_leases)(gn_store *s, const char *worker, int64_t *n, gn_error *err);
     int (*register_worker)(gn_store *s, const gn_worker *w, gn_error *err);
     int (*worker_beat)(gn_store *s, const char *id, gn_error *err);
     int (*list_workers)(gn_store *s, double window_s, gn_worker_list *out, gn_error *err);

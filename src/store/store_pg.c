@@ -841,6 +841,22 @@ static int pg_release(gn_store *b, const gn_lease *lease, gn_error *err)
     return changed ? 0 : why_not(s, lease->trial_id, op, true, err);
 }
 
+static int pg_expire_leases(gn_store *b, const char *worker, int64_t *n, gn_error *err)
+{
+    pg_store *s = (pg_store *)b;
+    char op[160];
+    snprintf(op, sizeof op, "expire the leases of worker %.100s", worker);
+    params p = {.n = 0};
+    p_str(&p, worker);
+    PGresult *r = q(s, "UPDATE trials SET lease_expires_at = " NOW " - 1 WHERE status = 'leased' AND worker = $1", &p,
+                    true, op, err);
+    if (!r)
+        return -1;
+    *n = strtoll(PQcmdTuples(r), NULL, 10);
+    PQclear(r);
+    return 0;
+}
+
 static int pg_register_worker(gn_store *b, const gn_worker *w, gn_error *err)
 {
     pg_store *s = (pg_store *)b;
@@ -924,6 +940,7 @@ static const gn_store_ops pg_ops = {
     .claim = pg_claim,
     .heartbeat = pg_heartbeat,
     .complete = pg_complete,
+    .expire_leases = pg_expire_leases,
     .release = pg_release,
     .reap = pg_reap,
     .register_worker = pg_register_worker,

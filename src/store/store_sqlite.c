@@ -1019,6 +1019,31 @@ static int sq_complete(gn_store *b, const gn_lease *lease, const gn_trial *t, gn
     return commit(s, op, err);
 }
 
+static int sq_expire_leases(gn_store *b, const char *worker, int64_t *n, gn_error *err)
+{
+    sq_store *s = (sq_store *)b;
+    char op[160];
+    snprintf(op, sizeof op, "expire the leases of worker %.100s", worker);
+    sqlite3_stmt *st;
+    if (begin(s, op, err))
+        return -1;
+    if (prepare(s, "UPDATE trials SET lease_expires_at = " NOW " - 1 WHERE status = 'leased' AND worker = ?1", &st, op,
+                err)) {
+        rollback(s);
+        return -1;
+    }
+    int rc = bind_str(st, 1, worker);
+    rc = rc != SQLITE_OK ? rc : sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        sqerr(s, op, err);
+        rollback(s);
+        return -1;
+    }
+    *n = sqlite3_changes(s->db);
+    return commit(s, op, err);
+}
+
 static int sq_release(gn_store *b, const gn_lease *lease, gn_error *err)
 {
     sq_store *s = (sq_store *)b;
@@ -1166,6 +1191,7 @@ static const gn_store_ops sqlite_ops = {
     .claim = sq_claim,
     .heartbeat = sq_heartbeat,
     .complete = sq_complete,
+    .expire_leases = sq_expire_leases,
     .release = sq_release,
     .reap = sq_reap,
     .register_worker = sq_register_worker,
