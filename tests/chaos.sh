@@ -166,7 +166,7 @@ for _ in $(seq 1 600); do
   job=$("$GPUNAS" trials "$zurl" --json 2>/dev/null | python3 -c '
 import json, sys
 rows = [r for r in json.load(sys.stdin) if r["status"] == "leased" and r["kind"] == "train" and r["worker"] == "zombie"]
-print(rows[0]["id"] if rows else "")' || true)
+print(rows[0]["id"] if rows else "")' 2>/dev/null || true)
   [ -n "$job" ] && break
   sleep 0.1
 done

@@ -531,24 +531,39 @@ static int resolve(nas_state *s, flights *F, flight *f, gn_error *err)
     return rc ? -1 : mark_final(s, F, f, err);
 }
 
-/* Look at every row in flight: finished jobs, answerable deferred rows. */
+/* Look at every row in flight: finished jobs (one query for all of them: with
+ * hundreds of workers the coordinator must not ask row by row), then answerable
+ * deferred rows. */
 static int refresh(nas_state *s, flights *F, gn_error *err)
 {
-    for (int i = 0; i < F->n; i++) {
-        flight *f = &F->v[i];
-        if (f->final)
-            continue;
-        if (f->deferred) {
-            if (resolve(s, F, f, err) < 0)
-                return -1;
-            continue;
-        }
-        gn_trial t;
-        if (gn_store_get_trial(s->c->store, f->row.id, &t, err) != 0)
+    int64_t lo = 0;
+    for (int i = 0; i < F->n; i++)
+        if (!F->v[i].final && !F->v[i].deferred && (lo == 0 || F->v[i].row.id < lo))
+            lo = F->v[i].row.id;
+    if (lo > 0) {
+        gn_trial_filter f;
+        gn_trial_filter_init(&f);
+        f.after_id = lo - 1;
+        gn_trial_list l = {0};
+        if (gn_store_list_trials(s->c->store, &f, &l, err))
             return -1;
-        int fin = is_final(&t);
-        gn_trial_clear(&t);
-        if (fin && mark_final(s, F, f, err))
+        int64_t j = 0; /* both in id order */
+        for (int i = 0; i < F->n; i++) {
+            flight *g = &F->v[i];
+            if (g->final || g->deferred)
+                continue;
+            while (j < l.n && l.items[j].id < g->row.id)
+                j++;
+            if (j < l.n && l.items[j].id == g->row.id && is_final(&l.items[j]) && mark_final(s, F, g, err)) {
+                gn_trial_list_free(&l);
+                return -1;
+            }
+        }
+        gn_trial_list_free(&l);
+    }
+    for (int i = 0; i < F->n; i++) {
+        flight *g = &F->v[i];
+        if (!g->final && g->deferred && resolve(s, F, g, err) < 0)
             return -1;
     }
     return 0;
