@@ -90,9 +90,11 @@ static void usage(FILE *f)
             "many machines (README \"Many machines\"):\n"
             "  --store URL           postgresql://... shares the search with `gpunas worker`s anywhere\n"
             "  --workers N           worker processes started here: 1 (default) runs the jobs in this\n"
-            "                        process; N > 1 starts N `gpunas worker`s; 0 leaves every job to\n"
-            "                        workers started elsewhere\n"
-            "  --parallel N          proposals in flight (default: N workers, 8 with --workers 0); a\n"
+            "                        process; N > 1 starts N `gpunas worker`s (the first measures and\n"
+            "                        trains, the others train); 0 leaves every job to workers started\n"
+            "                        elsewhere\n"
+            "  --parallel N          proposals in flight (default: 1 with one worker, 2N with N > 1,\n"
+            "                        8 with --workers 0); a\n"
             "                        setting of the search: --resume needs the same value\n"
             "  --lease S             lease of a claimed job in seconds (60)\n"
             "  --max-attempts N      lease expiries (dead workers) before a job fails (3)\n"
@@ -172,7 +174,8 @@ static int write_pareto_png(gn_store *store, const gn_nas_summary *s, const char
 
 /* --workers N > 1: N `gpunas worker` processes of this binary on the same store,
  * each with its share of the cores; they die with the search (PR_SET_PDEATHSIG) and
- * end by themselves when it is finished. */
+ * end by themselves when it is finished.  Only the first measures latency (the others
+ * train): measurements of one machine must not run side by side. */
 #define MAX_LOCAL_WORKERS 1024
 static pid_t g_workers[MAX_LOCAL_WORKERS];
 static int g_n_workers;
@@ -215,6 +218,12 @@ static int start_workers(int n, const char *store, const char *data_dir, int thr
             if (data_dir) {
                 av[m++] = "--data";
                 av[m++] = data_dir;
+            }
+            /* one measuring process: several would pin their threads to the same CPUs
+             * and time each other */
+            if (k > 0) {
+                av[m++] = "--kinds";
+                av[m++] = "train";
             }
             av[m] = NULL;
             execv("/proc/self/exe", (char *const *)av);
@@ -318,7 +327,9 @@ int cmd_search(int argc, char **argv)
         i++;
     }
     c.time_budget_s = minutes * 60.0;
-    c.parallel = parallel > 0 ? parallel : workers > 0 ? workers : 8;
+    /* more proposals than workers: about half the proposals fall outside their tier
+     * and cost only a measurement, so the trainers would wait otherwise */
+    c.parallel = parallel > 0 ? parallel : workers == 1 ? 1 : workers > 1 ? 2 * workers : 8;
     c.local_worker = workers == 1;
     gn_error err = {{0}};
     if (gn_nas_parse_tiers(tiers, c.tier_ms, &c.n_tiers, &c.auto_tiers, &err)) {

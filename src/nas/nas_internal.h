@@ -66,6 +66,10 @@ int gn__nas_local_worker_init(nas_state *s, gn_error *err);
 /* While waiting for results: run one job here (local worker) or sleep poll_s; reap
  * expired leases now and then.  0, or -1 (err). */
 int gn__nas_pump(nas_state *s, gn_error *err);
+/* Claim for a worker: a worker that can measure takes measure jobs first (only the
+ * search's device class can run them, and they gate the trainings; trains flow to
+ * the others).  As gn_store_claim. */
+int gn__nas_claim(gn_store *st, const gn_claim_req *rq, gn_trial *job, gn_lease *lease, gn_error *err);
 /* Evaluate a 'running' row here (both stages) and finish it; *res: the stored row. */
 int gn__nas_eval_inprocess(nas_state *s, const gn_trial *row, gn_trial *res, gn_error *err);
 

@@ -36,6 +36,18 @@ int gn__nas_local_worker_init(nas_state *s, gn_error *err)
     return 0;
 }
 
+int gn__nas_claim(gn_store *st, const gn_claim_req *rq, gn_trial *job, gn_lease *lease, gn_error *err)
+{
+    if (rq->kinds == (GN_JOB_MEASURE | GN_JOB_TRAIN)) {
+        gn_claim_req m = *rq;
+        m.kinds = GN_JOB_MEASURE;
+        int g = gn_store_claim(st, &m, job, lease, err);
+        if (g != 1)
+            return g;
+    }
+    return gn_store_claim(st, rq, job, lease, err);
+}
+
 static void nap(double sec)
 {
     struct timespec ts = {(time_t)sec, (long)((sec - (time_t)sec) * 1e9)};
@@ -58,7 +70,7 @@ static int local_step(nas_state *s, gn_error *err)
                        .lease_s = c->lease_s};
     gn_trial job, res;
     gn_lease lease;
-    int g = gn_store_claim(c->store, &rq, &job, &lease, err);
+    int g = gn__nas_claim(c->store, &rq, &job, &lease, err);
     if (g)
         return g;
     nas_job_ctx jc = {.store = c->store, .lease = &lease, .lease_s = c->lease_s, .should_stop = stop_cb, .user = s};

@@ -262,7 +262,7 @@ int gn_nas_worker_run(const gn_nas_worker_config *w, const gn_nas_callbacks *cb,
             break;
         gn_trial job;
         gn_lease lease;
-        int g = gn_store_claim(w->store, &rq, &job, &lease, err);
+        int g = gn__nas_claim(w->store, &rq, &job, &lease, err);
         if (g < 0) {
             if (failed_call(&rs, cb, err))
                 goto out;
