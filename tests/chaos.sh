@@ -160,9 +160,10 @@ zc=$!
 pids+=($zc)
 start_worker zombie "$zurl"
 zombie=$last_worker
-# wait until the zombie holds a training job
+# wait until the zombie holds a training job (generous waits: the suite also runs
+# under AddressSanitizer, several times slower)
 job=
-for _ in $(seq 1 600); do
+for _ in $(seq 1 3000); do
   job=$("$GPUNAS" trials "$zurl" --json 2>/dev/null | python3 -c '
 import json, sys
 rows = [r for r in json.load(sys.stdin) if r["status"] == "leased" and r["kind"] == "train" and r["worker"] == "zombie"]
@@ -175,7 +176,7 @@ kill -STOP "$zombie"
 echo "chaos: SIGSTOP the zombie holding trial $job; lease 3 s"
 sleep 4
 start_worker rescuer "$zurl"
-for _ in $(seq 1 600); do
+for _ in $(seq 1 3000); do
   st=$("$GPUNAS" trials "$zurl" --json | python3 -c "
 import json, sys
 r = [r for r in json.load(sys.stdin) if r['id'] == $job][0]
@@ -189,7 +190,7 @@ import json, sys
 r = [r for r in json.load(sys.stdin) if r['id'] == $job][0]
 print(repr(r['val_acc']), r['worker'], r['finished_at'])")
 kill -CONT "$zombie"
-for _ in $(seq 1 300); do grep -q "trial $job (train): lease lost" "$tmp/zombie.log" && break; sleep 0.1; done
+for _ in $(seq 1 3000); do grep -q "trial $job (train): lease lost" "$tmp/zombie.log" && break; sleep 0.1; done
 grep -q "trial $job (train): lease lost" "$tmp/zombie.log" || { cat "$tmp/zombie.log" >&2; fail "the zombie did not report its lease lost"; }
 grep -q "trial $job trained" "$tmp/zombie.log" && fail "the zombie committed trial $job"
 after=$("$GPUNAS" trials "$zurl" --json | python3 -c "
@@ -199,4 +200,36 @@ print(repr(r['val_acc']), r['worker'], r['finished_at'])")
 [ "$before" = "$after" ] || fail "trial $job changed after the zombie woke: $before -> $after"
 wait "$zc" || fail "the zombie search's coordinator failed"
 echo "chaos: zombie: trial $job kept the rescuer's result ($after); the zombie's was refused"
+
+# ---- part 3: SIGTERM gives a training back; --once runs one job ----
+psql -c "CREATE DATABASE term" >/dev/null
+turl=${url/\/gpunas\?/\/term?}
+"$GPUNAS" search --store "$turl" --out "$tmp/tout" --workers 0 --parallel 1 --trials 1 "${common[@]}" \
+  --proxy-subset 4000 >"$tmp/tcoord.log" 2>&1 &
+tc=$!
+pids+=($tc)
+start_worker term "$turl"
+term=$last_worker
+job=
+for _ in $(seq 1 3000); do
+  job=$("$GPUNAS" trials "$turl" --json 2>/dev/null | python3 -c '
+import json, sys
+rows = [r for r in json.load(sys.stdin) if r["status"] == "leased" and r["kind"] == "train"]
+print(rows[0]["id"] if rows else "")' 2>/dev/null || true)
+  [ -n "$job" ] && break
+  sleep 0.1
+done
+[ -n "$job" ] || fail "no training job was ever leased"
+kill -TERM "$term"
+wait "$term" || fail "the worker stopped by SIGTERM exited non-zero"
+grep -q "trial $job (train): interrupted, given back to the queue" "$tmp/term.log" || fail "SIGTERM: the job was not given back"
+st=$("$GPUNAS" trials "$turl" --json | python3 -c "
+import json, sys
+r = [r for r in json.load(sys.stdin) if r['id'] == $job][0]
+print(r['status'], r['attempts'])")
+[ "$st" = "queued 0" ] || fail "after SIGTERM trial $job is '$st', expected queued with 0 attempts"
+"$GPUNAS" worker --store "$turl" --once >"$tmp/once.log" 2>&1 || fail "worker --once failed"
+grep -q "^worker: 1 jobs" "$tmp/once.log" || fail "worker --once did not run exactly one job"
+wait "$tc" || fail "the SIGTERM search's coordinator failed"
+echo "chaos: SIGTERM gave trial $job back (queued, 0 attempts); worker --once ran one job"
 echo "chaos: OK"

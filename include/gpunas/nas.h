@@ -180,7 +180,8 @@ int gn_nas_run(const gn_nas_config *c, bool resume, const gn_nas_callbacks *cb, 
 typedef struct {
     gn_store *store;               /* the search's store (borrowed; the worker's own connection) */
     const char *id;                /* worker id (NULL: HOST:PID); a fixed id lets a restarted
-                                      worker expire its predecessor's leases at once */
+                                      worker expire its predecessor's leases at once (so
+                                      two live workers must never share one) */
     const char *device_class;      /* NULL: this machine's class */
     unsigned kinds;                /* GN_JOB_MEASURE | GN_JOB_TRAIN (0: both) */
     double lease_s;                /* 60 */

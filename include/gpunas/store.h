@@ -40,12 +40,13 @@
  *       ^                   |  \--release(token)--> queued (attempt given back)
  *       |                   '--lease expired (reaped)--> queued, or failed after
  *       '-------------------------------------------     max_attempts expiries
- *   plus 'running' for the in-process path of today's search loop
- *   (gn_store_insert_trial / gn_store_finish_trial): a running trial is leased by the
- *   local process itself, without token or expiry; the process's death is noticed by
- *   `gpunas search --resume`, which redoes it, not by a clock.  Queued jobs never become
- *   'running' and running trials never enter the queue, so existing callers see exactly
- *   what they saw before.
+ *   plus 'running' for rows a process finishes itself (gn_store_insert_trial /
+ *   gn_store_finish_trial), without token or expiry: the search loop's answers that wait
+ *   for another job of the same network, and every evaluation of stores made before the
+ *   queue existed; the process's death is noticed by `gpunas search --resume`, which
+ *   redoes it, not by a clock.  Queued jobs never become 'running' and running trials
+ *   never enter the queue.  A job may have stages: complete() with status 'queued'
+ *   puts it back as its next kind (measured, then trained), under a new lease.
  *
  *   Leases.  A claim atomically takes the oldest claimable queued job (lowest id) and
  *   gives it a fresh 128-bit random token, attempts + 1, worker = the claimer, and

@@ -1015,6 +1015,22 @@ int gn_nas_run(const gn_nas_config *c, bool resume, const gn_nas_callbacks *cb, 
                             c->trials, c->prune_samples, c->lat_runs);
     nas_state S, *s = &S;
     memset(s, 0, sizeof S);
+    /* a resumed search keeps its proposals in flight: the replay depends on them */
+    gn_nas_config cc = *c;
+    int stored_parallel = 1;
+    if (resume && gn__nas_stored_parallel(c->store, &stored_parallel, err))
+        return -1;
+    if (resume && stored_parallel != c->parallel) {
+        cc.parallel = stored_parallel;
+        if (cb && cb->event) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "resuming with %d proposal%s in flight, as the search was made (not %d)",
+                     stored_parallel, stored_parallel == 1 ? "" : "s", c->parallel);
+            gn_nas_event e = {.kind = GN_NAS_EV_INFO, .message = msg};
+            cb->event(cb->user, &e);
+        }
+    }
+    c = &cc;
     s->c = c;
     s->cb = cb;
     s->t0 = gn__now_s();

@@ -205,3 +205,20 @@ int gn__nas_settings_parse(const char *text, gn_nas_config *c, const char **spac
     *keep = o;
     return 0;
 }
+
+int gn__nas_stored_parallel(gn_store *st, int *parallel, gn_error *err)
+{
+    *parallel = 1;
+    char *text = NULL;
+    int g = gn_store_get_meta(st, META_KEY, &text, err);
+    if (g != 0)
+        return g < 0 ? -1 : 0; /* no search yet: nothing to keep */
+    json_error_t je;
+    json_t *o = json_loads(text, 0, &je);
+    free(text);
+    json_t *p = o ? json_object_get(o, "parallel") : NULL;
+    if (json_is_integer(p) && json_integer_value(p) >= 1 && json_integer_value(p) <= 100000)
+        *parallel = (int)json_integer_value(p);
+    json_decref(o);
+    return 0;
+}

@@ -246,6 +246,14 @@ int gn_nas_worker_run(const gn_nas_worker_config *w, const gn_nas_callbacks *cb,
     gn_worker reg = {.id = id, .host = s->host, .pid = getpid(), .device_class = s->my_class};
     if (gn_store_register_worker(w->store, &reg, err))
         goto out;
+    if (w->id) { /* a fixed id: what it holds was held by a predecessor, now dead */
+        int64_t n = 0;
+        if (gn_store_expire_leases(w->store, id, &n, err))
+            goto out;
+        if (n)
+            say(cb, "worker %s: took back %lld job%s of a predecessor with this id", id, (long long)n,
+                n == 1 ? "" : "s");
+    }
     say(cb, "worker %s: %s jobs of %s, lease %.0f s", id,
         kinds == (GN_JOB_MEASURE | GN_JOB_TRAIN) ? "measure and train" : kinds & GN_JOB_MEASURE ? "measure" : "train",
         gn_store_where(w->store), w->lease_s);

@@ -396,7 +396,9 @@ static void pg_close(gn_store *b)
 
 /* ---- meta and trials ---- */
 
-static int pg_put_meta(gn_store *b, const char *key, const char *value, gn_error *err)
+/* INSERT a meta row: replacing (put) or only when absent (put_new).  0 written, 1 (only
+ * without replace) present already, -1 error. */
+static int pg_meta_insert(gn_store *b, const char *key, const char *value, bool replace, gn_error *err)
 {
     pg_store *s = (pg_store *)b;
     char op[160];
@@ -404,26 +406,25 @@ static int pg_put_meta(gn_store *b, const char *key, const char *value, gn_error
     params p = {.n = 0};
     p_str(&p, key);
     p_str(&p, value);
-    PGresult *r = q(s, "INSERT INTO meta(key, value) VALUES($1, $2) ON CONFLICT(key) DO UPDATE SET value = $2", &p,
-                    true, op, err);
-    PQclear(r);
-    return r ? 0 : -1;
-}
-
-static int pg_put_meta_new(gn_store *b, const char *key, const char *value, gn_error *err)
-{
-    pg_store *s = (pg_store *)b;
-    char op[160];
-    snprintf(op, sizeof op, "put meta '%.100s'", key);
-    params p = {.n = 0};
-    p_str(&p, key);
-    p_str(&p, value);
-    PGresult *r = q(s, "INSERT INTO meta(key, value) VALUES($1, $2) ON CONFLICT(key) DO NOTHING", &p, true, op, err);
+    PGresult *r = q(s,
+                    replace ? "INSERT INTO meta(key, value) VALUES($1, $2) ON CONFLICT(key) DO UPDATE SET value = $2"
+                            : "INSERT INTO meta(key, value) VALUES($1, $2) ON CONFLICT(key) DO NOTHING",
+                    &p, true, op, err);
     if (!r)
         return -1;
     bool inserted = strcmp(PQcmdTuples(r), "0") != 0;
     PQclear(r);
-    return inserted ? 0 : 1;
+    return inserted || replace ? 0 : 1;
+}
+
+static int pg_put_meta(gn_store *b, const char *key, const char *value, gn_error *err)
+{
+    return pg_meta_insert(b, key, value, true, err);
+}
+
+static int pg_put_meta_new(gn_store *b, const char *key, const char *value, gn_error *err)
+{
+    return pg_meta_insert(b, key, value, false, err);
 }
 
 static int pg_get_meta(gn_store *b, const char *key, char **value, gn_error *err)

@@ -391,7 +391,9 @@ static int bind_str(sqlite3_stmt *st, int i, const char *v)
     return v ? sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT) : sqlite3_bind_null(st, i);
 }
 
-static int sq_put_meta(gn_store *b, const char *key, const char *value, gn_error *err)
+/* INSERT a meta row: replacing (put) or only when absent (put_new).  0 written, 1 (only
+ * without replace) present already, -1 error. */
+static int sq_meta_insert(gn_store *b, const char *key, const char *value, bool replace, gn_error *err)
 {
     sq_store *s = (sq_store *)b;
     char op[160];
@@ -399,32 +401,10 @@ static int sq_put_meta(gn_store *b, const char *key, const char *value, gn_error
     sqlite3_stmt *st;
     if (begin(s, op, err))
         return -1;
-    if (prepare(s, "INSERT INTO meta(key, value) VALUES(?1, ?2) ON CONFLICT(key) DO UPDATE SET value = ?2", &st, op,
-                err)) {
-        rollback(s);
-        return -1;
-    }
-    int rc = bind_str(st, 1, key) | bind_str(st, 2, value);
-    rc = rc != SQLITE_OK ? rc : sqlite3_step(st);
-    if (rc != SQLITE_DONE)
-        sqerr(s, op, err);
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) {
-        rollback(s);
-        return -1;
-    }
-    return commit(s, op, err);
-}
-
-static int sq_put_meta_new(gn_store *b, const char *key, const char *value, gn_error *err)
-{
-    sq_store *s = (sq_store *)b;
-    char op[160];
-    snprintf(op, sizeof op, "put meta '%.100s'", key);
-    sqlite3_stmt *st;
-    if (begin(s, op, err))
-        return -1;
-    if (prepare(s, "INSERT INTO meta(key, value) VALUES(?1, ?2) ON CONFLICT(key) DO NOTHING", &st, op, err)) {
+    if (prepare(s,
+                replace ? "INSERT INTO meta(key, value) VALUES(?1, ?2) ON CONFLICT(key) DO UPDATE SET value = ?2"
+                        : "INSERT INTO meta(key, value) VALUES(?1, ?2) ON CONFLICT(key) DO NOTHING",
+                &st, op, err)) {
         rollback(s);
         return -1;
     }
@@ -440,7 +420,17 @@ static int sq_put_meta_new(gn_store *b, const char *key, const char *value, gn_e
     int inserted = sqlite3_changes(s->db) > 0;
     if (commit(s, op, err))
         return -1;
-    return inserted ? 0 : 1;
+    return inserted || replace ? 0 : 1;
+}
+
+static int sq_put_meta(gn_store *b, const char *key, const char *value, gn_error *err)
+{
+    return sq_meta_insert(b, key, value, true, err);
+}
+
+static int sq_put_meta_new(gn_store *b, const char *key, const char *value, gn_error *err)
+{
+    return sq_meta_insert(b, key, value, false, err);
 }
 
 static int sq_get_meta(gn_store *b, const char *key, char **value, gn_error *err)
