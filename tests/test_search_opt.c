@@ -6,6 +6,8 @@
  *   - no duplicates: on a 72-point space every kind proposes all 72 points once, then
  *     fails with "space exhausted" (also with all proposals in flight);
  *   - a point observed without being proposed is never proposed;
+ *   - options.canon: proposals are canonical, no two map to the same representative,
+ *     and the space is exhausted after its representatives;
  *   - options.accept: every proposal is admitted when admissible points exist;
  *   - feasibility: the learning kinds propose fewer infeasible points than random;
  *   - quality: lamcts and evolution beat random on a small shifted sphere, nsga2 beats
@@ -210,6 +212,66 @@ static void test_no_duplicates(void **state)
     }
 }
 
+/* canonical representatives on the 72-point space: when x[0] == 0, dimensions 1 and 3
+ * are inert (like a stage with 0 layers) and zeroed: 72 - 3*4*2 + 4 = 52 points */
+static void canon72(void *ctx, const int *x, int *y)
+{
+    (*(int *)ctx)++;
+    for (int i = 0; i < 4; i++)
+        y[i] = x[i];
+    if (x[0] == 0)
+        y[1] = y[3] = 0;
+}
+
+static void test_canonical(void **state)
+{
+    (void)state;
+    gn_enc_desc e = {.ndims = 4, .card = {3, 3, 4, 2}};
+    gn_error err = {{0}};
+    for (int k = 0; k < NKINDS; k++) {
+        gn_opt_options o = test_options(5);
+        o.mcts_ninits = 6;
+        o.mcts_leaf_size = 6;
+        o.evo_population = 6;
+        o.nsga_population = 6;
+        int calls = 0;
+        o.canon = canon72;
+        o.canon_ctx = &calls;
+        gn_optimizer *opt;
+        assert_int_equal(gn_opt_create(KINDS[k], &e, &o, &opt, &err), 0);
+        /* a non-canonical point observed up front counts as its representative */
+        int foreign[4] = {0, 2, 1, 1};
+        double fo[2] = {-1.0, -2.0};
+        assert_int_equal(gn_opt_observe(opt, foreign, fo, true, &err), 0);
+        bool seen[72] = {false};
+        seen[encode72((int[4]){0, 0, 1, 0})] = true;
+        for (int t = 0; t < 51; t++) {
+            int x[4];
+            if (gn_opt_propose(opt, x, &err)) {
+                fprintf(stderr, "%s step %d: %s\n", KINDS[k], t, err.msg);
+                fail();
+            }
+            if (x[0] == 0 && (x[1] || x[3])) {
+                fprintf(stderr, "%s: non-canonical proposal at step %d\n", KINDS[k], t);
+                fail();
+            }
+            int id = encode72(x);
+            if (seen[id]) {
+                fprintf(stderr, "%s: the same network twice at step %d\n", KINDS[k], t);
+                fail();
+            }
+            seen[id] = true;
+            double obj[2] = {-(double)((x[0] - 1) * (x[0] - 1) + (x[2] - 2) * (x[2] - 2)), -(double)x[1]};
+            assert_int_equal(gn_opt_observe(opt, x, obj, true, &err), 0);
+        }
+        int x[4];
+        assert_int_not_equal(gn_opt_propose(opt, x, &err), 0); /* all 52 representatives seen */
+        assert_non_null(strstr(err.msg, "space exhausted: all 52 points"));
+        assert_true(calls > 0);
+        gn_opt_free(opt);
+    }
+}
+
 static int accept_even(void *ctx, const int *x)
 {
     int *calls = ctx;
@@ -384,6 +446,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_no_duplicates),
+        cmocka_unit_test(test_canonical),
         cmocka_unit_test(test_accept_filter),
         cmocka_unit_test(test_determinism),
         cmocka_unit_test(test_resume_by_replay),

@@ -140,6 +140,11 @@ typedef struct {
     double proxy_lr;               /* 0.05 */
     double val_fraction;           /* validation split of the training set (0.05) */
     uint64_t split_seed;           /* 42 */
+    int canonical;                 /* optimizers see canonical encodings only (1): dimensions
+                                      that do not change the network (those of a stage with
+                                      0 layers) are zeroed before a point is proposed or
+                                      observed, so no proposal repeats a network; a setting
+                                      (a store made before it resumes without) */
     /* ---- many machines (see above) */
     int parallel;                  /* proposals in flight (1); a setting when not 1 */
     int local_worker;              /* run jobs in this process while waiting (1) */

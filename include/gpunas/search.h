@@ -96,6 +96,13 @@ typedef struct {
     /* Optional deterministic pre-filter: returns non-zero if x may be proposed. */
     int (*accept)(void *ctx, const int *x);
     void *accept_ctx;
+    /* Optional: y = the canonical representative of x (y may be x; idempotent; must map
+     * into the box).  Points that map to the same representative are one point to the
+     * optimizer: every proposal and every observation is canonical, so no proposal is
+     * ever another's repeat (e.g. the search space's inert dimensions, choices of a stage
+     * with 0 layers). */
+    void (*canon)(void *ctx, const int *x, int *y);
+    void *canon_ctx;
 
     /* random */
     int random_sobol;  /* 1: scrambled Sobol (default); 0: uniform draws */

@@ -131,9 +131,10 @@ int gn__nas_lat_measure(nas_state *s, gn_net *net, double *ms, double *spread, c
 char *gn__nas_settings_json(const gn_nas_config *c, gn_error *err);
 /* Store it (new search) or compare with the stored one (resume). */
 int gn__nas_settings_check(gn_store *st, const gn_nas_config *c, bool resume, gn_error *err);
-/* The proposals in flight the stored search was made with (1 when not recorded or no
- * search yet). */
-int gn__nas_stored_parallel(gn_store *st, int *parallel, gn_error *err);
+/* What the stored search's proposals depend on: the proposals in flight it was made
+ * with (1 when not recorded) and whether its optimizers saw canonical encodings (0 when
+ * not recorded); both untouched when there is no search yet. */
+int gn__nas_stored_schedule(gn_store *st, int *parallel, int *canonical, gn_error *err);
 /* A worker's view of a search: the settings record parsed into c (defaults first;
  * space and data are not loaded: *space_src and *dataset are pointers into the
  * returned JSON object, freed with json_decref(*keep)). */

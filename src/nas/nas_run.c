@@ -25,6 +25,7 @@
 void gn_nas_defaults(gn_nas_config *c)
 {
     memset(c, 0, sizeof *c);
+    c->canonical = 1;
     c->parallel = 1;
     c->local_worker = 1;
     c->lease_s = 60;
@@ -82,6 +83,11 @@ static int accept_cb(void *ctx, const int *x)
         return 1; /* no estimate: let the measurement decide */
     double lo = t > 0 ? s->edges[t - 1] * 0.85 : 0.0, hi = s->edges[t] * 1.15;
     return ms > lo && ms <= hi;
+}
+
+static void canon_cb(void *ctx, const int *x, int *y)
+{
+    gn_space_canonical((const gn_space *)ctx, x, y);
 }
 
 static int total_trained(const nas_state *s)
@@ -986,6 +992,10 @@ static int run_tiering(nas_state *s, int have_p1, int64_t *pending, int n_pendin
         o.n_objectives = 1;
         o.accept = accept_cb;
         o.accept_ctx = s;
+        if (c->canonical) {
+            o.canon = canon_cb;
+            o.canon_ctx = (void *)c->space;
+        }
         if (gn_opt_create(c->optimizer, gn_space_desc(c->space), &o, &s->opt[i], err))
             return -1;
     }
@@ -1017,9 +1027,10 @@ int gn_nas_run(const gn_nas_config *c, bool resume, const gn_nas_callbacks *cb, 
     memset(s, 0, sizeof S);
     /* a resumed search keeps its proposals in flight: the replay depends on them */
     gn_nas_config cc = *c;
-    int stored_parallel = 1;
-    if (resume && gn__nas_stored_parallel(c->store, &stored_parallel, err))
+    int stored_parallel = c->parallel, stored_canonical = c->canonical;
+    if (resume && gn__nas_stored_schedule(c->store, &stored_parallel, &stored_canonical, err))
         return -1;
+    cc.canonical = stored_canonical; /* a store made before canonical encodings resumes without */
     if (resume && stored_parallel != c->parallel) {
         cc.parallel = stored_parallel;
         if (cb && cb->event) {

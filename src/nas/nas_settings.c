@@ -62,6 +62,8 @@ char *gn__nas_settings_json(const gn_nas_config *c, gn_error *err)
     /* likewise: proposals in flight decide what is proposed (gpunas/nas.h) */
     if (o && c->parallel > 1)
         json_object_set_new(o, "parallel", json_integer(c->parallel));
+    if (o && c->canonical) /* absent in stores made before canonical encodings */
+        json_object_set_new(o, "canonical", json_true());
     if (!o) {
         gn_error_set(err, "search: cannot record the settings");
         return NULL;
@@ -193,6 +195,7 @@ int gn__nas_settings_parse(const char *text, gn_nas_config *c, const char **spac
         c->backend = json_is_string(b) ? json_string_value(b) : NULL;
         json_t *p = json_object_get(o, "parallel");
         c->parallel = json_is_integer(p) ? (int)json_integer_value(p) : 1;
+        c->canonical = json_is_true(json_object_get(o, "canonical"));
         c->profile_path = strcmp(latency, "measure") == 0 ? NULL : latency;
         c->lat_threads = strcmp(lat_threads, "best") == 0 ? GN_THREADS_BEST : atoi(lat_threads);
         if (gn_nas_parse_tiers(tiers, c->tier_ms, &c->n_tiers, &c->auto_tiers, err))
@@ -206,9 +209,8 @@ int gn__nas_settings_parse(const char *text, gn_nas_config *c, const char **spac
     return 0;
 }
 
-int gn__nas_stored_parallel(gn_store *st, int *parallel, gn_error *err)
+int gn__nas_stored_schedule(gn_store *st, int *parallel, int *canonical, gn_error *err)
 {
-    *parallel = 1;
     char *text = NULL;
     int g = gn_store_get_meta(st, META_KEY, &text, err);
     if (g != 0)
@@ -216,9 +218,13 @@ int gn__nas_stored_parallel(gn_store *st, int *parallel, gn_error *err)
     json_error_t je;
     json_t *o = json_loads(text, 0, &je);
     free(text);
-    json_t *p = o ? json_object_get(o, "parallel") : NULL;
-    if (json_is_integer(p) && json_integer_value(p) >= 1 && json_integer_value(p) <= 100000)
-        *parallel = (int)json_integer_value(p);
+    if (!o) /* the settings check says so, naming the store */
+        return 0;
+    json_t *p = json_object_get(o, "parallel");
+    *parallel = json_is_integer(p) && json_integer_value(p) >= 1 && json_integer_value(p) <= 100000
+                    ? (int)json_integer_value(p)
+                    : 1;
+    *canonical = json_is_true(json_object_get(o, "canonical"));
     json_decref(o);
     return 0;
 }

@@ -297,10 +297,17 @@ static int check_x(const gn_optimizer *o, const int *x, const char *what, gn_err
     return 0;
 }
 
+void gn__opt_canon(const gn_optimizer *o, int *x)
+{
+    if (o->opt.canon)
+        o->opt.canon(o->opt.canon_ctx, x, x);
+}
+
 int gn_opt_propose(gn_optimizer *o, int *x, gn_error *err)
 {
     if (o->vt->propose(o, x, err))
         return -1;
+    gn__opt_canon(o, x); /* the kinds propose canonical points already; this is a guard */
     /* a kind must only produce points in the box; checked so a bug cannot leak out */
     if (check_x(o, x, "internal error in proposal", err))
         return -1;
@@ -321,12 +328,28 @@ int gn_opt_propose_batch(gn_optimizer *o, int k, int *X, gn_error *err)
     return 0;
 }
 
+static int observe_point(gn_optimizer *o, const int *x, const double *obj, bool feasible, gn_error *err);
+
 int gn_opt_observe(gn_optimizer *o, const int *x, const double *obj, bool feasible, gn_error *err)
 {
     if (!x)
         return gn_error_set(err, "optimizer %s: observe: no point given", o->vt->name);
     if (check_x(o, x, "observe", err))
         return -1;
+    int *cx = NULL;
+    if (o->opt.canon) { /* observe the representative */
+        if (!(cx = malloc(sizeof(int) * (size_t)o->d)))
+            return gn_error_set(err, "optimizer %s: out of memory", o->vt->name);
+        o->opt.canon(o->opt.canon_ctx, x, cx);
+        int rc = observe_point(o, cx, obj, feasible, err);
+        free(cx);
+        return rc;
+    }
+    return observe_point(o, x, obj, feasible, err);
+}
+
+static int observe_point(gn_optimizer *o, const int *x, const double *obj, bool feasible, gn_error *err)
+{
     if (feasible) {
         if (!obj)
             return gn_error_set(err, "optimizer %s: observe: feasible point without objectives", o->vt->name);
@@ -405,25 +428,60 @@ static int distinct_seen(const gn_optimizer *o)
     return k;
 }
 
+/* x (length d) is its own representative */
+static bool is_canonical(const gn_optimizer *o, const int *x)
+{
+    if (!o->opt.canon)
+        return true;
+    int y[GN_ENC_MAX_DIMS];
+    o->opt.canon(o->opt.canon_ctx, x, y);
+    return memcmp(x, y, sizeof(int) * (size_t)o->d) == 0;
+}
+
+/* The points an optimizer can propose: all of the box, or its canonical points
+ * (counted once by enumeration; spaces of at most ENUM_LIMIT points).  scratch: d ints. */
+static uint64_t canonical_count(gn_optimizer *o, int *scratch)
+{
+    if (!o->opt.canon)
+        return o->space_size;
+    if (o->canon_size)
+        return o->canon_size;
+    uint64_t n = 0;
+    for (int i = 0; i < o->d; i++)
+        scratch[i] = 0;
+    for (;;) {
+        n += is_canonical(o, scratch);
+        int i = 0;
+        while (i < o->d && ++scratch[i] == o->enc.card[i])
+            scratch[i++] = 0;
+        if (i == o->d)
+            break;
+    }
+    o->canon_size = n;
+    return n;
+}
+
 int gn__opt_random_unseen(gn_optimizer *o, int *x, gn_error *err)
 {
     /* rejection sampling first (uniform over the unseen points when it succeeds) */
     for (int t = 0; t < 64; t++) {
         gn__opt_uniform(o, x);
+        gn__opt_canon(o, x);
         if (!gn__opt_seen(o, x))
             return 0;
     }
     if (o->space_size <= ENUM_LIMIT) {
-        uint64_t nseen = (uint64_t)distinct_seen(o);
-        if (nseen >= o->space_size)
+        uint64_t nseen = (uint64_t)distinct_seen(o), npoints = canonical_count(o, x);
+        if (nseen >= npoints)
             return gn_error_set(err, "optimizer %s: space exhausted: all %llu points were already proposed or observed",
-                                o->vt->name, (unsigned long long)o->space_size);
-        uint64_t r = gn_rng_below(&o->rng, o->space_size - nseen);
-        /* enumerate in mixed radix (dimension 0 fastest) and take the r-th unseen point */
+                                o->vt->name, (unsigned long long)npoints);
+        uint64_t r = gn_rng_below(&o->rng, npoints - nseen);
+        /* enumerate in mixed radix (dimension 0 fastest) and take the r-th unseen
+         * (canonical) point */
         for (int i = 0; i < o->d; i++)
             x[i] = 0;
         for (;;) {
-            if (!gn__opt_seen(o, x)) {
+            if (is_canonical(o, x) && !gn__opt_seen(o, x)) {
                 if (r == 0)
                     return 0;
                 r--;
@@ -438,6 +496,7 @@ int gn__opt_random_unseen(gn_optimizer *o, int *x, gn_error *err)
     }
     for (int t = 0; t < 100000; t++) {
         gn__opt_uniform(o, x);
+        gn__opt_canon(o, x);
         if (!gn__opt_seen(o, x))
             return 0;
     }
@@ -452,6 +511,7 @@ int gn__opt_propose_loop(gn_optimizer *o, int *x, int *spare, int limit, gn__opt
     for (int t = 0; t < limit; t++) {
         if (draw(o, ctx, x))
             break;
+        gn__opt_canon(o, x);
         if (gn__opt_seen(o, x))
             continue;
         if (gn__opt_accepts(o, x))

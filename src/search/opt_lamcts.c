@@ -350,6 +350,7 @@ static int cand_add(gn_optimizer *o, candset *c, const double *u)
 {
     int *x = c->X + (size_t)c->n * c->d;
     to_cell(u, c->card, c->d, x);
+    gn__opt_canon(o, x);
     if (gn__opt_seen(o, x) || gn__xset_find(&c->local, x) >= 0)
         return 0;
     if (gn__xset_add(&c->local, x) < 0)

@@ -69,6 +69,7 @@ struct gn_optimizer {
     int n_feasible;
     gn_xset seen;
     uint64_t space_size; /* product of cards, saturated at UINT64_MAX */
+    uint64_t canon_size; /* canonical points (options.canon), counted when first needed; 0 unknown */
     void *impl;
 };
 
@@ -76,6 +77,8 @@ extern const gn_opt_vtable gn__opt_random_vt, gn__opt_evolution_vt, gn__opt_lamc
 
 /* observed or in flight */
 bool gn__opt_seen(const gn_optimizer *o, const int *x);
+/* x = its canonical representative (options.canon), in place; nothing without one. */
+void gn__opt_canon(const gn_optimizer *o, int *x);
 /* options.accept (true when none is set) */
 bool gn__opt_accepts(const gn_optimizer *o, const int *x);
 /* Uniform random point (may be seen). */
