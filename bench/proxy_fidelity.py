@@ -10,6 +10,8 @@ the proxy in CPU seconds per candidate:
               stopping, read from the ground truth itself (cost: K epochs of it)
   lc-K-extrap a saturating curve a - b * exp(-c t) fitted to the first K epochs'
               validation top-1 and evaluated at the last epoch (K = 3, 4)
+  naswot      the NASWOT score of the untrained network (`gpunas zerocost`, mean of 3
+              initialisations and batches of 64; Mellor et al. 2021), a zero-cost proxy
   proxy-E-N   the search's proxy recipe (`gpunas search`: SGD lr 0.05, 1 warm-up tenth,
               no smoothing, dropout or drop-path, batch 64, validation split 5% seed 42)
               for E epochs on N images — E=1, N=5000 is today's proxy; measured here with
@@ -173,6 +175,29 @@ def main():
             if l.strip():
                 r = json.loads(l)
                 cache[r["key"]] = r
+    zc = {k: v for k, v in cache.items() if k.startswith("naswot/")}
+    if args.run_proxies:
+        for n in names:
+            if f"naswot/{n}" in zc:
+                continue
+            d = os.path.join(args.work, f"naswot-{n}")
+            os.makedirs(d, exist_ok=True)
+            cfg = os.path.join(d, "arch.json")
+            json.dump(archs[n]["config"], open(cfg, "w"))
+            out = subprocess.run([args.gpunas, "zerocost", cfg, "--json", "--repeats", "3"] +
+                                 (["--threads", str(args.threads)] if args.threads else []),
+                                 check=True, capture_output=True, text=True).stdout
+            r = json.loads(out)
+            rec = {"key": f"naswot/{n}", "name": n, "val_top1": r["naswot"], "seconds": r["seconds"]}
+            with open(PROXY_RUNS, "a") as f:
+                f.write(json.dumps(rec) + "\n")
+            zc[rec["key"]] = rec
+    have = [n for n in names if f"naswot/{n}" in zc]
+    if len(have) >= 3:
+        x = [zc[f"naswot/{n}"]["val_top1"] for n in have]
+        yy = [truth[n] for n in have]
+        rows.append(("naswot (zero-cost)" + ("" if len(have) == len(names) else f" [{len(have)} archs]"),
+                     kendall(x, yy), spearman(x, yy), sum(zc[f"naswot/{n}"]["seconds"] for n in have) / len(have)))
     for e, n_img in PROXIES:
         have = [n for n in names if f"{n}/{e}/{n_img}" in cache]
         if args.run_proxies:

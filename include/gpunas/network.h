@@ -103,6 +103,12 @@ int gn_net_backward(gn_net *net, const gn_tensor *dlogits, gn_error *err);
 int gn_net_train_step(gn_net *net, const gn_tensor *x, const int32_t *labels, float smoothing, float *loss,
                       gn_error *err);
 
+/* The NASWOT zero-cost score (Mellor et al. 2021) of the network as it is (untrained):
+ * log|det K| of the batch's activation-pattern kernel over every ReLU/Swish unit, after
+ * a training forward of x (batch >= 2) without dropout or drop-path (design in
+ * network_naswot.c).  *units (may be NULL): the units counted.  Updates BN running stats. */
+int gn_net_naswot(gn_net *net, const gn_tensor *x, double *score, int64_t *units, gn_error *err);
+
 /* Plain evaluation forward (running statistics, no folding, no fusion): the reference
  * for the inference path. */
 int gn_net_forward_eval(gn_net *net, const gn_tensor *x, const gn_tensor **logits, gn_error *err);

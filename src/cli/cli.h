@@ -17,6 +17,7 @@ int cmd_profile(int argc, char **argv);
 int cmd_trials(int argc, char **argv);
 int cmd_workers(int argc, char **argv);
 int cmd_worker(int argc, char **argv);
+int cmd_zerocost(int argc, char **argv);
 int cmd_search(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_init(int argc, char **argv);

@@ -18,6 +18,7 @@ static const struct {
     {"init", cmd_init, "write random weights for a config (random BN statistics; arch recorded)"},
     {"import", cmd_import, "NVIDIA's GPUNet checkpoints (PyTorch .pth.tar, read without executing code) -> safetensors"},
     {"export", cmd_export, "export weights as an ONNX model (BN folded, as gpunas runs inference)"},
+    {"zerocost", cmd_zerocost, "zero-cost proxy of an untrained config (NASWOT score on a batch)"},
     {"latency", cmd_latency, "measure a config's inference latency (median, spread, memory, per layer)"},
     {"profile", cmd_profile, "build a device latency profile: lookup table + calibrated predictor"},
     {"search", cmd_search, "latency-tiered architecture search (resumable; writes tier winners)"},
