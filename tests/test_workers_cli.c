@@ -251,6 +251,14 @@ static void test_workers_and_queue_columns(void **state)
     expect_error(args, 1, want);
     free(txt);
     expect_error("workers", 2, "usage: gpunas workers");
+    /* `gpunas worker`: an SQLite file that cannot be opened is said at once (PostgreSQL
+     * locations are retried: the server or the search may not be up yet) */
+    snprintf(args, sizeof args, "worker --store %s.missing", path);
+    snprintf(want, sizeof want, "gpunas worker: %s.missing: ", path);
+    expect_error(args, 1, want);
+    expect_error("worker", 2, "gpunas worker: --store is required");
+    expect_error("worker --store x --kinds bake", 2, "gpunas worker: --kinds: 'bake' is not");
+    expect_error("worker --store x --lease 0", 2, "gpunas worker: option --lease");
     snprintf(args, sizeof args, "workers %s --window x", path);
     expect_error(args, 2, "gpunas workers: option --window: 'x' is not a number");
     snprintf(args, sizeof args, "workers %s --window 0", path);

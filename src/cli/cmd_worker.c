@@ -14,6 +14,7 @@
  * space missing here).
  */
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,12 +149,14 @@ int cmd_worker(int argc, char **argv)
             return 2;
         }
     }
-    /* the database may not be up yet, or the search not started (no tables yet):
-     * workers are often launched before the coordinator */
+    /* a database server may not be up yet, or the search not started (no tables yet):
+     * workers are often launched before the coordinator, so PostgreSQL locations are
+     * retried; an SQLite file that cannot be opened is a mistake, said at once */
+    bool pg = strncmp(store_loc, "postgresql://", 13) == 0 || strncmp(store_loc, "postgres://", 11) == 0;
     for (double waited = 0;; waited += 1) {
         if (gn_store_open(store_loc, 0, &w.store, &err) == 0)
             break;
-        if (waited >= w.store_retry_s) {
+        if (!pg || waited >= w.store_retry_s) {
             cli_error(CMD, "%s", err.msg);
             return 1;
         }
