@@ -30,5 +30,11 @@ int cli_parse_int(const char *cmd, const char *flag, const char *s, int lo, int 
 int cli_parse_double(const char *cmd, const char *flag, const char *s, double lo, double hi, double *out);
 int cli_parse_u64(const char *cmd, const char *flag, const char *s, uint64_t *out);
 void cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A clean stop on SIGINT and SIGTERM: the first signal sets a flag the command polls
+ * (cli_stop_requested, or cli_should_stop as a library callback); with exit_code > 0
+ * a second signal exits at once with that code. */
+void cli_stop_on_signals(int exit_code);
+int cli_stop_requested(void);
+int cli_should_stop(void *user);
 
 #endif

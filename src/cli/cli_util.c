@@ -1,9 +1,12 @@
 /* cli_util.c — small helpers shared by subcommands. */
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 
@@ -74,4 +77,36 @@ int cli_parse_u64(const char *cmd, const char *flag, const char *s, uint64_t *ou
     }
     *out = (uint64_t)v;
     return 0;
+}
+
+static volatile sig_atomic_t g_stop;
+static int g_second_exit;
+
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    if (g_stop && g_second_exit > 0)
+        _exit(g_second_exit);
+    g_stop = 1;
+}
+
+void cli_stop_on_signals(int exit_code)
+{
+    g_second_exit = exit_code;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+int cli_stop_requested(void)
+{
+    return g_stop != 0;
+}
+
+int cli_should_stop(void *user)
+{
+    (void)user;
+    return g_stop != 0;
 }

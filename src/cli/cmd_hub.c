@@ -23,20 +23,6 @@
 #include "gpunas/latprofile.h"
 
 static const char *CMD = "hub";
-static volatile sig_atomic_t g_stop;
-
-static void on_sigint(int sig)
-{
-    (void)sig;
-    g_stop = 1;
-}
-
-static int should_stop(void *user)
-{
-    (void)user;
-    return g_stop != 0;
-}
-
 static void on_message(void *user, const char *line)
 {
     (void)user;
@@ -146,16 +132,15 @@ static int do_build(int argc, char **argv)
         return 2;
     }
     c.search_dir = search_dir;
-    gn_hub_callbacks cb = {.message = on_message, .epoch = on_epoch, .should_stop = should_stop};
+    gn_hub_callbacks cb = {.message = on_message, .epoch = on_epoch, .should_stop = cli_should_stop};
     gn_error err = {{0}};
-    signal(SIGINT, on_sigint);
-    signal(SIGTERM, on_sigint);
+    cli_stop_on_signals(0);
     int made = gn_hub_build(&c, &cb, &err);
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
     if (made < 0) {
         cli_error(CMD, "%s", err.msg);
-        return g_stop ? 130 : 1;
+        return cli_stop_requested() ? 130 : 1;
     }
     char hub[4096];
     snprintf(hub, sizeof hub, "%s", c.hub_dir ? c.hub_dir : "");

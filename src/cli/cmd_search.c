@@ -23,22 +23,6 @@
 #include "gpunas/plot.h"
 
 static const char *CMD = "search";
-static volatile sig_atomic_t g_stop;
-
-static void on_sigint(int sig)
-{
-    (void)sig;
-    if (g_stop)
-        _exit(130);
-    g_stop = 1;
-}
-
-static int should_stop(void *user)
-{
-    (void)user;
-    return g_stop;
-}
-
 static void on_event(void *user, const gn_nas_event *e)
 {
     int quiet = *(int *)user;
@@ -387,10 +371,10 @@ int cmd_search(int argc, char **argv)
            gn_space_name(space), gn_space_desc(space)->ndims, train->source, train->n, store_path, c.optimizer,
            c.trials, resume ? " (resume)" : "");
     fflush(stdout);
-    signal(SIGINT, on_sigint);
+    cli_stop_on_signals(130);
     if (workers > 1 && start_workers(workers, store_path, data_dir, c.threads, c.lease_s, &err))
         goto fail;
-    gn_nas_callbacks cb = {.user = &quiet, .event = on_event, .should_stop = should_stop};
+    gn_nas_callbacks cb = {.user = &quiet, .event = on_event, .should_stop = cli_should_stop};
     int run_rc = gn_nas_run(&c, resume, &cb, &err);
     stop_workers();
     if (run_rc)
@@ -414,7 +398,7 @@ int cmd_search(int argc, char **argv)
     else if (prc < 0)
         fprintf(stderr, "gpunas search: warning: no picture: %s\n", perr.msg);
     gn_nas_summary_free(&sum);
-    rc = g_stop ? 130 : 0;
+    rc = cli_stop_requested() ? 130 : 0;
     goto done;
 fail:
     cli_error(CMD, "%s", err.msg);

@@ -25,22 +25,6 @@
 #include "gpunas/nas.h"
 
 static const char *CMD = "worker";
-static volatile sig_atomic_t g_stop;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    if (g_stop)
-        _exit(143);
-    g_stop = 1;
-}
-
-static int should_stop(void *user)
-{
-    (void)user;
-    return g_stop;
-}
-
 static void on_event(void *user, const gn_nas_event *e)
 {
     if (*(int *)user && strstr(e->message, " measured ") == NULL && strstr(e->message, " trained: ") == NULL &&
@@ -165,12 +149,8 @@ int cmd_worker(int argc, char **argv)
         fflush(stdout);
         sleep(1);
     }
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    gn_nas_callbacks cb = {.user = &quiet, .event = on_event, .should_stop = should_stop};
+    cli_stop_on_signals(143);
+    gn_nas_callbacks cb = {.user = &quiet, .event = on_event, .should_stop = cli_should_stop};
     gn_nas_worker_stats st;
     int rc = gn_nas_worker_run(&w, &cb, &st, &err);
     gn_store_close(w.store);
