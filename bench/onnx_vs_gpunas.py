@@ -27,6 +27,11 @@ phase of the shared machine hits both:
           sides unless --pin (gpunas's default is pinned; ORT does not pin).
 Reported per T: the median over repetitions of each side's per-repetition median, the
 per-repetition medians, and the ratio gpunas / ORT (< 1: gpunas faster).
+
+--peak (issue 21): the machine's FP32 FMA ceiling (build/bench/fma_peak, AVX-512 or AVX2,
+12 independent chains per thread, pinned) is measured at each T at the start and again at
+the end, and each side's achieved rate 2 x MACs / median is printed as % of the higher of
+the two peak figures.
 """
 import argparse
 import json
@@ -84,7 +89,14 @@ def gpunas_measure(exe, config, res, threads, duration_s, pin):
     if not pin:
         cmd.append("--no-pin")
     j = json.loads(run(cmd))
+    gpunas_measure.macs = int(j["macs"])
     return float(j["compute"]["median_ms"]), int(j["compute"]["n"]), bool(j.get("stable", True))
+
+
+def fma_peak(threads):
+    exe = os.path.join(ROOT, "build", "bench", "fma_peak")
+    j = json.loads(run([exe, "--threads", ",".join(str(t) for t in threads), "--seconds", "1", "--reps", "3"]))
+    return j["isa"], {p["threads"]: p["gflops"] for p in j["peaks"]}
 
 
 def main():
@@ -98,6 +110,7 @@ def main():
     ap.add_argument("--gpunas", default=os.path.join(ROOT, "build/gpunas"))
     ap.add_argument("--pin", action="store_true", help="let gpunas pin its threads (its default)")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--peak", action="store_true", help="also print %% of the FMA peak (build/bench/fma_peak)")
     a = ap.parse_args()
     import onnxruntime as ort
 
@@ -117,6 +130,9 @@ def bench(a, ort, threads, tmp):
     model = os.path.join(tmp, "model.onnx")
     exported = run([a.gpunas, "export", a.config, "--weights", w, "-o", model, "--res", str(a.res)]).strip()
 
+    peak = None
+    if a.peak:
+        isa, p0 = fma_peak(threads)
     rows = {t: {"ort": [], "gpunas": [], "ratio": [], "gpunas_stable": []} for t in threads}
     for rep in range(a.reps):
         for t in threads:
@@ -134,6 +150,9 @@ def bench(a, ort, threads, tmp):
             rows[t]["ratio"].append(got["gpunas"] / got["ort"])
             print("rep %d threads %d: ORT %.3f ms, gpunas %.3f ms (%s first)" % (rep + 1, t, got["ort"], got["gpunas"],
                                                                                   order[0]), file=sys.stderr)
+    if a.peak:
+        _, p1 = fma_peak(threads)
+        peak = {t: max(p0[t], p1[t]) for t in threads}
     summary = []
     for t in threads:
         r = rows[t]
@@ -142,6 +161,12 @@ def bench(a, ort, threads, tmp):
                         "ratio_gpunas_over_ort": float(np.median(r["gpunas"]) / np.median(r["ort"])),
                         "ort_reps_ms": r["ort"], "gpunas_reps_ms": r["gpunas"], "ratio_reps": r["ratio"],
                         "gpunas_stable": r["gpunas_stable"]})
+        if peak:
+            flops = 2.0 * gpunas_measure.macs
+            summary[-1].update({"peak_isa": isa, "peak_gflops": peak[t],
+                                "ort_pct_of_peak": 100 * flops / (summary[-1]["ort_median_ms"] / 1e3) / (peak[t] * 1e9),
+                                "gpunas_pct_of_peak": 100 * flops / (summary[-1]["gpunas_median_ms"] / 1e3) /
+                                                      (peak[t] * 1e9)})
     if a.json:
         print(json.dumps({"config": a.config, "resolution": a.res, "batch": 1, "weights": a.weights or "gpunas init",
                           "onnxruntime": ort.__version__, "reps": a.reps, "duration_s": a.duration,
@@ -160,6 +185,13 @@ def bench(a, ort, threads, tmp):
                                        "%.2f [%s]" % (s["gpunas_median_ms"], fmt(s["gpunas_reps_ms"])),
                                        "%.2f [%s]%s" % (s["ratio_gpunas_over_ort"], fmt(s["ratio_reps"]),
                                                         "" if all(s["gpunas_stable"]) else " (gpunas: unstable)")))
+    if peak:
+        print("FMA peak (%s, fma_peak before and after, the higher): %s; MACs %d"
+              % (summary[0]["peak_isa"], ", ".join("%d thread%s %.1f GFLOP/s" % (t, "" if t == 1 else "s", peak[t])
+                                                   for t in threads), gpunas_measure.macs))
+        for s in summary:
+            print("%-7d ORT %.1f%% of peak, gpunas %.1f%% of peak" % (s["threads"], s["ort_pct_of_peak"],
+                                                                      s["gpunas_pct_of_peak"]))
 
 
 if __name__ == "__main__":
