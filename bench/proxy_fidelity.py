@@ -123,6 +123,8 @@ def proxy_score(args, name, config, epochs, subset, cache):
            "--no-drop-path", "--val-fraction", "0.05", "--split-seed", "42", "--seed", "1"]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
+    if os.path.exists(os.path.join(d, "run", "checkpoint.safetensors")):
+        cmd.append("--resume")  # a run stopped half-way
     t0 = time.time()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     wall = time.time() - t0
