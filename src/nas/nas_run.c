@@ -669,12 +669,7 @@ static int submit(nas_state *s, flights *F, int tier, const int *x, gn_error *er
     gn_trial_init(&ans);
     int known = busy ? 1 : answer_known(s, tier, f->key, &ans);
     if (known == 0) { /* answered now */
-        gn_trial_clear(&ans);
-        if (gn_store_insert_trial(st, t, err))
-            return -1;
-        gn_trial_init(&ans);
-        answer_known(s, tier, f->key, &ans);
-        int rc = gn_store_finish_trial(st, t->id, &ans, err);
+        int rc = gn_store_insert_trial(st, t, err) || gn_store_finish_trial(st, t->id, &ans, err);
         gn_trial_clear(&ans);
         return rc ? -1 : mark_final(s, F, f, err);
     }
