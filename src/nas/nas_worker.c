@@ -17,8 +17,10 @@
  *     0            the result is in, exactly once;
  *     LEASE_LOST   the job was given to another worker meanwhile (this one was presumed
  *                  dead): the result is dropped, the retry's counts;
- *     error        the store is unreachable (server restarting): retried with backoff
- *                  while the lease lasts — the commit is idempotent under the token.
+ *     error        the store is unreachable (server restarting): retried while the lease
+ *                  may last (lease + 5 s by this process's clock) — the commit is
+ *                  idempotent under the token; then the result is dropped and the worker
+ *                  goes on claiming (claims retry the store for store_retry_s).
  *   Stop (SIGTERM through cb->should_stop): a measurement in hand is finished and
  *   committed; a training is interrupted and the job released (not counted as an
  *   attempt).  Store errors elsewhere are retried for store_retry_s, then the worker
@@ -171,14 +173,17 @@ static int load_search(const gn_nas_worker_config *w, const gn_nas_callbacks *cb
 
 /* Commit (complete, or release when stopped), retrying a failing store while the lease
  * may still be current.  0 committed, 1 lease lost, -1 gave up. */
-static int commit(gn_store *st, gn_lease *lease, const gn_trial *res, int release, const gn_nas_callbacks *cb,
-                  gn_error *err)
+static int commit(gn_store *st, gn_lease *lease, double lease_s, const gn_trial *res, int release,
+                  const gn_nas_callbacks *cb, gn_error *err)
 {
+    /* the lease ends at most lease_s after the last heartbeat; the server's expiry is on
+     * its clock, so this process bounds its retries by its own (monotonic) one */
+    double give_up = gn__now_s() + lease_s + 5;
     for (;;) {
         int rc = release ? gn_store_release(st, lease, err) : gn_store_complete(st, lease, res, err);
         if (rc == 0 || rc == GN_STORE_LEASE_LOST)
             return rc;
-        if (gn__now_s() > lease->expires_at + 5) /* past its lease (by our clock, generously) */
+        if (gn__now_s() > give_up)
             return -1;
         say(cb, "store: %s (retrying)", err->msg);
         nap(1.0);
@@ -308,7 +313,7 @@ int gn_nas_worker_run(const gn_nas_worker_config *w, const gn_nas_callbacks *cb,
         if (r < 0) { /* this worker cannot run it: give it back and stop */
             gn_error e2;
             gn_error keep = *err;
-            commit(w->store, &lease, NULL, 1, cb, &e2);
+            commit(w->store, &lease, w->lease_s, NULL, 1, cb, &e2);
             *err = keep;
             gn_trial_clear(&job);
             goto out;
@@ -317,15 +322,14 @@ int gn_nas_worker_run(const gn_nas_worker_config *w, const gn_nas_callbacks *cb,
         if (r == 1 && jc.lost) {
             c = GN_STORE_LEASE_LOST;
         } else {
-            c = commit(w->store, &lease, &res, r == 1, cb, err);
-            if (c < 0) {
-                gn_trial_clear(&res);
-                gn_trial_clear(&job);
-                goto out;
-            }
+            c = commit(w->store, &lease, w->lease_s, &res, r == 1, cb, err);
         }
         stats->jobs++;
-        if (c == GN_STORE_LEASE_LOST) {
+        if (c < 0) { /* the store stayed unreachable past the lease: the job will be re-run */
+            stats->lost++;
+            say(cb, "worker %s: trial %lld (%s): result dropped, the store stayed unreachable (%s); its lease "
+                "expires and the job is run again", id, (long long)job.id, kind, err->msg);
+        } else if (c == GN_STORE_LEASE_LOST) {
             stats->lost++;
             say(cb, "worker %s: trial %lld (%s): lease lost, result dropped (the job was given to another worker)", id,
                 (long long)job.id, kind);
