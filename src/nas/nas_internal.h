@@ -59,6 +59,11 @@ typedef struct {
     double last_reap;
 } nas_state;
 
+/* One progress line to cb->event (nothing without one); the search loop's and the
+ * worker's messages. */
+void gn__nas_event(const gn_nas_callbacks *cb, gn_nas_event_kind k, const gn_trial *t, int done, int total,
+                   const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
 /* nas_queue.c — the coordinator's side of the queue */
 /* Set up the in-process worker: its id, the kinds it may take, its registry row, and
  * the expiry of leases a killed predecessor held. */

@@ -10,6 +10,7 @@
  * at once instead of waiting out the lease.
  */
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,20 @@
 
 #include "nas/nas_internal.h"
 #include "util/clock.h"
+
+void gn__nas_event(const gn_nas_callbacks *cb, gn_nas_event_kind k, const gn_trial *t, int done, int total,
+                   const char *fmt, ...)
+{
+    if (!cb || !cb->event)
+        return;
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    gn_nas_event e = {.kind = k, .message = msg, .trial = t, .done = done, .total = total};
+    cb->event(cb->user, &e);
+}
 
 int gn__nas_local_worker_init(nas_state *s, gn_error *err)
 {

@@ -54,20 +54,7 @@ void gn_nas_defaults(gn_nas_config *c)
     c->split_seed = 42;
 }
 
-static void emit(nas_state *s, gn_nas_event_kind k, const gn_trial *t, int done, int total, const char *fmt, ...)
-    __attribute__((format(printf, 6, 7)));
-static void emit(nas_state *s, gn_nas_event_kind k, const gn_trial *t, int done, int total, const char *fmt, ...)
-{
-    if (!s->cb || !s->cb->event)
-        return;
-    char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    gn_nas_event e = {.kind = k, .message = msg, .trial = t, .done = done, .total = total};
-    s->cb->event(s->cb->user, &e);
-}
+#define emit(s, k, t, done, total, ...) gn__nas_event((s)->cb, k, t, done, total, __VA_ARGS__)
 
 static int stop_requested(nas_state *s)
 {

@@ -49,19 +49,7 @@ void gn_nas_worker_defaults(gn_nas_worker_config *w)
     w->store_retry_s = 300;
 }
 
-static void say(const gn_nas_callbacks *cb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void say(const gn_nas_callbacks *cb, const char *fmt, ...)
-{
-    if (!cb || !cb->event)
-        return;
-    char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    gn_nas_event e = {.kind = GN_NAS_EV_INFO, .message = msg};
-    cb->event(cb->user, &e);
-}
+#define say(cb, ...) gn__nas_event(cb, GN_NAS_EV_INFO, NULL, 0, 0, __VA_ARGS__)
 
 static int stopping(const gn_nas_callbacks *cb)
 {
