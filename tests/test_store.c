@@ -10,8 +10,10 @@
  * write) gives a one-line error naming the file, rolls back, and keeps the store
  * readable and consistent; files that are not stores (text, another application's
  * database, an empty database, a newer schema, a directory, a missing file, an
- * unsupported URL) are refused with one line; `gpunas trials` prints the table, the
- * filters and --json, and reports bad usage and bad stores as one line.
+ * unsupported URL) are refused with one line; stores of schema 1, 2 and 3 are
+ * upgraded to 4 when opened (rows kept as proposals, level 0, and the tables and
+ * indexes end identical to a new store's); `gpunas trials` prints the table, the
+ * filters, --levels and --json, and reports bad usage and bad stores as one line.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -540,7 +542,7 @@ static void test_not_a_store(void **state)
     s = open_store(p, GN_STORE_CREATE);
     gn_store_close(s);
     sql(p, "INSERT INTO schema_version VALUES(99, 0);");
-    expect_open_error(p, 0, "trial store schema version 99 is newer than this gpunas supports (3)");
+    expect_open_error(p, 0, "trial store schema version 99 is newer than this gpunas supports (4)");
     free(p);
 
     p = fresh_path("appid.db");
@@ -563,26 +565,127 @@ static void test_not_a_store(void **state)
     expect_open_error("", GN_STORE_CREATE, "no location given");
 }
 
+/* The store files of old schemas, as gpunas wrote them: schema 1 (before latency_info),
+ * 2 (before the work queue), 3 (before fidelity levels). */
+#define V1_SQL                                                                                                 \
+    "PRAGMA journal_mode=WAL;"                                                                                 \
+    "CREATE TABLE schema_version(version INTEGER NOT NULL, applied_at REAL NOT NULL);"                         \
+    "CREATE TABLE meta(key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);"                                   \
+    "CREATE TABLE trials(id INTEGER PRIMARY KEY AUTOINCREMENT, seq INTEGER NOT NULL, tier INTEGER,"            \
+    " encoding TEXT NOT NULL, config TEXT,"                                                                    \
+    " status TEXT NOT NULL CHECK (status IN ('running', 'done', 'failed', 'pruned')),"                         \
+    " val_acc REAL, latency_ms REAL, latency_spread_ms REAL, params INTEGER, macs INTEGER, train_s REAL,"      \
+    " created_at REAL NOT NULL, started_at REAL, finished_at REAL, worker TEXT, error TEXT, optimizer TEXT);" \
+    "CREATE INDEX trials_status ON trials(status, id);"                                                        \
+    "CREATE INDEX trials_tier ON trials(tier, id);"                                                            \
+    "INSERT INTO schema_version VALUES(1, 0);"                                                                 \
+    "INSERT INTO meta VALUES('nas.tiers', '0.1,0.2');"                                                         \
+    "INSERT INTO trials(seq, tier, encoding, status, latency_ms, created_at) VALUES(0, 1, '1,2', 'done', 0.15, 1);" \
+    "PRAGMA application_id = 1735287155;"
+#define V2_SQL V1_SQL "ALTER TABLE trials ADD COLUMN latency_info TEXT;INSERT INTO schema_version VALUES(2, 0);"
+#define V3_SQL                                                                                                 \
+    "PRAGMA journal_mode=WAL;"                                                                                 \
+    "CREATE TABLE schema_version(version INTEGER NOT NULL, applied_at REAL NOT NULL);"                         \
+    "CREATE TABLE meta(key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);"                                   \
+    "CREATE TABLE trials( id INTEGER PRIMARY KEY AUTOINCREMENT, seq INTEGER NOT NULL, tier INTEGER,"           \
+    " encoding TEXT NOT NULL, config TEXT,"                                                                    \
+    " status TEXT NOT NULL CHECK (status IN ('running', 'done', 'failed', 'pruned', 'queued', 'leased')),"     \
+    " val_acc REAL, latency_ms REAL, latency_spread_ms REAL, params INTEGER, macs INTEGER, train_s REAL,"      \
+    " created_at REAL NOT NULL, started_at REAL, finished_at REAL,"                                            \
+    " worker TEXT, error TEXT, optimizer TEXT, latency_info TEXT,"                                             \
+    " kind TEXT CHECK (kind IN ('measure', 'train')), device_class TEXT, device TEXT,"                         \
+    " attempts INTEGER NOT NULL DEFAULT 0, max_attempts INTEGER NOT NULL DEFAULT 0,"                           \
+    " lease_token TEXT, lease_expires_at REAL);"                                                               \
+    "CREATE INDEX trials_status ON trials(status, id);"                                                        \
+    "CREATE INDEX trials_tier ON trials(tier, id);"                                                            \
+    "CREATE INDEX trials_queue ON trials(kind, device_class, id) WHERE status = 'queued';"                     \
+    "CREATE INDEX trials_lease ON trials(lease_expires_at) WHERE status = 'leased';"                           \
+    "CREATE TABLE workers(id TEXT PRIMARY KEY NOT NULL, host TEXT NOT NULL, pid INTEGER,"                      \
+    " device_class TEXT, started_at REAL NOT NULL, last_seen REAL NOT NULL);"                                  \
+    "INSERT INTO schema_version VALUES(3, 0);"                                                                 \
+    "INSERT INTO meta VALUES('nas.tiers', '0.1,0.2');"                                                         \
+    "INSERT INTO trials(seq, tier, encoding, status, latency_ms, created_at, attempts)"                        \
+    " VALUES(0, 1, '1,2', 'done', 0.15, 1, 1);"                                                                \
+    "INSERT INTO trials(seq, encoding, status, created_at, kind, attempts, max_attempts)"                      \
+    " VALUES(1, '3,3', 'queued', 2, 'train', 0, 3);"                                                           \
+    "PRAGMA application_id = 1735287155;"
+
+/* The shape of a store file: every column of trials, meta, workers and schema_version
+ * (PRAGMA table_info: name, type, not null, default, key) and every index's SQL, one
+ * line each (malloc'd). */
+static char *schema_shape(const char *path)
+{
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    size_t cap = 1 << 16, n = 0;
+    char *out = calloc(1, cap);
+    const char *tables[] = {"schema_version", "meta", "trials", "workers"};
+    for (size_t i = 0; i < 4; i++) {
+        char q[128];
+        snprintf(q, sizeof q, "SELECT name, type, \"notnull\", coalesce(dflt_value, '-'), pk FROM pragma_table_info('%s')",
+                 tables[i]);
+        sqlite3_stmt *st;
+        assert_int_equal(sqlite3_prepare_v2(db, q, -1, &st, NULL), SQLITE_OK);
+        while (sqlite3_step(st) == SQLITE_ROW)
+            n += (size_t)snprintf(out + n, cap - n, "%s.%s %s %d %s %d\n", tables[i], sqlite3_column_text(st, 0),
+                                  sqlite3_column_text(st, 1), sqlite3_column_int(st, 2), sqlite3_column_text(st, 3),
+                                  sqlite3_column_int(st, 4));
+        sqlite3_finalize(st);
+    }
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT name, tbl_name, coalesce(sql, '-') FROM sqlite_master"
+                                        " WHERE type = 'index' ORDER BY name",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    while (sqlite3_step(st) == SQLITE_ROW)
+        n += (size_t)snprintf(out + n, cap - n, "index %s on %s: %s\n", sqlite3_column_text(st, 0),
+                              sqlite3_column_text(st, 1), sqlite3_column_text(st, 2));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    assert_true(n < cap - 1);
+    return out;
+}
+
+/* schema_version rows after an upgrade: count and max */
+static void expect_versions(const char *path, int count, int max)
+{
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*), max(version) FROM schema_version", -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), count);
+    assert_int_equal(sqlite3_column_int(st, 1), max);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+/* An upgraded store has exactly the tables and indexes of a new one. */
+static void expect_fresh_shape(const char *path)
+{
+    char *fresh = fresh_path("shape-fresh.db");
+    gn_store_close(open_store(fresh, GN_STORE_CREATE));
+    char *want = schema_shape(fresh), *got = schema_shape(path);
+    if (strcmp(want, got))
+        fail_msg("upgraded store %s differs from a new one:\n--- new\n%s--- upgraded\n%s", path, want, got);
+    assert_non_null(strstr(got, "trials.level INTEGER 1 0 0"));
+    assert_non_null(strstr(got, "trials.parent INTEGER 0 - 0"));
+    assert_non_null(strstr(got, "index trials_parent on trials: CREATE INDEX trials_parent ON trials(parent, level) WHERE parent IS NOT NULL"));
+    free(want);
+    free(got);
+    free(fresh);
+}
+
 /* A schema-1 store (as gpunas wrote it before latency_info) is upgraded when opened
- * (to schema 3: latency_info, then the work queue's columns): its trials are kept with
- * their ids, the new columns read NULL for them and take values after. */
+ * (to schema 4: latency_info, then the work queue's columns, then fidelity levels):
+ * its trials are kept with their ids, the new columns read NULL (level 0) for them and
+ * take values after. */
 static void test_migrate_v1(void **state)
 {
     char *p = fresh_path("v1.db");
-    sql(p, "PRAGMA journal_mode=WAL;"
-           "CREATE TABLE schema_version(version INTEGER NOT NULL, applied_at REAL NOT NULL);"
-           "CREATE TABLE meta(key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);"
-           "CREATE TABLE trials(id INTEGER PRIMARY KEY AUTOINCREMENT, seq INTEGER NOT NULL, tier INTEGER,"
-           " encoding TEXT NOT NULL, config TEXT,"
-           " status TEXT NOT NULL CHECK (status IN ('running', 'done', 'failed', 'pruned')),"
-           " val_acc REAL, latency_ms REAL, latency_spread_ms REAL, params INTEGER, macs INTEGER, train_s REAL,"
-           " created_at REAL NOT NULL, started_at REAL, finished_at REAL, worker TEXT, error TEXT, optimizer TEXT);"
-           "CREATE INDEX trials_status ON trials(status, id);"
-           "CREATE INDEX trials_tier ON trials(tier, id);"
-           "INSERT INTO schema_version VALUES(1, 0);"
-           "INSERT INTO meta VALUES('nas.tiers', '0.1,0.2');"
-           "INSERT INTO trials(seq, tier, encoding, status, latency_ms, created_at) VALUES(0, 1, '1,2', 'done', 0.15, 1);"
-           "PRAGMA application_id = 1735287155;");
+    sql(p, V1_SQL);
     gn_store *s = open_store(p, 0);
     gn_error err;
     gn_trial g, t;
@@ -590,6 +693,8 @@ static void test_migrate_v1(void **state)
     assert_string_equal(g.encoding, "1,2");
     assert_true(g.latency_ms == 0.15);
     assert_null(g.latency_info);
+    assert_int_equal(g.level, 0);
+    assert_int_equal(g.parent, 0);
     gn_trial_clear(&g);
     gn_trial_init(&t);
     t.seq = 1;
@@ -622,11 +727,75 @@ static void test_migrate_v1(void **state)
     assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*), max(version) FROM schema_version", -1, &st, NULL),
                      SQLITE_OK);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(st, 0), 3); /* 1 -> 2 -> 3 in one upgrade */
-    assert_int_equal(sqlite3_column_int(st, 1), 3);
+    assert_int_equal(sqlite3_column_int(st, 0), 4); /* 1 -> 2 -> 3 -> 4 in one upgrade */
+    assert_int_equal(sqlite3_column_int(st, 1), 4);
     sqlite3_finalize(st);
     sqlite3_close(db);
+    expect_fresh_shape(p);
     free(p);
+}
+
+/* Schema 2 (latency_info, no queue) and schema 3 (the queue, no levels) upgrade to 4:
+ * rows kept with their ids and fields, level 0 and no parent; a promotion can then be
+ * enqueued and listed; the upgraded file has a new store's tables and indexes. */
+static void test_migrate_v2_v3(void **state)
+{
+    for (int from = 2; from <= 3; from++) {
+        char name[32];
+        snprintf(name, sizeof name, "v%d.db", from);
+        char *p = fresh_path(name);
+        sql(p, from == 2 ? V2_SQL : V3_SQL);
+        gn_store *s = open_store(p, 0);
+        gn_error err;
+        gn_trial g;
+        assert_int_equal(gn_store_get_trial(s, 1, &g, &err), 0);
+        assert_string_equal(g.encoding, "1,2");
+        assert_int_equal(g.status, GN_TRIAL_DONE);
+        assert_true(g.latency_ms == 0.15);
+        assert_int_equal(g.tier, 1);
+        assert_int_equal(g.attempts, 1);
+        assert_int_equal(g.level, 0);
+        assert_int_equal(g.parent, 0);
+        gn_trial_clear(&g);
+        int64_t old_n = from == 3 ? 2 : 1;
+        if (from == 3) {
+            assert_int_equal(gn_store_get_trial(s, 2, &g, &err), 0);
+            assert_int_equal(g.status, GN_TRIAL_QUEUED);
+            assert_string_equal(g.kind, "train");
+            assert_int_equal(g.max_attempts, 3);
+            assert_int_equal(g.level, 0);
+            assert_int_equal(g.parent, 0);
+            gn_trial_clear(&g);
+        }
+        gn_trial t;
+        gn_trial_init(&t);
+        t.seq = 5;
+        t.encoding = (char *)"1,2";
+        t.kind = (char *)"train";
+        t.max_attempts = 1;
+        t.level = 1;
+        t.parent = 1;
+        assert_int_equal(gn_store_enqueue(s, &t, &err), 0);
+        assert_int_equal(t.id, old_n + 1); /* ids go on */
+        gn_trial_filter f;
+        gn_trial_filter_init(&f);
+        int64_t n;
+        assert_int_equal(gn_store_count_trials(s, &f, &n, &err), 0);
+        assert_int_equal(n, old_n); /* the proposals: every old row */
+        f.level = GN_LEVEL_ANY;
+        gn_trial_list l;
+        assert_int_equal(gn_store_list_trials(s, &f, &l, &err), 0);
+        assert_int_equal(l.n, old_n + 1);
+        assert_int_equal(l.items[old_n].level, 1);
+        assert_int_equal(l.items[old_n].parent, 1);
+        gn_trial_list_free(&l);
+        gn_store_close(s);
+        s = open_store(p, 0); /* reopening does not upgrade twice */
+        gn_store_close(s);
+        expect_versions(p, from == 2 ? 4 : 2, 4);
+        expect_fresh_shape(p);
+        free(p);
+    }
 }
 
 static int count_lines(const char *s)
@@ -654,6 +823,16 @@ static void test_cli_trials(void **state)
     t.config = (char *)"[{\"layer_type\": \"data\", \"img_resolution\": 32, \"distill\": false}]";
     gn_error err;
     assert_int_equal(gn_store_insert_trial(s, &t, &err), 0);
+    /* a promotion of trial a (successive halving): listed only with --levels */
+    gn_trial_init(&t);
+    t.seq = 1;
+    t.tier = 0;
+    t.encoding = (char *)"0,1,2";
+    t.level = 2;
+    t.parent = a;
+    assert_int_equal(gn_store_insert_trial(s, &t, &err), 0);
+    int64_t promo = t.id;
+    finish(s, promo, GN_TRIAL_DONE, 0.9345, NULL);
     gn_store_close(s);
 
     char args[1024], *out, *errs;
@@ -666,6 +845,34 @@ static void test_cli_trials(void **state)
     assert_non_null(strstr(out, "0.501±0.010"));
     assert_non_null(strstr(out, "error: training diverged (loss nan)"));
     assert_non_null(strstr(out, "5 trials (1 done, 2 running, 1 failed, 1 pruned)"));
+    assert_null(strstr(out, "lvl"));
+    assert_null(strstr(out, "0.9345"));
+    free(out);
+    free(errs);
+
+    /* --levels: every row, with the level column ("L^P": level L promoting trial P) */
+    snprintf(args, sizeof args, "trials %s --levels", path);
+    assert_int_equal(tu_run_cli(args, &out, &errs), 0);
+    assert_string_equal(errs, "");
+    assert_int_equal(count_lines(out), 1 + 6 + 1);
+    assert_non_null(strstr(out, " lvl "));
+    assert_non_null(strstr(out, " 2^1 "));
+    assert_non_null(strstr(out, "0.9345"));
+    assert_non_null(strstr(out, "6 trials (2 done, 2 running, 1 failed, 1 pruned)"));
+    free(out);
+    free(errs);
+    snprintf(args, sizeof args, "trials %s --levels --status done --json", path);
+    assert_int_equal(tu_run_cli(args, &out, &errs), 0);
+    json_error_t je0;
+    json_t *jl = json_loads(out, 0, &je0);
+    assert_non_null(jl);
+    assert_int_equal(json_array_size(jl), 2);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(jl, 0), "level")), 0);
+    assert_true(json_is_null(json_object_get(json_array_get(jl, 0), "parent")));
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(jl, 1), "id")), promo);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(jl, 1), "level")), 2);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(jl, 1), "parent")), a);
+    json_decref(jl);
     free(out);
     free(errs);
 
@@ -701,6 +908,10 @@ static void test_cli_trials(void **state)
     assert_true(json_is_array(cfg));
     assert_int_equal(json_integer_value(json_object_get(json_array_get(cfg, 0), "img_resolution")), 32);
     assert_true(json_is_null(json_object_get(json_array_get(j, 4), "val_acc")));
+    for (size_t i = 0; i < json_array_size(j); i++) { /* the proposals only, by default */
+        assert_int_equal(json_integer_value(json_object_get(json_array_get(j, i), "level")), 0);
+        assert_true(json_is_null(json_object_get(json_array_get(j, i), "parent")));
+    }
     json_decref(j);
     free(out);
     free(errs);
@@ -748,6 +959,7 @@ int main(void)
         cmocka_unit_test(test_io_error),
         cmocka_unit_test(test_not_a_store),
         cmocka_unit_test(test_migrate_v1),
+        cmocka_unit_test(test_migrate_v2_v3),
         cmocka_unit_test(test_cli_trials),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -17,7 +17,11 @@
  * (every job claimed and completed exactly once; claim+complete cycles per second
  * printed), lease expiry and re-queue, max_attempts -> failed with its reason, a
  * heartbeat extends a lease, a stale (zombie) token can neither heartbeat nor
- * complete, release gives the attempt back, the worker registry, reconnecting after
+ * complete, release gives the attempt back, the worker registry, fidelity levels
+ * (promotions enqueued with a parent, claimed with their level, kept by complete,
+ * release, reap and finish, listed and counted only when the filter asks for their
+ * level; the shape errors), the in-place 3 -> 4 upgrade of a PostgreSQL store
+ * (concurrent openers upgrade once), reconnecting after
  * `pg_ctl restart -m immediate` (PostgreSQL), and bad locations (wrong scheme,
  * unreachable server, password never echoed, not a gpunas database, newer schema,
  * empty database) as one line each.
@@ -237,6 +241,25 @@ static int complete_done(gn_store *s, const gn_lease *l, double acc, gn_error *e
     r.status = GN_TRIAL_DONE;
     r.val_acc = acc;
     return gn_store_complete(s, l, &r, err);
+}
+
+/* Enqueue a train job of a fidelity level (parent: the trial it promotes, 0 none). */
+static int64_t enqueue_level(gn_store *s, int64_t seq, int level, int64_t parent)
+{
+    gn_trial t;
+    gn_trial_init(&t);
+    t.seq = seq;
+    t.encoding = (char *)"1,2,3";
+    t.kind = (char *)"train";
+    t.max_attempts = 2;
+    t.level = level;
+    t.parent = parent;
+    gn_error err;
+    if (gn_store_enqueue(s, &t, &err))
+        fail_msg("%s", err.msg);
+    assert_int_equal(t.level, level);
+    assert_int_equal(t.parent, parent);
+    return t.id;
 }
 
 /* ---- tests ---- */
@@ -676,6 +699,275 @@ static void test_heartbeat_release(void **state)
     free(loc);
 }
 
+/* Fidelity levels (gpunas/store.h, "Fidelity levels"): a proposal and its promotions
+ * to levels 1 and 2, each a job of its own. */
+static void test_levels(void **state)
+{
+    const backend *b = *state;
+    char *loc = fresh_location(b, "levels");
+    gn_store *s = open_store(loc, GN_STORE_CREATE);
+    gn_error err;
+    gn_lease l;
+    gn_trial job, g;
+    int64_t p = enqueue_level(s, 0, 0, 0);
+    assert_int_equal(claim(s, "w1", NULL, GN_JOB_TRAIN, 30, &l, &job), 0);
+    assert_int_equal(job.id, p);
+    assert_int_equal(job.level, 0);
+    assert_int_equal(job.parent, 0);
+    gn_trial_clear(&job);
+    assert_int_equal(complete_done(s, &l, 0.6, &err), 0);
+    int64_t l1 = enqueue_level(s, 0, 1, p), l2 = enqueue_level(s, 0, 2, p);
+    assert_true(p < l1 && l1 < l2);
+
+    /* the claim returns the level and the parent; complete keeps them */
+    assert_int_equal(claim(s, "w2", NULL, GN_JOB_TRAIN, 30, &l, &job), 0);
+    assert_int_equal(job.id, l1);
+    assert_int_equal(job.level, 1);
+    assert_int_equal(job.parent, p);
+    assert_int_equal(job.status, GN_TRIAL_LEASED);
+    gn_trial_clear(&job);
+    assert_int_equal(complete_done(s, &l, 0.7, &err), 0);
+    assert_int_equal(gn_store_get_trial(s, l1, &g, &err), 0);
+    assert_int_equal(g.status, GN_TRIAL_DONE);
+    assert_true(g.val_acc == 0.7);
+    assert_int_equal(g.level, 1);
+    assert_int_equal(g.parent, p);
+    gn_trial_clear(&g);
+    assert_int_equal(gn_store_get_trial(s, p, &g, &err), 0); /* the proposal is untouched */
+    assert_int_equal(g.level, 0);
+    assert_int_equal(g.parent, 0);
+    assert_true(g.val_acc == 0.6);
+    gn_trial_clear(&g);
+
+    /* release and reap keep them too */
+    assert_int_equal(claim(s, "w3", NULL, GN_JOB_TRAIN, 30, &l, &job), 0);
+    assert_int_equal(job.id, l2);
+    assert_int_equal(job.level, 2);
+    assert_int_equal(job.parent, p);
+    gn_trial_clear(&job);
+    assert_int_equal(gn_store_release(s, &l, &err), 0);
+    assert_int_equal(claim(s, "w3", NULL, GN_JOB_TRAIN, 30, &l, NULL), 0);
+    int64_t n = 0, rq = 0, fl = 0;
+    assert_int_equal(gn_store_expire_leases(s, "w3", &n, &err), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(gn_store_reap(s, &rq, &fl, &err), 0);
+    assert_int_equal(rq, 1);
+    assert_int_equal(gn_store_get_trial(s, l2, &g, &err), 0);
+    assert_int_equal(g.status, GN_TRIAL_QUEUED);
+    assert_int_equal(g.level, 2);
+    assert_int_equal(g.parent, p);
+    gn_trial_clear(&g);
+
+    /* listing: the default filter is the proposals only; GN_LEVEL_ANY every row */
+    gn_trial_filter f;
+    gn_trial_filter_init(&f);
+    assert_int_equal(f.level, 0);
+    gn_trial_list lst;
+    assert_int_equal(gn_store_list_trials(s, &f, &lst, &err), 0);
+    assert_int_equal(lst.n, 1);
+    assert_int_equal(lst.items[0].id, p);
+    assert_int_equal(lst.items[0].level, 0);
+    gn_trial_list_free(&lst);
+    assert_int_equal(gn_store_list_trials(s, NULL, &lst, &err), 0); /* NULL: the default too */
+    assert_int_equal(lst.n, 1);
+    gn_trial_list_free(&lst);
+    assert_int_equal(gn_store_count_trials(s, &f, &n, &err), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(gn_store_count_trials(s, NULL, &n, &err), 0);
+    assert_int_equal(n, 1);
+    f.level = GN_LEVEL_ANY;
+    assert_int_equal(gn_store_list_trials(s, &f, &lst, &err), 0);
+    assert_int_equal(lst.n, 3);
+    assert_int_equal(lst.items[0].id, p);
+    assert_int_equal(lst.items[1].id, l1);
+    assert_int_equal(lst.items[2].id, l2);
+    assert_int_equal(lst.items[1].level, 1);
+    assert_int_equal(lst.items[1].parent, p);
+    assert_int_equal(lst.items[2].level, 2);
+    assert_int_equal(lst.items[2].parent, p);
+    gn_trial_list_free(&lst);
+    assert_int_equal(gn_store_count_trials(s, &f, &n, &err), 0);
+    assert_int_equal(n, 3);
+    f.level = 2;
+    assert_int_equal(gn_store_list_trials(s, &f, &lst, &err), 0);
+    assert_int_equal(lst.n, 1);
+    assert_int_equal(lst.items[0].id, l2);
+    gn_trial_list_free(&lst);
+    assert_int_equal(gn_store_count_trials(s, &f, &n, &err), 0);
+    assert_int_equal(n, 1);
+    f.level = 3;
+    assert_int_equal(gn_store_count_trials(s, &f, &n, &err), 0);
+    assert_int_equal(n, 0);
+    /* the level combines with the other filters */
+    f.level = GN_LEVEL_ANY;
+    f.status = GN_TRIAL_DONE;
+    assert_int_equal(gn_store_count_trials(s, &f, &n, &err), 0);
+    assert_int_equal(n, 2);
+    f.level = 1;
+    assert_int_equal(gn_store_count_trials(s, &f, &n, &err), 0);
+    assert_int_equal(n, 1);
+    gn_trial_filter_init(&f);
+    f.level = GN_LEVEL_ANY;
+    f.after_id = p;
+    f.limit = 1;
+    assert_int_equal(gn_store_list_trials(s, &f, &lst, &err), 0);
+    assert_int_equal(lst.n, 1);
+    assert_int_equal(lst.items[0].id, l1);
+    gn_trial_list_free(&lst);
+    f.level = -2;
+    assert_int_equal(gn_store_list_trials(s, &f, &lst, &err), -1);
+    one_line(&err, "list trials: level -2 out of range");
+    assert_int_equal(gn_store_count_trials(s, &f, &n, &err), -1);
+    one_line(&err, "count trials: level -2 out of range");
+
+    /* an in-process promotion (insert + finish) keeps its level as well */
+    gn_trial t;
+    gn_trial_init(&t);
+    t.seq = 0;
+    t.encoding = (char *)"1,2,3";
+    t.level = 1;
+    t.parent = p;
+    assert_int_equal(gn_store_insert_trial(s, &t, &err), 0);
+    gn_trial r;
+    gn_trial_init(&r);
+    r.status = GN_TRIAL_DONE;
+    r.val_acc = 0.71;
+    assert_int_equal(gn_store_finish_trial(s, t.id, &r, &err), 0);
+    assert_int_equal(gn_store_get_trial(s, t.id, &g, &err), 0);
+    assert_int_equal(g.level, 1);
+    assert_int_equal(g.parent, p);
+    gn_trial_clear(&g);
+    gn_trial_filter_init(&f);
+    f.level = 1;
+    assert_int_equal(gn_store_count_trials(s, &f, &n, &err), 0);
+    assert_int_equal(n, 2);
+
+    /* the shape errors: one line naming the store and the field, nothing stored */
+    static const struct {
+        int level;
+        int64_t parent;
+        const char *msg;
+    } bad[] = {
+        {-1, 0, "level -1 out of range"},
+        {1, 0, "level 1 needs the parent trial it promotes (parent 0)"},
+        {2, -5, "level 2 needs the parent trial it promotes (parent -5)"},
+        {0, 7, "parent 7 given for level 0"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        for (int enq = 0; enq < 2; enq++) {
+            gn_trial_init(&t);
+            t.seq = 9;
+            t.encoding = (char *)"1,2,3";
+            t.kind = enq ? (char *)"train" : NULL;
+            t.max_attempts = enq ? 1 : 0;
+            t.level = bad[i].level;
+            t.parent = bad[i].parent;
+            int rc = enq ? gn_store_enqueue(s, &t, &err) : gn_store_insert_trial(s, &t, &err);
+            assert_int_equal(rc, -1);
+            one_line(&err, bad[i].msg);
+            one_line(&err, enq ? "enqueue (seq 9)" : "insert trial (seq 9)");
+            one_line(&err, gn_store_where(s));
+        }
+    }
+    gn_trial_filter_init(&f);
+    f.level = GN_LEVEL_ANY;
+    assert_int_equal(gn_store_count_trials(s, &f, &n, &err), 0);
+    assert_int_equal(n, 4);
+    gn_store_close(s);
+    free(loc);
+}
+
+/* One integer from a query as the superuser (PostgreSQL). */
+static long long pg_int(const char *db, const char *sql)
+{
+    char ci[256];
+    snprintf(ci, sizeof ci, "host=%s user=gpunas dbname=%s", pg_dir, db);
+    PGconn *c = PQconnectdb(ci);
+    if (PQstatus(c) != CONNECTION_OK)
+        fail_msg("connect %s: %s", ci, PQerrorMessage(c));
+    PGresult *r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
+        fail_msg("%s: %s", sql, PQresultErrorMessage(r));
+    long long v = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    PQfinish(c);
+    return v;
+}
+
+/* A schema-3 PostgreSQL store (a store made now, with schema 4's columns dropped and
+ * its version set back) is upgraded in place when opened: its rows become proposals,
+ * and three processes opening it at once upgrade it once. */
+static void test_pg_upgrade_v3(void **state)
+{
+    const backend *b = *state;
+    if (!b->pg)
+        return; /* SQLite's upgrades: tests/test_store.c */
+    char *loc = fresh_location(b, "upgrade3");
+    gn_store *s = open_store(loc, GN_STORE_CREATE);
+    gn_error err;
+    gn_trial t, g;
+    gn_trial_init(&t);
+    t.seq = 1;
+    t.encoding = (char *)"5,6";
+    assert_int_equal(gn_store_insert_trial(s, &t, &err), 0);
+    int64_t queued = enqueue(s, 2, "train", NULL, 1);
+    gn_store_close(s);
+    assert_int_equal(pg_int("upgrade3", "SELECT count(*) FROM pg_indexes WHERE indexname = 'trials_parent'"), 1);
+    pg_sql("upgrade3", "ALTER TABLE trials DROP COLUMN level, DROP COLUMN parent;"
+                       "DELETE FROM schema_version; INSERT INTO schema_version(version, applied_at) VALUES(3, 0)");
+    assert_int_equal(pg_int("upgrade3", "SELECT count(*) FROM pg_indexes WHERE indexname = 'trials_parent'"), 0);
+
+    pid_t pids[3];
+    for (int i = 0; i < 3; i++) {
+        pids[i] = fork();
+        assert_true(pids[i] >= 0);
+        if (pids[i] == 0) {
+            gn_store *c;
+            gn_error e;
+            if (gn_store_open(loc, 0, &c, &e)) {
+                fprintf(stderr, "opener %d: %s\n", i, e.msg);
+                _exit(2);
+            }
+            gn_store_close(c);
+            _exit(0);
+        }
+    }
+    for (int i = 0; i < 3; i++) {
+        int st;
+        waitpid(pids[i], &st, 0);
+        assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    }
+    assert_int_equal(pg_int("upgrade3", "SELECT count(*) FROM schema_version WHERE version = 4"), 1);
+    assert_int_equal(pg_int("upgrade3", "SELECT max(version) FROM schema_version"), 4);
+    assert_int_equal(pg_int("upgrade3", "SELECT count(*) FROM pg_indexes WHERE indexname = 'trials_parent'"), 1);
+    assert_int_equal(pg_int("upgrade3", "SELECT count(*) FROM trials WHERE level = 0 AND parent IS NULL"), 2);
+
+    s = open_store(loc, 0);
+    assert_int_equal(gn_store_get_trial(s, t.id, &g, &err), 0);
+    assert_string_equal(g.encoding, "5,6");
+    assert_int_equal(g.level, 0);
+    assert_int_equal(g.parent, 0);
+    gn_trial_clear(&g);
+    int64_t promo = enqueue_level(s, 3, 1, queued);
+    assert_true(promo > queued); /* the identity sequence went on */
+    gn_trial_filter f;
+    gn_trial_filter_init(&f);
+    int64_t n;
+    assert_int_equal(gn_store_count_trials(s, &f, &n, &err), 0);
+    assert_int_equal(n, 2);
+    f.level = GN_LEVEL_ANY;
+    assert_int_equal(gn_store_count_trials(s, &f, &n, &err), 0);
+    assert_int_equal(n, 3);
+    gn_lease l;
+    gn_trial job;
+    assert_int_equal(claim(s, "w", NULL, GN_JOB_TRAIN, 30, &l, &job), 0);
+    assert_int_equal(job.id, queued);
+    assert_int_equal(job.level, 0);
+    gn_trial_clear(&job);
+    gn_store_close(s);
+    free(loc);
+}
+
 static void test_workers(void **state)
 {
     const backend *b = *state;
@@ -865,7 +1157,12 @@ static void test_bad_locations(void **state)
         loc = fresh_location(b, "newer");
         gn_store_close(open_store(loc, GN_STORE_CREATE));
         pg_sql("newer", "INSERT INTO schema_version(version, applied_at) VALUES(99, 0)");
-        expect_open_error(loc, 0, "trial store schema version 99 is newer than this gpunas supports (3)", NULL);
+        expect_open_error(loc, 0, "trial store schema version 99 is newer than this gpunas supports (4)", NULL);
+        free(loc);
+        loc = fresh_location(b, "older");
+        gn_store_close(open_store(loc, GN_STORE_CREATE));
+        pg_sql("older", "DELETE FROM schema_version; INSERT INTO schema_version(version, applied_at) VALUES(2, 0)");
+        expect_open_error(loc, 0, "damaged gpunas trial store: schema version 2", NULL);
     } else {
         const char *path = loc + 7;
         tu_write_file(path, "");
@@ -882,6 +1179,7 @@ static void test_bad_locations(void **state)
         cmocka_unit_test_prestate(test_device_class, &b), cmocka_unit_test_prestate(test_lease_expiry, &b),       \
         cmocka_unit_test_prestate(test_stages_and_meta_once, &b),                                                 \
         cmocka_unit_test_prestate(test_heartbeat_release, &b), cmocka_unit_test_prestate(test_workers, &b),       \
+        cmocka_unit_test_prestate(test_levels, &b), cmocka_unit_test_prestate(test_pg_upgrade_v3, &b),            \
         cmocka_unit_test_prestate(test_concurrent_claims, &b), cmocka_unit_test_prestate(test_reconnect, &b),     \
         cmocka_unit_test_prestate(test_bad_locations, &b)
 

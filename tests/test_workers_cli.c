@@ -5,8 +5,9 @@
  * claimed by a registered worker and one by a worker that never registered (its lease
  * must still be counted), plus an in-process 'running' trial.  Checks the --json
  * fields (ids, leased counts and ids, attempts, kind, device class, lease expiry),
- * the tables (the queue columns only when there are queue jobs), and the errors: a bad
- * store is one line naming it with exit 1, bad options exit 2.
+ * the tables (the queue columns only when there are queue jobs), a leased promotion
+ * (fidelity level 1) counted for its worker and listed by `trials --levels` only, and
+ * the errors: a bad store is one line naming it with exit 1, bad options exit 2.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -221,6 +222,44 @@ static void test_workers_and_queue_columns(void **state)
     assert_int_equal(count_lines(out), 1 + 1 + 1);
     assert_null(strstr(out, "attempts"));
     assert_null(strstr(out, "lease_expires"));
+    free(out);
+    free(errs);
+
+    /* a promotion (level 1 of the leased train job) leased by w2: `workers` counts it,
+     * `trials` lists it only with --levels */
+    s = open_store(path);
+    gn_trial_init(&t);
+    t.seq = 1;
+    t.encoding = (char *)"1,2,3";
+    t.kind = (char *)"train";
+    t.max_attempts = 3;
+    t.level = 1;
+    t.parent = train;
+    assert_int_equal(gn_store_enqueue(s, &t, &err), 0);
+    int64_t promo = t.id;
+    assert_int_equal(claim(s, "w2", NULL, GN_JOB_TRAIN), spare); /* the older job first */
+    assert_int_equal(claim(s, "w2", NULL, GN_JOB_TRAIN), promo);
+    gn_store_close(s);
+    snprintf(args, sizeof args, "workers %s --json", path);
+    j = run_json(args);
+    w2 = json_array_get(j, 1);
+    assert_int_equal(json_integer_value(json_object_get(w2, "leased")), 2);
+    assert_int_equal(json_integer_value(json_array_get(json_object_get(w2, "leased_ids"), 1)), promo);
+    json_decref(j);
+    snprintf(args, sizeof args, "trials %s", path);
+    assert_int_equal(tu_run_cli(args, &out, &errs), 0);
+    assert_int_equal(count_lines(out), 1 + 4 + 1);
+    assert_null(strstr(out, "lvl"));
+    free(out);
+    free(errs);
+    snprintf(args, sizeof args, "trials %s --levels", path);
+    assert_int_equal(tu_run_cli(args, &out, &errs), 0);
+    assert_int_equal(count_lines(out), 1 + 5 + 1);
+    assert_non_null(strstr(out, " lvl "));
+    char lv[32];
+    snprintf(lv, sizeof lv, " 1^%lld ", (long long)train);
+    assert_non_null(strstr(out, lv));
+    assert_non_null(strstr(out, "5 trials (0 done, 1 running, 0 failed, 0 pruned, 0 queued, 4 leased)"));
     free(out);
     free(errs);
 

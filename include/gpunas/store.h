@@ -79,6 +79,23 @@
  *
  *   Workers register a row (id, host, pid, device class, started, last seen by the
  *   server's clock) and beat it; gn_store_list_workers lists those seen within a window.
+ *
+ * Fidelity levels (schema 4)
+ *   Successive halving trains a promising candidate again at a larger budget.  Every
+ *   trial row has a level: 0 is a proposal of the search, evaluated at its first budget
+ *   (every row written before schema 4 is one); a level L >= 1 row is the same network
+ *   promoted to budget L, a job of its own (enqueued, claimed, leased and completed like
+ *   any other, so workers need nothing new), whose parent is the id of the level-0 trial
+ *   it promotes.  Levels never change after the insert or enqueue: complete, finish,
+ *   release and reap leave level and parent as they are.  The store checks only the
+ *   shape (level >= 0; level >= 1 has a parent > 0; level 0 has none), not that the
+ *   parent exists or is level 0: the search that promotes decides that.
+ *   Listing and counting filter on the level, and gn_trial_filter_init selects level 0,
+ *   so every caller that knows nothing of levels keeps seeing exactly the proposals, one
+ *   row per candidate, as before; GN_LEVEL_ANY lists every row.  Both backends store
+ *   the level NOT NULL DEFAULT 0 and the parent as NULL when 0, with an index on
+ *   (parent, level) for the rows that have a parent.  Opening a schema-3 store adds the
+ *   two columns in place (SQLite from 1, 2 or 3 in one transaction; PostgreSQL from 3).
  */
 #ifndef GPUNAS_STORE_H
 #define GPUNAS_STORE_H
@@ -127,9 +144,14 @@ typedef struct {
     int attempts;            /* leases taken and not given back */
     int max_attempts;        /* queued jobs: expiries before 'failed' (>= 1); 0 otherwise */
     double lease_expires_at; /* leased: expiry on the server's clock; NaN otherwise */
+    /* fidelity levels (schema 4) */
+    int level;               /* fidelity level: 0 a proposal (the search's first budget); L >= 1 the
+                                same network promoted by successive halving to budget L (a job of its own) */
+    int64_t parent;          /* level >= 1: id of the level-0 trial it promotes; 0 otherwise */
 } gn_trial;
 
-/* A trial with every field unknown (NaN / -1 / NULL), status running, tier -1. */
+/* A trial with every field unknown (NaN / -1 / NULL), status running, tier -1, level 0
+ * (a proposal), parent 0. */
 void gn_trial_init(gn_trial *t);
 /* Frees the strings (not t itself) and re-initialises. */
 void gn_trial_clear(gn_trial *t);
@@ -137,15 +159,20 @@ void gn_trial_clear(gn_trial *t);
  * cleared). */
 int gn_trial_copy(gn_trial *dst, const gn_trial *src);
 
-/* Which trials list/count return: status < 0 any; tier == GN_TIER_ANY any. */
+/* Which trials list/count return: status < 0 any; tier == GN_TIER_ANY any; level ==
+ * GN_LEVEL_ANY any (see "Fidelity levels" above: the default is proposals only). */
 #define GN_TIER_ANY (-2)
+#define GN_LEVEL_ANY (-1)
 typedef struct {
     int status;        /* gn_trial_status, or -1 for any */
     int tier;          /* a tier index, -1 (none), or GN_TIER_ANY */
     int64_t after_id;  /* only ids > after_id (0: all) */
     int64_t limit;     /* at most this many (0: no limit) */
+    int level;         /* only rows of this fidelity level (>= 0), or GN_LEVEL_ANY */
 } gn_trial_filter;
-void gn_trial_filter_init(gn_trial_filter *f); /* any status, any tier, all */
+/* any status, any tier, all ids, level 0 (proposals only: promotions are listed only
+ * when level is set to theirs or to GN_LEVEL_ANY) */
+void gn_trial_filter_init(gn_trial_filter *f);
 
 typedef struct {
     gn_trial *items; /* ordered by id */
@@ -172,7 +199,8 @@ int gn_store_get_meta(gn_store *s, const char *key, char **value, gn_error *err)
 int gn_store_put_meta_once(gn_store *s, const char *key, const char *value, char **stored, gn_error *err);
 
 /* Insert t as a new 'running' trial (t->status is ignored); created_at and started_at
- * default to now.  Sets t->id, t->status and the timestamps.  Requires t->encoding. */
+ * default to now.  Sets t->id, t->status and the timestamps.  Requires t->encoding;
+ * stores t->level and t->parent (see "Fidelity levels"). */
 int gn_store_insert_trial(gn_store *s, gn_trial *t, gn_error *err);
 /* Finish a running trial: status = t->status (done, failed or pruned) with t's val_acc,
  * train_s, error (NaN/NULL stored as unknown) and finished_at (default now); t's tier,
@@ -209,8 +237,8 @@ typedef struct {
 } gn_claim_req;
 
 /* Enqueue t as a new 'queued' job: t->kind "measure" (needs t->device_class) or
- * "train", t->max_attempts >= 1, t->encoding as for insert.  Sets t->id, status,
- * created_at (default now), attempts 0; started/finished unknown. */
+ * "train", t->max_attempts >= 1, t->encoding, t->level and t->parent as for insert.
+ * Sets t->id, status, created_at (default now), attempts 0; started/finished unknown. */
 int gn_store_enqueue(gn_store *s, gn_trial *t, gn_error *err);
 /* Reap expired leases, then take the oldest claimable job for rq.  0: claimed (job
  * filled as stored after the claim, lease set); 1: nothing claimable (job cleared);

@@ -1,5 +1,5 @@
 /*
- * cmd_trials.c — `gpunas trials STORE.db [--status S] [--tier T|none] [--json]`:
+ * cmd_trials.c — `gpunas trials STORE.db [--status S] [--tier T|none] [--levels] [--json]`:
  * list the trials a search stored (gpunas/store.h), ordered by id.
  *
  * The table has one row per trial (id, proposal number, tier, status, validation
@@ -17,6 +17,12 @@
  * presumably gone).  A store without queue jobs keeps the original layout, which
  * scripts and tests may parse.  The summary names the store as gn_store_where() does
  * (a PostgreSQL password masked).
+ *
+ * Fidelity levels (schema 4): by default only the proposals (level 0) are listed, as
+ * before levels existed, one row per candidate; --levels lists every row, promotions
+ * by successive halving included, and the table then gets a narrow "lvl" column after
+ * the status ("0", or "L^P": level L promoting trial P).  --json always carries
+ * "level" and "parent" (null for a proposal) in every object.
  */
 #include <jansson.h>
 #include <math.h>
@@ -30,10 +36,13 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: gpunas trials STORE [--status running|queued|leased|done|failed|pruned] [--tier T|none] [--json]\n"
+    fprintf(f, "usage: gpunas trials STORE [--status running|queued|leased|done|failed|pruned] [--tier T|none]\n"
+               "                     [--levels] [--json]\n"
                "List the trials stored by a search, ordered by id.  STORE is a path, sqlite:PATH or a\n"
                "postgresql:// URI.  When the list holds work-queue jobs the table adds kind, attempts,\n"
-               "worker and the lease's expiry (UTC, the database server's clock).\n");
+               "worker and the lease's expiry (UTC, the database server's clock).  Only the search's\n"
+               "proposals (fidelity level 0) are listed unless --levels is given: then every level,\n"
+               "with a column lvl (\"L^P\": level L, promoting trial P).\n");
 }
 
 /* 12345678 -> "12.3M" */
@@ -96,13 +105,28 @@ static void print_queue_cols(const gn_trial *t)
     printf(" %-16s %8s %-20s %-20s", kind, att, t->worker ? t->worker : "-", exp);
 }
 
-static void print_table(const char *where, const gn_trial_list *l)
+/* the level column: "0", or "L^P" for level L promoting trial P; or its header */
+static void print_level_col(const gn_trial *t)
+{
+    char lv[48];
+    if (!t)
+        snprintf(lv, sizeof lv, "lvl");
+    else if (t->level > 0)
+        snprintf(lv, sizeof lv, "%d^%lld", t->level, (long long)t->parent);
+    else
+        snprintf(lv, sizeof lv, "%d", t->level);
+    printf(" %-6s", lv);
+}
+
+static void print_table(const char *where, const gn_trial_list *l, bool levels)
 {
     int64_t counts[GN_TRIAL_NSTATUS] = {0};
     bool queue = false;
     for (int64_t i = 0; i < l->n && !queue; i++)
         queue = l->items[i].kind != NULL;
     printf("%5s %5s %4s %-7s", "id", "seq", "tier", "status");
+    if (levels)
+        print_level_col(NULL);
     if (queue)
         print_queue_cols(NULL);
     printf(" %7s %15s %8s %8s %8s %-10s %s\n", "val_acc", "latency_ms", "params", "MACs", "train_s", "optimizer",
@@ -120,6 +144,8 @@ static void print_table(const char *where, const gn_trial_list *l)
         else
             snprintf(lat, sizeof lat, "%.3f±%.3f", t->latency_ms, t->latency_spread_ms);
         printf("%5lld %5lld %4s %-7s", (long long)t->id, (long long)t->seq, tier, gn_trial_status_name(t->status));
+        if (levels)
+            print_level_col(t);
         if (queue)
             print_queue_cols(t);
         printf(" %7s %15s %8s %8s %8s %-10s %s", real(t->val_acc, "%.4f", acc, sizeof acc), lat,
@@ -151,6 +177,9 @@ static int print_json(const gn_trial_list *l)
         json_object_set_new(o, "seq", json_integer(t->seq));
         json_object_set_new(o, "tier", t->tier >= 0 ? json_integer(t->tier) : json_null());
         json_object_set_new(o, "status", json_string(gn_trial_status_name(t->status)));
+        /* fidelity level: 0 a proposal; parent null for one */
+        json_object_set_new(o, "level", json_integer(t->level));
+        json_object_set_new(o, "parent", t->parent > 0 ? json_integer(t->parent) : json_null());
         json_object_set_new(o, "encoding", jstr(t->encoding));
         json_object_set_new(o, "val_acc", jreal(t->val_acc));
         json_object_set_new(o, "latency_ms", jreal(t->latency_ms));
@@ -201,7 +230,7 @@ int cmd_trials(int argc, char **argv)
     const char *cmd = "trials", *path = NULL;
     gn_trial_filter f;
     gn_trial_filter_init(&f);
-    bool json = false;
+    bool json = false, levels = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -209,6 +238,9 @@ int cmd_trials(int argc, char **argv)
             return 0;
         } else if (strcmp(a, "--json") == 0) {
             json = true;
+        } else if (strcmp(a, "--levels") == 0) {
+            levels = true;
+            f.level = GN_LEVEL_ANY;
         } else if (strcmp(a, "--status") == 0) {
             gn_trial_status st;
             if (i + 1 >= argc) {
@@ -258,7 +290,7 @@ int cmd_trials(int argc, char **argv)
         if ((rc = print_json(&l)) != 0)
             cli_error(cmd, "out of memory writing JSON");
     } else {
-        print_table(gn_store_where(s), &l);
+        print_table(gn_store_where(s), &l, levels);
     }
     gn_store_close(s);
     gn_trial_list_free(&l);

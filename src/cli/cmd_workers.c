@@ -5,9 +5,9 @@
  *
  * Design
  *   Two reads of the store (gpunas/store.h), no writes: gn_store_list_workers for the
- *   registry rows and gn_store_list_trials(status leased) for the leases, matched on
- *   trial.worker == worker id.  The store is opened without GN_STORE_CREATE, so a
- *   mistyped location is an error and not a new empty store.
+ *   registry rows and gn_store_list_trials(status leased, every fidelity level) for the
+ *   leases, matched on trial.worker == worker id.  The store is opened without
+ *   GN_STORE_CREATE, so a mistyped location is an error and not a new empty store.
  *
  *   Clocks.  started_at and last_seen are the DATABASE SERVER's clock (the store never
  *   trusts worker clocks), and the window is applied by the server too.  This command
@@ -186,6 +186,7 @@ int cmd_workers(int argc, char **argv)
     gn_trial_filter f;
     gn_trial_filter_init(&f);
     f.status = GN_TRIAL_LEASED;
+    f.level = GN_LEVEL_ANY; /* a worker may hold a promotion (fidelity level >= 1) too */
     int rc = gn_store_list_workers(s, window, &w, &err);
     if (rc == 0 && (rc = gn_store_list_trials(s, &f, &leased, &err)) != 0)
         gn_worker_list_free(&w);

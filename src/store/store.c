@@ -39,6 +39,8 @@ void gn_trial_init(gn_trial *t)
     t->created_at = t->started_at = t->finished_at = NAN;
     t->params = t->macs = -1;
     t->lease_expires_at = NAN;
+    t->level = 0; /* a proposal (memset did it; said for the reader) */
+    t->parent = 0;
 }
 
 void gn_trial_clear(gn_trial *t)
@@ -85,6 +87,7 @@ void gn_trial_filter_init(gn_trial_filter *f)
     f->tier = GN_TIER_ANY;
     f->after_id = 0;
     f->limit = 0;
+    f->level = 0; /* proposals only: callers that know no levels see what they saw before schema 4 */
 }
 
 void gn_trial_list_free(gn_trial_list *l)
@@ -167,6 +170,29 @@ int gn_store_put_meta_once(gn_store *s, const char *key, const char *value, char
     return rc;
 }
 
+/* The shape of a trial's fidelity level (gpunas/store.h, "Fidelity levels"); op names
+ * the call ("insert trial", "enqueue"). */
+static int check_level(gn_store *s, const gn_trial *t, const char *op, gn_error *err)
+{
+    if (t->level < 0)
+        return gn_error_set(err, "%s: %s (seq %lld): level %d out of range (0: a proposal, >= 1: a promotion)",
+                            s->where, op, (long long)t->seq, t->level);
+    if (t->level > 0 && t->parent <= 0)
+        return gn_error_set(err, "%s: %s (seq %lld): level %d needs the parent trial it promotes (parent %lld)",
+                            s->where, op, (long long)t->seq, t->level, (long long)t->parent);
+    if (t->level == 0 && t->parent != 0)
+        return gn_error_set(err, "%s: %s (seq %lld): parent %lld given for level 0 (a proposal has no parent)",
+                            s->where, op, (long long)t->seq, (long long)t->parent);
+    return 0;
+}
+
+static int check_filter(gn_store *s, const gn_trial_filter *f, const char *op, gn_error *err)
+{
+    if (f->level < GN_LEVEL_ANY)
+        return gn_error_set(err, "%s: %s: level %d out of range (>= 0, or GN_LEVEL_ANY)", s->where, op, f->level);
+    return 0;
+}
+
 int gn_store_insert_trial(gn_store *s, gn_trial *t, gn_error *err)
 {
     if (!t->encoding || !*t->encoding)
@@ -174,6 +200,8 @@ int gn_store_insert_trial(gn_store *s, gn_trial *t, gn_error *err)
     if (t->tier < -1)
         return gn_error_set(err, "%s: insert trial (seq %lld): tier %d out of range", s->where, (long long)t->seq,
                             t->tier);
+    if (check_level(s, t, "insert trial", err))
+        return -1;
     return s->ops->insert_trial(s, t, err);
 }
 
@@ -196,6 +224,8 @@ int gn_store_list_trials(gn_store *s, const gn_trial_filter *f, gn_trial_list *o
         gn_trial_filter_init(&all);
         f = &all;
     }
+    if (check_filter(s, f, "list trials", err))
+        return -1;
     return s->ops->list_trials(s, f, out, err);
 }
 
@@ -206,6 +236,8 @@ int gn_store_count_trials(gn_store *s, const gn_trial_filter *f, int64_t *n, gn_
         gn_trial_filter_init(&all);
         f = &all;
     }
+    if (check_filter(s, f, "count trials", err))
+        return -1;
     return s->ops->count_trials(s, f, n, err);
 }
 
@@ -252,7 +284,7 @@ int gn_store_enqueue(gn_store *s, gn_trial *t, gn_error *err)
     if (t->tier < -1)
         return gn_error_set(err, "%s: enqueue (seq %lld): tier %d out of range", s->where, (long long)t->seq,
                             t->tier);
-    if (check_kind(s, t, err))
+    if (check_kind(s, t, err) || check_level(s, t, "enqueue", err))
         return -1;
     return s->ops->enqueue(s, t, err);
 }

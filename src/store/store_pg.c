@@ -17,7 +17,7 @@
  * application_name=gpunas and a 10 s connect_timeout unless the URI says otherwise;
  * server notices are dropped (the library never prints).
  *
- * Schema (version 3, the same meaning as the SQLite store's version 3): tables in the
+ * Schema (version 4, the same meaning as the SQLite store's version 4): tables in the
  * connection's current schema (normally public):
  *   schema_version(version, applied_at, application = 'gpunas')   -- marks a store
  *   meta(key PRIMARY KEY, value)
@@ -26,16 +26,24 @@
  *          latency_ms, latency_spread_ms, params, macs, train_s, created_at,
  *          started_at, finished_at, worker, error, optimizer, latency_info, kind
  *          CHECK in measure/train, device_class, device, attempts, max_attempts,
- *          lease_token, lease_expires_at)  + indexes (status, id), (tier, id), a
- *          partial index of the queue (kind, device_class, id) WHERE queued and of the
- *          leases (lease_expires_at) WHERE leased
+ *          lease_token, lease_expires_at, level, parent)  + indexes (status, id),
+ *          (tier, id), a partial index of the queue (kind, device_class, id) WHERE
+ *          queued, of the leases (lease_expires_at) WHERE leased, and of promotions
+ *          (parent, level) WHERE parent IS NOT NULL
+ *          v4: level integer NOT NULL DEFAULT 0, parent bigint (NULL when 0): fidelity
+ *          levels (gpunas/store.h)
  *   workers(id PRIMARY KEY, host, pid, device_class, started_at, last_seen)
  * Timestamps are double precision Unix seconds, as in SQLite, so both stores return
  * the very doubles that were written; unknowns are NULL.  Opening a database checks
  * schema_version: a database with other tables and no gpunas schema_version, one whose
  * schema_version belongs to another application, or a newer version is refused with
  * one line; an empty database becomes a store with GN_STORE_CREATE (under an advisory
- * lock, so two processes creating it at once create it once).
+ * lock, so two processes creating it at once create it once).  A version-3 store (the
+ * first PostgreSQL schema) is upgraded to 4 when opened, in one transaction under the
+ * same advisory lock with the version read again inside it (so of many workers opening
+ * it at once one upgrades and the others see version 4): ALTER TABLE ... ADD COLUMN IF
+ * NOT EXISTS level/parent, the index, the schema_version row.  Existing rows become
+ * proposals (level 0, parent NULL).  A version below 3 never existed here: damaged.
  *
  * Transactions and clock.  Every call is one transaction: a single statement
  * (autocommit) or BEGIN ... COMMIT (claim: reap + claim), rolled back on any error.
@@ -65,7 +73,7 @@
 
 #include "store/store_internal.h"
 
-#define SCHEMA_VERSION 3
+#define SCHEMA_VERSION 4
 #define ADVISORY_KEY 0x676e6173 /* "gnas" */
 #define NOW "extract(epoch from now())::float8"
 
@@ -263,15 +271,25 @@ static const char schema_sql[] =
     " worker text, error text, optimizer text, latency_info text,"
     " kind text CHECK (kind IN ('measure', 'train')), device_class text, device text,"
     " attempts integer NOT NULL DEFAULT 0, max_attempts integer NOT NULL DEFAULT 0,"
-    " lease_token text, lease_expires_at double precision);"
+    " lease_token text, lease_expires_at double precision,"
+    " level integer NOT NULL DEFAULT 0, parent bigint);"
     "CREATE INDEX trials_status ON trials(status, id);"
     "CREATE INDEX trials_tier ON trials(tier, id);"
     "CREATE INDEX trials_queue ON trials(kind, device_class, id) WHERE status = 'queued';"
     "CREATE INDEX trials_lease ON trials(lease_expires_at) WHERE status = 'leased';"
+    "CREATE INDEX trials_parent ON trials(parent, level) WHERE parent IS NOT NULL;"
     "CREATE TABLE workers(id text PRIMARY KEY, host text NOT NULL, pid bigint, device_class text,"
     " started_at double precision NOT NULL, last_seen double precision NOT NULL);";
 
-/* 0 a store (checked), 1 empty, -1 refused/error. */
+/* schema 3 -> 4 (fidelity levels), idempotent: the same columns and index as schema_sql */
+static const char upgrade4_sql[] =
+    "ALTER TABLE trials ADD COLUMN IF NOT EXISTS level integer NOT NULL DEFAULT 0,"
+    " ADD COLUMN IF NOT EXISTS parent bigint;"
+    "CREATE INDEX IF NOT EXISTS trials_parent ON trials(parent, level) WHERE parent IS NOT NULL;";
+
+static int migrate(pg_store *s, gn_error *err);
+
+/* 0 a store (checked; upgraded if it was older), 1 empty, -1 refused/error. */
 static int identify(pg_store *s, gn_error *err)
 {
     PGresult *r = q(s,
@@ -304,6 +322,8 @@ static int identify(pg_store *s, gn_error *err)
     if (v > SCHEMA_VERSION)
         return gn_error_set(err, "%s: trial store schema version %lld is newer than this gpunas supports (%d); "
                                  "use a newer gpunas", s->base.where, v, SCHEMA_VERSION);
+    if (v == 3)
+        return migrate(s, err);
     if (v < SCHEMA_VERSION)
         return gn_error_set(err, "%s: damaged gpunas trial store: schema version %lld", s->base.where, v);
     return 0;
@@ -336,6 +356,39 @@ static int create_schema(pg_store *s, gn_error *err)
     char ver[128];
     snprintf(ver, sizeof ver, "INSERT INTO schema_version(version, applied_at) VALUES(%d, " NOW ")", SCHEMA_VERSION);
     if (exec0(s, schema_sql, false, op, err) || exec0(s, ver, false, op, err)) {
+        rollback(s);
+        return -1;
+    }
+    return commit(s, op, err);
+}
+
+/* Version 3 -> 4, in one transaction under the creation's advisory lock; the version
+ * is read again inside it, so concurrent openers upgrade once. */
+static int migrate(pg_store *s, gn_error *err)
+{
+    const char *op = "upgrade store to schema 4";
+    char lock[96];
+    snprintf(lock, sizeof lock, "SELECT pg_advisory_xact_lock(%d)", ADVISORY_KEY);
+    if (exec0(s, "BEGIN", false, op, err))
+        return -1;
+    if (exec0(s, lock, false, op, err)) {
+        rollback(s);
+        return -1;
+    }
+    PGresult *r = q(s, "SELECT max(version) FROM schema_version", NULL, false, op, err);
+    if (!r) {
+        rollback(s);
+        return -1;
+    }
+    long long v = g_i64(r, 0, 0, 0);
+    PQclear(r);
+    if (v >= SCHEMA_VERSION) { /* someone else did meanwhile */
+        rollback(s);
+        return 0;
+    }
+    char ver[128];
+    snprintf(ver, sizeof ver, "INSERT INTO schema_version(version, applied_at) VALUES(%d, " NOW ")", SCHEMA_VERSION);
+    if (exec0(s, upgrade4_sql, false, op, err) || exec0(s, ver, false, op, err)) {
         rollback(s);
         return -1;
     }
@@ -449,7 +502,7 @@ static int pg_get_meta(gn_store *b, const char *key, char **value, gn_error *err
 #define TRIAL_COLUMNS                                                                                        \
     "id, seq, tier, encoding, config, status, val_acc, latency_ms, latency_spread_ms, params, macs, train_s, " \
     "created_at, started_at, finished_at, worker, error, optimizer, latency_info, kind, device_class, device, " \
-    "attempts, max_attempts, lease_expires_at"
+    "attempts, max_attempts, lease_expires_at, level, parent"
 
 static void read_row(const PGresult *r, int i, gn_trial *t)
 {
@@ -479,6 +532,8 @@ static void read_row(const PGresult *r, int i, gn_trial *t)
     t->attempts = (int)g_i64(r, i, 22, 0);
     t->max_attempts = (int)g_i64(r, i, 23, 0);
     t->lease_expires_at = g_real(r, i, 24);
+    t->level = (int)g_i64(r, i, 25, 0);
+    t->parent = g_i64(r, i, 26, 0);
 }
 
 static int pg_insert_trial(gn_store *b, gn_trial *t, gn_error *err)
@@ -501,11 +556,13 @@ static int pg_insert_trial(gn_store *b, gn_trial *t, gn_error *err)
     p_str(&p, t->optimizer);
     p_str(&p, t->latency_info);
     p_str(&p, t->device);
+    p_i64(&p, t->level, INT64_MIN);
+    p_i64(&p, t->parent, 0);
     PGresult *r = q(s,
                     "INSERT INTO trials(seq, tier, encoding, config, status, latency_ms, latency_spread_ms, params,"
-                    " macs, created_at, started_at, worker, optimizer, latency_info, device, attempts)"
+                    " macs, created_at, started_at, worker, optimizer, latency_info, device, attempts, level, parent)"
                     " VALUES($1, $2, $3, $4, 'running', $5, $6, $7, $8, coalesce($9, " NOW "), coalesce($10, " NOW
-                    "), $11, $12, $13, $14, 1) RETURNING id, created_at, started_at",
+                    "), $11, $12, $13, $14, 1, $15, $16) RETURNING id, created_at, started_at",
                     &p, true, op, err);
     if (!r)
         return -1;
@@ -583,7 +640,8 @@ static int pg_finish_trial(gn_store *b, int64_t id, const gn_trial *t, gn_error 
     return changed ? 0 : why_not(s, id, op, false, err);
 }
 
-/* WHERE clause for a filter; parameters $1 status, $2 tier, $3 after_id, $4 limit. */
+/* WHERE clause for a filter; parameters $1 status, $2 tier, $3 after_id, $4 limit, $5
+ * level (every one typed in the text, used or not). */
 static void filter(const gn_trial_filter *f, params *p, char *buf, size_t n)
 {
     p->n = 0;
@@ -591,10 +649,12 @@ static void filter(const gn_trial_filter *f, params *p, char *buf, size_t n)
     p_i64(p, f->tier, -1);
     p_i64(p, f->after_id, INT64_MIN);
     p_i64(p, f->limit, 0);
-    snprintf(buf, n, " WHERE id > $3::bigint%s%s AND ($1::text IS NULL OR TRUE) AND ($2::int IS NULL OR TRUE)"
-                     " ORDER BY id LIMIT $4::bigint",
+    p_i64(p, f->level, GN_LEVEL_ANY);
+    snprintf(buf, n, " WHERE id > $3::bigint%s%s%s AND ($1::text IS NULL OR TRUE) AND ($2::int IS NULL OR TRUE)"
+                     " AND ($5::int IS NULL OR TRUE) ORDER BY id LIMIT $4::bigint",
              f->status >= 0 ? " AND status = $1" : "",
-             f->tier == GN_TIER_ANY ? "" : f->tier < 0 ? " AND tier IS NULL" : " AND tier = $2");
+             f->tier == GN_TIER_ANY ? "" : f->tier < 0 ? " AND tier IS NULL" : " AND tier = $2",
+             f->level == GN_LEVEL_ANY ? "" : " AND level = $5");
 }
 
 static int pg_list_trials(gn_store *b, const gn_trial_filter *f, gn_trial_list *out, gn_error *err)
@@ -677,11 +737,13 @@ static int pg_enqueue(gn_store *b, gn_trial *t, gn_error *err)
     p_str(&p, t->kind);
     p_str(&p, strcmp(t->kind, "measure") == 0 ? t->device_class : NULL);
     p_i64(&p, t->max_attempts, INT64_MIN);
+    p_i64(&p, t->level, INT64_MIN);
+    p_i64(&p, t->parent, 0);
     PGresult *r = q(s,
                     "INSERT INTO trials(seq, tier, encoding, config, status, latency_ms, latency_spread_ms, params,"
-                    " macs, created_at, optimizer, latency_info, kind, device_class, attempts, max_attempts)"
-                    " VALUES($1, $2, $3, $4, 'queued', $5, $6, $7, $8, coalesce($9, " NOW "), $10, $11, $12, $13, 0,"
-                    " $14) RETURNING id, created_at",
+                    " macs, created_at, optimizer, latency_info, kind, device_class, attempts, max_attempts, level,"
+                    " parent) VALUES($1, $2, $3, $4, 'queued', $5, $6, $7, $8, coalesce($9, " NOW "), $10, $11, $12,"
+                    " $13, 0, $14, $15, $16) RETURNING id, created_at",
                     &p, true, op, err);
     if (!r)
         return -1;

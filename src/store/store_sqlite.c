@@ -2,15 +2,18 @@
  * store_sqlite.c — the SQLite trial store (gpunas/store.h).
  *
  * File format.  PRAGMA application_id = 0x676e6173 ("gnas") marks a gpunas store; the
- * table schema_version holds the schema's version (3).  An older store is upgraded
+ * table schema_version holds the schema's version (4).  An older store is upgraded
  * when it is opened, in one transaction: version 1 gains the latency_info column (v2);
  * version 2 gets the work-queue columns, the 'queued'/'leased' statuses and the
  * workers table (v3) -- SQLite cannot change a CHECK constraint in place, so the
  * trials table is rebuilt (rows copied with their ids, AUTOINCREMENT counter kept,
- * attempts = 1 for every existing trial, which was evaluated in-process once).  Opening checks both: a file
- * that is not an SQLite database, an SQLite database of another application, an empty
- * database without GN_STORE_CREATE, or a schema newer than this code knows is refused
- * with one line.  Tables:
+ * attempts = 1 for every existing trial, which was evaluated in-process once);
+ * version 3 gains the fidelity level and parent columns and their index in place (v4:
+ * every existing row is a proposal, level 0, parent NULL).  The steps run in order, so
+ * a store of version 1, 2 or 3 ends with the very tables a new store is created with.
+ * Opening checks both: a file that is not an SQLite database, an SQLite database of
+ * another application, an empty database without GN_STORE_CREATE, or a schema newer
+ * than this code knows is refused with one line.  Tables:
  *   schema_version(version, applied_at)
  *   meta(key PRIMARY KEY, value)                 search-level settings
  *   trials(id INTEGER PRIMARY KEY AUTOINCREMENT, seq, tier, encoding, config, status
@@ -22,6 +25,8 @@
  *          v3: kind (measure/train), device_class, device (fingerprint), attempts,
  *          max_attempts, lease_token, lease_expires_at; partial indexes for the
  *          queue (status 'queued') and for reaping (status 'leased')
+ *          v4: level (NOT NULL DEFAULT 0), parent (NULL when 0; gpunas/store.h,
+ *          "Fidelity levels") + a partial index on (parent, level) WHERE parent IS NOT NULL
  *   workers(id PRIMARY KEY, host, pid, device_class, started_at, last_seen)   (v3)
  *   AUTOINCREMENT: ids are never reused, even after the last row is deleted by hand.
  *
@@ -67,7 +72,7 @@
 #include "store/store_internal.h"
 
 #define APP_ID 0x676e6173 /* "gnas" */
-#define SCHEMA_VERSION 3
+#define SCHEMA_VERSION 4
 /* Unix seconds from SQLite's clock, fixed within one statement */
 #define NOW "((julianday('now') - 2440587.5) * 86400.0)"
 #define BUSY_TIMEOUT_MS 5000
@@ -171,9 +176,8 @@ static int query_int(sq_store *s, const char *sql, int64_t *v, const char *op, g
     return 0;
 }
 
-/* the trials table of schema 3, under a given name (the upgrade builds it beside the old one) */
-#define TRIALS_TABLE(name)                                                                      \
-    "CREATE TABLE " name "("                                                                    \
+/* the columns of the trials table of schema 3 */
+#define TRIALS_V3_COLUMNS_SQL                                                                   \
     " id INTEGER PRIMARY KEY AUTOINCREMENT,"                                                    \
     " seq INTEGER NOT NULL,"                                                                    \
     " tier INTEGER,"                                                                            \
@@ -186,7 +190,18 @@ static int query_int(sq_store *s, const char *sql, int64_t *v, const char *op, g
     " worker TEXT, error TEXT, optimizer TEXT, latency_info TEXT,"                              \
     " kind TEXT CHECK (kind IN ('measure', 'train')), device_class TEXT, device TEXT,"          \
     " attempts INTEGER NOT NULL DEFAULT 0, max_attempts INTEGER NOT NULL DEFAULT 0,"            \
-    " lease_token TEXT, lease_expires_at REAL);"
+    " lease_token TEXT, lease_expires_at REAL"
+/* the trials table of schema 3, under a given name: what the 2 -> 3 upgrade builds
+ * beside the old one (schema 4's columns are added after it, by upgrade4_sql) */
+#define TRIALS_TABLE_V3(name) "CREATE TABLE " name "(" TRIALS_V3_COLUMNS_SQL ");"
+/* schema 4's columns (gpunas/store.h, "Fidelity levels"): in a new store's table, and
+ * added to an upgraded one by upgrade4_sql, in the same order */
+#define LEVEL_COLUMN_SQL "level INTEGER NOT NULL DEFAULT 0"
+#define PARENT_COLUMN_SQL "parent INTEGER"
+#define TRIALS_TABLE(name) \
+    "CREATE TABLE " name "(" TRIALS_V3_COLUMNS_SQL ", " LEVEL_COLUMN_SQL ", " PARENT_COLUMN_SQL ");"
+#define TRIALS_INDEX_V4 "CREATE INDEX trials_parent ON trials(parent, level) WHERE parent IS NOT NULL;"
+/* the indexes of schema 3 and the workers table */
 #define TRIALS_INDEXES_AND_WORKERS                                                              \
     "CREATE INDEX trials_status ON trials(status, id);"                                         \
     "CREATE INDEX trials_tier ON trials(tier, id);"                                             \
@@ -198,14 +213,14 @@ static int query_int(sq_store *s, const char *sql, int64_t *v, const char *op, g
 static const char schema_sql[] =
     "CREATE TABLE schema_version(version INTEGER NOT NULL, applied_at REAL NOT NULL);"
     "CREATE TABLE meta(key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);"
-    TRIALS_TABLE("trials") TRIALS_INDEXES_AND_WORKERS;
+    TRIALS_TABLE("trials") TRIALS_INDEXES_AND_WORKERS TRIALS_INDEX_V4;
 
 #define V2_COLUMNS                                                                                           \
     "id, seq, tier, encoding, config, status, val_acc, latency_ms, latency_spread_ms, params, macs, train_s, " \
     "created_at, started_at, finished_at, worker, error, optimizer, latency_info"
 /* schema 2 -> 3: rebuild trials (the status CHECK changes) keeping ids and the counter */
 static const char upgrade3_sql[] =
-    TRIALS_TABLE("trials_v3")
+    TRIALS_TABLE_V3("trials_v3")
     "INSERT INTO trials_v3(" V2_COLUMNS ", attempts) SELECT " V2_COLUMNS ", 1 FROM trials;"
     "CREATE TEMP TABLE gn_seq AS SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'trials'), 0) AS seq;"
     "DROP TABLE trials;"
@@ -216,6 +231,12 @@ static const char upgrade3_sql[] =
     "UPDATE sqlite_sequence SET seq = max(seq, (SELECT seq FROM temp.gn_seq)) WHERE name = 'trials';"
     "DROP TABLE temp.gn_seq;"
     TRIALS_INDEXES_AND_WORKERS;
+/* schema 3 -> 4: the fidelity level and its parent, in place (existing rows: level 0,
+ * parent NULL) */
+static const char upgrade4_sql[] =
+    "ALTER TABLE trials ADD COLUMN " LEVEL_COLUMN_SQL ";"
+    "ALTER TABLE trials ADD COLUMN " PARENT_COLUMN_SQL ";"
+    TRIALS_INDEX_V4;
 
 static int create_schema(sq_store *s, gn_error *err)
 {
@@ -241,12 +262,13 @@ static int create_schema(sq_store *s, gn_error *err)
     return commit(s, "create store", err);
 }
 
-/* Version 1 -> 2: the latency_info column; 2 -> 3: the work queue (upgrade3_sql).
- * Inside the write lock the version is read again, so two processes opening an old
- * store migrate it once; all steps are one transaction. */
+/* Version 1 -> 2: the latency_info column; 2 -> 3: the work queue (upgrade3_sql);
+ * 3 -> 4: fidelity levels (upgrade4_sql).  Inside the write lock the version is read
+ * again, so two processes opening an old store migrate it once; all steps are one
+ * transaction (a failure in any leaves the store at its old version). */
 static int migrate(sq_store *s, gn_error *err)
 {
-    const char *op = "upgrade store to schema 3";
+    const char *op = "upgrade store to schema 4";
     int64_t v;
     if (begin(s, op, err))
         return -1;
@@ -267,8 +289,15 @@ static int migrate(sq_store *s, gn_error *err)
             return -1;
         }
     }
-    snprintf(sql, sizeof sql, "INSERT INTO schema_version VALUES(3, %.6f);", now_s());
-    if (exec(s, upgrade3_sql, op, err) || exec(s, sql, op, err)) {
+    if (v < 3) {
+        snprintf(sql, sizeof sql, "INSERT INTO schema_version VALUES(3, %.6f);", now_s());
+        if (exec(s, upgrade3_sql, op, err) || exec(s, sql, op, err)) {
+            rollback(s);
+            return -1;
+        }
+    }
+    snprintf(sql, sizeof sql, "INSERT INTO schema_version VALUES(4, %.6f);", now_s());
+    if (exec(s, upgrade4_sql, op, err) || exec(s, sql, op, err)) {
         rollback(s);
         return -1;
     }
@@ -485,8 +514,9 @@ static int sq_insert_trial(gn_store *b, gn_trial *t, gn_error *err)
     if (prepare(s,
                 "INSERT INTO trials(seq, tier, encoding, config, status, val_acc, latency_ms, latency_spread_ms, "
                 "params, macs, train_s, created_at, started_at, finished_at, worker, error, optimizer, latency_info, "
-                "device, attempts) "
-                "VALUES(?1, ?2, ?3, ?4, 'running', NULL, ?5, ?6, ?7, ?8, NULL, ?9, ?10, NULL, ?11, NULL, ?12, ?13, ?14, 1)",
+                "device, attempts, level, parent) "
+                "VALUES(?1, ?2, ?3, ?4, 'running', NULL, ?5, ?6, ?7, ?8, NULL, ?9, ?10, NULL, ?11, NULL, ?12, ?13, ?14, 1,"
+                " ?15, ?16)",
                 &st, op, err)) {
         rollback(s);
         return -1;
@@ -501,6 +531,8 @@ static int sq_insert_trial(gn_store *b, gn_trial *t, gn_error *err)
     bind_i64(st, 8, t->macs, -1);
     sqlite3_bind_double(st, 9, created);
     sqlite3_bind_double(st, 10, started);
+    sqlite3_bind_int(st, 15, t->level);
+    bind_i64(st, 16, t->parent, 0);
     int rc = brc | bind_str(st, 14, t->device);
     rc = rc != SQLITE_OK ? rc : sqlite3_step(st);
     if (rc != SQLITE_DONE)
@@ -587,7 +619,7 @@ static int sq_finish_trial(gn_store *b, int64_t id, const gn_trial *t, gn_error 
 #define TRIAL_COLUMNS                                                                                        \
     "id, seq, tier, encoding, config, status, val_acc, latency_ms, latency_spread_ms, params, macs, train_s, " \
     "created_at, started_at, finished_at, worker, error, optimizer, latency_info, kind, device_class, device, " \
-    "attempts, max_attempts, lease_expires_at"
+    "attempts, max_attempts, lease_expires_at, level, parent"
 
 static double col_real(sqlite3_stmt *st, int i)
 {
@@ -644,16 +676,20 @@ static int read_row(sqlite3_stmt *st, gn_trial *t)
     t->attempts = (int)sqlite3_column_int64(st, 22);
     t->max_attempts = (int)sqlite3_column_int64(st, 23);
     t->lease_expires_at = col_real(st, 24);
+    t->level = (int)sqlite3_column_int64(st, 25);
+    t->parent = col_i64(st, 26, 0);
     if (oom)
         gn_trial_clear(t);
     return oom ? -1 : 0;
 }
 
-/* WHERE clause for a filter; parameters ?1 status, ?2 tier, ?3 after_id. */
+/* WHERE clause for a filter; parameters ?1 status, ?2 tier, ?3 after_id, ?5 level (?4:
+ * the limit, bound by the callers). */
 static void filter_sql(const gn_trial_filter *f, char *buf, size_t n)
 {
-    snprintf(buf, n, " WHERE id > ?3%s%s", f->status >= 0 ? " AND status = ?1" : "",
-             f->tier == GN_TIER_ANY ? "" : f->tier < 0 ? " AND tier IS NULL" : " AND tier = ?2");
+    snprintf(buf, n, " WHERE id > ?3%s%s%s", f->status >= 0 ? " AND status = ?1" : "",
+             f->tier == GN_TIER_ANY ? "" : f->tier < 0 ? " AND tier IS NULL" : " AND tier = ?2",
+             f->level == GN_LEVEL_ANY ? "" : " AND level = ?5");
 }
 
 static void bind_filter(sqlite3_stmt *st, const gn_trial_filter *f)
@@ -663,6 +699,8 @@ static void bind_filter(sqlite3_stmt *st, const gn_trial_filter *f)
     if (f->tier >= 0)
         sqlite3_bind_int(st, 2, f->tier);
     sqlite3_bind_int64(st, 3, f->after_id);
+    if (f->level != GN_LEVEL_ANY)
+        sqlite3_bind_int(st, 5, f->level);
 }
 
 static int sq_list_trials(gn_store *b, const gn_trial_filter *f, gn_trial_list *out, gn_error *err)
@@ -795,9 +833,9 @@ static int sq_enqueue(gn_store *b, gn_trial *t, gn_error *err)
         return -1;
     if (prepare(s,
                 "INSERT INTO trials(seq, tier, encoding, config, status, latency_ms, latency_spread_ms, params, macs,"
-                " created_at, optimizer, latency_info, kind, device_class, attempts, max_attempts)"
-                " VALUES(?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7, ?8, coalesce(?9, " NOW "), ?10, ?11, ?12, ?13, 0, ?14)"
-                " RETURNING id, created_at",
+                " created_at, optimizer, latency_info, kind, device_class, attempts, max_attempts, level, parent)"
+                " VALUES(?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7, ?8, coalesce(?9, " NOW "), ?10, ?11, ?12, ?13, 0, ?14,"
+                " ?15, ?16) RETURNING id, created_at",
                 &st, op, err)) {
         rollback(s);
         return -1;
@@ -813,6 +851,8 @@ static int sq_enqueue(gn_store *b, gn_trial *t, gn_error *err)
     bind_i64(st, 8, t->macs, -1);
     bind_real(st, 9, t->created_at);
     sqlite3_bind_int(st, 14, t->max_attempts);
+    sqlite3_bind_int(st, 15, t->level);
+    bind_i64(st, 16, t->parent, 0);
     int r = brc != SQLITE_OK ? (sqerr(s, op, err), -1) : step_one(s, st, op, err);
     if (r != 1) {
         if (r == 0)
