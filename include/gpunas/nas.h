@@ -79,11 +79,34 @@
  *   so a resumed search first expires the leases of its killed predecessor instead of
  *   waiting for them.  When the budget is spent the coordinator records meta
  *   "nas.done" = 1: idle workers then exit.
+ *
+ * Multi-fidelity: successive halving inside each tier (issue 13; nas_ladder.c)
+ *   With `fidelity` "sh:E0xN0,E1xN1,.../ETA" every proposal is trained at level 0 (E0
+ *   epochs on N0 images: the proxy) and the optimizers observe that score, as without
+ *   a ladder — so every optimizer works unchanged and the proposals, hence the replay,
+ *   do not depend on promotions.  Promotion is asynchronous successive halving (ASHA,
+ *   Li et al. 2020) per tier and level: once a level holds n results, its top
+ *   floor(n / ETA) (accuracy, ties to the older trial) are promoted to the next level, each
+ *   exactly once.  A promotion is a job row of its own (gn_trial.level L, parent = the
+ *   level-0 trial; gpunas/store.h "Fidelity levels"): any worker trains the network
+ *   again from scratch at level L's budget (not continued from level L-1's weights:
+ *   nothing but the score is kept between levels) and commits its validation accuracy.
+ *   Results of a level are taken in the order their promotions were made, each waiting
+ *   for the earlier ones, so the ladder too is a function of the stored results and
+ *   resumes exactly: a promotion already in the store (same parent and level) is
+ *   adopted, not made again.  When the proposals are spent, the ladder is completed:
+ *   a tier whose next level is empty promotes its best, level by level, so every tier
+ *   that trained anything has one candidate at the top level.  A tier's winner is the
+ *   candidate at the highest level it reached with the best accuracy there
+ *   (gn_nas_summarize, `gpunas hub build`).  The budget (`trials`) counts level-0
+ *   candidates; with budgets growing by ETA per level each level costs about as much as
+ *   level 0, so a ladder of L levels costs about L times the search without it.
  */
 #ifndef GPUNAS_NAS_H
 #define GPUNAS_NAS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "gpunas/data.h"
@@ -92,6 +115,7 @@
 #include "gpunas/store.h"
 
 #define GN_NAS_MAX_TIERS 16
+#define GN_NAS_MAX_LEVELS 8
 
 
 typedef struct {
@@ -145,6 +169,12 @@ typedef struct {
                                       0 layers) are zeroed before a point is proposed or
                                       observed, so no proposal repeats a network; a setting
                                       (a store made before it resumes without) */
+    /* ---- successive halving (see "Multi-fidelity" above; nas_ladder.c) */
+    int fid_levels;                /* 0: one fidelity (proxy_epochs x proxy_subset); >= 2: the
+                                      levels of the ladder, level 0 being the proxy */
+    int fid_epochs[GN_NAS_MAX_LEVELS], fid_subset[GN_NAS_MAX_LEVELS]; /* budget of each level
+                                      (subset 0: the whole training split) */
+    int fid_eta;                   /* the top 1/eta of a level is promoted (3) */
     /* ---- many machines (see above) */
     int parallel;                  /* proposals in flight (1); a setting when not 1 */
     int local_worker;              /* run jobs in this process while waiting (1) */
@@ -177,6 +207,14 @@ typedef struct {
     /* polled between trials: non-zero stops the search cleanly (e.g. SIGINT) */
     int (*should_stop)(void *user);
 } gn_nas_callbacks;
+
+/* Parse a fidelity spec into c: "none" (one fidelity), or
+ * "sh:E0xN0,E1xN1,...[/ETA]" — successive halving with level l trained for El epochs on
+ * Nl images (0: all), each level costing more than the one before, 2..GN_NAS_MAX_LEVELS
+ * levels, ETA >= 2 (default 3).  Level 0 becomes proxy_epochs / proxy_subset. */
+int gn_nas_parse_fidelity(const char *text, gn_nas_config *c, gn_error *err);
+/* The spec of c in that syntax (buf; "none" when off). */
+void gn_nas_fidelity_text(const gn_nas_config *c, char *buf, size_t n);
 
 /* Run (or, with resume, continue) the search in c->store. */
 int gn_nas_run(const gn_nas_config *c, bool resume, const gn_nas_callbacks *cb, gn_error *err);
@@ -223,7 +261,28 @@ typedef struct {
     int n_front;
     int64_t n_done, n_failed, n_pruned, n_running;
     int64_t n_reused;                /* proposals that decoded to an already trained network */
+    /* successive halving (n_levels 0: none).  best[i] is then the candidate at the highest
+     * level tier i reached, best of that level; its val_acc is its accuracy there */
+    int n_levels;
+    char fidelity[160];              /* the spec ("none") */
+    int best_level[GN_NAS_MAX_TIERS];
+    int level_n[GN_NAS_MAX_TIERS][GN_NAS_MAX_LEVELS];        /* candidates with a result per level */
+    int64_t level_best[GN_NAS_MAX_TIERS][GN_NAS_MAX_LEVELS]; /* the best one's level-0 trial id */
+    double level_best_acc[GN_NAS_MAX_TIERS][GN_NAS_MAX_LEVELS];
+    int level_epochs[GN_NAS_MAX_LEVELS], level_subset[GN_NAS_MAX_LEVELS];
 } gn_nas_summary;
+
+/* Successive halving's verdict on the trained proposals of a store: for every level-0
+ * trial promoted with a result, the highest level with a result and its accuracy there
+ * (sorted by id; *n 0 without a ladder).  Rank candidates by (level, acc). */
+typedef struct {
+    int64_t id;
+    int level;
+    double acc;
+} gn_nas_rung;
+int gn_nas_read_rungs(gn_store *store, gn_nas_rung **out, int64_t *n, gn_error *err);
+/* The rung of trial id in r (NULL: none, i.e. level 0). */
+const gn_nas_rung *gn_nas_rung_of(const gn_nas_rung *r, int64_t n, int64_t id);
 
 /* Read the store's settings and trials into a summary. */
 int gn_nas_summarize(gn_store *store, gn_nas_summary *s, gn_error *err);

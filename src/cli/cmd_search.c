@@ -58,6 +58,12 @@ static void usage(FILE *f)
             "  --proxy-subset N      proxy training images per candidate (default 5000)\n"
             "  --proxy-batch B       proxy batch size (default 64)\n"
             "  --proxy-lr X          proxy learning rate (default 0.05)\n"
+            "  --fidelity SPEC       none (default), or successive halving inside each tier:\n"
+            "                        sh:E0xN0,E1xN1,...[/ETA] trains every candidate E0 epochs on\n"
+            "                        N0 images (the proxy) and promotes the top 1/ETA (3) of each\n"
+            "                        level to the next (E epochs on N images, 0: all), e.g.\n"
+            "                        sh:1x5000,2x15000,4x45000; the tier winner is the best of\n"
+            "                        the highest level\n"
             "  --val-fraction F      validation split of the training set (default 0.05)\n"
             "  --threads N           threads for proxy training (default: the cores other\n"
             "                        processes leave free, followed while training)\n"
@@ -104,6 +110,23 @@ static void print_summary(const gn_nas_summary *s, const char *out_dir)
         snprintf(acc, sizeof acc, "%.2f%%", 100 * b->val_acc);
         printf("%-5d %-10.3g %-8d %-9s %-16s %-10lld %-10lld %s/tier%d-%gms.json\n", i, s->tier_ms[i], s->trained[i],
                acc, lat, (long long)b->params, (long long)b->macs, out_dir, i, s->tier_ms[i]);
+    }
+    if (s->n_levels >= 2) {
+        printf("\npromotion ladder (successive halving %s; candidates per level, the best one, its val acc)\n",
+               s->fidelity);
+        for (int i = 0; i < s->n_tiers; i++) {
+            printf("t%-3d", i);
+            for (int l = 0; l < s->n_levels; l++) {
+                if (s->level_n[i][l] == 0) {
+                    printf("%s L%d %dx%d: -", l ? "  ->" : "", l, s->level_epochs[l], s->level_subset[l]);
+                    continue;
+                }
+                printf("%s L%d %dx%d: %d, #%lld %.2f%%", l ? "  ->" : "", l, s->level_epochs[l], s->level_subset[l],
+                       s->level_n[i][l], (long long)s->level_best[i][l], 100 * s->level_best_acc[i][l]);
+            }
+            printf("\n");
+        }
+        printf("(a tier's best model above is the best of the highest level it reached)\n");
     }
     printf("\nPareto front (accuracy vs latency) of the %lld trained candidates\n", (long long)s->n_done);
     printf("%-7s %-12s %-9s %-10s %s\n", "trial", "latency ms", "val acc", "params", "encoding");
@@ -233,7 +256,7 @@ int cmd_search(int argc, char **argv)
     gn_nas_config c;
     gn_nas_defaults(&c);
     const char *space_arg = "fmnist", *dataset = "fashion-mnist", *data_dir = NULL, *out_dir = "gpunas-search",
-               *store_path = NULL, *tiers = "auto:3";
+               *store_path = NULL, *tiers = "auto:3", *fidelity = NULL, *proxy_set = NULL;
     bool resume = false;
     int quiet = 0, workers = 1, parallel = 0;
     double minutes = 0;
@@ -272,8 +295,8 @@ int cmd_search(int argc, char **argv)
         else if (!strcmp(a, "--time-budget")) r = cli_parse_double(CMD, a, v, 0, 1e7, &minutes);
         else if (!strcmp(a, "--prune-samples")) r = cli_parse_int(CMD, a, v, 3, 1000000, &c.prune_samples);
         else if (!strcmp(a, "--lat-runs")) r = cli_parse_int(CMD, a, v, 3, 100000, &c.lat_runs);
-        else if (!strcmp(a, "--proxy-epochs")) r = cli_parse_int(CMD, a, v, 1, 1000, &c.proxy_epochs);
-        else if (!strcmp(a, "--proxy-subset")) r = cli_parse_int(CMD, a, v, 0, 100000000, &c.proxy_subset);
+        else if (!strcmp(a, "--proxy-epochs")) r = cli_parse_int(CMD, a, v, 1, 1000, &c.proxy_epochs), proxy_set = a;
+        else if (!strcmp(a, "--proxy-subset")) r = cli_parse_int(CMD, a, v, 0, 100000000, &c.proxy_subset), proxy_set = a;
         else if (!strcmp(a, "--proxy-batch")) r = cli_parse_int(CMD, a, v, 1, 65536, &c.proxy_batch);
         else if (!strcmp(a, "--proxy-lr")) r = cli_parse_double(CMD, a, v, 1e-9, 100, &c.proxy_lr);
         else if (!strcmp(a, "--val-fraction")) r = cli_parse_double(CMD, a, v, 0.001, 0.9, &c.val_fraction);
@@ -302,6 +325,7 @@ int cmd_search(int argc, char **argv)
         else if (!strcmp(a, "--lease")) r = cli_parse_double(CMD, a, v, 1, 1e6, &c.lease_s);
         else if (!strcmp(a, "--max-attempts")) r = cli_parse_int(CMD, a, v, 1, 1000, &c.max_attempts);
         else if (!strcmp(a, "--device-class")) c.device_class = v;
+        else if (!strcmp(a, "--fidelity")) fidelity = v;
         else {
             cli_error(CMD, "unknown option '%s' (see gpunas search --help)", a);
             return 2;
@@ -311,6 +335,17 @@ int cmd_search(int argc, char **argv)
         i++;
     }
     c.time_budget_s = minutes * 60.0;
+    if (fidelity) {
+        gn_error ferr = {{0}};
+        if (proxy_set) {
+            cli_error(CMD, "%s and --fidelity: the fidelity's first level is the proxy budget", proxy_set);
+            return 2;
+        }
+        if (gn_nas_parse_fidelity(fidelity, &c, &ferr)) {
+            cli_error(CMD, "--fidelity: %s", ferr.msg);
+            return 2;
+        }
+    }
     /* more proposals than workers: about half the proposals fall outside their tier
      * and cost only a measurement, so the trainers would wait otherwise */
     c.parallel = parallel > 0 ? parallel : workers == 1 ? 1 : workers > 1 ? 2 * workers : 8;

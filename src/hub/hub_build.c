@@ -299,6 +299,8 @@ typedef struct {
 static int by_acc_desc(const void *a, const void *b)
 {
     const gn_trial *x = a, *y = b;
+    if (x->level != y->level) /* successive halving: the highest level first */
+        return x->level > y->level ? -1 : 1;
     if (x->val_acc != y->val_acc)
         return x->val_acc > y->val_acc ? -1 : 1;
     if (x->latency_ms != y->latency_ms)
@@ -306,15 +308,31 @@ static int by_acc_desc(const void *a, const void *b)
     return x->id < y->id ? -1 : 1;
 }
 
-/* The top_k trained trials of every tier, by proxy accuracy (repeats excluded). */
+/* The top_k trained trials of every tier, by proxy accuracy (repeats excluded); with
+ * successive halving by the highest level reached, then the accuracy there (the copies
+ * carry that level and accuracy). */
 static int pick_candidates(build_state *s, candidate **out, int *n_out, gn_error *err)
 {
     gn_trial_filter f;
     gn_trial_filter_init(&f);
     f.status = GN_TRIAL_DONE;
     gn_trial_list l = {0};
-    if (gn_store_list_trials(s->store, &f, &l, err))
+    gn_nas_rung *rungs = NULL;
+    int64_t n_rungs = 0;
+    if (gn_nas_read_rungs(s->store, &rungs, &n_rungs, err))
         return -1;
+    if (gn_store_list_trials(s->store, &f, &l, err)) {
+        free(rungs);
+        return -1;
+    }
+    for (int64_t i = 0; i < l.n; i++) {
+        const gn_nas_rung *r = gn_nas_rung_of(rungs, n_rungs, l.items[i].id);
+        if (r) {
+            l.items[i].level = r->level;
+            l.items[i].val_acc = r->acc;
+        }
+    }
+    free(rungs);
     if (l.n > 1)
         qsort(l.items, l.n, sizeof *l.items, by_acc_desc);
     candidate *cs = calloc((size_t)s->sum.n_tiers * s->c->top_k + 1, sizeof *cs);
@@ -790,6 +808,8 @@ static int publish(build_state *s, const candidate *cd, char *name_out, size_t n
                                   json_object_get(result, "val_top1"), "val_images",
                                   json_object_get(result, "val_images"), "val_split_seed", 42, "proxy_val_top1",
                                   cd->t.val_acc));
+    if (cd->t.level > 0) /* the proxy accuracy is that of this successive-halving level */
+        json_object_set_new(json_object_get(record, "accuracy"), "proxy_level", json_integer(cd->t.level));
     json_object_set(record, "latency", lat);
     json_object_set(record, "latency_batches", batches);
     char summary[512];

@@ -191,10 +191,24 @@ int gn__nas_estimate(nas_state *s, const int *x, double *ms)
 }
 
 /* ------------------------------------------------------------------ proxy training */
-int gn__nas_proxy_train(nas_state *s, const gn_arch *a, const void *train_cb, double *acc, double *train_s,
-                        gn_error *err)
+void gn__nas_level_budget(const gn_nas_config *c, int level, int *epochs, int *subset)
+{
+    if (c->fid_levels >= 2 && level >= 0 && level < c->fid_levels) {
+        *epochs = c->fid_epochs[level];
+        *subset = c->fid_subset[level];
+    } else {
+        *epochs = c->proxy_epochs;
+        *subset = c->proxy_subset;
+    }
+}
+
+int gn__nas_proxy_train(nas_state *s, const gn_arch *a, int level, const void *train_cb, double *acc,
+                        double *train_s, gn_error *err)
 {
     const gn_nas_config *c = s->c;
+    if (level < 0 || (level > 0 && level >= c->fid_levels))
+        return gn_error_set(err, "search: fidelity level %d, but the search has %d", level,
+                            c->fid_levels > 1 ? c->fid_levels : 1);
     gn_train_config t;
     gn_train_defaults(&t);
     t.arch = a;
@@ -205,8 +219,7 @@ int gn__nas_proxy_train(nas_state *s, const gn_arch *a, const void *train_cb, do
     t.test_set = NULL;
     t.val_fraction = c->val_fraction;
     t.split_seed = c->split_seed;
-    t.subset = c->proxy_subset;
-    t.epochs = c->proxy_epochs;
+    gn__nas_level_budget(c, level, &t.epochs, &t.subset);
     t.batch = c->proxy_batch;
     gn_optim_defaults(GN_OPT_SGD, &t.optim);
     t.schedule = GN_SCHED_COSINE;

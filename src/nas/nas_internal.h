@@ -57,6 +57,8 @@ typedef struct {
     char worker_id[160];        /* HOST:search */
     unsigned local_kinds;       /* job kinds it takes (0: none) */
     double last_reap;
+    /* successive halving (nas_ladder.c; NULL: one fidelity) */
+    struct gn__ladder *ladder;
 } nas_state;
 
 /* One progress line to cb->event (nothing without one); the search loop's and the
@@ -112,10 +114,10 @@ void gn__nas_cache_put(nas_state *s, const char *key, double ms, double spread);
 int gn__nas_cache_get(const nas_state *s, const char *key, double *ms, double *spread);
 /* Canonical encoding text of x (malloc'd). */
 char *gn__nas_key(const nas_state *s, const int *x);
-/* Proxy-train the decoded x; *acc = validation top-1 in [0,1].  cb (may be NULL):
+/* Proxy-train the decoded x at fidelity level `level` (0: the proxy); *acc = validation top-1 in [0,1].  cb (may be NULL):
  * training callbacks (heartbeats, stop). */
-int gn__nas_proxy_train(nas_state *s, const gn_arch *a, const void *train_cb, double *acc, double *train_s,
-                        gn_error *err);
+int gn__nas_proxy_train(nas_state *s, const gn_arch *a, int level, const void *train_cb, double *acc,
+                        double *train_s, gn_error *err);
 /* Latency estimate for accept(): features of a decoded arch, fit, apply. */
 void gn__nas_features(const gn_arch *a, double *f);
 int gn__nas_fit_estimate(nas_state *s, gn_error *err);
@@ -131,15 +133,34 @@ void gn__nas_lat_free(nas_state *s);
  * the reference moved); *info: the conditions as JSON (malloc'd). */
 int gn__nas_lat_measure(nas_state *s, gn_net *net, double *ms, double *spread, char **info, gn_error *err);
 
+/* nas_ladder.c — successive halving (gpunas/nas.h, "Multi-fidelity") */
+/* Set up the ladder when the search has fidelity levels (reads the promotion rows
+ * already stored); nothing otherwise. */
+int gn__ladder_open(nas_state *s, gn_error *err);
+void gn__ladder_close(nas_state *s);
+/* A result at `level` of tier `tier` (the level-0 trial `parent`): recorded, and the
+ * promotions it earns made (enqueued, or adopted from the store). */
+int gn__ladder_result(nas_state *s, int tier, int level, int64_t parent, double acc, gn_error *err);
+/* Look at the promotions in flight; take finished ones, in the order made. */
+int gn__ladder_refresh(nas_state *s, gn_error *err);
+/* Promotions made and not yet taken. */
+int gn__ladder_pending(const nas_state *s);
+/* When the proposals are spent: refresh, and complete the ladder.  0 settled (nothing
+ * in flight, every tier at its top), 1 still waiting, -1 error. */
+int gn__ladder_settle(nas_state *s, gn_error *err);
+/* The epochs and images of a level (0: the proxy). */
+void gn__nas_level_budget(const gn_nas_config *c, int level, int *epochs, int *subset);
+
 /* nas_settings.c */
 /* The settings record (JSON object text, malloc'd). */
 char *gn__nas_settings_json(const gn_nas_config *c, gn_error *err);
 /* Store it (new search) or compare with the stored one (resume). */
 int gn__nas_settings_check(gn_store *st, const gn_nas_config *c, bool resume, gn_error *err);
 /* What the stored search's proposals depend on: the proposals in flight it was made
- * with (1 when not recorded) and whether its optimizers saw canonical encodings (0 when
- * not recorded); both untouched when there is no search yet. */
-int gn__nas_stored_schedule(gn_store *st, int *parallel, int *canonical, gn_error *err);
+ * with (1 when not recorded), whether its optimizers saw canonical encodings (0 when
+ * not recorded), and its fidelity spec (*fidelity malloc'd; NULL: none recorded); all
+ * untouched (fidelity NULL) when there is no search yet. */
+int gn__nas_stored_schedule(gn_store *st, int *parallel, int *canonical, char **fidelity, gn_error *err);
 /* A worker's view of a search: the settings record parsed into c (defaults first;
  * space and data are not loaded: *space_src and *dataset are pointers into the
  * returned JSON object, freed with json_decref(*keep)). */

@@ -9,7 +9,8 @@
  *            proposal for tier i is committed 'pruned' (with the tier it does fall in)
  *            unless it lies inside tier i, margin included — then the job goes on to
  *            its next stage, a queued "train" job, with the latency committed.
- *   train    proxy training (nas_eval.c), 'done' with the validation accuracy, or
+ *   train    proxy training (nas_eval.c) at the job's fidelity level (0, or a
+ *            promotion of successive halving), 'done' with the validation accuracy, or
  *            'failed' with the reason (a network that cannot be built or trained is
  *            the job's failure, not the worker's).
  *   (none)   an in-process 'running' row (stores of earlier versions, or a proposal
@@ -129,13 +130,13 @@ static int measure_job(nas_state *s, const int *x, gn_trial *res, gn_error *err)
     return 0;
 }
 
-static int train_job(nas_state *s, const gn_arch *a, nas_job_ctx *jc, gn_trial *res)
+static int train_job(nas_state *s, const gn_arch *a, int level, nas_job_ctx *jc, gn_trial *res)
 {
     gn_train_callbacks cb = {.user = jc, .progress = on_progress};
     double acc = NAN, train_s = NAN;
     gn_error terr = {{0}};
     jc->last_beat = gn__now_s();
-    if (gn__nas_proxy_train(s, a, &cb, &acc, &train_s, &terr)) {
+    if (gn__nas_proxy_train(s, a, level, &cb, &acc, &train_s, &terr)) {
         if (jc->lost || jc->stopped)
             return 1;
         res->status = GN_TRIAL_FAILED;
@@ -195,7 +196,7 @@ int gn__nas_run_job(nas_state *s, const gn_trial *job, nas_job_ctx *jc, gn_trial
     }
     if (is_train) {
         jc->lease_s = jc->lease_s > 0 ? jc->lease_s : 60;
-        rc = train_job(s, a, jc, res);
+        rc = train_job(s, a, job->level, jc, res);
     }
 out:
     gn_arch_free(a);

@@ -52,6 +52,7 @@ void gn_nas_defaults(gn_nas_config *c)
     c->proxy_lr = 0.05;
     c->val_fraction = 0.05;
     c->split_seed = 42;
+    c->fid_eta = 3;
 }
 
 #define emit(s, k, t, done, total, ...) gn__nas_event((s)->cb, k, t, done, total, __VA_ARGS__)
@@ -588,6 +589,9 @@ static int observe_next(nas_state *s, flights *F, gn_error *err)
     int was = s->exhausted[f->tier];
     if (observe_row(s, f->tier, f->x, &f->row, err))
         return -1;
+    if (f->row.status == GN_TRIAL_DONE && !is_repeat(&f->row) &&
+        gn__ladder_result(s, f->tier, 0, f->row.id, f->row.val_acc, err))
+        return -1;
     F->unobserved[f->tier]--;
     F->observed++;
     if (!f->replayed) {
@@ -773,7 +777,7 @@ static int run_search(nas_state *s, flights *F, int *finished, gn_error *err)
              "searching: %d more trained candidates, optimizer %s, %d tiers, %d proposal%s in flight", c->trials - F->known_trained,
              c->optimizer, s->n_tiers, c->parallel, c->parallel == 1 ? "" : "s");
     for (;;) {
-        if (refresh(s, F, err)) {
+        if (refresh(s, F, err) || gn__ladder_refresh(s, err)) {
             if (wait_failed(s, &first_fail, err))
                 return -1;
             continue;
@@ -814,18 +818,22 @@ static int run_search(nas_state *s, flights *F, int *finished, gn_error *err)
                 return -1;
             continue;
         }
-        if (F->known_trained >= c->trials || !proposing) {
-            if (nonfinal(F) == 0)
+        if (nonfinal(F) == 0) { /* proposals spent (or, cannot happen, nothing runs though the budget allows) */
+            while (F->n > 0) /* every row is finished: observe the rest, in order */
+                if (observe_next(s, F, err))
+                    return -1;
+            int settled = gn__ladder_settle(s, err); /* the ladder's promotions in flight, its completion */
+            if (settled < 0) {
+                if (wait_failed(s, &first_fail, err))
+                    return -1;
+                continue;
+            }
+            if (settled == 0)
                 break;
         }
-        if (nonfinal(F) == 0 && proposing) /* the budget allows more but nothing runs: cannot happen */
-            break;
         if (gn__nas_pump(s, err) && wait_failed(s, &first_fail, err))
             return -1;
     }
-    while (F->n > 0) /* every row is finished: observe the rest, in order */
-        if (observe_next(s, F, err))
-            return -1;
     *finished = 1;
     if (s->unstable)
         emit(s, GN_NAS_EV_INFO, NULL, 0, 0, "latency: %d measurements in all were unstable and repeated", s->unstable);
@@ -848,6 +856,12 @@ static int run_setup(nas_state *s, bool resume, gn_error *err)
     if (c->parallel < 1 || c->parallel > 100000 || !(c->lease_s >= 1) || c->max_attempts < 1)
         return gn_error_set(err, "search: parallel %d (>= 1), lease %g s (>= 1) or max attempts %d (>= 1) out of range",
                             c->parallel, c->lease_s, c->max_attempts);
+    if (c->fid_levels != 0 &&
+        (c->fid_levels < 2 || c->fid_levels > GN_NAS_MAX_LEVELS || c->fid_eta < 2 ||
+         c->fid_epochs[0] != c->proxy_epochs || c->fid_subset[0] != c->proxy_subset))
+        return gn_error_set(err, "search: fidelity of %d levels (2..%d), eta %d (>= 2), level 0 %dx%d (must be the proxy "
+                                 "budget %dx%d)", c->fid_levels, GN_NAS_MAX_LEVELS, c->fid_eta, c->fid_epochs[0],
+                            c->fid_subset[0], c->proxy_epochs, c->proxy_subset);
     if (gn__nas_settings_check(c->store, c, resume, err))
         return -1;
     if (c->profile_path) {
@@ -991,6 +1005,7 @@ static void state_free(nas_state *s)
     gn__strmap_free(s->lat_cache);
     gn__strmap_free(s->acc_cache);
     gn__strmap_free(s->fail_cache);
+    gn__ladder_close(s);
     free(s->p1_x);
     free(s->p1_y);
     gn_lat_profile_free(&s->profile);
@@ -1010,9 +1025,17 @@ int gn_nas_run(const gn_nas_config *c, bool resume, const gn_nas_callbacks *cb, 
     /* a resumed search keeps its proposals in flight: the replay depends on them */
     gn_nas_config cc = *c;
     int stored_parallel = c->parallel, stored_canonical = c->canonical;
-    if (resume && gn__nas_stored_schedule(c->store, &stored_parallel, &stored_canonical, err))
+    char *stored_fid = NULL;
+    if (resume && gn__nas_stored_schedule(c->store, &stored_parallel, &stored_canonical, &stored_fid, err))
         return -1;
     cc.canonical = stored_canonical; /* a store made before canonical encodings resumes without */
+    /* a resume that does not name the fidelity continues the stored one (one that names
+     * another is refused by the settings check) */
+    if (stored_fid && c->fid_levels == 0 && gn_nas_parse_fidelity(stored_fid, &cc, err)) {
+        free(stored_fid);
+        return -1;
+    }
+    free(stored_fid);
     if (resume && stored_parallel != c->parallel) {
         cc.parallel = stored_parallel;
         if (cb && cb->event) {
@@ -1054,7 +1077,7 @@ int gn_nas_run(const gn_nas_config *c, bool resume, const gn_nas_callbacks *cb, 
         rc = 0;
         goto out;
     }
-    if (replay_search(s, &F, &rows, err))
+    if (gn__ladder_open(s, err) || replay_search(s, &F, &rows, err))
         goto out;
     gn_trial_list_free(&rows);
     if (run_search(s, &F, &finished, err))

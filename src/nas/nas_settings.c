@@ -64,6 +64,11 @@ char *gn__nas_settings_json(const gn_nas_config *c, gn_error *err)
         json_object_set_new(o, "parallel", json_integer(c->parallel));
     if (o && c->canonical) /* absent in stores made before canonical encodings */
         json_object_set_new(o, "canonical", json_true());
+    if (o && c->fid_levels >= 2) { /* likewise: absent without successive halving */
+        char fid[256];
+        gn_nas_fidelity_text(c, fid, sizeof fid);
+        json_object_set_new(o, "fidelity", json_string(fid));
+    }
     if (!o) {
         gn_error_set(err, "search: cannot record the settings");
         return NULL;
@@ -138,6 +143,84 @@ int gn__nas_settings_check(gn_store *st, const gn_nas_config *c, bool resume, gn
     return rc;
 }
 
+/* ---- the fidelity spec (gpunas/nas.h) */
+int gn_nas_parse_fidelity(const char *text, gn_nas_config *c, gn_error *err)
+{
+    if (!text)
+        return gn_error_set(err, "fidelity: missing");
+    if (strcmp(text, "none") == 0) {
+        c->fid_levels = 0;
+        return 0;
+    }
+    if (strncmp(text, "sh:", 3) != 0)
+        return gn_error_set(err, "fidelity '%s': expected 'none' or 'sh:EPOCHSxIMAGES,...[/ETA]'", text);
+    const char *p = text + 3;
+    int n = 0, eta = 3;
+    int ep[GN_NAS_MAX_LEVELS], sub[GN_NAS_MAX_LEVELS];
+    for (;;) {
+        char *end;
+        long e = strtol(p, &end, 10);
+        if (end == p || *end != 'x' || e < 1 || e > 1000)
+            return gn_error_set(err, "fidelity '%s': level %d: epochs (1..1000) then 'x' expected", text, n);
+        p = end + 1;
+        long m = strtol(p, &end, 10);
+        if (end == p || m < 0 || m > 100000000)
+            return gn_error_set(err, "fidelity '%s': level %d: images (0: all, .. 100000000) expected", text, n);
+        if (n == GN_NAS_MAX_LEVELS)
+            return gn_error_set(err, "fidelity '%s': more than %d levels", text, GN_NAS_MAX_LEVELS);
+        ep[n] = (int)e;
+        sub[n] = (int)m;
+        if (n > 0) {
+            /* images 0 (all) is the most a level can see */
+            long long prev_m = sub[n - 1] == 0 ? 1LL << 40 : sub[n - 1], cur_m = m == 0 ? 1LL << 40 : m;
+            if (cur_m < prev_m || e < ep[n - 1] || (cur_m == prev_m && e == ep[n - 1]))
+                return gn_error_set(err, "fidelity '%s': level %d (%ldx%ld) does not cost more than level %d", text, n,
+                                    e, m, n - 1);
+        }
+        n++;
+        p = end;
+        if (*p == ',') {
+            p++;
+            continue;
+        }
+        if (*p == '/') {
+            long v = strtol(p + 1, &end, 10);
+            if (end == p + 1 || *end || v < 2 || v > 100)
+                return gn_error_set(err, "fidelity '%s': eta after '/' must be 2..100", text);
+            eta = (int)v;
+            p = end;
+        }
+        if (*p)
+            return gn_error_set(err, "fidelity '%s': unexpected '%s'", text, p);
+        break;
+    }
+    if (n < 2)
+        return gn_error_set(err, "fidelity '%s': successive halving needs at least 2 levels", text);
+    c->fid_levels = n;
+    c->fid_eta = eta;
+    for (int i = 0; i < n; i++) {
+        c->fid_epochs[i] = ep[i];
+        c->fid_subset[i] = sub[i];
+    }
+    c->proxy_epochs = ep[0];
+    c->proxy_subset = sub[0];
+    return 0;
+}
+
+void gn_nas_fidelity_text(const gn_nas_config *c, char *buf, size_t n)
+{
+    if (c->fid_levels < 2) {
+        snprintf(buf, n, "none");
+        return;
+    }
+    size_t k = 0;
+    k += (size_t)snprintf(buf + k, n - k, "sh:");
+    for (int i = 0; i < c->fid_levels && k < n; i++)
+        k += (size_t)snprintf(buf + k, n - k, "%s%dx%d", i ? "," : "", c->fid_epochs[i], c->fid_subset[i]);
+    if (k < n)
+        snprintf(buf + k, n - k, "/%d", c->fid_eta);
+}
+
 /* ---- a worker's view */
 static int need(json_t *o, const char *key, json_type type, json_t **v, gn_error *err)
 {
@@ -196,6 +279,11 @@ int gn__nas_settings_parse(const char *text, gn_nas_config *c, const char **spac
         json_t *p = json_object_get(o, "parallel");
         c->parallel = json_is_integer(p) ? (int)json_integer_value(p) : 1;
         c->canonical = json_is_true(json_object_get(o, "canonical"));
+        json_t *fid = json_object_get(o, "fidelity");
+        gn_error ferr = {{0}};
+        if (fid && (!json_is_string(fid) || gn_nas_parse_fidelity(json_string_value(fid), c, &ferr)))
+            rc = gn_error_set(err, "meta '%s': field 'fidelity': %s", META_KEY,
+                              json_is_string(fid) ? ferr.msg : "not a string");
         c->profile_path = strcmp(latency, "measure") == 0 ? NULL : latency;
         c->lat_threads = strcmp(lat_threads, "best") == 0 ? GN_THREADS_BEST : atoi(lat_threads);
         if (gn_nas_parse_tiers(tiers, c->tier_ms, &c->n_tiers, &c->auto_tiers, err))
@@ -209,8 +297,9 @@ int gn__nas_settings_parse(const char *text, gn_nas_config *c, const char **spac
     return 0;
 }
 
-int gn__nas_stored_schedule(gn_store *st, int *parallel, int *canonical, gn_error *err)
+int gn__nas_stored_schedule(gn_store *st, int *parallel, int *canonical, char **fidelity, gn_error *err)
 {
+    *fidelity = NULL;
     char *text = NULL;
     int g = gn_store_get_meta(st, META_KEY, &text, err);
     if (g != 0)
@@ -225,6 +314,11 @@ int gn__nas_stored_schedule(gn_store *st, int *parallel, int *canonical, gn_erro
                     ? (int)json_integer_value(p)
                     : 1;
     *canonical = json_is_true(json_object_get(o, "canonical"));
+    json_t *fid = json_object_get(o, "fidelity");
+    if (json_is_string(fid) && !(*fidelity = strdup(json_string_value(fid)))) {
+        json_decref(o);
+        return gn_error_set(err, "search: out of memory");
+    }
     json_decref(o);
     return 0;
 }

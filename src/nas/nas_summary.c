@@ -1,8 +1,10 @@
 /*
  * nas_summary.c — what a search found, read back from its store: the best trained
- * candidate of every tier, the accuracy/latency Pareto front of all trained
- * candidates, and the tier winners written out as GPUNet JSON files (the model hub's
- * entries) with a summary.json index.
+ * candidate of every tier (with successive halving: the best of the highest level the
+ * tier's ladder reached), the promotion ladder, the accuracy/latency Pareto front of all
+ * trained candidates (their level-0 accuracy: one fidelity for all), and the tier
+ * winners written out as GPUNet JSON files (the model hub's entries) with a
+ * summary.json index.
  */
 #include <errno.h>
 #include <jansson.h>
@@ -16,6 +18,118 @@
 #include "gpunas/search.h"
 #include "util/fs_atomic.h"
 
+
+static int by_id_level(const void *a, const void *b)
+{
+    const gn_trial *x = a, *y = b;
+    if (x->parent != y->parent)
+        return x->parent < y->parent ? -1 : 1;
+    return x->level - y->level;
+}
+
+/* done rows of levels >= 1, sorted by (parent, level) */
+static int list_promoted(gn_store *store, gn_trial_list *l, gn_error *err)
+{
+    gn_trial_filter f;
+    gn_trial_filter_init(&f);
+    f.level = GN_LEVEL_ANY;
+    f.status = GN_TRIAL_DONE;
+    if (gn_store_list_trials(store, &f, l, err))
+        return -1;
+    int64_t k = 0;
+    for (int64_t i = 0; i < l->n; i++) {
+        if (l->items[i].level >= 1 && l->items[i].parent > 0 && isfinite(l->items[i].val_acc))
+            l->items[k++] = l->items[i];
+        else
+            gn_trial_clear(&l->items[i]);
+    }
+    l->n = k;
+    if (k > 1)
+        qsort(l->items, k, sizeof *l->items, by_id_level);
+    return 0;
+}
+
+int gn_nas_read_rungs(gn_store *store, gn_nas_rung **out, int64_t *n, gn_error *err)
+{
+    *out = NULL;
+    *n = 0;
+    gn_trial_list l = {0};
+    if (list_promoted(store, &l, err))
+        return -1;
+    gn_nas_rung *r = calloc((size_t)l.n + 1, sizeof *r);
+    if (!r) {
+        gn_trial_list_free(&l);
+        return gn_error_set(err, "summary: out of memory");
+    }
+    int64_t m = 0;
+    for (int64_t i = 0; i < l.n; i++) {
+        const gn_trial *t = &l.items[i];
+        if (m > 0 && r[m - 1].id == t->parent) { /* sorted by level: the later is higher */
+            r[m - 1].level = t->level;
+            r[m - 1].acc = t->val_acc;
+        } else {
+            r[m++] = (gn_nas_rung){t->parent, t->level, t->val_acc};
+        }
+    }
+    gn_trial_list_free(&l);
+    *out = r;
+    *n = m;
+    return 0;
+}
+
+const gn_nas_rung *gn_nas_rung_of(const gn_nas_rung *r, int64_t n, int64_t id)
+{
+    int64_t a = 0, b = n;
+    while (a < b) {
+        int64_t m = (a + b) / 2;
+        if (r[m].id < id)
+            a = m + 1;
+        else
+            b = m;
+    }
+    return a < n && r[a].id == id ? &r[a] : NULL;
+}
+
+/* the ladder's spec (settings) and, per tier and level, the candidates and the best */
+static int summarize_ladder(gn_store *store, gn_nas_summary *s, gn_error *err)
+{
+    snprintf(s->fidelity, sizeof s->fidelity, "none");
+    char *text = NULL;
+    int g = gn_store_get_meta(store, "nas.settings", &text, err);
+    if (g < 0)
+        return -1;
+    json_t *o = g == 0 ? json_loads(text, 0, NULL) : NULL;
+    free(text);
+    json_t *fid = json_object_get(o, "fidelity");
+    if (json_is_string(fid)) {
+        gn_nas_config c;
+        gn_nas_defaults(&c);
+        if (gn_nas_parse_fidelity(json_string_value(fid), &c, err) == 0) {
+            s->n_levels = c.fid_levels;
+            gn_nas_fidelity_text(&c, s->fidelity, sizeof s->fidelity);
+            memcpy(s->level_epochs, c.fid_epochs, sizeof s->level_epochs);
+            memcpy(s->level_subset, c.fid_subset, sizeof s->level_subset);
+        }
+    }
+    json_decref(o);
+    if (s->n_levels < 2)
+        return 0;
+    gn_trial_list l = {0};
+    if (list_promoted(store, &l, err))
+        return -1;
+    for (int64_t i = 0; i < l.n; i++) {
+        const gn_trial *t = &l.items[i];
+        if (t->tier < 0 || t->tier >= s->n_tiers || t->level >= s->n_levels)
+            continue;
+        int k = s->level_n[t->tier][t->level]++;
+        if (k == 0 || t->val_acc > s->level_best_acc[t->tier][t->level]) {
+            s->level_best[t->tier][t->level] = t->parent;
+            s->level_best_acc[t->tier][t->level] = t->val_acc;
+        }
+    }
+    gn_trial_list_free(&l);
+    return 0;
+}
 
 int gn_nas_summarize(gn_store *store, gn_nas_summary *s, gn_error *err)
 {
@@ -36,12 +150,18 @@ int gn_nas_summarize(gn_store *store, gn_nas_summary *s, gn_error *err)
     gn_trial_filter f;
     gn_trial_filter_init(&f);
     gn_trial_list l = {0};
-    if (gn_store_list_trials(store, &f, &l, err))
+    gn_nas_rung *rungs = NULL;
+    int64_t n_rungs = 0;
+    if (summarize_ladder(store, s, err) || gn_nas_read_rungs(store, &rungs, &n_rungs, err))
         return -1;
+    if (gn_store_list_trials(store, &f, &l, err)) {
+        free(rungs);
+        return -1;
+    }
     double *obj = malloc(sizeof(double) * 2 * (l.n + 1));
     int *idx = malloc(sizeof(int) * (l.n + 1)), *map = malloc(sizeof(int) * (l.n + 1));
     if (!obj || !idx || !map) {
-        free(obj), free(idx), free(map);
+        free(obj), free(idx), free(map), free(rungs);
         gn_trial_list_free(&l);
         return gn_error_set(err, "summary: out of memory");
     }
@@ -64,10 +184,24 @@ int gn_nas_summarize(gn_store *store, gn_nas_summary *s, gn_error *err)
         int tier = gn_nas_tier_of(s->tier_ms, s->n_tiers, t->latency_ms);
         if (tier >= 0) {
             s->trained[tier]++;
+            if (s->n_levels >= 2) {
+                int k = s->level_n[tier][0]++;
+                if (k == 0 || t->val_acc > s->level_best_acc[tier][0]) {
+                    s->level_best[tier][0] = t->id;
+                    s->level_best_acc[tier][0] = t->val_acc;
+                }
+            }
+            /* the highest level first, then the accuracy there, then the latency */
+            const gn_nas_rung *r = gn_nas_rung_of(rungs, n_rungs, t->id);
+            int lvl = r ? r->level : 0;
+            double acc = r ? r->acc : t->val_acc;
             gn_trial *b = &s->best[tier];
-            if (b->id == 0 || t->val_acc > b->val_acc || (t->val_acc == b->val_acc && t->latency_ms < b->latency_ms)) {
+            int bl = s->best_level[tier];
+            if (b->id == 0 || lvl > bl || (lvl == bl && (acc > b->val_acc || (acc == b->val_acc && t->latency_ms < b->latency_ms)))) {
                 gn_trial_clear(b);
                 gn_trial_copy(b, t);
+                b->val_acc = acc;
+                s->best_level[tier] = lvl;
             }
         }
         obj[2 * m] = t->val_acc;
@@ -76,7 +210,7 @@ int gn_nas_summarize(gn_store *store, gn_nas_summary *s, gn_error *err)
     }
     int nf = 0;
     if (m > 0 && gn_pareto_front(obj, m, 2, NULL, idx, &nf, err)) {
-        free(obj), free(idx), free(map);
+        free(obj), free(idx), free(map), free(rungs);
         gn_trial_list_free(&l);
         return -1;
     }
@@ -92,6 +226,7 @@ int gn_nas_summarize(gn_store *store, gn_nas_summary *s, gn_error *err)
             s->front[j - 1] = tmp;
         }
     free(obj), free(idx), free(map);
+    free(rungs);
     gn_trial_list_free(&l);
     return 0;
 }
@@ -141,10 +276,25 @@ int gn_nas_write_winners(const gn_nas_summary *s, const char *dir, gn_error *err
         json_object_set_new(tj, "tier", json_integer(i));
         json_object_set_new(tj, "max_latency_ms", json_real(s->tier_ms[i]));
         json_object_set_new(tj, "trained", json_integer(s->trained[i]));
+        if (s->n_levels >= 2) { /* the promotion ladder */
+            json_t *ladder = json_array();
+            for (int l = 0; l < s->n_levels; l++)
+                json_array_append_new(
+                    ladder, json_pack("{s:i, s:i, s:i, s:i, s:O, s:O}", "level", l, "epochs", s->level_epochs[l],
+                                      "images", s->level_subset[l], "candidates", s->level_n[i][l], "best_trial",
+                                      s->level_n[i][l] ? json_integer(s->level_best[i][l]) : json_null(),
+                                      "best_val_acc",
+                                      s->level_n[i][l] ? json_real(s->level_best_acc[i][l]) : json_null()));
+            if (b->id > 0)
+                json_object_set_new(tj, "level", json_integer(s->best_level[i]));
+            json_object_set_new(tj, "ladder", ladder);
+        }
         json_array_append_new(tiers, tj);
     }
     for (int i = 0; i < s->n_front; i++)
         json_array_append_new(front, trial_json(&s->front[i], NULL));
+    if (s->n_levels >= 2)
+        json_object_set_new(root, "fidelity", json_string(s->fidelity));
     json_object_set_new(root, "tiers", tiers);
     json_object_set_new(root, "pareto_front", front);
     json_object_set_new(root, "trials_done", json_integer(s->n_done));
