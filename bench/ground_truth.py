@@ -19,7 +19,7 @@ Steps (each resumable; run the script again to continue):
               continues from its checkpoint (`gpunas train --resume`) in --work.
 
   python3 bench/ground_truth.py [--gpunas build/gpunas] [--work /var/tmp/gpunas-gt]
-         [--winners gpunas-search] [--max-runs N] [--threads N]
+         [--winners gpunas-search] [--max-runs N] [--threads N] [--lane K/N]
 """
 import argparse
 import datetime
@@ -153,6 +153,8 @@ def main():
     ap.add_argument("--samples", type=int, default=48)
     ap.add_argument("--max-runs", type=int, default=0, help="stop after this many trainings (0: all)")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--lane", default="0/1", help="K/N: run only the K-th of every N runs still to do, so "
+                    "N processes (e.g. one thread each) share the list without overlap")
     args = ap.parse_args()
     os.makedirs(args.work, exist_ok=True)
     if not os.path.exists(ARCHS):
@@ -172,10 +174,10 @@ def main():
     todo = [(a, 1) for a in first[:5] + winners + first[5:]]
     todo += [(a, s) for s in EXTRA_SEEDS for a in spread[::4]]
     done = done_runs()
+    lane, lanes = (int(x) for x in args.lane.split("/"))
+    mine = [t for t in todo if (t[0]["name"], t[1]) not in done][lane::lanes]
     n = 0
-    for a, s in todo:
-        if (a["name"], s) in done:
-            continue
+    for a, s in mine:
         if args.max_runs and n >= args.max_runs:
             break
         train(args, a, s)
