@@ -1,0 +1,233 @@
+#!/usr/bin/env python3
+"""bench/search_vs_random.py — does the search beat random sampling? (issue 13)
+
+For every optimizer (default lamcts, evolution, random) and search seed (default 1, 2, 3) a
+search with the main job's settings and the same compute budget (the same number of
+level-0 candidates, --trials 45, and the same proxy or successive-halving ladder,
+--fidelity) is run on fixed tier edges (default the main job's 0.21, 0.32, 0.51 ms, so
+that all searches compete for the same tiers); then each tier's winner is trained with the
+hub's full recipe (the ground truth's: 12 epochs, batch 64, lr 0.1 cosine, ..., seed 1)
+and its test top-1 recorded.  A winner already in the ground truth
+(bench/data/ground_truth.jsonl, same network, seed 1) is not trained again: its result is
+reused and marked so.
+
+Everything is resumable: a search continues with --resume, a final training with
+`gpunas train --resume`, and every finished (optimizer, seed, tier) appends one JSON line
+to bench/data/search_vs_random.jsonl (committed) — run the script again to continue.
+--lane K/N shares the list between N processes.  --report prints the markdown table for
+bench/RESULTS.md: mean (std) test top-1 per tier and optimizer over the seeds, next to the
+seed noise of the full recipe from the ground truth.
+
+  python3 bench/search_vs_random.py [--work /var/tmp/gpunas-svr] [--fidelity SPEC]
+         [--profile DEVICE.json] [--tiers 0.21,0.32,0.51] [--trials 45] [--lane K/N]
+         [--threads N] [--only-search] [--report]
+"""
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import resource
+import sqlite3
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+RUNS = os.path.join(HERE, "data", "search_vs_random.jsonl")
+GT = os.path.join(HERE, "data", "ground_truth.jsonl")
+RECIPE = ["--epochs", "12", "--batch", "64", "--lr", "0.1", "--crop-pad", "2", "--erase", "0", "--no-drop-path",
+          "--val-fraction", "0.1", "--split-seed", "42"]
+
+
+def run(cmd, **kw):
+    print("+", " ".join(cmd), flush=True)
+    return subprocess.run(cmd, check=True, **kw)
+
+
+def child_cpu():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def load(path):
+    out = []
+    if os.path.exists(path):
+        for line in open(path):
+            line = line.strip()
+            if line:
+                out.append(json.loads(line))
+    return out
+
+
+def append(rec):
+    os.makedirs(os.path.dirname(RUNS), exist_ok=True)
+    with open(RUNS, "a") as f:
+        f.write(json.dumps(rec) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def study_key(args):
+    k = {"fidelity": args.fidelity, "tiers": args.tiers, "trials": args.trials, "latency": args.profile or "measured"}
+    if args.search_args or args.final_args:  # smoke runs: never mixed with the study
+        k.update({"search_args": args.search_args, "final_args": args.final_args})
+    return k
+
+
+def search_done(d):
+    db = os.path.join(d, "search.db")
+    if not os.path.exists(db):
+        return False
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        row = con.execute("SELECT value FROM meta WHERE key = 'nas.done'").fetchone()
+    finally:
+        con.close()
+    return bool(row and row[0] == "1")
+
+
+def search(args, opt, seed):
+    """Run (or continue) one search; returns its folder, wall and CPU seconds of this call."""
+    d = os.path.join(args.work, f"{opt}-s{seed}")
+    cmd = [args.gpunas, "search", "--out", d, "--optimizer", opt, "--seed", str(seed), "--trials", str(args.trials),
+           "--tiers", args.tiers, "--quiet"]
+    if args.fidelity != "none":
+        cmd += ["--fidelity", args.fidelity]
+    if args.profile:
+        cmd += ["--profile", args.profile]
+    if args.threads:
+        cmd += ["--threads", str(args.threads)]
+    cmd += args.search_args.split()
+    if os.path.exists(os.path.join(d, "search.db")):
+        cmd.append("--resume")
+    finished_before = search_done(d)
+    t0, c0 = time.time(), child_cpu()
+    run(cmd, stdout=subprocess.DEVNULL)
+    # the search's seconds over every call that searched (one stopped and continued adds
+    # up; re-reporting a finished one does not count)
+    acct = os.path.join(d, "seconds.json")
+    tot = json.load(open(acct)) if os.path.exists(acct) else {"wall_s": 0.0, "cpu_s": 0.0}
+    if not finished_before:
+        tot = {"wall_s": tot["wall_s"] + time.time() - t0, "cpu_s": tot["cpu_s"] + child_cpu() - c0}
+        with open(acct + ".tmp", "w") as f:
+            json.dump(tot, f)
+        os.replace(acct + ".tmp", acct)
+    return d, tot["wall_s"], tot["cpu_s"]
+
+
+def final_train(args, d, tier, config_file, seed=1):
+    out = os.path.join(d, f"final-t{tier}")
+    cmd = [args.gpunas, "train", config_file, "--out", out, "--seed", str(seed)] + RECIPE + args.final_args.split()
+    if args.threads:
+        cmd += ["--threads", str(args.threads)]
+    if os.path.exists(os.path.join(out, "checkpoint.safetensors")):
+        cmd.append("--resume")
+    t0, c0 = time.time(), child_cpu()
+    run(cmd, stdout=subprocess.DEVNULL)
+    epochs = [json.loads(l) for l in open(os.path.join(out, "metrics.jsonl")) if l.strip()]
+    return epochs[-1], time.time() - t0, child_cpu() - c0
+
+
+def do_one(args, opt, seed, gt):
+    d, search_wall, search_cpu = search(args, opt, seed)
+    summ = json.load(open(os.path.join(d, "summary.json")))
+    done = {(r["optimizer"], r["seed"], r["tier"]) for r in load(RUNS) if r.get("study") == study_key(args)}
+    for t in summ["tiers"]:
+        tier = t["tier"]
+        if (opt, seed, tier) in done or args.only_search:
+            continue
+        rec = {"study": study_key(args), "optimizer": opt, "seed": seed, "tier": tier,
+               "max_latency_ms": t["max_latency_ms"], "trained": t.get("trained"),
+               "search_wall_s": search_wall, "search_cpu_s": search_cpu,
+               "machine": platform.node(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
+                   timespec="seconds")}
+        if "file" not in t:
+            rec.update({"trial": None, "test_top1": None, "note": "no trained model in this tier"})
+            append(rec)
+            continue
+        rec.update({"trial": t["trial"], "encoding": t["encoding"], "latency_ms": t["latency_ms"],
+                    "proxy_val_acc": t["val_acc"], "proxy_level": t.get("level", 0), "params": t["params"],
+                    "macs": t["macs"]})
+        known = None if args.final_args else gt.get(t["encoding"])
+        if known:
+            rec.update({"test_top1": known["test_top1"], "val_top1": known["val_top1"], "train_s": known["seconds"],
+                        "note": f"final training reused from the ground truth ({known['name']})"})
+        else:
+            last, wall, cpu = final_train(args, d, tier, os.path.join(d, t["file"]))
+            rec.update({"test_top1": last.get("test_top1"), "val_top1": last.get("val_top1"), "train_wall_s": wall,
+                        "train_cpu_s": cpu})
+        append(rec)
+        print(f"search_vs_random: {opt} seed {seed} t{tier}: test "
+              f"{'-' if rec['test_top1'] is None else '%.2f%%' % (100 * rec['test_top1'])}", flush=True)
+
+
+def report(args):
+    rows = [r for r in load(RUNS) if r.get("study") == study_key(args)]
+    gt = load(GT)
+    by = {}
+    for r in gt:
+        by.setdefault(r["name"], []).append(r["test_top1"])
+    sds = [statistics_sd(v) for v in by.values() if len(v) >= 2]
+    noise = math.sqrt(sum(s * s for s in sds) / len(sds)) if sds else float("nan")
+    tiers = sorted({r["tier"] for r in rows})
+    opts = [o for o in args.optimizers.split(",") if any(r["optimizer"] == o for r in rows)]
+    print(f"study: {json.dumps(study_key(args))}; seed noise of the full recipe (pooled sd over "
+          f"{len(sds)} architectures with >= 2 seeds): {100 * noise:.2f} points\n")
+    print("| optimizer | " + " | ".join(f"t{t} test top-1 (mean, sd, n)" for t in tiers) + " | search CPU-h |")
+    print("|---|" + "---:|" * (len(tiers) + 1))
+    for o in opts:
+        cells = []
+        for t in tiers:
+            v = [r["test_top1"] for r in rows if r["optimizer"] == o and r["tier"] == t and r["test_top1"] is not None]
+            cells.append(f"{100 * sum(v) / len(v):.2f} % ({100 * statistics_sd(v):.2f}, {len(v)})" if v else "-")
+        cpu = {(r["seed"]): r["search_cpu_s"] for r in rows if r["optimizer"] == o}
+        print(f"| {o} | " + " | ".join(cells) + f" | {sum(cpu.values()) / 3600:.2f} |")
+
+
+def statistics_sd(v):
+    if len(v) < 2:
+        return 0.0
+    m = sum(v) / len(v)
+    return math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1))
+
+
+def main():
+    global RUNS
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--gpunas", default=os.path.join(ROOT, "build", "gpunas"))
+    ap.add_argument("--work", default="/var/tmp/gpunas-svr")
+    ap.add_argument("--optimizers", default="lamcts,evolution,random")
+    ap.add_argument("--seeds", default="1,2,3")
+    ap.add_argument("--fidelity", default="none")
+    ap.add_argument("--profile", default=None, help="predict latency from this device profile (default: measure)")
+    ap.add_argument("--tiers", default="0.21,0.32,0.51")
+    ap.add_argument("--trials", type=int, default=45)
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--lane", default="0/1")
+    ap.add_argument("--only-search", action="store_true", help="searches only, no final trainings")
+    ap.add_argument("--report", action="store_true")
+    ap.add_argument("--search-args", default="", help="extra `gpunas search` options (smoke runs)")
+    ap.add_argument("--final-args", default="", help="extra `gpunas train` options after the recipe (smoke runs)")
+    ap.add_argument("--data-file", default=RUNS)
+    args = ap.parse_args()
+    RUNS = args.data_file
+    if args.report:
+        report(args)
+        return
+    os.makedirs(args.work, exist_ok=True)
+    gt = {}
+    for r in load(GT):
+        if r["seed"] == 1:
+            gt[r["encoding"]] = r
+    todo = [(o, int(s)) for s in args.seeds.split(",") for o in args.optimizers.split(",")]
+    lane, lanes = (int(x) for x in args.lane.split("/"))
+    for o, s in todo[lane::lanes]:
+        do_one(args, o, s, gt)
+    print(f"search_vs_random: {len(load(RUNS))} results in {RUNS}")
+
+
+if __name__ == "__main__":
+    main()
