@@ -280,7 +280,7 @@ int gn_nas_write_winners(const gn_nas_summary *s, const char *dir, gn_error *err
             json_t *ladder = json_array();
             for (int l = 0; l < s->n_levels; l++)
                 json_array_append_new(
-                    ladder, json_pack("{s:i, s:i, s:i, s:i, s:O, s:O}", "level", l, "epochs", s->level_epochs[l],
+                    ladder, json_pack("{s:i, s:i, s:i, s:i, s:o, s:o}", "level", l, "epochs", s->level_epochs[l],
                                       "images", s->level_subset[l], "candidates", s->level_n[i][l], "best_trial",
                                       s->level_n[i][l] ? json_integer(s->level_best[i][l]) : json_null(),
                                       "best_val_acc",
