@@ -264,12 +264,9 @@ static void test_kill_and_resume(void **state)
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     assert_int_equal(system(cmd), 0);
     snprintf(db, sizeof db, "%s/search.db", dir);
-    snprintf(cmd, sizeof cmd, "%s search --out %s " ARGS " >/dev/null 2>&1 & echo $!", getenv("GPUNAS_CLI"), dir);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    long pid = 0;
-    assert_int_equal(fscanf(p, "%ld", &pid), 1);
-    pclose(p);
+    snprintf(cmd, sizeof cmd, "search --out %s " ARGS, dir);
+    long pid = tu_spawn_cli(cmd);
+    assert_true(pid > 0);
     /* wait until phase 2 has >= 2 finished trials and one being evaluated (a job leased
      * by the search's own worker), then kill -9 */
     row rows[256];

@@ -276,12 +276,9 @@ static void test_ladder_kill_resume(void **state)
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     assert_int_equal(system(cmd), 0);
     snprintf(db, sizeof db, "%s/search.db", dir);
-    snprintf(cmd, sizeof cmd, "%s search --out %s " ARGS " >/dev/null 2>&1 & echo $!", getenv("GPUNAS_CLI"), dir);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    long pid = 0;
-    assert_int_equal(fscanf(p, "%ld", &pid), 1);
-    pclose(p);
+    snprintf(cmd, sizeof cmd, "search --out %s " ARGS, dir);
+    long pid = tu_spawn_cli(cmd);
+    assert_true(pid > 0);
     /* kill -9 while a promotion is being trained */
     int killed = 0;
     for (int tick = 0; tick < 6000 && !killed && proc_alive((pid_t)pid); tick++) {

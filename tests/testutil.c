@@ -138,3 +138,22 @@ int tu_run_cli_env(const char *const *env, const char *args, char **out, char **
         return -1;
     return WEXITSTATUS(st);
 }
+
+long tu_spawn_cli(const char *args)
+{
+    size_t n = strlen(args) + 4096;
+    char *cmd = malloc(n);
+    if (!cmd)
+        return -1;
+    const char *cli = getenv("GPUNAS_CLI");
+    snprintf(cmd, n, "%s %s >/dev/null 2>&1 & echo $!", cli ? cli : "./gpunas", args);
+    FILE *p = popen(cmd, "r");
+    free(cmd);
+    if (!p)
+        return -1;
+    long pid = -1;
+    if (fscanf(p, "%ld", &pid) != 1)
+        pid = -1;
+    pclose(p);
+    return pid;
+}

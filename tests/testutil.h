@@ -26,5 +26,8 @@ int tu_run_cli(const char *args, char **out, char **err);
  * list of "NAME=VALUE" set in the child only (may be NULL).  Returns the exit status,
  * or -1 with *signo the signal that ended it (signo may be NULL). */
 int tu_run_cli_env(const char *const *env, const char *args, char **out, char **err, int *signo);
+/* Start `$GPUNAS_CLI <args>` in the background (via /bin/sh, output discarded) and
+ * return its pid, or -1. */
+long tu_spawn_cli(const char *args);
 
 #endif
