@@ -38,7 +38,9 @@ static int add_param(gn_net *net, int layer, const char *module, const char *p, 
     gn_param *q = &net->params[net->n_params];
     memset(q, 0, sizeof *q);
     char prefix[48]; /* "network.stage: 1000 fused_irb1000" at most */
-    if (gn_arch_module_name(net->arch, layer, prefix, sizeof prefix))
+    if (net->layer_prefix)
+        snprintf(prefix, sizeof prefix, "%s", net->layer_prefix[layer]);
+    else if (gn_arch_module_name(net->arch, layer, prefix, sizeof prefix))
         snprintf(prefix, sizeof prefix, "layers.%d", layer); /* not reached: every body layer has a name */
     snprintf(q->name, sizeof q->name, "%s.%.24s.%.16s", prefix, module, p);
     q->layer = layer;
@@ -243,18 +245,36 @@ static void param_view(gn_net *net, gn_param *q, float *base, size_t off, bool g
     gn_tensor_wrap(grad ? &q->grad : &q->value, net->be, base + off, (int)n, (int)c, (int)h, (int)w);
 }
 
-int gn_net_create(const gn_arch *a, gn_backend *be, gn_net **out, gn_error *err)
+gn_net *gn__net_new(gn_arch *arch, gn_backend *be)
 {
-    *out = NULL;
     gn_net *net = calloc(1, sizeof *net);
-    net->arch = copy_arch(a);
+    net->arch = arch;
     net->be = be;
     net->opts = (gn_train_opts){.dropout = true, .drop_path = true, .bn_momentum = 0.1f, .seed = 1};
     gn_rng_seed(&net->rng, 1);
-    int x = add_value(net, a->layers[1].in_ch, a->resolution, a->resolution);
-    for (int i = 0; i < a->n_layers; i++)
-        x = lower_layer(net, i, x);
+    add_value(net, arch->layers[1].in_ch, arch->resolution, arch->resolution); /* value 0: the input */
+    return net;
+}
 
+int gn__net_add_value(gn_net *net, int c, int h, int w) { return add_value(net, c, h, w); }
+int gn__net_lower_layer(gn_net *net, int layer, int x) { return lower_layer(net, layer, x); }
+
+int gn__net_add_mix(gn_net *net, int layer, const int *in, int k, int *node)
+{
+    gn_value_shape s = net->vals[in[0]];
+    int out = add_value(net, s.c, s.h, s.w);
+    gn_node *n = add_node(net, ND_MIX, layer, in[0]);
+    n->mix_in = malloc((size_t)k * sizeof *n->mix_in);
+    memcpy(n->mix_in, in, (size_t)k * sizeof *in);
+    n->mix_k = k;
+    n->out = out;
+    *node = net->n_nodes - 1;
+    return out;
+}
+
+int gn__net_finish(gn_net *net, gn_error *err)
+{
+    gn_backend *be = net->be;
     /* arena layout: trainable params first (insertion order), then buffers */
     size_t off = 0;
     for (int pass = 0; pass < 2; pass++)
@@ -273,10 +293,8 @@ int gn_net_create(const gn_arch *a, gn_backend *be, gn_net **out, gn_error *err)
     net->n_total = off;
     net->arena = be->ops->alloc(be, net->n_total * sizeof(float));
     net->garena = be->ops->alloc(be, (net->n_train ? net->n_train : 1) * sizeof(float));
-    if (!net->arena || !net->garena) {
-        gn_net_free(net);
-        return gn_error_set(err, "%s: out of memory for %zu parameters", a->source, net->n_total);
-    }
+    if (!net->arena || !net->garena)
+        return gn_error_set(err, "%s: out of memory for %zu parameters", net->arch->source, net->n_total);
     be->ops->fill(be, net->arena, net->n_total, 0.0f);
     be->ops->fill(be, net->garena, net->n_train ? net->n_train : 1, 0.0f);
     for (int i = 0; i < net->n_params; i++) {
@@ -292,6 +310,20 @@ int gn_net_create(const gn_arch *a, gn_backend *be, gn_net **out, gn_error *err)
         param_view(net, q, net->arena, o, false);
         if (q->trainable)
             param_view(net, q, net->garena, o, true);
+    }
+    return 0;
+}
+
+int gn_net_create(const gn_arch *a, gn_backend *be, gn_net **out, gn_error *err)
+{
+    *out = NULL;
+    gn_net *net = gn__net_new(copy_arch(a), be);
+    int x = 0;
+    for (int i = 0; i < a->n_layers; i++)
+        x = lower_layer(net, i, x);
+    if (gn__net_finish(net, err)) {
+        gn_net_free(net);
+        return -1;
     }
     if ((int64_t)net->n_train != a->params) {
         int64_t got = (int64_t)net->n_train;
@@ -316,7 +348,14 @@ void gn_net_free(gn_net *net)
         gn_tensor_free(&net->nodes[i].bmean);
         gn_tensor_free(&net->nodes[i].bvar);
         gn_tensor_free(&net->nodes[i].mask);
+        free(net->nodes[i].mix_in);
+        free(net->nodes[i].mixw);
+        free(net->nodes[i].mixg);
+        free(net->nodes[i].mix_live);
     }
+    free(net->layer_prefix);
+    free(net->live);
+    free(net->need);
     gn_tensor_free(&net->scratch[0]);
     gn_tensor_free(&net->scratch[1]);
     gn_tensor_free(&net->dlogits);

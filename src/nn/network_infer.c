@@ -122,6 +122,10 @@ static int lower(gn_net *net, gn_infer_plan *p, gn_error *err)
 #define NEWVAL(tv) (p->vshape[p->n_vals] = net->vals[tv], map[tv] = p->n_vals++)
     for (int i = 0; i < net->n_nodes && !rc; i++) {
         const gn_node *nd = &net->nodes[i];
+        if (nd->k == ND_MIX) {
+            rc = gn_error_set(err, "%s: a supernet has no inference path (derive an architecture)", net->arch->source);
+            break;
+        }
         if (nd->k == ND_DROPOUT || nd->k == ND_DROPPATH) {
             map[nd->out] = map[nd->in];
             continue;

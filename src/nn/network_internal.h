@@ -10,7 +10,22 @@
 #include "gpunas/rng.h"
 #include "nn/backend_impl.h"
 
-typedef enum { ND_CONV, ND_BN, ND_ACT, ND_GAP, ND_CHSCALE, ND_ADD, ND_LINEAR, ND_DROPOUT, ND_DROPPATH } nd_kind;
+typedef enum { ND_CONV, ND_BN, ND_ACT, ND_GAP, ND_CHSCALE, ND_ADD, ND_LINEAR, ND_DROPOUT, ND_DROPPATH, ND_MIX } nd_kind;
+
+/*
+ * ND_MIX (the supernet's mixing node, network_mix.c): K input values of one shape,
+ *   out[n] = sum_k w[n,k] * in_k[n]        (n = sample, w [N,K] set by the caller),
+ *   d in_k[n] = w[n,k] * d out[n],   dL/dw[n,k] = <d out[n], in_k[n]>  (double sums).
+ * A column k whose weight is 0 for every sample of the batch is DEAD: the forward's
+ * liveness pass (network_train.c) does not mark in_k as needed, so the nodes that only
+ * feed it are neither run forward nor backward.  Values of nodes not run keep their
+ * buffers (allocated for the whole graph at the batch size) with stale contents: no
+ * node that runs reads them, and backward writes no gradient for them; the parameter
+ * gradients of nodes not run are set to 0 (the "overwritten" contract), and their BN
+ * running statistics are left as they were.  dL/dw of a dead column is reported as 0
+ * (it is not computed).  The mix loops read tensor memory on the host (every backend
+ * here is a host backend; a device backend needs these as vtable ops).
+ */
 
 typedef struct {
     nd_kind k;
@@ -24,6 +39,15 @@ typedef struct {
     gn_eltwise act;     /* ACT */
     float rate;         /* DROPOUT / DROPPATH */
     gn_tensor mask;     /* active mask of the last training forward (empty: identity) */
+    /* MIX (see above); in = mix_in[0] */
+    int *mix_in;        /* [mix_k] value ids (owned) */
+    int mix_k;
+    float *mixw;        /* [mix_rows, mix_k] weights for the next forward (owned) */
+    double *mixg;       /* [mix_rows, mix_k] dL/dw of the last backward (owned) */
+    unsigned char *mix_live; /* [mix_k] column has a non-zero weight (set by the liveness pass) */
+    int mix_rows;       /* batch the weights were set for (0: none yet) */
+    /* executions (every node kind), for tests: forward and backward runs */
+    int64_t runs_fwd, runs_bwd;
 } gn_node;
 
 typedef struct {
@@ -80,10 +104,37 @@ struct gn_net {
     gn_rng rng;
     gn_tensor dlogits;
     gn_infer_plan ip;
+
+    /* built by gn__net_* (the supernet): parameter name prefix per arch layer (owned;
+     * NULL: gn_arch_module_name) */
+    char (*layer_prefix)[48];
+    /* liveness of the last forward (network_train.c): per node, per value */
+    unsigned char *live, *need;
 };
+
+/* network_build.c: building a graph by hand (the supernet, src/nn/supernet_build.c).
+ * gn__net_new takes ownership of arch (its layers are what lower_layer reads; node
+ * `layer` fields index them); then lower layers / add mixes; gn__net_finish lays out
+ * the arenas (trainable first) and makes the parameter views. */
+gn_net *gn__net_new(gn_arch *arch, gn_backend *be);
+int gn__net_add_value(gn_net *net, int c, int h, int w);
+int gn__net_lower_layer(gn_net *net, int layer, int x);
+/* A MIX node over in[0..k) (same shapes); returns its output value, *node its index. */
+int gn__net_add_mix(gn_net *net, int layer, const int *in, int k, int *node);
+int gn__net_finish(gn_net *net, gn_error *err);
 
 /* network_train.c */
 int gn__net_ensure_batch(gn_net *net, int n, gn_error *err);
+
+/* network_mix.c */
+/* Weights w[rows*k] of MIX node `node` for the next forward of a batch of `rows`. */
+int gn__mix_set_weights(gn_net *net, int node, const float *w, int rows, gn_error *err);
+void gn__mix_mark_live(gn_node *nd);
+int gn__mix_fwd(gn_net *net, gn_node *nd, gn_error *err);
+/* dst = w[:,k] * dy per sample (dst: the gradient destination of in_k). */
+int gn__mix_bwd_input(gn_net *net, const gn_node *nd, int k, const gn_tensor *dy, gn_tensor *dst, gn_error *err);
+/* mixg from dy and the inputs (dead columns: 0). */
+int gn__mix_bwd_weights(gn_net *net, gn_node *nd, const gn_tensor *dy, gn_error *err);
 /* network_infer.c */
 void gn__infer_plan_free(gn_infer_plan *p);
 

@@ -98,18 +98,56 @@ static int make_mask(gn_net *net, gn_node *nd, int n, gn_error *err)
     return rc;
 }
 
+/* Which nodes the forward runs: a reverse pass from the logits; a mix node needs only
+ * its live columns' inputs (network_internal.h).  Every node of a net without mixes
+ * is live. */
+static int liveness(gn_net *net, int n, gn_error *err)
+{
+    if (!net->live && (!(net->live = malloc((size_t)net->n_nodes ? (size_t)net->n_nodes : 1)) ||
+                       !(net->need = malloc((size_t)net->n_vals))))
+        return gn_error_set(err, "%s: out of memory", net->arch->source);
+    memset(net->need, 0, (size_t)net->n_vals);
+    net->need[net->n_vals - 1] = 1;
+    for (int i = net->n_nodes - 1; i >= 0; i--) {
+        gn_node *nd = &net->nodes[i];
+        net->live[i] = net->need[nd->out];
+        if (!net->live[i])
+            continue;
+        if (nd->k == ND_MIX) {
+            if (nd->mix_rows != n)
+                return gn_error_set(err, "%s: mix node %d: weights set for a batch of %d, the input has %d",
+                                    net->arch->source, i, nd->mix_rows, n);
+            gn__mix_mark_live(nd);
+            for (int k = 0; k < nd->mix_k; k++)
+                if (nd->mix_live[k])
+                    net->need[nd->mix_in[k]] = 1;
+            continue;
+        }
+        net->need[nd->in] = 1;
+        if (nd->in2 >= 0)
+            net->need[nd->in2] = 1;
+    }
+    return 0;
+}
+
 static int forward(gn_net *net, const gn_tensor *x, bool train, const gn_tensor **logits, gn_error *err)
 {
-    if (check_input(net, x, err) || gn__net_ensure_batch(net, x->n, err))
+    if (check_input(net, x, err) || gn__net_ensure_batch(net, x->n, err) || liveness(net, x->n, err))
         return -1;
     gn_backend *be = net->be;
     net->v[0] = *x;
     net->v[0].owned = false;
     for (int i = 0; i < net->n_nodes; i++) {
         gn_node *nd = &net->nodes[i];
+        if (!net->live[i])
+            continue;
+        nd->runs_fwd++;
         gn_tensor *in = &net->v[nd->in], *out = &net->v[nd->out];
         int rc = 0;
         switch (nd->k) {
+        case ND_MIX:
+            rc = gn__mix_fwd(net, nd, err);
+            break;
         case ND_CONV: {
             gn_tensor w = pv(net, nd->w), b;
             if (nd->b >= 0)
@@ -202,6 +240,25 @@ static int grad_done(gn_net *net, int id, gn_tensor *dst, gn_error *err)
     return gn_accumulate(net->be, &net->dv[id], dst, err);
 }
 
+static int zero_grad(gn_net *net, int id)
+{
+    if (id < 0 || !net->params[id].trainable)
+        return 0;
+    gn_tensor *g = &net->params[id].grad;
+    return net->be->ops->fill(net->be, g->data, gn_tensor_numel(g), 0.0f);
+}
+
+/* A node that backward does not reach: its parameter gradients are 0. */
+static int zero_param_grads(gn_net *net, const gn_node *nd, gn_error *err)
+{
+    int rc = 0;
+    if (nd->k == ND_CONV || nd->k == ND_LINEAR)
+        rc = zero_grad(net, nd->w) || zero_grad(net, nd->b);
+    else if (nd->k == ND_BN)
+        rc = zero_grad(net, nd->gamma) || zero_grad(net, nd->beta);
+    return rc ? gn_error_set(err, "%s: cannot clear gradients", net->arch->source) : 0;
+}
+
 int gn_net_backward(gn_net *net, const gn_tensor *dlogits, gn_error *err)
 {
     if (!net->have_forward)
@@ -216,13 +273,29 @@ int gn_net_backward(gn_net *net, const gn_tensor *dlogits, gn_error *err)
     net->written[last] = 1;
     for (int i = net->n_nodes - 1; i >= 0; i--) {
         gn_node *nd = &net->nodes[i];
-        if (!net->written[nd->out])
-            continue; /* does not reach the loss */
+        if (!net->written[nd->out]) { /* does not reach the loss, or was not run */
+            if (zero_param_grads(net, nd, err))
+                return -1;
+            continue;
+        }
+        nd->runs_bwd++;
         gn_tensor *dy = &net->dv[nd->out], *x = &net->v[nd->in];
-        bool need_dx = nd->in != 0; /* no gradient for the image */
+        bool need_dx = nd->in != 0 && nd->k != ND_MIX; /* no gradient for the image */
         gn_tensor view0, view1, *dx = need_dx ? grad_dst(net, nd->in, 0, &view0) : NULL;
         int rc = 0;
         switch (nd->k) {
+        case ND_MIX:
+            rc = gn__mix_bwd_weights(net, nd, dy, err);
+            for (int k = 0; k < nd->mix_k && !rc; k++) {
+                int id = nd->mix_in[k];
+                if (!nd->mix_live[k] || id == 0)
+                    continue;
+                gn_tensor *d = grad_dst(net, id, 0, &view0);
+                rc = gn__mix_bwd_input(net, nd, k, dy, d, err);
+                if (!rc)
+                    rc = grad_done(net, id, d, err);
+            }
+            break;
         case ND_CONV: {
             gn_tensor w = pv(net, nd->w), gw = net->params[nd->w].grad, gb;
             if (nd->b >= 0)
