@@ -111,6 +111,55 @@ static void test_info_errors(void **state)
     free(bad);
 }
 
+static void test_info_space(void **state)
+{
+    char *small = tu_source_path("configs/fmnist-small.json"), *wide = tu_source_path("configs/fmnist-wide.json");
+    char *space = tu_source_path("spaces/fmnist.json");
+    char args[2048], *out, *err;
+    /* fmnist-small is a member of the fmnist space (the space's note says so) */
+    snprintf(args, sizeof args, "info %s --space fmnist", small);
+    assert_int_equal(tu_run_cli(args, &out, &err), 0);
+    assert_non_null(strstr(out, "space fmnist: member, encoding "));
+    assert_string_equal(err, "");
+    free(out);
+    free(err);
+    /* fmnist-wide is not: its tail has 512 filters, the space only 256 (exit 0 all the same) */
+    snprintf(args, sizeof args, "info %s --space %s --json", wide, space);
+    assert_int_equal(tu_run_cli(args, &out, &err), 0);
+    json_error_t je;
+    json_t *j = json_loads(out, 0, &je);
+    assert_non_null(j);
+    json_t *sp = json_object_get(j, "space");
+    assert_string_equal(json_string_value(json_object_get(sp, "name")), "fmnist");
+    assert_true(json_is_false(json_object_get(sp, "member")));
+    assert_true(json_is_null(json_object_get(sp, "encoding")));
+    assert_non_null(strstr(json_string_value(json_object_get(sp, "reason")), "tail filters 512 is not one of [256]"));
+    json_decref(j);
+    free(out);
+    free(err);
+    /* --json gives a member its encoding and no reason */
+    snprintf(args, sizeof args, "info %s --space fmnist --json", small);
+    assert_int_equal(tu_run_cli(args, &out, &err), 0);
+    j = json_loads(out, 0, &je);
+    sp = json_object_get(j, "space");
+    assert_true(json_is_true(json_object_get(sp, "member")));
+    assert_non_null(json_string_value(json_object_get(sp, "encoding")));
+    assert_true(json_is_null(json_object_get(sp, "reason")));
+    json_decref(j);
+    free(out);
+    free(err);
+    /* a space that cannot be read: one line, exit 1 */
+    snprintf(args, sizeof args, "info %s --space /nonexistent/space.json", small);
+    assert_int_equal(tu_run_cli(args, &out, &err), 1);
+    assert_int_equal(count_lines(err), 1);
+    assert_non_null(strstr(err, "/nonexistent/space.json"));
+    free(out);
+    free(err);
+    free(small);
+    free(wide);
+    free(space);
+}
+
 static void test_format_round_trip(void **state)
 {
     char *cfg = tu_source_path("configs/gpunet/gpunet-d2.json");
@@ -184,6 +233,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_info_table_and_json),
         cmocka_unit_test(test_info_errors),
+        cmocka_unit_test(test_info_space),
         cmocka_unit_test(test_format_round_trip),
         cmocka_unit_test(test_against_python_reference),
     };

@@ -1,10 +1,12 @@
 /*
  * cmd_info.c — `gpunas info CONFIG.json [--res R] [--classes N] [--in-ch C]
- *                [--same-pad] [--json]` and `gpunas format CONFIG.json [-o OUT]`.
+ *                [--same-pad] [--space NAME|FILE] [--json]` and `gpunas format CONFIG.json [-o OUT]`.
  *
  * info prints one row per JSON layer (type, stage, input/output shape, kernel, stride,
  * expansion, hidden width, activation, SE width, residual, params, MACs) and totals;
- * --json prints the same as one JSON object for machines.
+ * --json prints the same as one JSON object for machines.  --space also says whether
+ * the config is a member of a search space (gn_space_encode_arch: its encoding, or the
+ * first layer and field that do not fit); either answer exits 0.
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -13,6 +15,7 @@
 
 #include "cli/cli.h"
 #include "gpunas/arch.h"
+#include "gpunas/space.h"
 
 static const char *thousands(long long v, char *buf, size_t n)
 {
@@ -61,7 +64,32 @@ static void print_table(const gn_arch *a)
            thousands(a->macs, m, sizeof m), a->macs / 1e9, a->resolution, a->resolution);
 }
 
-static int print_json(const gn_arch *a)
+/* Membership of a in a space: *member, and the encoding text or the reason (malloc'd). */
+typedef struct {
+    char name[128];   /* the space's name */
+    bool member;
+    char *text;       /* encoding ("1,0,2,...") or the reason it does not fit */
+} space_fit;
+
+static int check_space(const char *arg, const gn_arch *a, space_fit *f)
+{
+    gn_error err;
+    gn_space *s = NULL;
+    memset(f, 0, sizeof *f);
+    int rc = gn_space_builtin_text(arg) ? gn_space_builtin(arg, &s, &err) : gn_space_load(arg, &s, &err);
+    if (rc) {
+        cli_error("info", "%s", err.msg);
+        return -1;
+    }
+    int x[GN_ENC_MAX_DIMS];
+    f->member = gn_space_encode_arch(s, a, x, &err) == 0;
+    f->text = f->member ? gn_space_encode_to_string(s, x) : strdup(err.msg);
+    snprintf(f->name, sizeof f->name, "%s", gn_space_name(s));
+    gn_space_free(s);
+    return f->text ? 0 : -1;
+}
+
+static int print_json(const gn_arch *a, const space_fit *sf)
 {
     json_t *root = json_object(), *layers = json_array();
     json_object_set_new(root, "source", json_string(a->source));
@@ -100,6 +128,10 @@ static int print_json(const gn_arch *a)
         json_array_append_new(layers, o);
     }
     json_object_set_new(root, "layers", layers);
+    if (sf)
+        json_object_set_new(root, "space",
+                            json_pack("{s:s, s:b, s:s?, s:s?}", "name", sf->name, "member", sf->member, "encoding",
+                                      sf->member ? sf->text : NULL, "reason", sf->member ? NULL : sf->text));
     char *s = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
     json_decref(root);
     if (!s)
@@ -111,7 +143,7 @@ static int print_json(const gn_arch *a)
 
 /* Options shared by info and format. */
 typedef struct {
-    const char *config, *out;
+    const char *config, *out, *space;
     int res, classes, in_ch;
     bool json, same_pad;
 } opts;
@@ -134,6 +166,12 @@ static int parse_opts(const char *cmd, int argc, char **argv, opts *o, bool allo
             o->same_pad = true;
         } else if (strcmp(a, "--json") == 0 && !allow_out) {
             o->json = true;
+        } else if (strcmp(a, "--space") == 0 && !allow_out) {
+            if (i + 1 >= argc) {
+                cli_error(cmd, "option %s: missing value", a);
+                return -1;
+            }
+            o->space = argv[++i];
         } else if ((strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0) && allow_out) {
             if (i + 1 >= argc) {
                 cli_error(cmd, "option %s: missing value", a);
@@ -177,11 +215,15 @@ static gn_arch *load_with_opts(const char *cmd, const opts *o)
 }
 
 static const char *info_usage =
-    "usage: gpunas info CONFIG.json [--res R] [--classes N] [--in-ch C] [--same-pad] [--json]\n"
+    "usage: gpunas info CONFIG.json [--res R] [--classes N] [--in-ch C] [--same-pad]\n"
+    "                   [--space NAME|FILE] [--json]\n"
     "  --res R       input resolution (default: the data layer's img_resolution)\n"
     "  --classes N   classifier width (default: the tail's num_classes)\n"
     "  --in-ch C     input channels (default: the head's num_in_channels)\n"
     "  --same-pad    stride-2 fused_irb convs use (k-1)/2 padding, not the released 0\n"
+    "  --space S     also say whether the config is a member of search space S (fmnist,\n"
+    "                gpunet or a space file): its encoding, or the first layer and field\n"
+    "                that do not fit (exit 0 either way)\n"
     "  --json        machine-readable output\n";
 
 int cmd_info(int argc, char **argv)
@@ -196,11 +238,23 @@ int cmd_info(int argc, char **argv)
     gn_arch *a = load_with_opts("info", &o);
     if (!a)
         return 1;
+    space_fit sf;
+    if (o.space && check_space(o.space, a, &sf)) {
+        gn_arch_free(a);
+        return 1;
+    }
     int rc = 0;
-    if (o.json)
-        rc = print_json(a) ? 1 : 0;
-    else
+    if (o.json) {
+        rc = print_json(a, o.space ? &sf : NULL) ? 1 : 0;
+    } else {
         print_table(a);
+        if (o.space && sf.member)
+            printf("space %s: member, encoding %s\n", sf.name, sf.text);
+        else if (o.space)
+            printf("space %s: not a member: %s\n", sf.name, sf.text);
+    }
+    if (o.space)
+        free(sf.text);
     gn_arch_free(a);
     return rc;
 }
