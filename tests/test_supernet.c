@@ -19,6 +19,9 @@
  *     gn_supernet_decode(d) with the path's weights copied in (gn_supernet_export):
  *     logits, loss and every weight gradient; every parameter off the path has
  *     gradient 0;
+ *   - the per-sample losses average to the batch loss;
+ *   - a non-default fixed encoding (stage 3 with relu) is kept by derive and its paths
+ *     equal their standalone networks too;
  *   - only the path runs: node executions of a discrete step = the standalone's + the
  *     mix nodes, forward and backward;
  *   - one-line errors for bad input.
@@ -54,7 +57,8 @@ static const char *tiny_space =
     "  {\"stage\": 0, \"type\": \"head\", \"filters\": [8]},\n"
     "  {\"stage\": 1, \"type\": \"conv\", \"stride\": 1, \"kernel\": [3, 5], \"layers\": {\"min\": 0, \"max\": 2},\n"
     "   \"act\": [\"swish\"], \"filters\": [8]},\n"
-    "  {\"stage\": 2, \"type\": \"fused_irb\", \"stride\": 2, \"kernel\": [3, 5], \"layers\": {\"min\": 1, \"max\": 2},\n"
+    "  {\"stage\": 2, \"type\": \"fused_irb\", \"stride\": 2, \"kernel\": [3, 5],\n"
+    "   \"layers\": {\"min\": 1, \"max\": 2},\n"
     "   \"act\": [\"swish\"], \"expansion\": [2, 4], \"filters\": [16], \"se\": [false, true]},\n"
     "  {\"stage\": 3, \"type\": \"irb\", \"stride\": 1, \"kernel\": [3], \"layers\": {\"min\": 0, \"max\": 2},\n"
     "   \"act\": [\"swish\", \"relu\"], \"expansion\": [2, 3], \"filters\": [24], \"se\": [true, false]}],\n"
@@ -433,6 +437,11 @@ static void check_path(fixture *f, const int *d)
     assert_int_equal(gn_supernet_train_step(f->sn, &f->x, f->labels, 0, &ls, NULL, &err), 0);
     assert_int_equal(gn_net_train_step(net, &f->x, f->labels, 0, &ln, &err), 0);
     assert_true(fabs(ls - ln) <= 1e-6 * fabs(ln));
+    double per[N], mean = 0; /* per-sample losses average to the batch loss */
+    assert_int_equal(gn_supernet_sample_losses(f->sn, f->labels, 0, per, &err), 0);
+    for (int i = 0; i < N; i++)
+        mean += per[i] / N;
+    assert_true(fabs(mean - ls) <= 1e-5 * fabs(ls));
 
     /* every standalone gradient equals its supernet counterpart; off the path: 0 */
     double dg = 0;
@@ -507,6 +516,37 @@ static void test_discrete_dnnl(void **state)
     discrete_on("dnnl");
 }
 
+/* A non-default fixed encoding: stage 3's activation is its second choice (relu),
+ * so the candidates there are relu blocks; derive() keeps it, and the paths still
+ * equal their standalone networks. */
+static void test_fixed_encoding(void **state)
+{
+    (void)state;
+    fixture f;
+    setup_on(&f, "ref");
+    gn_error err;
+    int fixed[GN_ENC_MAX_DIMS] = {0}, act = -1;
+    for (int i = 0; i < gn_space_desc(f.space)->ndims; i++)
+        if (strcmp(gn_space_dim_name(f.space, i), "s3.act") == 0)
+            act = i;
+    assert_true(act >= 0);
+    fixed[act] = 1;
+    gn_supernet_opts o = {.fixed = fixed};
+    gn_supernet_free(f.sn);
+    if (gn_supernet_create(f.space, f.be, &o, &f.sn, &err))
+        fail_msg("%s", err.msg);
+    assert_int_equal(gn_supernet_init(f.sn, 3, &err), 0);
+    assert_int_equal(gn_supernet_fixed(f.sn)[act], 1);
+    static const int ds[][9] = {{1, 0, 1, 1, 1, 0, 1, 0, 1}, {0, 1, 0, 0, 0, 1, 0, 1, 0}};
+    for (size_t i = 0; i < 2; i++) {
+        int x[GN_ENC_MAX_DIMS];
+        assert_int_equal(gn_supernet_derive(f.sn, ds[i], x, &err), 0);
+        assert_int_equal(x[act], 1);
+        check_path(&f, ds[i]);
+    }
+    teardown(&f);
+}
+
 /* Per-sample d: the union of the paths runs, and each sample's logits are those of
  * its own path when BN is not in the way (one sample per row is its own batch here:
  * the check is the union count, not the values). */
@@ -560,10 +600,21 @@ static void test_bad_input(void **state)
     int bad_fixed[GN_ENC_MAX_DIMS] = {5, 0};
     gn_supernet_opts o = {.fixed = bad_fixed};
     assert_int_not_equal(gn_supernet_create(s, be, &o, &sn, &err), 0);
-    gn_space_free(s);
+    one_line(&err, "flat.json");
 
     fixture f;
     setup_on(&f, "ref");
+    /* export into a network that is no path of the supernet (16 filters in stage 1) */
+    int fx[2] = {0, 1};
+    gn_arch *fa;
+    gn_net *fnet;
+    assert_int_equal(gn_space_decode(s, fx, &fa, &err), 0);
+    assert_int_equal(gn_net_create(fa, be, &fnet, &err), 0);
+    assert_int_not_equal(gn_supernet_export(f.sn, fnet, &err), 0);
+    one_line(&err, "shape differs from supernet.s1.p0.k3.conv.weight");
+    gn_net_free(fnet);
+    gn_arch_free(fa);
+    gn_space_free(s);
     double z[64] = {0};
     gn_rng r;
     gn_rng_seed(&r, 3);
@@ -616,7 +667,7 @@ int main(void)
         cmocka_unit_test(test_categoricals),     cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_gzeta_fd),         cmocka_unit_test(test_weight_fd),
         cmocka_unit_test(test_discrete_ref),     cmocka_unit_test(test_discrete_dnnl),
-        cmocka_unit_test(test_per_sample_union),
+        cmocka_unit_test(test_per_sample_union), cmocka_unit_test(test_fixed_encoding),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

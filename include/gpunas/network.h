@@ -9,6 +9,12 @@
  *   reverse, accumulating gradients of values read by several nodes.  Search and
  *   training code only see parameters, gradients and logits.
  *
+ *   The supernet (gpunas/supernet.h) lowers into the same graph plus mix nodes
+ *   (per-sample weighted sums of several values); before each forward a liveness pass
+ *   from the logits drops the nodes that only feed mix inputs of weight 0, and those
+ *   run neither forward nor backward (their parameter gradients are set to 0).  In a
+ *   network without mix nodes every node is live.
+ *
  *   Parameters live in one flat arena and their gradients in another (so an optimizer
  *   can treat them as one vector); each gn_param is a view with its PyTorch name and
  *   shape.  BN running statistics are non-trainable buffers.

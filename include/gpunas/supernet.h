@@ -67,6 +67,12 @@
  *   so (gn_supernet_same_pad); gn_supernet_decode then returns the member with the
  *   same fix, which is what a path computes.  The fmnist space is such a space.
  *
+ *   Per-sample zeta and BN: a candidate that any sample of the batch weights runs on
+ *   the whole batch, and its BN normalises with the statistics of the whole batch
+ *   (samples that weight it 0 included; their outputs are then multiplied by 0).  A
+ *   path of a per-sample batch is therefore the standalone network only for the
+ *   samples' common layers; a batch-shared d is exactly it.
+ *
  *   Training options: no dropout (by default) and no drop-path, so that f~ and f are
  *   deterministic functions of the weights and zeta; BN uses batch statistics.
  *
@@ -172,6 +178,11 @@ int gn_supernet_backward(gn_supernet *sn, const gn_tensor *dlogits, double *g_ze
 /* forward_train + softmax cross-entropy (smoothing) + backward. */
 int gn_supernet_train_step(gn_supernet *sn, const gn_tensor *x, const int32_t *labels, float smoothing, float *loss,
                            double *g_zeta, gn_error *err);
+
+/* Each sample's own cross-entropy under the last forward (smoothing as in
+ * gn_softmax_xent; loss[0..N)): the per-sample f(d) / f~(zeta) of UNAS's per-example
+ * estimators.  Their mean is the batch loss. */
+int gn_supernet_sample_losses(gn_supernet *sn, const int32_t *labels, float smoothing, double *loss, gn_error *err);
 
 /* The space encoding x (gn_space_desc(s)->ndims ints) of path d: the fixed encoding
  * with each categorical's dimension set; canonical (gn_space_canonical) and checked. */

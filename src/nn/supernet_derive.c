@@ -73,8 +73,8 @@ static void path_name(const gn_supernet *sn, const gn_arch *a, const gn_param *q
     const sn_stage *st = L->stage_set ? stage_by_number(sn, L->stage) : NULL;
     if (!st)
         return;
-    int j = 0;
-    while (q->layer - j - 1 >= 2 && a->layers[q->layer - j - 1].stage_set && a->layers[q->layer - j - 1].stage == L->stage)
+    int j = 0; /* position in the stage: the layers of the same stage before it */
+    for (const gn_layer *P = L - 1; P > &a->layers[1] && P->stage_set && P->stage == L->stage; P--)
         j++;
     char prefix[48];
     gn__sn_cand_prefix(st, j, L, prefix, sizeof prefix);
@@ -108,8 +108,8 @@ int gn_supernet_export(gn_supernet *sn, gn_net *net, gn_error *err)
         char name[GN_NAME_MAX + 32];
         gn_param *src = gn__sn_path_param(sn, a, q, name, sizeof name);
         if (!src) {
-            rc = gn_error_set(err, "%s: supernet export: %s (%s) has no counterpart in the supernet", a->source, q->name,
-                              name[0] ? name : "layer not of a searched stage");
+            rc = gn_error_set(err, "%s: supernet export: %s (%s) has no counterpart in the supernet", a->source,
+                              q->name, name[0] ? name : "layer not of a searched stage");
             break;
         }
         if (!same_shape(q, src)) {

@@ -189,3 +189,38 @@ int gn_supernet_train_step(gn_supernet *sn, const gn_tensor *x, const int32_t *l
         return gn_error_set(err, "%s: supernet: loss is %f (not finite)", sn->space->source, *loss);
     return gn_supernet_backward(sn, &sn->net->dlogits, g_zeta, err);
 }
+
+int gn_supernet_sample_losses(gn_supernet *sn, const int32_t *labels, float smoothing, double *loss, gn_error *err)
+{
+    gn_net *net = sn->net;
+    if (!net->have_forward)
+        return fail(sn, err, "per-sample losses without a training forward");
+    const gn_tensor *z = &net->v[net->n_vals - 1];
+    int n = z->n, k = z->c;
+    float *h = malloc(sizeof *h * (size_t)n * (size_t)k);
+    if (!h)
+        return fail(sn, err, "out of memory");
+    if (gn_tensor_to_host(z, h, err)) {
+        free(h);
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        if (labels[i] < 0 || labels[i] >= k) {
+            free(h);
+            return gn_error_set(err, "%s: supernet: label %d of sample %d is out of range [0, %d)", sn->space->source,
+                                labels[i], i, k);
+        }
+        const float *r = h + (size_t)i * k;
+        double mx = r[0], s = 0, sum_lp = 0;
+        for (int c = 1; c < k; c++)
+            mx = fmax(mx, r[c]);
+        for (int c = 0; c < k; c++)
+            s += exp(r[c] - mx);
+        double lse = mx + log(s);
+        for (int c = 0; c < k; c++)
+            sum_lp += r[c] - lse;
+        loss[i] = -(1.0 - smoothing) * (r[labels[i]] - lse) - smoothing / k * sum_lp;
+    }
+    free(h);
+    return 0;
+}
