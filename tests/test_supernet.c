@@ -24,6 +24,7 @@
  *     equal their standalone networks too;
  *   - only the path runs: node executions of a discrete step = the standalone's + the
  *     mix nodes, forward and backward;
+ *   - a discrete step allocates only its path's activations;
  *   - one-line errors for bad input.
  * The "ref" backend (double accumulators) is used for the finite differences; the
  * discrete comparison runs on every backend. */
@@ -516,6 +517,39 @@ static void test_discrete_dnnl(void **state)
     discrete_on("dnnl");
 }
 
+/* Activations are allocated when their node first runs: after a discrete step only the
+ * path's values hold memory; after a relaxed step every value does. */
+static void test_lazy_values(void **state)
+{
+    (void)state;
+    fixture f;
+    setup_on(&f, "ref");
+    gn_error err;
+    int d[9] = {1, 0, 1, 1, 0, 1, 0, 1, 0};
+    float loss;
+    assert_int_equal(gn_supernet_set_discrete(f.sn, d, 1, &err), 0);
+    assert_int_equal(gn_supernet_train_step(f.sn, &f.x, f.labels, 0, &loss, NULL, &err), 0);
+    gn_net *net = gn_supernet_net(f.sn);
+    int run = 0;
+    for (int i = 0; i < net->n_nodes; i++) {
+        const gn_node *nd = &net->nodes[i];
+        bool has = net->v[nd->out].data && net->dv[nd->out].data;
+        assert_true(nd->runs_fwd > 0 ? has : !net->v[nd->out].data && !net->dv[nd->out].data);
+        run += nd->runs_fwd > 0;
+    }
+    assert_true(run < net->n_nodes / 3);
+    double z[64];
+    gn_rng r;
+    gn_rng_seed(&r, 8);
+    random_zeta(f.sn, &r, z);
+    assert_int_equal(gn_supernet_set_zeta(f.sn, z, 1, &err), 0);
+    assert_int_equal(gn_supernet_train_step(f.sn, &f.x, f.labels, 0, &loss, NULL, &err), 0);
+    for (int i = 1; i < net->n_vals; i++)
+        assert_non_null(net->dv[i].data);
+    printf("  a discrete step ran %d of %d nodes and allocated only their values\n", run, net->n_nodes);
+    teardown(&f);
+}
+
 /* A non-default fixed encoding: stage 3's activation is its second choice (relu),
  * so the candidates there are relu blocks; derive() keeps it, and the paths still
  * equal their standalone networks. */
@@ -668,6 +702,7 @@ int main(void)
         cmocka_unit_test(test_gzeta_fd),         cmocka_unit_test(test_weight_fd),
         cmocka_unit_test(test_discrete_ref),     cmocka_unit_test(test_discrete_dnnl),
         cmocka_unit_test(test_per_sample_union), cmocka_unit_test(test_fixed_encoding),
+        cmocka_unit_test(test_lazy_values),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -83,9 +83,10 @@
  *   costs about what the standalone network costs, and computes exactly it: mixing
  *   with one weight 1.0 is exact in float, and the path's layers are the standalone
  *   network's layers in the same order.  Parameters not run get gradient 0 and keep
- *   their BN running statistics.  Memory is NOT saved that way: every value of the
- *   graph is allocated for the batch (network_internal.h), so a discrete step holds
- *   the relaxed step's activation memory (fmnist, batch 32: 2.5 GB either way).
+ *   their BN running statistics.  Activations are allocated when their node first
+ *   runs (network_internal.h), so a supernet used only with discrete paths holds the
+ *   activations of the paths it has run, and after one relaxed step those of the whole
+ *   graph (kept until the batch size changes).
  *   g_zeta of a discrete step covers only the live
  *   columns (dead columns count as dL/dw = 0): it is not the relaxed gradient — use a
  *   relaxed zeta (every entry > 0) for g_zeta.

@@ -18,9 +18,11 @@ typedef enum { ND_CONV, ND_BN, ND_ACT, ND_GAP, ND_CHSCALE, ND_ADD, ND_LINEAR, ND
  *   d in_k[n] = w[n,k] * d out[n],   dL/dw[n,k] = <d out[n], in_k[n]>  (double sums).
  * A column k whose weight is 0 for every sample of the batch is DEAD: the forward's
  * liveness pass (network_train.c) does not mark in_k as needed, so the nodes that only
- * feed it are neither run forward nor backward.  Values of nodes not run keep their
- * buffers (allocated for the whole graph at the batch size) with stale contents: no
- * node that runs reads them, and backward writes no gradient for them; the parameter
+ * feed it are neither run forward nor backward.  A value (activation and gradient) is
+ * allocated for the batch when a forward first runs the node that makes it, and kept
+ * until the batch size changes: values of nodes never run take no memory, and those
+ * of nodes not run in this step hold stale contents that no node that runs reads and
+ * backward writes no gradient to; the parameter
  * gradients of nodes not run are set to 0 (the "overwritten" contract), and their BN
  * running statistics are left as they were.  dL/dw of a dead column is reported as 0
  * (it is not computed).  The mix loops read tensor memory on the host (every backend

@@ -15,6 +15,28 @@
 
 static gn_tensor pv(gn_net *net, int id) { return net->params[id].value; }
 
+/* Allocate value i's activation and gradient for the current batch unless done.
+ * Values are allocated when a forward first runs the node that makes them, so the
+ * values of nodes never run (a supernet's branches off every path used so far) take
+ * no memory; in a network without mix nodes the first forward allocates them all. */
+static int ensure_value(gn_net *net, int i, gn_error *err)
+{
+    if (net->dv[i].data)
+        return 0;
+    gn_value_shape s = net->vals[i];
+    int n = net->batch;
+    if ((i > 0 && gn_tensor_alloc(&net->v[i], net->be, n, s.c, s.h, s.w, err)) ||
+        gn_tensor_alloc(&net->dv[i], net->be, n, s.c, s.h, s.w, err))
+        return -1;
+    /* channels-last activations and gradients where the backend runs every op on
+     * them (dnnl): no reorders around convs, and oneDNN's nspc batch norm, which
+     * beats its NCHW one on the small spatial sizes here.  The input (value 0) and
+     * its gradient stay NCHW; [N,C,1,1] values are the same in both layouts. */
+    if (i > 0 && (net->be->caps & GN_CAP_NHWC) && s.h * s.w > 1)
+        net->v[i].layout = net->dv[i].layout = GN_LAYOUT_NHWC;
+    return 0;
+}
+
 int gn__net_ensure_batch(gn_net *net, int n, gn_error *err)
 {
     if (net->batch == n && net->v)
@@ -32,19 +54,10 @@ int gn__net_ensure_batch(gn_net *net, int n, gn_error *err)
         net->dv = calloc(net->n_vals, sizeof *net->dv);
         net->written = calloc(net->n_vals, 1);
     }
+    net->batch = 0; /* until everything below is there */
     size_t maxe = 0;
     for (int i = 0; i < net->n_vals; i++) {
         gn_value_shape s = net->vals[i];
-        if (i > 0 && gn_tensor_alloc(&net->v[i], net->be, n, s.c, s.h, s.w, err))
-            return -1;
-        if (gn_tensor_alloc(&net->dv[i], net->be, n, s.c, s.h, s.w, err))
-            return -1;
-        /* channels-last activations and gradients where the backend runs every op on
-         * them (dnnl): no reorders around convs, and oneDNN's nspc batch norm, which
-         * beats its NCHW one on the small spatial sizes here.  The input (value 0) and
-         * its gradient stay NCHW; [N,C,1,1] values are the same in both layouts. */
-        if (i > 0 && (net->be->caps & GN_CAP_NHWC) && s.h * s.w > 1)
-            net->v[i].layout = net->dv[i].layout = GN_LAYOUT_NHWC;
         size_t e = (size_t)s.c * s.h * s.w;
         if (e > maxe)
             maxe = e;
@@ -67,7 +80,7 @@ int gn__net_ensure_batch(gn_net *net, int n, gn_error *err)
     }
     net->batch = n;
     net->have_forward = false;
-    return 0;
+    return ensure_value(net, 0, err);
 }
 
 static int check_input(gn_net *net, const gn_tensor *x, gn_error *err)
@@ -141,6 +154,8 @@ static int forward(gn_net *net, const gn_tensor *x, bool train, const gn_tensor 
         gn_node *nd = &net->nodes[i];
         if (!net->live[i])
             continue;
+        if (ensure_value(net, nd->out, err))
+            return -1;
         nd->runs_fwd++;
         gn_tensor *in = &net->v[nd->in], *out = &net->v[nd->out];
         int rc = 0;
