@@ -61,6 +61,12 @@ typedef struct {
     struct gn__ladder *ladder;
 } nas_state;
 
+/* A row that will not change any more: done, failed or pruned. */
+static inline int gn__nas_is_final(const gn_trial *t)
+{
+    return t->status == GN_TRIAL_DONE || t->status == GN_TRIAL_FAILED || t->status == GN_TRIAL_PRUNED;
+}
+
 /* One progress line to cb->event (nothing without one); the search loop's and the
  * worker's messages. */
 void gn__nas_event(const gn_nas_callbacks *cb, gn_nas_event_kind k, const gn_trial *t, int done, int total,

@@ -56,11 +56,6 @@ struct gn__ladder {
     struct gn__strmap *stored;
 };
 
-static int is_final(const gn_trial *t)
-{
-    return t->status == GN_TRIAL_DONE || t->status == GN_TRIAL_FAILED || t->status == GN_TRIAL_PRUNED;
-}
-
 static void key_of(int64_t parent, int level, char *buf, size_t n)
 {
     snprintf(buf, n, "%lld:%d", (long long)parent, level);
@@ -90,7 +85,7 @@ int gn__ladder_open(nas_state *s, gn_error *err)
         }
         char k[48];
         key_of(t->parent, t->level, k, sizeof k);
-        stored_row sr = {t->id, is_final(t)};
+        stored_row sr = {t->id, gn__nas_is_final(t)};
         if (!gn__strmap_put(s->ladder->stored, k, &sr))
             rc = gn_error_set(err, "search: out of memory");
     }
@@ -280,7 +275,7 @@ int gn__ladder_refresh(nas_state *s, gn_error *err)
                 else
                     b = m;
             }
-            if (a < l.n && l.items[a].id == p->id && is_final(&l.items[a])) {
+            if (a < l.n && l.items[a].id == p->id && gn__nas_is_final(&l.items[a])) {
                 if (gn_trial_copy(&p->row, &l.items[a])) {
                     gn_trial_list_free(&l);
                     return gn_error_set(err, "search: out of memory");

@@ -148,11 +148,6 @@ static int is_repeat(const gn_trial *t)
     return t->error && strncmp(t->error, "same network", 12) == 0;
 }
 
-static int is_final(const gn_trial *t)
-{
-    return t->status == GN_TRIAL_DONE || t->status == GN_TRIAL_FAILED || t->status == GN_TRIAL_PRUNED;
-}
-
 /* What a finished row teaches the caches. */
 static void learn(nas_state *s, const int *x, const gn_trial *t)
 {
@@ -265,7 +260,7 @@ static int phase1(nas_state *s, int have, int64_t *pending, int n_pending, gn_er
                 continue;
             }
             first_fail = 0;
-            if (is_final(&t)) {
+            if (gn__nas_is_final(&t)) {
                 if (gn_space_parse_string(c->space, t.encoding, x, err)) {
                     gn_trial_clear(&t);
                     return -1;
@@ -437,7 +432,7 @@ static int mark_final(nas_state *s, flights *F, flight *f, gn_error *err)
     gn_trial t;
     if (gn_store_get_trial(s->c->store, f->row.id, &t, err) != 0)
         return -1;
-    if (!is_final(&t)) {
+    if (!gn__nas_is_final(&t)) {
         gn_trial_clear(&t);
         return gn_error_set(err, "%s: trial %lld: finished, yet stored as %s", gn_store_where(s->c->store),
                             (long long)f->row.id, gn_trial_status_name(t.status));
@@ -548,7 +543,7 @@ static int refresh(nas_state *s, flights *F, gn_error *err)
                 continue;
             while (j < l.n && l.items[j].id < g->row.id)
                 j++;
-            if (j < l.n && l.items[j].id == g->row.id && is_final(&l.items[j]) && mark_final(s, F, g, err)) {
+            if (j < l.n && l.items[j].id == g->row.id && gn__nas_is_final(&l.items[j]) && mark_final(s, F, g, err)) {
                 gn_trial_list_free(&l);
                 return -1;
             }
@@ -746,7 +741,7 @@ static int replay_search(nas_state *s, flights *F, const gn_trial_list *rows, gn
             return gn_error_set(err, "search: out of memory");
         if (t->seq + 1 > s->next_seq)
             s->next_seq = t->seq + 1;
-        if (is_final(t)) {
+        if (gn__nas_is_final(t)) {
             f->final = 1;
             F->known_trained += uses_budget(t);
         } else {
@@ -926,7 +921,7 @@ static int replay_stored(nas_state *s, const gn_trial_list *rows, int *have_p1, 
         bool tiering = t->optimizer && strcmp(t->optimizer, NAS_TIERING) == 0;
         if (gn_space_parse_string(c->space, t->encoding, x, err))
             return -1;
-        if (is_final(t))
+        if (gn__nas_is_final(t))
             learn(s, x, t);
         if (!tiering)
             continue;
@@ -940,7 +935,7 @@ static int replay_stored(nas_state *s, const gn_trial_list *rows, int *have_p1, 
             learn(s, x, &res);
             gn__nas_p1_add(s, x, res.latency_ms);
             gn_trial_clear(&res);
-        } else if (!is_final(t)) {
+        } else if (!gn__nas_is_final(t)) {
             pending[(*n_pending)++] = t->id;
         } else if (t->status == GN_TRIAL_PRUNED) {
             gn__nas_p1_add(s, x, t->latency_ms);
