@@ -112,6 +112,9 @@
  *   gn_net of gn_space_decode(derive(d)) by these names.  The inference path
  *   (gn_net_prepare_inference), NASWOT and gn_net_save are not for the supernet.
  *
+ * Latency: UNAS's expected-latency term and its d/dzeta from a device profile are in
+ * gpunas/supernet_latency.h.
+ *
  * Errors: 0 / -1 with a one-line gn_error naming the space or the argument.  A
  * supernet borrows its space and backend (both must outlive it); one thread at a time.
  */
