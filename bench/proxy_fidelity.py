@@ -20,7 +20,7 @@ the proxy in CPU seconds per candidate:
 Seed noise: for the architectures trained with several seeds, the spread of the final
 test top-1 (the floor under any ranking).  Prints a markdown table for bench/RESULTS.md.
 
-  python3 bench/proxy_fidelity.py [--gpunas build/gpunas] [--run-proxies] [--work DIR]
+  python3 bench/proxy_fidelity.py [--gpunas build/gpunas] [--run-proxies [--budgets 1x5000,...]] [--work DIR]
 """
 import argparse
 import json
@@ -145,6 +145,7 @@ def main():
     ap.add_argument("--work", default="/var/tmp/gpunas-proxy")
     ap.add_argument("--run-proxies", action="store_true", help="train the proxy-E-N scores that are missing")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--budgets", default="", help="with --run-proxies: only these EPOCHSxIMAGES budgets, e.g. 1x5000")
     args = ap.parse_args()
     if not os.path.exists(GT):
         sys.exit(f"proxy_fidelity: no ground truth yet ({GT}); run bench/ground_truth.py")
@@ -206,7 +207,7 @@ def main():
                      kendall(x, yy), spearman(x, yy), sum(zc[f"naswot/{n}"]["seconds"] for n in have) / len(have)))
     for e, n_img in PROXIES:
         have = [n for n in names if f"{n}/{e}/{n_img}" in cache]
-        if args.run_proxies:
+        if args.run_proxies and (not args.budgets or f"{e}x{n_img}" in args.budgets.split(",")):
             for n in archs:
                 proxy_score(args, n, archs[n]["config"], e, n_img, cache)
             have = [n for n in names if f"{n}/{e}/{n_img}" in cache]
