@@ -32,6 +32,7 @@
 #include "gpunas/supernet.h"
 #include "gpunas/supernet_latency.h"
 #include "gpunas/unas.h"
+#include "testutil.h"
 
 #define N 4
 #define RES 16
@@ -39,19 +40,6 @@
 #define MAXCAT 16
 #define STEPS_PATHWISE 80   /* gumbel, unified */
 #define STEPS_REINFORCE 250 /* the score function alone is noisier: 150 steps failed 2 of 4 seeds */
-
-static const char *tiny_space =
-    "{\"name\": \"tiny\", \"in_channels\": 1, \"classes\": 4, \"resolutions\": [16],\n"
-    " \"stages\": [\n"
-    "  {\"stage\": 0, \"type\": \"head\", \"filters\": [8]},\n"
-    "  {\"stage\": 1, \"type\": \"conv\", \"stride\": 1, \"kernel\": [3, 5], \"layers\": {\"min\": 0, \"max\": 2},\n"
-    "   \"act\": [\"swish\"], \"filters\": [8]},\n"
-    "  {\"stage\": 2, \"type\": \"fused_irb\", \"stride\": 2, \"kernel\": [3, 5],\n"
-    "   \"layers\": {\"min\": 1, \"max\": 2},\n"
-    "   \"act\": [\"swish\"], \"expansion\": [2, 4], \"filters\": [16], \"se\": [false, true]},\n"
-    "  {\"stage\": 3, \"type\": \"irb\", \"stride\": 1, \"kernel\": [3], \"layers\": {\"min\": 0, \"max\": 2},\n"
-    "   \"act\": [\"swish\", \"relu\"], \"expansion\": [2, 3], \"filters\": [24], \"se\": [true, false]}],\n"
-    " \"tail\": {\"filters\": [32]}}\n";
 
 typedef struct {
     gn_space *space;
@@ -85,40 +73,6 @@ static double lat_of(const fixture *f, const int *d)
     if (gn_supernet_lat_eval(f->sl, z, f->n, &ms, NULL, &err))
         fail_msg("%s", err.msg);
     return ms;
-}
-
-/* Every key of every member with a made-up time growing with FLOPs and bytes. */
-static void make_profile(fixture *f)
-{
-    gn_error err;
-    gn_lat_profile *p = &f->prof;
-    gn_lat_profile_init(p);
-    p->batch = 1;
-    int d[MAXCAT];
-    for (long i = 0; i < f->members; i++) {
-        member(f, i, d);
-        gn_arch *a;
-        assert_int_equal(gn_supernet_decode(f->sn, d, &a, &err), 0);
-        for (int li = 1; li < a->n_layers; li++) {
-            gn_lat_entry e;
-            memset(&e, 0, sizeof e);
-            assert_int_equal(gn_lat_key(a, li, 1, e.key, sizeof e.key, &err), 0);
-            if (gn_lat_profile_find(p, e.key))
-                continue;
-            e.type = a->layers[li].type;
-            e.gflop = gn_lat_layer_flops(&a->layers[li], 1) / 1e9;
-            e.mb = gn_lat_layer_bytes(&a->layers[li], 1) / 1e6;
-            e.ms = 0.05 + 3000.0 * e.gflop + 5.0 * e.mb + (a->layers[li].use_se ? 0.5 : 0.0) + 0.01 * a->layers[li].mid_ch;
-            e.cv = 0.01;
-            assert_int_equal(gn_lat_profile_add(p, &e, &err), 0);
-        }
-        gn_arch_free(a);
-    }
-    p->calibrated = true;
-    p->calib.model = GN_LAT_MODEL_PER_TYPE;
-    for (int t = 0; t < GN_LAT_NTYPES; t++)
-        p->calib.scale[t] = 0.8 + 0.15 * t;
-    p->calib.intercept_ms = 0.37;
 }
 
 /* The fastest latency and the next larger one; the target halfway between.  Several
@@ -174,7 +128,7 @@ static void setup(fixture *f)
 {
     gn_error err;
     memset(f, 0, sizeof *f);
-    assert_int_equal(gn_space_parse(tiny_space, "tiny.json", &f->space, &err), 0);
+    assert_int_equal(gn_space_parse(tu_tiny_space, "tiny.json", &f->space, &err), 0);
     assert_int_equal(gn_backend_create("ref", &f->be, &err), 0);
     if (gn_supernet_create(f->space, f->be, NULL, &f->sn, &err))
         fail_msg("%s", err.msg);
@@ -189,7 +143,8 @@ static void setup(fixture *f)
         f->members *= f->K[m];
     }
     assert_int_equal(f->members, 768);
-    make_profile(f);
+    if (tu_unas_profile(f->sn, &f->prof, &err)) /* testutil.c */
+        fail_msg("%s", err.msg);
     if (gn_supernet_lat_create(f->sn, &f->prof, &f->sl, &err))
         fail_msg("%s", err.msg);
     pick_target(f);

@@ -10,6 +10,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "gpunas/arch.h"
+#include "gpunas/oneshot.h"
+
 static char *join(const char *env, const char *fallback, const char *rel)
 {
     const char *base = getenv(env);
@@ -156,4 +159,68 @@ long tu_spawn_cli(const char *args)
         pid = -1;
     pclose(p);
     return pid;
+}
+
+/* ------------------------------------------------------------------ UNAS tests */
+
+const char tu_tiny_space[] =
+    "{\"name\": \"tiny\", \"in_channels\": 1, \"classes\": 4, \"resolutions\": [16],\n"
+    " \"stages\": [\n"
+    "  {\"stage\": 0, \"type\": \"head\", \"filters\": [8]},\n"
+    "  {\"stage\": 1, \"type\": \"conv\", \"stride\": 1, \"kernel\": [3, 5], \"layers\": {\"min\": 0, \"max\": 2},\n"
+    "   \"act\": [\"swish\"], \"filters\": [8]},\n"
+    "  {\"stage\": 2, \"type\": \"fused_irb\", \"stride\": 2, \"kernel\": [3, 5],\n"
+    "   \"layers\": {\"min\": 1, \"max\": 2},\n"
+    "   \"act\": [\"swish\"], \"expansion\": [2, 4], \"filters\": [16], \"se\": [false, true]},\n"
+    "  {\"stage\": 3, \"type\": \"irb\", \"stride\": 1, \"kernel\": [3], \"layers\": {\"min\": 0, \"max\": 2},\n"
+    "   \"act\": [\"swish\", \"relu\"], \"expansion\": [2, 3], \"filters\": [24], \"se\": [true, false]}],\n"
+    " \"tail\": {\"filters\": [32]}}\n";
+
+/* The layer keys of path d into p (keys already there are kept). */
+static int profile_path(gn_supernet *sn, const int *d, gn_lat_profile *p, gn_error *err)
+{
+    gn_arch *a;
+    if (gn_supernet_decode(sn, d, &a, err))
+        return -1;
+    int rc = 0;
+    for (int li = 1; !rc && li < a->n_layers; li++) {
+        gn_lat_entry e;
+        memset(&e, 0, sizeof e);
+        if ((rc = gn_lat_key(a, li, 1, e.key, sizeof e.key, err)) != 0 || gn_lat_profile_find(p, e.key))
+            continue;
+        e.type = a->layers[li].type;
+        e.gflop = gn_lat_layer_flops(&a->layers[li], 1) / 1e9;
+        e.mb = gn_lat_layer_bytes(&a->layers[li], 1) / 1e6;
+        e.ms = 0.05 + 3000.0 * e.gflop + 5.0 * e.mb + (a->layers[li].use_se ? 0.5 : 0.0) +
+               0.01 * a->layers[li].mid_ch;
+        e.cv = 0.01;
+        rc = gn_lat_profile_add(p, &e, err);
+    }
+    gn_arch_free(a);
+    return rc ? -1 : 0;
+}
+
+int tu_unas_profile(gn_supernet *sn, gn_lat_profile *p, gn_error *err)
+{
+    int M = gn_supernet_num_cats(sn), d[GN_ONESHOT_MAX_M];
+    long members = 1;
+    for (int m = 0; m < M; m++)
+        members *= gn_supernet_get_cat(sn, m)->k;
+    gn_lat_profile_init(p);
+    p->batch = 1;
+    for (long i = 0; i < members; i++) {
+        long r = i; /* member i -> d, mixed radix, the last categorical fastest */
+        for (int m = M - 1; m >= 0; m--) {
+            d[m] = (int)(r % gn_supernet_get_cat(sn, m)->k);
+            r /= gn_supernet_get_cat(sn, m)->k;
+        }
+        if (profile_path(sn, d, p, err))
+            return -1;
+    }
+    p->calibrated = true;
+    p->calib.model = GN_LAT_MODEL_PER_TYPE;
+    for (int t = 0; t < GN_LAT_NTYPES; t++)
+        p->calib.scale[t] = 0.8 + 0.15 * t;
+    p->calib.intercept_ms = 0.37;
+    return 0;
 }

@@ -30,4 +30,17 @@ int tu_run_cli_env(const char *const *env, const char *args, char **out, char **
  * return its pid, or -1. */
 long tu_spawn_cli(const char *args);
 
+/* ------------------------------------------------------------------ UNAS tests */
+#include "gpunas/latprofile.h"
+#include "gpunas/supernet.h"
+
+/* The tiny space of test_supernet.c (resolution 16, 1 channel, 4 classes, 768
+ * members), used by test_unas_step.c and test_unas_run.c. */
+extern const char tu_tiny_space[];
+/* A hand-made device profile (batch 1) for every path of sn: each layer key gets a
+ * made-up time growing with FLOPs and bytes, plus 0.5 ms for an SE block and
+ * 0.01 ms per mid channel, so that every choice has a clear cost; calibrated by hand
+ * (per-type scales, an intercept).  p is initialised here.  0 / -1 with err. */
+int tu_unas_profile(gn_supernet *sn, gn_lat_profile *p, gn_error *err);
+
 #endif
