@@ -251,6 +251,24 @@ typedef struct {
 int gn_nas_worker_run(const gn_nas_worker_config *w, const gn_nas_callbacks *cb, gn_nas_worker_stats *stats,
                       gn_error *err);
 
+/* ------------------------------------------------------------------ outside results */
+/* An architecture found outside the search (e.g. by UNAS, `gpunas unas --store`),
+ * evaluated as the search in w->store evaluates its proposals and stored with them
+ * (nas_submit.c): the search's space, data and proxy recipe (its settings record), its
+ * latency conditions (the stored threads and reference, measured only on the search's
+ * device class; predicted when the search uses a device profile), its tier edges.  The
+ * row is a level-0 trial with optimizer `source` and seq -1: rows with seq < 0 are not
+ * proposals of the search, so its optimizers never observe them and --resume skips them
+ * in the replay; gn_nas_summarize, `gpunas hub build` and `gpunas trials` rank and list
+ * them with the others.  It is measured; inside a tier (no guard band: the tier is what
+ * its latency says) it is proxy-trained at level 0 ('done' or 'failed'), outside every
+ * tier stored 'pruned' with its latency.  Idempotent: a level-0 row of the same source
+ * and canonical network is returned as it is when finished, and evaluated again under
+ * its own id when a kill left it 'running'.  *out (may be NULL): the stored row.
+ * 0, or -1 (no search in the store, another device class, a malformed encoding...). */
+int gn_nas_submit(const gn_nas_worker_config *w, const char *encoding, const char *source, const gn_nas_callbacks *cb,
+                  gn_trial *out, gn_error *err);
+
 /* ------------------------------------------------------------------ results */
 typedef struct {
     int n_tiers;

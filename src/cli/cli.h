@@ -24,6 +24,7 @@ int cmd_init(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_hub(int argc, char **argv);
 int cmd_import(int argc, char **argv);
+int cmd_unas(int argc, char **argv);
 
 /* shared helpers (cli_util.c) */
 int cli_parse_int(const char *cmd, const char *flag, const char *s, int lo, int hi, int *out);

@@ -22,6 +22,7 @@ static const struct {
     {"latency", cmd_latency, "measure a config's inference latency (median, spread, memory, per layer)"},
     {"profile", cmd_profile, "build a device latency profile: lookup table + calibrated predictor"},
     {"search", cmd_search, "latency-tiered architecture search (resumable; writes tier winners)"},
+    {"unas", cmd_unas, "UNAS: supernet search per latency target (Gumbel + REINFORCE); derived nets stored as trials"},
     {"hub", cmd_hub, "model hub: build (train, time, export tier winners), list, pick by latency budget"},
     {"worker", cmd_worker, "claim and run a search's jobs from its store (many machines; --store postgresql://...)"},
     {"trials", cmd_trials, "list the trials stored by a search (table or --json)"},

@@ -157,6 +157,21 @@ int gn__ladder_settle(nas_state *s, gn_error *err);
 /* The epochs and images of a level (0: the proxy). */
 void gn__nas_level_budget(const gn_nas_config *c, int level, int *epochs, int *subset);
 
+/* nas_worker.c — a search opened from its store (workers, gn_nas_submit) */
+typedef struct {
+    gn_nas_config c;            /* the search's configuration (settings record) */
+    void *settings_json;        /* keeps the strings c points into */
+    gn_space *space;
+    gn_dataset *train;
+} worker_search;
+/* Wait for the search's settings (w->poll_s, until w->idle_exit_s or a stop: 1), then
+ * load its space and data.  0, 1 (gave up waiting), -1 (err). */
+int gn__nas_load_search(const gn_nas_worker_config *w, const gn_nas_callbacks *cb, worker_search *ws,
+                        gn_error *err);
+void gn__nas_search_free(worker_search *ws);
+/* The caches, optimizers, profile, latency conditions and backend of a state. */
+void gn__nas_state_free(nas_state *s);
+
 /* nas_settings.c */
 /* The settings record (JSON object text, malloc'd). */
 char *gn__nas_settings_json(const gn_nas_config *c, gn_error *err);

@@ -704,7 +704,7 @@ static int replay_search(nas_state *s, flights *F, const gn_trial_list *rows, gn
     for (int64_t i = 0; i < rows->n; i++) {
         const gn_trial *t = &rows->items[i];
         int tt;
-        if (!t->optimizer || strcmp(t->optimizer, NAS_TIERING) == 0)
+        if (!t->optimizer || strcmp(t->optimizer, NAS_TIERING) == 0 || t->seq < 0) /* seq < 0: gn_nas_submit's */
             continue;
         if (parse_tier_tag(t->optimizer, &tt) || tt >= s->n_tiers)
             return gn_error_set(err, "%s: trial %lld belongs to no tier of the search (%s)", gn_store_where(st),

@@ -82,22 +82,14 @@ static int failed_call(retry_state *r, const gn_nas_callbacks *cb, const gn_erro
     return 0;
 }
 
-typedef struct {
-    gn_nas_config c;
-    void *settings_json;
-    gn_space *space;
-    gn_dataset *train;
-} worker_search;
-
-static void search_free(worker_search *ws)
+void gn__nas_search_free(worker_search *ws)
 {
     json_decref(ws->settings_json);
     gn_space_free(ws->space);
     gn_dataset_free(ws->train);
 }
 
-/* Wait for the search's settings, then load its space and data. */
-static int load_search(const gn_nas_worker_config *w, const gn_nas_callbacks *cb, worker_search *ws,
+int gn__nas_load_search(const gn_nas_worker_config *w, const gn_nas_callbacks *cb, worker_search *ws,
                        gn_error *err)
 {
     char *text = NULL;
@@ -194,9 +186,9 @@ int gn_nas_worker_run(const gn_nas_worker_config *w, const gn_nas_callbacks *cb,
     nas_state S, *s = &S;
     memset(s, 0, sizeof S);
     gn_lat_profile_init(&s->profile);
-    int rc = load_search(w, cb, &ws, err);
+    int rc = gn__nas_load_search(w, cb, &ws, err);
     if (rc) {
-        search_free(&ws);
+        gn__nas_search_free(&ws);
         return rc < 0 ? -1 : 0;
     }
     rc = -1;
@@ -343,6 +335,13 @@ int gn_nas_worker_run(const gn_nas_worker_config *w, const gn_nas_callbacks *cb,
     rc = 0;
 out:
     free(search_class);
+    gn__nas_state_free(s);
+    gn__nas_search_free(&ws);
+    return rc;
+}
+
+void gn__nas_state_free(nas_state *s)
+{
     for (int i = 0; i < GN_NAS_MAX_TIERS; i++)
         gn_opt_free(s->opt[i]);
     gn__strmap_free(s->lat_cache);
@@ -351,6 +350,4 @@ out:
     gn_lat_profile_free(&s->profile);
     gn__nas_lat_free(s);
     gn_backend_destroy(s->be);
-    search_free(&ws);
-    return rc;
 }
