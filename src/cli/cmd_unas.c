@@ -574,12 +574,30 @@ int cmd_unas(int argc, char **argv)
         int g;
         if (gn_store_open(o.store, 0, &X.store, &err) || (g = gn_store_get_meta(X.store, "nas.settings", &settings, &err)) < 0)
             goto out;
+        json_t *sj = g == 0 ? json_loads(settings, 0, NULL) : NULL;
+        const char *lat = json_string_value(json_object_get(sj, "latency"));
+        bool measures = !lat || strcmp(lat, "measure") == 0; /* else predicted from a profile */
+        json_decref(sj);
         free(settings);
         if (g == 1) {
             gn_error_set(&err, "%s: no search in this store (meta nas.settings missing): run `gpunas search` first",
                          gn_store_where(X.store));
             goto out;
         }
+        /* said now, not after the run: a search that measures does so on its device class only */
+        char *cls = NULL, mine[256];
+        gn_lat_device dev;
+        if ((g = gn_store_get_meta(X.store, "nas.device_class", &cls, &err)) < 0 ||
+            gn_lat_device_detect("dnnl", 0, &dev, &err))
+            goto out;
+        gn_lat_device_class(&dev, mine, sizeof mine);
+        bool other = measures && g == 0 && strcmp(cls, mine) != 0;
+        if (other)
+            gn_error_set(&err, "%s: the search measures latency on device class '%s', this machine is '%s': run "
+                         "`gpunas unas --store` on a machine of that class", gn_store_where(X.store), cls, mine);
+        free(cls);
+        if (other)
+            goto out;
         gn_nas_worker_defaults(&X.w);
         X.w.store = X.store;
         X.w.data_dir = o.data_dir;
