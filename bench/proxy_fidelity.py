@@ -35,7 +35,7 @@ ROOT = os.path.dirname(HERE)
 GT = os.path.join(HERE, "data", "ground_truth.jsonl")
 ARCHS = os.path.join(HERE, "data", "ground_truth_archs.json")
 PROXY_RUNS = os.path.join(HERE, "data", "proxy_runs.jsonl")
-PROXIES = [(1, 5000), (2, 5000), (1, 20000), (3, 20000)]
+PROXIES = [(1, 5000), (2, 5000), (3, 5000), (1, 15000), (1, 20000), (3, 20000)]
 
 
 def ranks(v):

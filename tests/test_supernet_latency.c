@@ -30,19 +30,8 @@
 #include "gpunas/space.h"
 #include "gpunas/supernet.h"
 #include "gpunas/supernet_latency.h"
+#include "testutil.h"
 
-static const char *tiny_space =
-    "{\"name\": \"tiny\", \"in_channels\": 1, \"classes\": 4, \"resolutions\": [16],\n"
-    " \"stages\": [\n"
-    "  {\"stage\": 0, \"type\": \"head\", \"filters\": [8]},\n"
-    "  {\"stage\": 1, \"type\": \"conv\", \"stride\": 1, \"kernel\": [3, 5], \"layers\": {\"min\": 0, \"max\": 2},\n"
-    "   \"act\": [\"swish\"], \"filters\": [8]},\n"
-    "  {\"stage\": 2, \"type\": \"fused_irb\", \"stride\": 2, \"kernel\": [3, 5],\n"
-    "   \"layers\": {\"min\": 1, \"max\": 2},\n"
-    "   \"act\": [\"swish\"], \"expansion\": [2, 4], \"filters\": [16], \"se\": [false, true]},\n"
-    "  {\"stage\": 3, \"type\": \"irb\", \"stride\": 1, \"kernel\": [3], \"layers\": {\"min\": 0, \"max\": 2},\n"
-    "   \"act\": [\"swish\", \"relu\"], \"expansion\": [2, 3], \"filters\": [24], \"se\": [true, false]}],\n"
-    " \"tail\": {\"filters\": [32]}}\n";
 
 #define MAXCAT 16
 
@@ -58,7 +47,7 @@ static void setup(fixture *f)
 {
     gn_error err;
     memset(f, 0, sizeof *f);
-    assert_int_equal(gn_space_parse(tiny_space, "tiny.json", &f->space, &err), 0);
+    assert_int_equal(gn_space_parse(tu_tiny_space, "tiny.json", &f->space, &err), 0);
     assert_int_equal(gn_backend_create("ref", &f->be, &err), 0);
     if (gn_supernet_create(f->space, f->be, NULL, &f->sn, &err))
         fail_msg("%s", err.msg);
