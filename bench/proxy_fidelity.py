@@ -219,6 +219,18 @@ def main():
         tag = " (today's)" if (e, n_img) == (1, 5000) else ""
         rows.append((f"proxy-{e}-{n_img}{tag}" + ("" if len(have) == len(names) else f" [{len(have)} archs]"),
                      kendall(x, yy), spearman(x, yy), cost))
+        # the proxy and NASWOT together: the mean of the two ranks (a zero-cost score
+        # added to a low-fidelity one costs almost nothing)
+        both = [n for n in have if f"naswot/{n}" in zc]
+        if len(both) >= 3:
+            rp = ranks([cache[f"{n}/{e}/{n_img}"]["val_top1"] for n in both])
+            rz = ranks([zc[f"naswot/{n}"]["val_top1"] for n in both])
+            x = [a + b for a, b in zip(rp, rz)]
+            yy = [truth[n] for n in both]
+            cost = sum(cache[f"{n}/{e}/{n_img}"]["seconds"] + zc[f"naswot/{n}"]["seconds"] for n in both) / len(both)
+            rows.append((f"proxy-{e}-{n_img} + naswot (mean rank)" +
+                         ("" if len(both) == len(names) else f" [{len(both)} archs]"), kendall(x, yy),
+                         spearman(x, yy), cost))
     print("\n| proxy | Kendall tau | Spearman rho | CPU s / candidate |\n|---|---:|---:|---:|")
     for name, t, r, c in rows:
         print(f"| {name} | {t:.3f} | {r:.3f} | {c:.1f} |")
