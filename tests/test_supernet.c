@@ -62,13 +62,13 @@ typedef struct {
     int32_t labels[N];
 } fixture;
 
-static void setup_on(fixture *f, const char *backend)
+static void setup_opts(fixture *f, const char *backend, const gn_supernet_opts *opts)
 {
     gn_error err;
     memset(f, 0, sizeof *f);
     assert_int_equal(gn_space_parse(tu_tiny_space, "tiny.json", &f->space, &err), 0);
     assert_int_equal(gn_backend_create(backend, &f->be, &err), 0);
-    if (gn_supernet_create(f->space, f->be, NULL, &f->sn, &err))
+    if (gn_supernet_create(f->space, f->be, opts, &f->sn, &err))
         fail_msg("%s", err.msg);
     assert_int_equal(gn_supernet_init(f->sn, 7, &err), 0);
     /* non-trivial BN affine parameters, so that BN gradients are not degenerate */
@@ -89,6 +89,8 @@ static void setup_on(fixture *f, const char *backend)
     for (int i = 0; i < N; i++)
         f->labels[i] = i % CLASSES;
 }
+
+static void setup_on(fixture *f, const char *backend) { setup_opts(f, backend, NULL); }
 
 static void teardown(fixture *f)
 {
@@ -365,6 +367,107 @@ static void test_weight_fd(void **state)
         }
     }
     printf("weight gradients (21 entries): worst relative error %.2e\n", worst);
+    free(g);
+    free(base_signs);
+    base_signs = NULL;
+    teardown(&f);
+}
+
+/* ------------------------------------------------------------------ shared weights */
+/* gn_supernet_opts.shared: tied slots hold the master's slice after a forward, their
+ * gradient is moved into the master's, and the master's gradient (the sum over the
+ * candidates that use each weight) agrees with finite differences taken on the master
+ * alone (the gather carries every change into the slots). */
+static void test_shared_weights(void **state)
+{
+    (void)state;
+    fixture f;
+    gn_supernet_opts o = {.shared = true};
+    setup_opts(&f, "ref", &o);
+    gn_error err;
+    gn_net *net = gn_supernet_net(f.sn);
+    assert_true(gn_supernet_shared(f.sn));
+    size_t total = gn_net_trainable_count(net), free_w = gn_supernet_free_weights(f.sn);
+    assert_true(free_w < total);
+    printf("shared: %zu of %zu trainable scalars free\n", free_w, total);
+    gn_rng r;
+    gn_rng_seed(&r, 11);
+    double z[64];
+    random_zeta(f.sn, &r, z);
+    assert_int_equal(gn_supernet_set_zeta(f.sn, z, 1, &err), 0);
+    pick_images(&f);
+    float loss;
+    assert_int_equal(gn_supernet_train_step(f.sn, &f.x, f.labels, 0, &loss, NULL, &err), 0);
+    /* the slot k3_e2_se0 of stage 2 is the centre / channel prefix of the master k5_e4_se1 */
+    gn_param *m = gn_net_find_param(net, "supernet.s2.p0.k5_e4_se1.conv_exp.weight");
+    gn_param *q = gn_net_find_param(net, "supernet.s2.p0.k3_e2_se0.conv_exp.weight");
+    assert_non_null(m);
+    assert_non_null(q);
+    assert_int_equal(q->shape[2], 3);
+    assert_int_equal(m->shape[2], 5);
+    assert_true(q->shape[0] < m->shape[0]);
+    for (int64_t a = 0; a < q->shape[0]; a++)
+        for (int64_t b = 0; b < q->shape[1]; b++)
+            for (int y = 0; y < 3; y++)
+                for (int x = 0; x < 3; x++) {
+                    float sv = q->value.data[((a * q->shape[1] + b) * 3 + y) * 3 + x];
+                    float mv = m->value.data[((a * m->shape[1] + b) * 5 + y + 1) * 5 + x + 1];
+                    assert_true(sv == mv);
+                }
+    for (size_t j = 0; j < gn_tensor_numel(&q->grad); j++)
+        assert_true(q->grad.data[j] == 0.0f);
+    /* BN stays per candidate: a slot's BN weight is its own */
+    gn_param *qb = gn_net_find_param(net, "supernet.s2.p0.k3_e2_se0.bn1.weight");
+    gn_param *mb = gn_net_find_param(net, "supernet.s2.p0.k5_e4_se1.bn1.weight");
+    assert_non_null(qb);
+    assert_true(qb->value.data[0] != mb->value.data[0]);
+    mark_base(&f);
+    static const char *names[] = {"supernet.s1.p0.k5.conv.weight", "supernet.s2.p0.k5_e4_se1.conv_exp.weight",
+                                  "supernet.s2.p1.k5_e4_se1.se.conv_reduce.weight",
+                                  "supernet.s2.p1.k5_e4_se1.se.conv_expand.bias",
+                                  "supernet.s3.p0.k3_e3_se1.conv_pwl.weight"};
+    size_t ng = gn_net_trainable_count(net);
+    float *g = malloc(sizeof *g * ng);
+    memcpy(g, gn_net_grads(net), sizeof *g * ng);
+    double worst = 0;
+    int checked = 0;
+    for (size_t t = 0; t < sizeof names / sizeof *names; t++) {
+        gn_param *p = gn_net_find_param(net, names[t]);
+        if (!p)
+            fail_msg("no parameter %s", names[t]);
+        size_t numel = gn_tensor_numel(&p->value);
+        for (int k = 0; k < 4; k++) {
+            /* k even: index 0 (in every slot's prefix and, for 5x5, ... the corner: k5 only);
+             * k odd: a random element */
+            size_t j = k == 0 ? 0 : (size_t)(gn_rng_uniform(&r) * numel) % numel;
+            if (p->ndim == 4 && p->shape[2] == 5 && k == 2)
+                j = 12; /* the centre of the first 5x5 kernel: shared by k3 and k5 */
+            float *v = &p->value.data[j];
+            float v0 = *v, h = 1e-3f;
+            double l[4];
+            for (int tries = 0;; tries++, h /= 4) {
+                kink_crossed = 0;
+                for (int u = 0; u < 4; u++) {
+                    *v = v0 + (float)(u < 2 ? 2 - u : 1 - u) * h;
+                    l[u] = loss_at(&f);
+                }
+                if (!kink_crossed || tries == 3)
+                    break;
+            }
+            *v = v0;
+            if (kink_crossed)
+                continue;
+            double fd = fd5(l, h), an = g[p->grad.data - gn_net_grads(net) + j];
+            double rel = fabs(an - fd) / (fabs(fd) + 1e-2);
+            if (rel > worst)
+                worst = rel;
+            checked++;
+            if (rel > 3e-2)
+                fail_msg("%s[%zu]: analytic %.6e, finite differences %.6e", names[t], j, an, fd);
+        }
+    }
+    assert_true(checked >= 15);
+    printf("shared master gradients (%d entries): worst relative error %.2e\n", checked, worst);
     free(g);
     free(base_signs);
     base_signs = NULL;
@@ -689,6 +792,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_categoricals),     cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_gzeta_fd),         cmocka_unit_test(test_weight_fd),
+        cmocka_unit_test(test_shared_weights),
         cmocka_unit_test(test_discrete_ref),     cmocka_unit_test(test_discrete_dnnl),
         cmocka_unit_test(test_per_sample_union), cmocka_unit_test(test_fixed_encoding),
         cmocka_unit_test(test_lazy_values),

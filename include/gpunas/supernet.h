@@ -49,6 +49,15 @@
  *   (checked bit for bit in the tests) and keep the gradient algebra plain.  They cost
  *   memory: every candidate's weights and, in a relaxed step, activations.
  *
+ *   Shared weights (gn_supernet_opts.shared; supernet_share.c): the other choice, for
+ *   measuring which trains better.  A position's candidates then take their
+ *   convolution weights from one master (largest kernel, largest expansion, SE when
+ *   offered): the first output / input channels and the centre of the kernel; BN stays
+ *   per candidate.  Each candidate keeps its arena slot, refilled from the master before
+ *   every training forward, and its gradient is added into the master's after every
+ *   backward (then zeroed), so optimizers, checkpoints and paths work unchanged; a
+ *   path is then the standalone network with the master's slices as its weights.
+ *
  *   Positions that cannot be skipped: a position whose output shape differs from its
  *   input (the stage's first layer when it has a stride or changes the channels, and
  *   every layer of a stride-2 stage without stride_first_only) has no identity term.
@@ -149,6 +158,7 @@ typedef struct {
      * ignored.  NULL: largest resolution, first activations, largest filters. */
     const int *fixed;
     bool dropout; /* tail dropout 0.2 in training forwards (default false) */
+    bool shared;  /* shared candidate weights (see "Shared weights"; default false: separate) */
 } gn_supernet_opts;
 
 /* opts may be NULL (the defaults). */
@@ -197,6 +207,11 @@ int gn_supernet_derive(const gn_supernet *sn, const int *d, int *x, gn_error *er
  * the fix the member differs from the path only in the padding of stride-2 fused_irb
  * layers (their weights have the same shapes). */
 int gn_supernet_decode(const gn_supernet *sn, const int *d, gn_arch **out, gn_error *err);
+/* Whether the candidates share weights (gn_supernet_opts.shared), and the number of
+ * trainable scalars that are free (not copies of a master): the arena's trainable
+ * count without sharing. */
+bool gn_supernet_shared(const gn_supernet *sn);
+size_t gn_supernet_free_weights(const gn_supernet *sn);
 /* Whether the supernet pads stride-2 fused_irb layers "same" (set when the released
  * padding 0 would make candidates of different kernels differ in output size). */
 bool gn_supernet_same_pad(const gn_supernet *sn);

@@ -82,6 +82,8 @@ static void usage(FILE *f)
             "  --arch-lr X           Adam on the logits, cosine to 0.3x (1e-3)\n"
             "  --weight-lr X         AdamW on the weights, cosine to 1/3 (3e-4)\n"
             "  --measure             reward a sampled path with its measured latency (else the profile's)\n"
+            "  --shared-weights      candidates of a layer position share one master's conv weights\n"
+            "                        (largest kernel / expansion; default: separate weights)\n"
             "  --lat-duration S      seconds of the final measurement of the derived network (3)\n"
             "  --store URL           store each derived network as a trial of the search in URL\n"
             "  --out DIR             output directory (default gpunas-unas)\n"
@@ -98,7 +100,7 @@ typedef struct {
     double targets[MAX_TARGETS];
     int n_targets;
     const char *profile, *space, *dataset, *data_dir, *store, *out, *estimator;
-    int epochs, init_epochs, batch, subset, val_subset, threads, log_every, ckpt_every, quiet, resume, measure;
+    int epochs, init_epochs, batch, subset, val_subset, threads, log_every, ckpt_every, quiet, resume, measure, shared;
     int64_t max_steps;
     double lat_coeff, lat_warmup, gen_gap, tau, eps, arch_lr, weight_lr, lat_duration;
     uint64_t seed;
@@ -149,6 +151,10 @@ static int parse(int argc, char **argv, unas_opts *o)
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
             return 1;
+        }
+        if (!strcmp(a, "--shared-weights")) {
+            o->shared = 1;
+            continue;
         }
         if (!strcmp(a, "--quiet") || !strcmp(a, "--resume") || !strcmp(a, "--measure")) {
             *(a[2] == 'q' ? &o->quiet : a[2] == 'r' ? &o->resume : &o->measure) = 1;
@@ -390,7 +396,7 @@ static int finish_target(unas_ctx *X, gn_supernet *sn, const gn_supernet_lat *sl
                     "steps", (json_int_t)gn_unas_steps(u), "params", (json_int_t)a->params, "macs",
                     (json_int_t)a->macs, "seconds", sec, "threads", o->threads,
                     "lat_conditions", X->prof->device.id);
-    if (!res) {
+    if (!res || json_object_set_new(res, "shared_weights", json_boolean(o->shared))) {
         gn_error_set(err, "unas: out of memory");
         goto out;
     }
@@ -446,7 +452,8 @@ static int run_target(unas_ctx *X, double T, gn_error *err)
     gn_unas *u = NULL;
     measurer m = {.prof = X->prof, .space = X->space, .duration_s = o->lat_duration};
     int rc = -1;
-    if (gn_supernet_create(X->space, X->be, NULL, &sn, err) || gn_supernet_lat_create(sn, X->prof, &sl, err) ||
+    gn_supernet_opts so = {.shared = o->shared != 0};
+    if (gn_supernet_create(X->space, X->be, &so, &sn, err) || gn_supernet_lat_create(sn, X->prof, &sl, err) ||
         gn_backend_create("dnnl", &m.be, err))
         goto out;
     m.sn = sn;
@@ -491,9 +498,11 @@ static int run_target(unas_ctx *X, double T, gn_error *err)
     c.max_steps = o->max_steps;
     int per_epoch = X->train->n / o->batch;
     c.step.warmup_steps = (int64_t)llround(o->lat_warmup * per_epoch * o->epochs);
-    printf("target %g ms: %s, %s, %d+%d epochs of %d steps (batch %d), latency coefficient %g/ms%s%s\n", T,
-           o->estimator, resume ? "resuming" : "new", o->init_epochs, o->epochs, per_epoch, o->batch,
-           c.step.lat_coeff, o->measure ? ", measured rewards" : "", o->gen_gap > 0 ? ", generalization gap" : "");
+    printf("target %g ms: %s, %s, %d+%d epochs of %d steps (batch %d), latency coefficient %g/ms%s%s, %s weights "
+           "(%zu free)\n",
+           T, o->estimator, resume ? "resuming" : "new", o->init_epochs, o->epochs, per_epoch, o->batch,
+           c.step.lat_coeff, o->measure ? ", measured rewards" : "", o->gen_gap > 0 ? ", generalization gap" : "",
+           o->shared ? "shared" : "separate", gn_supernet_free_weights(sn));
     fflush(stdout);
     gn_unas_run_callbacks cb = {.progress = on_progress, .should_stop = cli_should_stop, .user = (void *)o};
     double t0 = gn__now_s();

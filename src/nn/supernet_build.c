@@ -264,6 +264,7 @@ static int make_graph(gn_supernet *sn, gn_backend *be, gn_arch *a, char (*prefix
     for (int t = 0; t < sn->n_stages; t++) {
         sn_stage *st = &sn->stages[t];
         st->first_pos = p;
+        st->first_layer = li;
         int *grown = realloc(in, sizeof *in * (size_t)(st->n_cand + 1));
         if (!grown) {
             free(in);
@@ -361,6 +362,8 @@ static int build(gn_supernet *sn, gn_backend *be, const gn_supernet_opts *opts, 
         gn_arch *a = synth_arch(sn, base, cd, &prefix);
         rc = a ? make_graph(sn, be, a, prefix, err) : fail(sn, err, "out of memory");
     }
+    if (!rc && opts && opts->shared)
+        rc = gn__sn_share_build(sn, err);
     if (!rc && opts && opts->dropout) {
         gn_train_opts o = {.dropout = true, .drop_path = false, .bn_momentum = 0.1f, .seed = 1};
         gn_net_set_train_opts(sn->net, &o);
@@ -393,6 +396,7 @@ void gn_supernet_free(gn_supernet *sn)
 {
     if (!sn)
         return;
+    gn__sn_share_free(sn);
     gn_net_free(sn->net);
     free(sn->cats);
     free(sn->stages);
@@ -411,4 +415,10 @@ int gn_supernet_n(const gn_supernet *sn) { return sn->n; }
 gn_net *gn_supernet_net(gn_supernet *sn) { return sn->net; }
 const int *gn_supernet_fixed(const gn_supernet *sn) { return sn->fixed; }
 bool gn_supernet_same_pad(const gn_supernet *sn) { return sn->same_pad; }
-int gn_supernet_init(gn_supernet *sn, uint64_t seed, gn_error *err) { return gn_net_init(sn->net, seed, err); }
+int gn_supernet_init(gn_supernet *sn, uint64_t seed, gn_error *err)
+{
+    if (gn_net_init(sn->net, seed, err))
+        return -1;
+    gn__sn_share_gather(sn);
+    return 0;
+}

@@ -103,6 +103,7 @@ int gn_supernet_export(gn_supernet *sn, gn_net *net, gn_error *err)
     float *buf = NULL;
     size_t cap = 0;
     int rc = 0;
+    gn__sn_share_gather(sn);
     for (int i = 0; i < gn_net_num_params(net) && !rc; i++) {
         gn_param *q = gn_net_param(net, i);
         char name[GN_NAME_MAX + 32];

@@ -24,6 +24,8 @@ typedef struct {
     int n_lay;             /* layer counts kept (the layers categorical's choices) */
     int lay_val[GN_SUPERNET_MAX_K]; /* their counts */
     int lay_enc;           /* not searched: the encoding index of the one count kept (-1: constant) */
+    int first_layer;       /* the synthetic arch's layer of position 0's candidate 0; candidate c
+                              of position j is first_layer + j * n_cand + c */
 } sn_stage;
 
 /* One layer position: a mix node over the stage's candidates [+ the identity, last]. */
@@ -51,6 +53,7 @@ struct gn_supernet {
     unsigned gen, fwd_gen; /* zeta generation: set / used by the last forward */
     float *w;     /* mix weights scratch */
     size_t w_cap;
+    struct gn__sn_share *share; /* shared candidate weights (supernet_share.c), or NULL */
 };
 
 /* supernet_build.c: the name prefix of a candidate layer L at position j */
@@ -60,6 +63,15 @@ void gn__sn_cand_prefix(const sn_stage *st, int j, const gn_layer *L, char *buf,
  * arch a (a path's member) corresponds to, or NULL; name receives its name ("" when
  * the layer is of no searched stage). */
 gn_param *gn__sn_path_param(gn_supernet *sn, const gn_arch *a, const gn_param *q, char *name, size_t n);
+
+/* supernet_share.c: ties of the candidates' conv weights to their position's master;
+ * gather copies masters into the tied slots (before a forward or an export), scatter
+ * adds the slots' gradients into the masters' (after a backward).  Both do nothing
+ * without sharing. */
+int gn__sn_share_build(gn_supernet *sn, gn_error *err);
+void gn__sn_share_free(gn_supernet *sn);
+void gn__sn_share_gather(gn_supernet *sn);
+void gn__sn_share_scatter(gn_supernet *sn);
 
 /* candidate c's factor indices */
 static inline void gn__sn_factors(const sn_stage *st, int c, int *ik, int *ie, int *is)

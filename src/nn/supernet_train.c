@@ -126,6 +126,7 @@ int gn_supernet_forward_train(gn_supernet *sn, const gn_tensor *x, const gn_tens
     if (set_mix_weights(sn, x->n, err))
         return -1;
     sn->fwd_gen = sn->gen;
+    gn__sn_share_gather(sn); /* the masters' current values into the tied slots */
     return gn_net_forward_train(sn->net, x, logits, err);
 }
 
@@ -172,6 +173,7 @@ int gn_supernet_backward(gn_supernet *sn, const gn_tensor *dlogits, double *g_ze
         return fail(sn, err, "zeta was set again after the forward: g_zeta would not match it");
     if (gn_net_backward(sn->net, dlogits, err))
         return -1;
+    gn__sn_share_scatter(sn);
     if (g_zeta)
         zeta_grad(sn, sn->net->batch, g_zeta);
     return 0;

@@ -216,6 +216,7 @@ static int make_settings(run *r, gn_error *err)
 #define SET(k, v) bad |= json_object_set_new(j, k, v)
     SET("supernet.cats", json_string(cats));
     SET("supernet.values", json_integer((json_int_t)gn_net_num_values(gn_supernet_net(r->sn))));
+    SET("supernet.shared", json_boolean(gn_supernet_shared(r->sn)));
     SET("estimator", json_string(gn_unas_estimator_name(s->estimator)));
     SET("tau", json_real(s->tau));
     SET("eps", json_real(s->eps));
