@@ -171,6 +171,8 @@ const gn_supernet_cat *gn_supernet_get_cat(const gn_supernet *sn, int m); /* NUL
 int gn_supernet_n(const gn_supernet *sn); /* total logits = sum_m K_m */
 /* The wrapped network: params, arenas, init, optimizers, train options. */
 gn_net *gn_supernet_net(gn_supernet *sn);
+/* The space it was built over (borrowed). */
+const gn_space *gn_supernet_space(const gn_supernet *sn);
 /* The fixed encoding (every dimension; searched ones are 0). */
 const int *gn_supernet_fixed(const gn_supernet *sn);
 

@@ -414,6 +414,7 @@ const gn_supernet_cat *gn_supernet_get_cat(const gn_supernet *sn, int m)
 int gn_supernet_n(const gn_supernet *sn) { return sn->n; }
 gn_net *gn_supernet_net(gn_supernet *sn) { return sn->net; }
 const int *gn_supernet_fixed(const gn_supernet *sn) { return sn->fixed; }
+const gn_space *gn_supernet_space(const gn_supernet *sn) { return sn->space; }
 bool gn_supernet_same_pad(const gn_supernet *sn) { return sn->same_pad; }
 int gn_supernet_init(gn_supernet *sn, uint64_t seed, gn_error *err)
 {

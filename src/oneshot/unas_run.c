@@ -30,7 +30,6 @@
 
 #include "gpunas/safetensors.h"
 #include "gpunas/unas.h"
-#include "nn/supernet_internal.h"
 #include "oneshot/oneshot_internal.h"
 #include "util/fs_atomic.h"
 
@@ -836,7 +835,7 @@ static int start(run *r, gn_supernet *sn, bool resume, gn_error *err)
     const gn_unas_run_config *c = r->c;
     r->sn = sn;
     r->ckpt_step = -1;
-    r->ndims = gn_space_desc(sn->space)->ndims;
+    r->ndims = gn_space_desc(gn_supernet_space(sn))->ndims;
     if (!(r->x = calloc((size_t)r->ndims, sizeof *r->x)))
         return gn_error_set(err, "unas run: out of memory");
     if (gn_unas_create(sn, &c->step, &r->u, err))
