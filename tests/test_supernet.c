@@ -205,6 +205,35 @@ static double loss_at(fixture *f)
  * step drowns in the float32 rounding of the loss. */
 static double fd5(const double *l, double h) { return (8.0 * (l[1] - l[2]) - (l[0] - l[3])) / (12.0 * h); }
 
+/* One weight entry: the analytic gradient g (a copy of the arena's) against the
+ * five-point difference of the loss in q->value[j] (the step shrinks while a ReLU
+ * crosses its kink).  Returns the relative error, or -1 when every step crossed one;
+ * fails above 3e-2. */
+static double fd_entry(fixture *f, gn_param *q, size_t j, const float *g)
+{
+    gn_net *net = gn_supernet_net(f->sn);
+    float *p = &q->value.data[j];
+    float p0 = *p, h = 1e-3f;
+    double l[4];
+    for (int tries = 0;; tries++, h /= 4) {
+        kink_crossed = 0;
+        for (int u = 0; u < 4; u++) {
+            *p = p0 + (float)(u < 2 ? 2 - u : 1 - u) * h;
+            l[u] = loss_at(f);
+        }
+        if (!kink_crossed || tries == 3)
+            break;
+    }
+    *p = p0;
+    if (kink_crossed)
+        return -1;
+    double fd = fd5(l, h), an = g[q->grad.data - gn_net_grads(net) + j];
+    double rel = fabs(an - fd) / (fabs(fd) + 1e-2); /* 1e-2: the float32 loss's noise floor */
+    if (rel > 3e-2)
+        fail_msg("%s[%zu]: analytic %.6e, finite differences %.6e", q->name, j, an, fd);
+    return rel;
+}
+
 /* ------------------------------------------------------------------ structure */
 static void test_categoricals(void **state)
 {
@@ -342,28 +371,9 @@ static void test_weight_fd(void **state)
             fail_msg("no parameter %s", names[t]);
         size_t numel = gn_tensor_numel(&q->value);
         for (int k = 0; k < 3; k++) {
-            size_t j = (size_t)(gn_rng_uniform(&r) * numel) % numel;
-            float *p = &q->value.data[j];
-            float p0 = *p, h = 1e-3f;
-            double l[4];
-            for (int tries = 0;; tries++, h /= 4) {
-                kink_crossed = 0;
-                for (int u = 0; u < 4; u++) {
-                    *p = p0 + (float)(u < 2 ? 2 - u : 1 - u) * h;
-                    l[u] = loss_at(&f);
-                }
-                if (!kink_crossed || tries == 3)
-                    break;
-            }
-            *p = p0;
-            if (kink_crossed)
-                continue;
-            double fd = fd5(l, h), an = g[q->grad.data - gn_net_grads(net) + j];
-            double rel = fabs(an - fd) / (fabs(fd) + 1e-2); /* 1e-2: the float32 loss's noise floor */
+            double rel = fd_entry(&f, q, (size_t)(gn_rng_uniform(&r) * numel) % numel, g);
             if (rel > worst)
                 worst = rel;
-            if (rel > 3e-2)
-                fail_msg("%s[%zu]: analytic %.6e, finite differences %.6e", names[t], j, an, fd);
         }
     }
     printf("weight gradients (21 entries): worst relative error %.2e\n", worst);
@@ -442,28 +452,12 @@ static void test_shared_weights(void **state)
             size_t j = k == 0 ? 0 : (size_t)(gn_rng_uniform(&r) * numel) % numel;
             if (p->ndim == 4 && p->shape[2] == 5 && k == 2)
                 j = 12; /* the centre of the first 5x5 kernel: shared by k3 and k5 */
-            float *v = &p->value.data[j];
-            float v0 = *v, h = 1e-3f;
-            double l[4];
-            for (int tries = 0;; tries++, h /= 4) {
-                kink_crossed = 0;
-                for (int u = 0; u < 4; u++) {
-                    *v = v0 + (float)(u < 2 ? 2 - u : 1 - u) * h;
-                    l[u] = loss_at(&f);
-                }
-                if (!kink_crossed || tries == 3)
-                    break;
-            }
-            *v = v0;
-            if (kink_crossed)
+            double rel = fd_entry(&f, p, j, g);
+            if (rel < 0)
                 continue;
-            double fd = fd5(l, h), an = g[p->grad.data - gn_net_grads(net) + j];
-            double rel = fabs(an - fd) / (fabs(fd) + 1e-2);
             if (rel > worst)
                 worst = rel;
             checked++;
-            if (rel > 3e-2)
-                fail_msg("%s[%zu]: analytic %.6e, finite differences %.6e", names[t], j, an, fd);
         }
     }
     assert_true(checked >= 15);
