@@ -82,8 +82,9 @@ static void usage(FILE *f)
             "  --arch-lr X           Adam on the logits, cosine to 0.3x (1e-3)\n"
             "  --weight-lr X         AdamW on the weights, cosine to 1/3 (3e-4)\n"
             "  --measure             reward a sampled path with its measured latency (else the profile's)\n"
-            "  --shared-weights      candidates of a layer position share one master's conv weights\n"
-            "                        (largest kernel / expansion; default: separate weights)\n"
+            "  --separate-weights    every candidate has its own weights (default: the candidates of a\n"
+            "                        layer position share one master's conv weights, which trained\n"
+            "                        far better in bench/RESULTS.md)\n"
             "  --lat-duration S      seconds of the final measurement of the derived network (3)\n"
             "  --store URL           store each derived network as a trial of the search in URL\n"
             "  --out DIR             output directory (default gpunas-unas)\n"
@@ -145,6 +146,7 @@ static int parse(int argc, char **argv, unas_opts *o)
     o->weight_lr = 3e-4;
     o->lat_duration = 3;
     o->seed = 1;
+    o->shared = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int r = 0;
@@ -152,8 +154,8 @@ static int parse(int argc, char **argv, unas_opts *o)
             usage(stdout);
             return 1;
         }
-        if (!strcmp(a, "--shared-weights")) {
-            o->shared = 1;
+        if (!strcmp(a, "--separate-weights") || !strcmp(a, "--shared-weights")) {
+            o->shared = a[3] == 'h';
             continue;
         }
         if (!strcmp(a, "--quiet") || !strcmp(a, "--resume") || !strcmp(a, "--measure")) {
