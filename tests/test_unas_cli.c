@@ -89,6 +89,19 @@ static int count_rows(const char *source, int64_t *id, gn_trial *copy)
 /* every row, all levels */
 static int64_t count_all(void) { return count_rows(NULL, NULL, NULL); }
 
+/* Run the CLI and require exit status `want`, printing its stderr when it differs. */
+static void cli_expect(const char *args, int want, char **out, char **errs)
+{
+    char *e = NULL;
+    int rc = tu_run_cli(args, out, &e);
+    if (rc != want)
+        fail_msg("gpunas %s: exit %d, expected %d: %s", args, rc, want, e ? e : "");
+    if (errs)
+        *errs = e;
+    else
+        free(e);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -171,7 +184,7 @@ static void test_unas_store_resume(void **state)
     assert_int_equal(count_rows(source, NULL, NULL), 0);
     /* without --resume: refused, one line naming the checkpoint */
     unas_cmd(cmd, sizeof cmd, "");
-    assert_int_equal(tu_run_cli(cmd, NULL, &errs), 1);
+    cli_expect(cmd, 1, NULL, &errs);
     assert_non_null(strstr(errs, "checkpoint.safetensors exists"));
     assert_int_equal(strchr(errs, '\n') - errs + 1, (long)strlen(errs));
     free(errs);
@@ -217,10 +230,10 @@ static void test_unas_store_resume(void **state)
     assert_int_equal(count_all(), before + 1);
     /* arch.json: a member the CLI reads */
     snprintf(path, sizeof path, "info %s/unas/t%gms/arch.json", F.dir, F.target);
-    assert_int_equal(tu_run_cli(path, NULL, NULL), 0);
+    cli_expect(path, 0, NULL, NULL);
     /* again: done already, nothing new */
     unas_cmd(cmd, sizeof cmd, "--resume");
-    assert_int_equal(tu_run_cli(cmd, &out, NULL), 0);
+    cli_expect(cmd, 0, &out, NULL);
     assert_non_null(strstr(out, "done already"));
     free(out);
     assert_int_equal(count_all(), before + 1);
@@ -266,7 +279,7 @@ static void test_unas_store_resume(void **state)
         fail_msg("search --resume: %d %s", rc, errs ? errs : "");
     free(errs);
     snprintf(cmd, sizeof cmd, "trials %s", F.store);
-    assert_int_equal(tu_run_cli(cmd, &out, NULL), 0);
+    cli_expect(cmd, 0, &out, NULL);
     assert_non_null(strstr(out, source));
     free(out);
     gn_trial_clear(&t);
@@ -290,7 +303,7 @@ static void test_unas_errors(void **state)
     snprintf(cmd, sizeof cmd,
              "unas --space %s --profile %s --target-ms 1 --store %s --out %s/unas-empty " UNAS_ARGS, F.space,
              F.profile, empty, F.dir);
-    assert_int_equal(tu_run_cli(cmd, NULL, &errs), 1);
+    cli_expect(cmd, 1, NULL, &errs);
     assert_non_null(strstr(errs, "no search in this store"));
     assert_non_null(strstr(errs, "empty.db"));
     free(errs);
