@@ -707,6 +707,16 @@ static void test_refusals(void **state)
     c.aug.hflip = false;
     assert_int_equal(do_run(&c, true, &u, &err), -1);
     one_line(&err, "'aug.hflip'");
+    /* the same space with shared candidate weights: same names and shapes, another
+     * supernet (its tied slots would be overwritten by their masters) */
+    gn_supernet *shared = NULL;
+    gn_supernet_opts so = {.shared = true};
+    assert_int_equal(gn_supernet_create(F.space, F.be, &so, &shared, &err), 0);
+    run_config(&c, dir);
+    assert_int_equal(gn_unas_run(shared, &c, NULL, true, &u, &err), -1);
+    one_line(&err, "'supernet.shared'");
+    gn_unas_free(u);
+    gn_supernet_free(shared);
     run_config(&c, dir);
     c.max_steps = 1;
     c.log_every = 1; /* not a setting */
