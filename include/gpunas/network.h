@@ -99,6 +99,20 @@ typedef struct {
 } gn_train_opts;
 void gn_net_set_train_opts(gn_net *net, const gn_train_opts *o);
 
+/* Op timing of the training passes (issue 21's profile): while a gn_op_profile is set,
+ * every node that runs in gn_net_forward_train / forward_eval / backward adds its wall
+ * seconds and one call to its kind's entry (backward: the node's gradient ops and the
+ * accumulation of its input gradient).  The backends run synchronously on the CPU, so
+ * these are the ops' own times; the overhead is two clock reads per node.  NULL stops. */
+enum { GN_OPK_CONV, GN_OPK_BN, GN_OPK_ACT, GN_OPK_GAP, GN_OPK_CHSCALE, GN_OPK_ADD, GN_OPK_LINEAR, GN_OPK_DROPOUT,
+       GN_OPK_DROPPATH, GN_OPK_MIX, GN_OPK_N };
+typedef struct {
+    double fwd_s[GN_OPK_N], bwd_s[GN_OPK_N];
+    int64_t fwd_n[GN_OPK_N], bwd_n[GN_OPK_N];
+} gn_op_profile;
+const char *gn_op_kind_name(int kind); /* "conv", "bn", "act", ... */
+void gn_net_set_op_profile(gn_net *net, gn_op_profile *p);
+
 /* Training forward on x [N,C,H,W]; *logits points into the net (valid until the next
  * forward).  Updates BN running stats. */
 int gn_net_forward_train(gn_net *net, const gn_tensor *x, const gn_tensor **logits, gn_error *err);

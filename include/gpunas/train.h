@@ -61,6 +61,21 @@
 #include "gpunas/network.h"
 #include "gpunas/optim.h"
 
+/* Where the training steps' time goes (`gpunas train --profile-ops`, issue 21): wall
+ * seconds of each phase of every step, and the network's op timing (gn_op_profile;
+ * its forward and backward sum to about fwd_s and bwd_s less the copies).  Evaluation
+ * and checkpoints are not steps. */
+typedef struct {
+    int64_t steps;
+    double data_s;  /* waiting for the loader's next batch */
+    double fwd_s;   /* input copy, training forward, logits copy */
+    double loss_s;  /* loss and its gradient on the host (and the teacher, distilling) */
+    double bwd_s;   /* dlogits copy and backward */
+    double optim_s; /* optimizer step (and the EMA update) */
+    double total_s; /* the steps end to end (the rest: progress callbacks, thread following) */
+    gn_op_profile ops;
+} gn_train_profile;
+
 typedef struct {
     /* ---- model */
     const gn_arch *arch;    /* borrowed, copied; in-channels/classes set from the data */
@@ -103,6 +118,7 @@ typedef struct {
     const char *out_dir;     /* NULL: no files (proxy training) */
     bool resume;             /* continue from out_dir/checkpoint.safetensors */
     int stop_after_epoch;    /* > 0: return after this many epochs are done (testing) */
+    gn_train_profile *profile; /* NULL: no timing; else accumulated over the steps */
 } gn_train_config;
 
 /* Defaults: dnnl, all cores, val 0.1, split seed 42, data-default augmentation,

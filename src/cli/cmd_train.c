@@ -148,6 +148,31 @@ static int on_epoch(void *user, const gn_epoch_metrics *m)
 }
 
 /* ------------------------------------------------------------------ train */
+/* --profile-ops: the steps' phases, then the ops by kind (ms per step, share of the steps). */
+static void print_profile(const gn_train_profile *p)
+{
+    if (p->steps < 1 || !(p->total_s > 0))
+        return;
+    double n = (double)p->steps, T = p->total_s;
+    printf("profile: %lld steps, %.3f ms per step\n", (long long)p->steps, 1e3 * T / n);
+    const struct {
+        const char *name;
+        double s;
+    } ph[] = {{"data (loader wait)", p->data_s}, {"forward (+copies)", p->fwd_s}, {"loss (host)", p->loss_s},
+              {"backward (+copy)", p->bwd_s},    {"optimizer (+EMA)", p->optim_s},
+              {"other", T - p->data_s - p->fwd_s - p->loss_s - p->bwd_s - p->optim_s}};
+    for (size_t i = 0; i < sizeof ph / sizeof ph[0]; i++)
+        printf("  %-20s %9.3f ms %5.1f%%\n", ph[i].name, 1e3 * ph[i].s / n, 100 * ph[i].s / T);
+    printf("  %-10s %10s %6s %9s %10s %6s %9s\n", "op", "fwd ms", "%", "calls", "bwd ms", "%", "calls");
+    for (int k = 0; k < GN_OPK_N; k++) {
+        if (!p->ops.fwd_n[k] && !p->ops.bwd_n[k])
+            continue;
+        printf("  %-10s %10.3f %5.1f%% %9.1f %10.3f %5.1f%% %9.1f\n", gn_op_kind_name(k), 1e3 * p->ops.fwd_s[k] / n,
+               100 * p->ops.fwd_s[k] / T, p->ops.fwd_n[k] / n, 1e3 * p->ops.bwd_s[k] / n, 100 * p->ops.bwd_s[k] / T,
+               p->ops.bwd_n[k] / n);
+    }
+}
+
 static void train_usage(FILE *f)
 {
     fprintf(f,
@@ -163,7 +188,7 @@ static void train_usage(FILE *f)
             "          --teacher CFG --teacher-weights W [--kd-alpha A (0.5)] [--kd-temp T (1)]\n"
             "          --seed S (1)  --same-pad\n"
             "  run:    --out DIR (runs/<config name>)  --resume  --threads N (the free cores)\n"
-            "          --backend dnnl|ref  --stop-after-epoch N\n"
+            "          --backend dnnl|ref  --stop-after-epoch N  --profile-ops (where the steps' time goes)\n"
             "writes OUT/config.json, OUT/metrics.jsonl, OUT/checkpoint.safetensors (every epoch),\n"
             "OUT/weights.safetensors (final weights; the EMA weights with --ema)\n");
 }
@@ -231,6 +256,7 @@ int cmd_train(int argc, char **argv)
     gn_train_defaults(&c);
     train_cli o = {.in = {.dataset = "fashion-mnist"}, .momentum = NAN, .eps = NAN, .wd = NAN};
     int rc = 1;
+    bool profile_ops = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         double d;
@@ -351,6 +377,8 @@ int cmd_train(int argc, char **argv)
         } else if (strcmp(a, "--prefetch") == 0) {
             if (cli_parse_int(cmd, a, NEXT(), 0, 64, &c.prefetch))
                 return 2;
+        } else if (strcmp(a, "--profile-ops") == 0) {
+            profile_ops = true;
         } else if (strcmp(a, "--stop-after-epoch") == 0) {
             if (cli_parse_int(cmd, a, NEXT(), 1, 100000, &n))
                 return 2;
@@ -440,6 +468,10 @@ int cmd_train(int argc, char **argv)
 
     ui u = {.tty = isatty(STDOUT_FILENO) != 0, .cmd = cmd};
     gn_train_callbacks cb = {.user = &u, .progress = on_progress, .epoch_end = on_epoch};
+    gn_train_profile prof;
+    memset(&prof, 0, sizeof prof);
+    if (profile_ops)
+        c.profile = &prof;
     gn_train_result r;
     if (gn_train_run(&c, &cb, &r, &err)) {
         if (u.tty && u.width > 0)
@@ -454,6 +486,8 @@ int cmd_train(int argc, char **argv)
     else
         printf("done: %d epochs in %.1f s; final weights%s: %s/weights.safetensors\n", r.epochs_done, r.total_time_s,
                c.ema_decay > 0 ? " (EMA)" : "", o.out);
+    if (profile_ops)
+        print_profile(&prof);
     rc = 0;
 done:
     gn_arch_free(arch);

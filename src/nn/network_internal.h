@@ -102,6 +102,7 @@ struct gn_net {
     bool have_forward;
 
     gn_train_opts opts;
+    gn_op_profile *prof; /* op timing (gn_net_set_op_profile), or NULL */
     int64_t bn_batches; /* num_batches_tracked */
     gn_rng rng;
     gn_tensor dlogits;

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "nn/network_internal.h"
+#include "util/clock.h"
 
 static gn_tensor pv(gn_net *net, int id) { return net->params[id].value; }
 
@@ -143,6 +144,32 @@ static int liveness(gn_net *net, int n, gn_error *err)
     return 0;
 }
 
+/* gn_op_profile's kinds are nd_kind's, in order */
+_Static_assert((int)ND_CONV == (int)GN_OPK_CONV && (int)ND_DROPPATH == (int)GN_OPK_DROPPATH &&
+                   (int)ND_MIX == (int)GN_OPK_MIX && (int)ND_MIX + 1 == (int)GN_OPK_N,
+               "gn_op_profile kinds follow nd_kind");
+
+const char *gn_op_kind_name(int kind)
+{
+    static const char *names[GN_OPK_N] = {"conv", "bn", "act", "gap", "chscale", "add", "linear", "dropout",
+                                          "droppath", "mix"};
+    return kind >= 0 && kind < GN_OPK_N ? names[kind] : "?";
+}
+
+void gn_net_set_op_profile(gn_net *net, gn_op_profile *p) { net->prof = p; }
+
+static void prof_add(gn_net *net, const gn_node *nd, bool bwd, double t0)
+{
+    double dt = gn__now_s() - t0;
+    if (bwd) {
+        net->prof->bwd_s[nd->k] += dt;
+        net->prof->bwd_n[nd->k]++;
+    } else {
+        net->prof->fwd_s[nd->k] += dt;
+        net->prof->fwd_n[nd->k]++;
+    }
+}
+
 static int forward(gn_net *net, const gn_tensor *x, bool train, const gn_tensor **logits, gn_error *err)
 {
     if (check_input(net, x, err) || gn__net_ensure_batch(net, x->n, err) || liveness(net, x->n, err))
@@ -157,6 +184,7 @@ static int forward(gn_net *net, const gn_tensor *x, bool train, const gn_tensor 
         if (ensure_value(net, nd->out, err))
             return -1;
         nd->runs_fwd++;
+        double t0 = net->prof ? gn__now_s() : 0;
         gn_tensor *in = &net->v[nd->in], *out = &net->v[nd->out];
         int rc = 0;
         switch (nd->k) {
@@ -215,6 +243,8 @@ static int forward(gn_net *net, const gn_tensor *x, bool train, const gn_tensor 
         }
         if (rc)
             return -1;
+        if (net->prof)
+            prof_add(net, nd, false, t0);
     }
     net->have_forward = train;
     *logits = &net->v[net->n_vals - 1];
@@ -294,6 +324,7 @@ int gn_net_backward(gn_net *net, const gn_tensor *dlogits, gn_error *err)
             continue;
         }
         nd->runs_bwd++;
+        double t0 = net->prof ? gn__now_s() : 0;
         gn_tensor *dy = &net->dv[nd->out], *x = &net->v[nd->in];
         bool need_dx = nd->in != 0 && nd->k != ND_MIX; /* no gradient for the image */
         gn_tensor view0, view1, *dx = need_dx ? grad_dst(net, nd->in, 0, &view0) : NULL;
@@ -362,6 +393,8 @@ int gn_net_backward(gn_net *net, const gn_tensor *dlogits, gn_error *err)
             return -1;
         if (dx && grad_done(net, nd->in, dx, err))
             return -1;
+        if (net->prof)
+            prof_add(net, nd, true, t0);
     }
     return 0;
 }

@@ -306,7 +306,20 @@ static int train_epoch(run *r, int e, const gn_lr_schedule *s, const gn_train_ca
     int rc, step = 0;
     float *params = gn_net_values(r->net), *grads = gn_net_grads(r->net);
     m->threads_min = m->threads_max = r->threads;
+    gn_train_profile *P = c->profile;
+    gn_net_set_op_profile(r->net, P ? &P->ops : NULL);
+    double tp = gn__now_s(), tq; /* phase clock (profile) */
+#define PHASE(field)                                                                                                   \
+    do {                                                                                                               \
+        if (P) {                                                                                                       \
+            tq = gn__now_s();                                                                                          \
+            P->field += tq - tp;                                                                                       \
+            tp = tq;                                                                                                   \
+        }                                                                                                              \
+    } while (0)
     while ((rc = gn_loader_next(r->ltrain, &b, err)) == 1) {
+        double t_step = tp;
+        PHASE(data_s);
         if (follow_free_cores(r, err))
             return -1;
         if (r->threads < m->threads_min)
@@ -319,6 +332,7 @@ static int train_epoch(run *r, int e, const gn_lr_schedule *s, const gn_train_ca
         if (gn_tensor_from_host(&r->x, b.x, err) || gn_net_forward_train(r->net, &r->x, &z, err) ||
             gn_tensor_to_host(z, r->logits, err))
             return -1;
+        PHASE(fwd_s);
         const float *tl = NULL;
         if (r->teacher && c->kd_alpha > 0) {
             const gn_tensor *tz;
@@ -339,13 +353,16 @@ static int train_epoch(run *r, int e, const gn_lr_schedule *s, const gn_train_ca
             return gn_error_set(err, "epoch %d, step %d: loss is %s; training stopped%s", e + 1, step + 1,
                                 isnan(loss) ? "nan" : "inf", r->ckpt_path ? " (no checkpoint was written yet)" : "");
         }
+        PHASE(loss_s);
         if (gn_tensor_from_host(&r->dz, r->hdz, err) || gn_net_backward(r->net, &r->dz, err))
             return -1;
+        PHASE(bwd_s);
         lr = gn_lr_at(s, e, step);
         if (gn_optim_step(r->optim, params, grads, lr, err))
             return -1;
         if (r->ema)
             gn_ema_update(r->ema, params);
+        PHASE(optim_s);
         loss_sum += loss * b.n;
         for (int i = 0; i < b.n; i++)
             correct += gn_label_rank(r->logits + (size_t)i * r->K, r->K, b.labels[i]) == 0;
@@ -368,7 +385,14 @@ static int train_epoch(run *r, int e, const gn_lr_schedule *s, const gn_train_ca
             if (cb->progress(cb->user, &p))
                 return gn_error_set(err, "train: cancelled by the caller at epoch %d, step %d", e + 1, step);
         }
+        if (P) {
+            P->steps++;
+            tp = gn__now_s();
+            P->total_s += tp - t_step;
+        }
     }
+#undef PHASE
+    gn_net_set_op_profile(r->net, NULL);
     if (rc < 0)
         return -1;
     if (images == 0)
