@@ -164,6 +164,52 @@ static void test_learns_and_reports(void **state)
     assert_non_null(strstr(err.msg, "cancelled"));
 }
 
+/* gpunas train --profile-ops: every step counted, each node kind called once per node
+ * per step in each pass (the tiny net: 7 convs, 5 BNs, ...), op times inside their
+ * phases, and the training's numbers unchanged by the timing. */
+static void test_op_profile(void **state)
+{
+    fixture *f = *state;
+    gn_train_config c;
+    base_config(f, &c);
+    c.epochs = 2;
+    c.threads = 1;
+    gn_train_result plain, timed;
+    gn_error err;
+    if (gn_train_run(&c, NULL, &plain, &err))
+        fail_msg("%s", err.msg);
+    gn_train_profile p;
+    memset(&p, 0, sizeof p);
+    c.profile = &p;
+    if (gn_train_run(&c, NULL, &timed, &err))
+        fail_msg("%s", err.msg);
+    assert_true(timed.test_top1 == plain.test_top1 && timed.val_top1 == plain.val_top1);
+    assert_true(timed.last.train_loss == plain.last.train_loss);
+    const int64_t S = 2 * (128 / 16);
+    assert_int_equal(p.steps, S);
+    /* head conv; irb conv_pw, conv_dw, SE reduce and expand, conv_pwl; tail conv */
+    static const int per_step[GN_OPK_N] = {[GN_OPK_CONV] = 7, [GN_OPK_BN] = 5,   [GN_OPK_GAP] = 2,
+                                           [GN_OPK_CHSCALE] = 1, [GN_OPK_ADD] = 1, [GN_OPK_LINEAR] = 1,
+                                           [GN_OPK_DROPOUT] = 1, [GN_OPK_DROPPATH] = 1};
+    double fwd_ops = 0, bwd_ops = 0;
+    for (int k = 0; k < GN_OPK_N; k++) {
+        if (k != GN_OPK_ACT) {
+            assert_int_equal(p.ops.fwd_n[k], S * per_step[k]);
+            assert_int_equal(p.ops.bwd_n[k], S * per_step[k]);
+        }
+        assert_true(p.ops.fwd_s[k] >= 0 && p.ops.bwd_s[k] >= 0);
+        fwd_ops += p.ops.fwd_s[k];
+        bwd_ops += p.ops.bwd_s[k];
+    }
+    assert_true(p.ops.fwd_n[GN_OPK_ACT] > 0 && p.ops.fwd_n[GN_OPK_ACT] % S == 0);
+    assert_string_equal(gn_op_kind_name(GN_OPK_DROPPATH), "droppath");
+    assert_true(fwd_ops > 0 && fwd_ops <= p.fwd_s);
+    assert_true(bwd_ops > 0 && bwd_ops <= p.bwd_s);
+    assert_true(p.data_s + p.fwd_s + p.loss_s + p.bwd_s + p.optim_s <= p.total_s * (1 + 1e-9));
+    fprintf(stderr, "op profile: %lld steps, %.3f ms per step, ops fwd %.3f / bwd %.3f ms\n", (long long)p.steps,
+            1e3 * p.total_s / S, 1e3 * fwd_ops / S, 1e3 * bwd_ops / S);
+}
+
 static void resume_config(fixture *f, gn_train_config *c, const char *dir)
 {
     base_config(f, c);
@@ -446,6 +492,7 @@ int main(void)
         cmocka_unit_test(test_learns_and_reports),     cmocka_unit_test(test_resume_bitwise),
         cmocka_unit_test(test_nan_stops_and_keeps_checkpoint), cmocka_unit_test(test_bad_checkpoints),
         cmocka_unit_test(test_distillation),           cmocka_unit_test(test_option_errors),
+        cmocka_unit_test(test_op_profile),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
