@@ -205,6 +205,20 @@ static double loss_at(fixture *f)
  * step drowns in the float32 rounding of the loss. */
 static double fd5(const double *l, double h) { return (8.0 * (l[1] - l[2]) - (l[0] - l[3])) / (12.0 * h); }
 
+/* The point finite differences are taken at: a random relaxed zeta (r seeded with
+ * seed), images that keep every ReLU off its kink, one training step (gradients). */
+static void relaxed_point(fixture *f, uint64_t seed, gn_rng *r)
+{
+    gn_error err;
+    gn_rng_seed(r, seed);
+    double z[64];
+    random_zeta(f->sn, r, z);
+    assert_int_equal(gn_supernet_set_zeta(f->sn, z, 1, &err), 0);
+    pick_images(f);
+    float loss;
+    assert_int_equal(gn_supernet_train_step(f->sn, &f->x, f->labels, 0, &loss, NULL, &err), 0);
+}
+
 /* One weight entry: the analytic gradient g (a copy of the arena's) against the
  * five-point difference of the loss in q->value[j] (the step shrinks while a ReLU
  * crosses its kink).  Returns the relative error, or -1 when every step crossed one;
@@ -346,15 +360,8 @@ static void test_weight_fd(void **state)
     (void)state;
     fixture f;
     setup_on(&f, "ref");
-    gn_error err;
     gn_rng r;
-    gn_rng_seed(&r, 5);
-    double z[64];
-    random_zeta(f.sn, &r, z);
-    assert_int_equal(gn_supernet_set_zeta(f.sn, z, 1, &err), 0);
-    pick_images(&f);
-    float loss;
-    assert_int_equal(gn_supernet_train_step(f.sn, &f.x, f.labels, 0, &loss, NULL, &err), 0);
+    relaxed_point(&f, 5, &r);
     mark_base(&f);
     gn_net *net = gn_supernet_net(f.sn);
     static const char *names[] = {"supernet.head.net.0.weight", "supernet.s1.p1.k5.conv.weight",
@@ -394,20 +401,13 @@ static void test_shared_weights(void **state)
     fixture f;
     gn_supernet_opts o = {.shared = true};
     setup_opts(&f, "ref", &o);
-    gn_error err;
     gn_net *net = gn_supernet_net(f.sn);
     assert_true(gn_supernet_shared(f.sn));
     size_t total = gn_net_trainable_count(net), free_w = gn_supernet_free_weights(f.sn);
     assert_true(free_w < total);
     printf("shared: %zu of %zu trainable scalars free\n", free_w, total);
     gn_rng r;
-    gn_rng_seed(&r, 11);
-    double z[64];
-    random_zeta(f.sn, &r, z);
-    assert_int_equal(gn_supernet_set_zeta(f.sn, z, 1, &err), 0);
-    pick_images(&f);
-    float loss;
-    assert_int_equal(gn_supernet_train_step(f.sn, &f.x, f.labels, 0, &loss, NULL, &err), 0);
+    relaxed_point(&f, 11, &r);
     /* the slot k3_e2_se0 of stage 2 is the centre / channel prefix of the master k5_e4_se1 */
     gn_param *m = gn_net_find_param(net, "supernet.s2.p0.k5_e4_se1.conv_exp.weight");
     gn_param *q = gn_net_find_param(net, "supernet.s2.p0.k3_e2_se0.conv_exp.weight");
