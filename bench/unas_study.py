@@ -27,6 +27,9 @@ Run (resumable: run the same command again to continue; every step skips what is
               same recipe; the main job's CPU-hours from its store); then the estimators at
               the middle target (test top-1, latency, H(q) at 0/25/50/75/100% of the run).
 
+  Several instances may run at once (one per core): each run and each training is claimed
+  with a lock file under WORK/locks, so they share the work.
+
   python3 bench/unas_study.py [--gpunas build/gpunas] [--search gpunas-search]
          [--work /var/tmp/gpunas-unas] [--threads N] [--subset 5000] [--epochs 2]
          [--init-epochs 1] [--batch 32] [--arch-lr 0.02] [--seeds 2] [--only-search]
@@ -34,7 +37,9 @@ Run (resumable: run the same command again to continue; every step skips what is
          --subset 256 --epochs 1 --init-epochs 0 --train-epochs 1 --train-subset 500 --lat-duration 0.3
 """
 import argparse
+import contextlib
 import datetime
+import fcntl
 import json
 import os
 import platform
@@ -85,9 +90,39 @@ def name_of(est, t):
     return f"unas-{est}-{t:g}ms"
 
 
+@contextlib.contextmanager
+def claim(args, name):
+    """Hold WORK/locks/NAME.lock for one job, or yield False if another process holds it.
+    Several instances of this script then share the runs and trainings between them (one
+    per core); a killed instance's lock goes with it, so its job is taken up again."""
+    d = os.path.join(args.work, "locks")
+    os.makedirs(d, exist_ok=True)
+    f = open(os.path.join(d, name + ".lock"), "w")
+    try:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            yield False
+            return
+        yield True
+    finally:
+        f.close()
+
+
+def search_done(args, est, t):
+    return any(r.get("kind") == "search" and r["estimator"] == est and r["target_ms"] == t
+               for r in baselines.read_lines(args.data_file))
+
+
 def search(args, prof, est, t, data):
-    if any(r.get("kind") == "search" and r["estimator"] == est and r["target_ms"] == t for r in data):
-        return
+    with claim(args, name_of(est, t)) as mine:
+        if not mine:
+            print(f"unas_study: {name_of(est, t)} is being run by another process", flush=True)
+        elif not search_done(args, est, t):
+            search_one(args, prof, est, t, data)
+
+
+def search_one(args, prof, est, t, data):
     out = os.path.join(args.work, f"unas-{est}")
     cmd = [args.gpunas, "unas", "--target-ms", f"{t:g}", "--profile", prof, "--estimator", est, "--store",
            os.path.join(args.search, "search.db"), "--out", out, "--subset", str(args.subset), "--epochs",
@@ -227,13 +262,14 @@ def main():
                                subset=args.train_subset, data_file=args.data_file, lat_threads=lat_threads,
                                lat_baseline_ms=lat_base, lat_duration=args.lat_duration,
                                lat_repeats=args.lat_repeats)
-    searches = [r for r in data if r["kind"] == "search"]
-    done = baselines.done_runs(args.data_file)
+    # re-read: another instance may have finished searches meanwhile
+    searches = [r for r in baselines.read_lines(args.data_file) if r["kind"] == "search"]
     for seed in range(1, args.seeds + 1):
         for r in searches:
             n = name_of(r["estimator"], r["target_ms"])
-            if (n, seed) not in done:
-                baselines.train(bargs, n, os.path.relpath(arch_file(args, r), ROOT), seed)
+            with claim(args, f"train-{n}-seed{seed}") as mine:
+                if mine and (n, seed) not in baselines.done_runs(args.data_file):
+                    baselines.train(bargs, n, os.path.relpath(arch_file(args, r), ROOT), seed)
     baselines.time_all(bargs, [(name_of(r["estimator"], r["target_ms"]),
                                 os.path.relpath(arch_file(args, r), ROOT)) for r in searches])
 
