@@ -2,7 +2,7 @@
  * nn_bench.c — speed of the compute engine on one GPUNet config (issue 3 benchmark).
  *
  *   nn_bench CONFIG [--res R] [--in-ch C] [--classes K] [--batch B] [--threads T]
- *            [--iters N] [--backend dnnl|ref] [--seed S]
+ *            [--iters N] [--backend dnnl|ref] [--seed S] [--ab-fusion]
  *
  * Measures, after warm-up:
  *   train   forward + softmax cross-entropy + backward (gn_net_train_step: training-mode
@@ -12,7 +12,17 @@
  *           p90 latency over max(5N, 50) runs.
  * bench/nn_bench_pytorch.py measures the same two things for the same network in
  * PyTorch eager; bench/nn_bench.sh runs both, interleaved, for the issue's configs.
- * Output: one line "key=value ..." per measurement, easy to paste into RESULTS.md.
+ * Output: one line "key=value ..." per measurement, easy to paste into RESULTS.md; the
+ * training line ends with the last step's loss and the number of BN + ReLU pairs run
+ * fused (GPUNAS_NO_BN_RELU_FUSION=1 in the environment: none, to compare).
+ *
+ * --ab-fusion (issue 21, on a shared machine): a second copy of the network built with
+ * GPUNAS_NO_BN_RELU_FUSION=1 (same weights), and the training steps alternate between
+ * the two, fused first in odd pairs and unfused first in even ones, so that load from
+ * other processes hits both alike; prints both medians, their ratio, the median of
+ * the per-pair ratios and each net's mean time per step in BN + activations and in
+ * convolutions (gn_op_profile; a fused pair is booked under BN), then exits (no
+ * inference).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,16 +60,80 @@ static int die(const char *what, const gn_error *e)
     return 1;
 }
 
+/* --ab-fusion: net (built as the environment says) against a copy without BN + ReLU
+ * fusion, steps alternated */
+static int ab_fusion(const gn_arch *a, gn_backend *be, gn_net *net, const gn_tensor *x, const int32_t *labels,
+                     int iters, uint64_t seed, const char *cfg, int threads)
+{
+    gn_error err = {{0}};
+    gn_net *nets[2] = {net, NULL};
+    setenv("GPUNAS_NO_BN_RELU_FUSION", "1", 1);
+    int rc = gn_net_create(a, be, &nets[1], &err);
+    unsetenv("GPUNAS_NO_BN_RELU_FUSION");
+    if (rc || gn_net_init(nets[1], seed, &err))
+        return die("network (unfused)", &err);
+    gn_train_opts o = {.dropout = false, .drop_path = false, .bn_momentum = 0.1f, .seed = seed};
+    gn_net_set_train_opts(nets[1], &o);
+    double *t[2] = {malloc(sizeof(double) * iters), malloc(sizeof(double) * iters)};
+    double *r = malloc(sizeof(double) * iters);
+    float loss[2];
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < 3; i++)
+            if (gn_net_train_step(nets[k], x, labels, 0.0f, &loss[k], &err))
+                return die("train step", &err);
+    /* the op profile of the timed steps: BN + activations (a fused pair is booked under
+     * BN), and the convolutions as a control */
+    gn_op_profile prof[2];
+    memset(prof, 0, sizeof prof);
+    for (int k = 0; k < 2; k++)
+        gn_net_set_op_profile(nets[k], &prof[k]);
+    int faster = 0;
+    for (int i = 0; i < iters; i++) {
+        for (int j = 0; j < 2; j++) {
+            int k = i % 2 ? 1 - j : j;
+            double t0 = now_s();
+            if (gn_net_train_step(nets[k], x, labels, 0.0f, &loss[k], &err))
+                return die("train step", &err);
+            t[k][i] = now_s() - t0;
+        }
+        r[i] = t[1][i] / t[0][i];
+        faster += r[i] > 1.0;
+    }
+    double rmed = pct(r, iters, 0.5), m0 = pct(t[0], iters, 0.5), m1 = pct(t[1], iters, 0.5);
+    double ba[2], cv[2];
+    for (int k = 0; k < 2; k++) {
+        gn_op_profile *p = &prof[k];
+        ba[k] = (p->fwd_s[GN_OPK_BN] + p->bwd_s[GN_OPK_BN] + p->fwd_s[GN_OPK_ACT] + p->bwd_s[GN_OPK_ACT]) / iters;
+        cv[k] = (p->fwd_s[GN_OPK_CONV] + p->bwd_s[GN_OPK_CONV]) / iters;
+        gn_net_set_op_profile(nets[k], NULL);
+    }
+    printf("engine=gpunas-%s config=%s res=%d batch=%d threads=%d ab=bn_relu_fusion pairs=%d fused_pairs=%d "
+           "fused_ms=%.2f unfused_ms=%.2f unfused/fused=%.3f median_pair_ratio=%.3f fused_faster_in=%d/%d "
+           "bn_act_ms_fused=%.2f bn_act_ms_unfused=%.2f conv_ms_fused=%.2f conv_ms_unfused=%.2f "
+           "loss_fused=%.6f loss_unfused=%.6f\n",
+           gn_backend_name(be), cfg, a->resolution, x->n, threads, iters, gn_net_bn_relu_pairs(nets[0]), m0 * 1e3,
+           m1 * 1e3, m1 / m0, rmed, faster, iters, ba[0] * 1e3, ba[1] * 1e3, cv[0] * 1e3, cv[1] * 1e3, loss[0],
+           loss[1]);
+    free(t[0]), free(t[1]), free(r);
+    gn_net_free(nets[1]);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *cfg = NULL, *backend = "dnnl";
     int res = 0, in_ch = 0, classes = 0, batch = 32, threads = 0, iters = 20;
     uint64_t seed = 1;
+    int ab = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (a[0] != '-') {
             cfg = a;
+            continue;
+        }
+        if (!strcmp(a, "--ab-fusion")) {
+            ab = 1;
             continue;
         }
         if (!v) {
@@ -116,6 +190,13 @@ int main(int argc, char **argv)
     /* training: forward + loss + backward */
     double *t = malloc(sizeof(double) * (iters > 50 ? iters * 5 : 250));
     float loss;
+    if (ab) {
+        int rc = ab_fusion(a, be, net, &x, labels, iters, seed, cfg, threads);
+        free(t), free(host), free(labels);
+        gn_tensor_free(&x), gn_tensor_free(&x1);
+        gn_net_free(net), gn_backend_destroy(be), gn_arch_free(a);
+        return rc;
+    }
     for (int i = 0; i < 3; i++)
         if (gn_net_train_step(net, &x, labels, 0.0f, &loss, &err))
             return die("train step", &err);
@@ -127,9 +208,9 @@ int main(int argc, char **argv)
     }
     double tmed = pct(t, iters, 0.5);
     printf("engine=gpunas-%s config=%s res=%d batch=%d threads=%d train_step_ms=%.2f train_img_s=%.1f "
-           "(p10 %.2f ms, p90 %.2f ms)\n",
+           "(p10 %.2f ms, p90 %.2f ms) loss=%.6f bn_relu_fused=%d\n",
            backend, cfg, R, batch, threads, tmed * 1e3, batch / tmed, pct(t, iters, 0.1) * 1e3,
-           pct(t, iters, 0.9) * 1e3);
+           pct(t, iters, 0.9) * 1e3, loss, gn_net_bn_relu_pairs(net));
 
     /* batch-1 inference */
     const gn_tensor *logits;

@@ -76,9 +76,8 @@ static double relu_margin(const gn_arch *a, gn_backend *be, const float *hx, int
         const gn_node *nd = &net->nodes[i];
         if (nd->k != ND_ACT || nd->act != GN_ELT_RELU)
             continue;
-        const gn_tensor *v = &net->v[nd->in];
-        for (size_t j = 0; j < gn_tensor_numel(v); j++)
-            m = fmin(m, fabs((double)v->data[j]));
+        for (size_t j = 0; j < gn_tensor_numel(&net->v[nd->out]); j++)
+            m = fmin(m, fabs(tu_relu_input(net, i, j)));
     }
     gn_tensor_free(&x);
     gn_net_free(net);

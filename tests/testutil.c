@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 
 #include "gpunas/arch.h"
 #include "gpunas/oneshot.h"
+#include "nn/network_internal.h"
 
 static char *join(const char *env, const char *fallback, const char *rel)
 {
@@ -223,4 +225,17 @@ int tu_unas_profile(gn_supernet *sn, gn_lat_profile *p, gn_error *err)
         p->calib.scale[t] = 0.8 + 0.15 * t;
     p->calib.intercept_ms = 0.37;
     return 0;
+}
+
+double tu_relu_input(const gn_net *net, int node, size_t j)
+{
+    const gn_node *nd = &net->nodes[node];
+    if (!nd->fused_into_bn)
+        return net->v[nd->in].data[j];
+    const gn_node *bn = nd - 1;
+    const gn_tensor *x = &net->v[bn->in];
+    int c = x->layout == GN_LAYOUT_NHWC ? (int)(j % (size_t)x->c) : (int)(j / ((size_t)x->h * x->w) % (size_t)x->c);
+    double inv = 1.0 / sqrt((double)bn->bvar.data[c] + (double)bn->eps);
+    return ((double)x->data[j] - bn->bmean.data[c]) * inv * net->params[bn->gamma].value.data[c] +
+           net->params[bn->beta].value.data[c];
 }

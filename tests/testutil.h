@@ -30,6 +30,15 @@ int tu_run_cli_env(const char *const *env, const char *args, char **out, char **
  * return its pid, or -1. */
 long tu_spawn_cli(const char *args);
 
+/* ------------------------------------------------------------------ network internals */
+#include "gpunas/network.h"
+/* The input of unit j (0 <= j < numel of the node's output value) of ReLU node `node` after
+ * net's last training forward: the stored value, or, for a ReLU run fused with its BN
+ * (src/nn/network_train.c keeps no pre-activation), BN's formula recomputed in double
+ * from the BN's input and batch statistics (equal to the fused op's within float
+ * rounding; for kink margins). */
+double tu_relu_input(const gn_net *net, int node, size_t j);
+
 /* ------------------------------------------------------------------ UNAS tests */
 #include "gpunas/latprofile.h"
 #include "gpunas/supernet.h"

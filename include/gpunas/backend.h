@@ -13,7 +13,7 @@
  *     "ref"   plain C loops, single-threaded, double accumulators; the oracle.
  *     "dnnl"  oneDNN 2.6 (C API) primitives on the CPU engine: convolution fwd /
  *             bwd_data / bwd_weights, batch_normalization fwd (training, inference)
- *             and bwd, eltwise fwd/bwd, pooling (avg, = global average pool) fwd/bwd,
+ *             and bwd (training also fused with a ReLU), eltwise fwd/bwd, pooling (avg, = global average pool) fwd/bwd,
  *             binary (add, accumulate, channel scale, masks), dnnl_sgemm for linear
  *             (no OpenBLAS needed).  Small loops remain for: channel-scale's ds,
  *             linear's bias broadcast and db, softmax cross-entropy and the
@@ -158,6 +158,26 @@ int gn_bn_fwd_infer(gn_backend *be, const gn_tensor *x, const gn_tensor *gamma,
 int gn_bn_bwd(gn_backend *be, const gn_tensor *x, const gn_tensor *dy, const gn_tensor *gamma,
               const gn_tensor *mean, const gn_tensor *var, float eps, gn_tensor *dx,
               gn_tensor *dgamma, gn_tensor *dbeta, gn_error *err);
+/* Batch norm + ReLU, training, as one op (issue 21):  y = max(0, BN_train(x)) with
+ * mean/var as gn_bn_fwd_train, and gn_bn_relu_bwd the backward through both
+ * (dz = dy * [BN(x) > 0], then BN's backward on dz).  ws, the workspace, carries what
+ * the backward needs from the forward (which elements passed the ReLU; its content is
+ * the backend's own: "dnnl" keeps oneDNN's bit mask, "ref" one byte per element): a
+ * tensor of this backend with at least gn_bn_relu_workspace(x) elements (any shape),
+ * written by the forward and read, unchanged, by the backward of the same x shape,
+ * layout and eps.  Neither form may alias its inputs and outputs.  The numbers equal
+ * gn_bn_fwd_train + gn_eltwise_fwd(RELU) and gn_eltwise_bwd(RELU) + gn_bn_bwd within
+ * float rounding (the network's training path uses it for every BN that only a ReLU
+ * reads; src/nn/network_train.c).  A backend may lack it: then these return an error
+ * and gn_bn_relu_supported is 0. */
+int gn_bn_relu_supported(const gn_backend *be);
+int gn_bn_relu_workspace(gn_backend *be, const gn_tensor *x, float eps, size_t *numel, gn_error *err);
+int gn_bn_relu_fwd_train(gn_backend *be, const gn_tensor *x, const gn_tensor *gamma,
+                         const gn_tensor *beta, float eps, gn_tensor *y, gn_tensor *mean,
+                         gn_tensor *var, gn_tensor *ws, gn_error *err);
+int gn_bn_relu_bwd(gn_backend *be, const gn_tensor *x, const gn_tensor *dy, const gn_tensor *gamma,
+                   const gn_tensor *mean, const gn_tensor *var, float eps, const gn_tensor *ws,
+                   gn_tensor *dx, gn_tensor *dgamma, gn_tensor *dbeta, gn_error *err);
 /* PyTorch running-stat update, momentum m (0.1 in PyTorch), count = N*H*W > 1:
  *   run_mean = (1-m)*run_mean + m*mean
  *   run_var  = (1-m)*run_var  + m*var*count/(count-1)     (unbiased) */

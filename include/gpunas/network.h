@@ -98,6 +98,10 @@ typedef struct {
     uint64_t seed;     /* mask RNG seed (advanced every training forward) */
 } gn_train_opts;
 void gn_net_set_train_opts(gn_net *net, const gn_train_opts *o);
+/* How many BN + ReLU pairs the training passes run as one fused op (decided when the
+ * net is built; design in src/nn/network_train.c).  GPUNAS_NO_BN_RELU_FUSION=1 in the
+ * environment at gn_net_create turns the fusion off (0 here), for comparisons. */
+int gn_net_bn_relu_pairs(const gn_net *net);
 
 /* Op timing of the training passes (issue 21's profile): while a gn_op_profile is set,
  * every node that runs in gn_net_forward_train / forward_eval / backward adds its wall

@@ -325,6 +325,85 @@ int gn_bn_bwd(gn_backend *be, const gn_tensor *x, const gn_tensor *dy, const gn_
     return be->ops->bn_bwd(be, x, dy, gamma, mean, var, eps, dx, dgamma, dbeta, err);
 }
 
+/* BN + ReLU (training): the BN checks, plus the workspace's size from the backend */
+int gn_bn_relu_supported(const gn_backend *be)
+{
+    return be && be->ops->bn_relu_ws && be->ops->bn_relu_fwd_train && be->ops->bn_relu_bwd;
+}
+
+static int check_bn_relu(const char *op, gn_backend *be, const gn_tensor *x, float eps, gn_error *err)
+{
+    CK(check_bn_common(op, be, x, eps, err));
+    if (!gn_bn_relu_supported(be))
+        return gn_error_set(err, "%s: backend '%s' has no fused batch norm + ReLU", op, be->name);
+    return 0;
+}
+
+static int check_ws(const char *op, gn_backend *be, const gn_tensor *x, float eps, const gn_tensor *ws,
+                    gn_error *err)
+{
+    size_t need = 0;
+    CK(check_t(op, "workspace", be, ws, err));
+    CK(be->ops->bn_relu_ws(be, x, eps, &need, err));
+    if (gn_tensor_numel(ws) < need)
+        return gn_error_set(err, "%s: workspace has %zu elements, the input [%d,%d,%d,%d] needs %zu", op,
+                            gn_tensor_numel(ws), SHP(x), need);
+    return 0;
+}
+
+int gn_bn_relu_workspace(gn_backend *be, const gn_tensor *x, float eps, size_t *numel, gn_error *err)
+{
+    const char *op = "bn_relu_workspace";
+    CK(check_bn_relu(op, be, x, eps, err));
+    if (!numel)
+        return gn_error_set(err, "%s: NULL output", op);
+    return be->ops->bn_relu_ws(be, x, eps, numel, err);
+}
+
+int gn_bn_relu_fwd_train(gn_backend *be, const gn_tensor *x, const gn_tensor *gamma,
+                         const gn_tensor *beta, float eps, gn_tensor *y, gn_tensor *mean,
+                         gn_tensor *var, gn_tensor *ws, gn_error *err)
+{
+    const char *op = "bn_relu_fwd_train";
+    CK(check_bn_relu(op, be, x, eps, err));
+    size_t C = (size_t)x->c;
+    CK(check_vec(op, "gamma", be, gamma, C, err));
+    CK(check_vec(op, "beta", be, beta, C, err));
+    CK(check_vec(op, "mean", be, mean, C, err));
+    CK(check_vec(op, "var", be, var, C, err));
+    CK(check_t(op, "output", be, y, err));
+    CK(check_shape(op, "output", y, SHP(x), err));
+    CK(check_same_layout(op, "output", y, x, err));
+    CK(check_ws(op, be, x, eps, ws, err));
+    if (y->data == x->data || ws->data == x->data || ws->data == y->data)
+        return gn_error_set(err, "%s: output and workspace must not alias the input or each other", op);
+    return be->ops->bn_relu_fwd_train(be, x, gamma, beta, eps, y, mean, var, ws, err);
+}
+
+int gn_bn_relu_bwd(gn_backend *be, const gn_tensor *x, const gn_tensor *dy, const gn_tensor *gamma,
+                   const gn_tensor *mean, const gn_tensor *var, float eps, const gn_tensor *ws,
+                   gn_tensor *dx, gn_tensor *dgamma, gn_tensor *dbeta, gn_error *err)
+{
+    const char *op = "bn_relu_bwd";
+    if (x && dy && dx && (dy->layout != x->layout || dx->layout != x->layout))
+        return gn_error_set(err, "%s: dy/dx layout differs from the input's", op);
+    CK(check_bn_relu(op, be, x, eps, err));
+    size_t C = (size_t)x->c;
+    CK(check_t(op, "dy", be, dy, err));
+    CK(check_shape(op, "dy", dy, SHP(x), err));
+    CK(check_t(op, "dx", be, dx, err));
+    CK(check_shape(op, "dx", dx, SHP(x), err));
+    CK(check_vec(op, "gamma", be, gamma, C, err));
+    CK(check_vec(op, "mean", be, mean, C, err));
+    CK(check_vec(op, "var", be, var, C, err));
+    CK(check_vec(op, "dgamma", be, dgamma, C, err));
+    CK(check_vec(op, "dbeta", be, dbeta, C, err));
+    CK(check_ws(op, be, x, eps, ws, err));
+    if (dx->data == x->data || dx->data == dy->data || dx->data == ws->data)
+        return gn_error_set(err, "%s: dx must not alias x, dy or the workspace", op);
+    return be->ops->bn_relu_bwd(be, x, dy, gamma, mean, var, eps, ws, dx, dgamma, dbeta, err);
+}
+
 int gn_bn_update_running(gn_backend *be, gn_tensor *run_mean, gn_tensor *run_var,
                          const gn_tensor *mean, const gn_tensor *var, float momentum,
                          int64_t count, gn_error *err)

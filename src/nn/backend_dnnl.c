@@ -64,6 +64,8 @@ enum {
     OP_GAP_FWD,
     OP_GAP_BWD,
     OP_BINARY,
+    OP_BN_RELU_TRAIN, /* batch norm + ReLU (dnnl_fuse_norm_relu), training forward */
+    OP_BN_RELU_BWD,   /* ... and its backward */
 };
 
 #define KEYLEN 20
@@ -723,6 +725,140 @@ static int dn_bn_bwd(gn_backend *be, const gn_tensor *x, const gn_tensor *dy,
     return ent_exec(D(be), e, ptrs, what, err);
 }
 
+/* ------------------------------------------------------------------ batch norm + ReLU
+ * Training BN fused with the ReLU that follows it (issue 21; gn_bn_relu_* in
+ * gpunas/backend.h; the network decides which BN nodes use it, network_train.c).
+ *
+ * What: one batch_normalization primitive with dnnl_fuse_norm_relu in forward_training
+ * computes y = max(0, BN(x)) and the batch mean/var, and writes a WORKSPACE (which
+ * elements were > 0: oneDNN's JIT kernels keep 1 bit per element, its plain C++ ones
+ * (ncsp_bnorm, nspc_bnorm: small or odd channel counts, nchw) 1 byte; the size comes
+ * from the primitive descriptor, dnnl_query_workspace_md, and gn_bn_relu_workspace
+ * reports it in floats).  The backward, dnnl_backward with the
+ * same flags and the forward as hint, reads x, dy (w.r.t. the ReLU's output) and that
+ * workspace and gives dx, dgamma, dbeta: the ReLU's backward is folded into BN's.
+ * So a BN + ReLU pair costs one pass over the activations each way instead of two,
+ * and the pre-activation BN(x) is never stored.  Layouts are the caller's (nchw or
+ * nhwc, like the plain BN above; no reorders).  oneDNN 2.6 fuses only ReLU (slope 0)
+ * into BN: swish (and sigmoid) stay separate eltwise ops.  New cache kinds
+ * OP_BN_RELU_TRAIN / OP_BN_RELU_BWD, keyed like BN (shape, eps, layout).
+ */
+static centry *bn_relu_entry(dimpl *d, int kind, const gn_tensor *x, float eps, const char *what,
+                             gn_error *err)
+{
+    int64_t key[KEYLEN];
+    bn_key(key, kind, x, eps);
+    centry *e = cache_find(d, key);
+    if (e)
+        return e;
+    dnnl_batch_normalization_desc_t fd, bd;
+    dnnl_primitive_desc_t hint = NULL, pd = NULL;
+    dnnl_memory_desc_t ux, uv;
+    const unsigned fl = dnnl_use_scale | dnnl_use_shift | dnnl_fuse_norm_relu;
+    if (!(e = ent_new(key))) {
+        gn_error_set(err, "dnnl: %s: out of memory", what);
+        return NULL;
+    }
+    if (md_t(&ux, x, TAG(x)) || md_vec(&uv, x->c)) {
+        desc_fail(err, what);
+        goto fail;
+    }
+    DN(dnnl_batch_normalization_forward_desc_init(&fd, dnnl_forward_training, &ux, eps, fl), what);
+    if (kind == OP_BN_RELU_TRAIN) {
+        DN(dnnl_primitive_desc_create(&pd, &fd, NULL, d->eng, NULL), what);
+        const dnnl_memory_desc_t *ws = dnnl_primitive_desc_query_md(pd, dnnl_query_workspace_md, 0);
+        if (!ws || ws->ndims == 0) {
+            gn_error_set(err, "dnnl: %s: no workspace in the primitive", what);
+            goto fail;
+        }
+        if (ent_arg(d, e, DNNL_ARG_SRC, &ux, NULL, 0, err) ||
+            ent_arg(d, e, DNNL_ARG_SCALE, &uv, NULL, 0, err) ||
+            ent_arg(d, e, DNNL_ARG_SHIFT, &uv, NULL, 0, err) ||
+            ent_arg(d, e, DNNL_ARG_DST, &ux, NULL, 1, err) ||
+            ent_arg(d, e, DNNL_ARG_MEAN, &uv, NULL, 1, err) ||
+            ent_arg(d, e, DNNL_ARG_VARIANCE, &uv, NULL, 1, err) ||
+            ent_arg(d, e, DNNL_ARG_WORKSPACE, ws, NULL, 1, err))
+            goto fail;
+    } else {
+        DN(dnnl_primitive_desc_create(&hint, &fd, NULL, d->eng, NULL), what);
+        DN(dnnl_batch_normalization_backward_desc_init(&bd, dnnl_backward, &ux, &ux, eps, fl), what);
+        DN(dnnl_primitive_desc_create(&pd, &bd, NULL, d->eng, hint), what);
+        /* the backward reads the workspace the forward (its hint) writes: same md */
+        const dnnl_memory_desc_t *ws = dnnl_primitive_desc_query_md(pd, dnnl_query_workspace_md, 0),
+                                 *fws = dnnl_primitive_desc_query_md(hint, dnnl_query_workspace_md, 0);
+        if (!ws || ws->ndims == 0 || !fws || !dnnl_memory_desc_equal(ws, fws)) {
+            gn_error_set(err, "dnnl: %s: the backward's workspace is not the forward's", what);
+            goto fail;
+        }
+        if (ent_arg(d, e, DNNL_ARG_SRC, &ux, NULL, 0, err) ||
+            ent_arg(d, e, DNNL_ARG_DIFF_DST, &ux, NULL, 0, err) ||
+            ent_arg(d, e, DNNL_ARG_SCALE, &uv, NULL, 0, err) ||
+            ent_arg(d, e, DNNL_ARG_SHIFT, &uv, NULL, 0, err) ||
+            ent_arg(d, e, DNNL_ARG_MEAN, &uv, NULL, 0, err) ||
+            ent_arg(d, e, DNNL_ARG_VARIANCE, &uv, NULL, 0, err) ||
+            ent_arg(d, e, DNNL_ARG_WORKSPACE, ws, NULL, 0, err) ||
+            ent_arg(d, e, DNNL_ARG_DIFF_SRC, &ux, NULL, 1, err) ||
+            ent_arg(d, e, DNNL_ARG_DIFF_SCALE, &uv, NULL, 1, err) ||
+            ent_arg(d, e, DNNL_ARG_DIFF_SHIFT, &uv, NULL, 1, err))
+            goto fail;
+    }
+    if (ent_commit(d, e, pd, what, err))
+        goto fail;
+    build_done(pd, hint, NULL);
+    return e;
+fail:
+    build_done(pd, hint, e);
+    return NULL;
+}
+
+/* bytes of an entry's workspace argument (the memory created from the primitive's md) */
+static size_t ent_ws_bytes(const centry *e)
+{
+    for (int i = 0; i < e->nargs; i++)
+        if (e->a[i].arg == DNNL_ARG_WORKSPACE) {
+            const dnnl_memory_desc_t *md = NULL;
+            if (dnnl_memory_get_memory_desc(e->a[i].user, &md) == dnnl_success && md)
+                return dnnl_memory_desc_get_size(md);
+        }
+    return 0;
+}
+
+static int dn_bn_relu_ws(gn_backend *be, const gn_tensor *x, float eps, size_t *numel, gn_error *err)
+{
+    centry *e = bn_relu_entry(D(be), OP_BN_RELU_TRAIN, x, eps, "batch normalization + relu forward training", err);
+    if (!e)
+        return -1;
+    *numel = (ent_ws_bytes(e) + sizeof(float) - 1) / sizeof(float);
+    return 0;
+}
+
+static int dn_bn_relu_fwd_train(gn_backend *be, const gn_tensor *x, const gn_tensor *gamma,
+                                const gn_tensor *beta, float eps, gn_tensor *y, gn_tensor *mean,
+                                gn_tensor *var, gn_tensor *ws, gn_error *err)
+{
+    const char *what = "batch normalization + relu forward training";
+    centry *e = bn_relu_entry(D(be), OP_BN_RELU_TRAIN, x, eps, what, err);
+    if (!e)
+        return -1;
+    void *ptrs[7] = {P(x), P(gamma), P(beta), P(y), P(mean), P(var), P(ws)};
+    return ent_exec(D(be), e, ptrs, what, err);
+}
+
+static int dn_bn_relu_bwd(gn_backend *be, const gn_tensor *x, const gn_tensor *dy,
+                          const gn_tensor *gamma, const gn_tensor *mean, const gn_tensor *var,
+                          float eps, const gn_tensor *ws, gn_tensor *dx, gn_tensor *dgamma,
+                          gn_tensor *dbeta, gn_error *err)
+{
+    const char *what = "batch normalization + relu backward";
+    centry *e = bn_relu_entry(D(be), OP_BN_RELU_BWD, x, eps, what, err);
+    if (!e)
+        return -1;
+    /* SHIFT: a placeholder, as in dn_bn_bwd */
+    void *ptrs[10] = {P(x),  P(dy), P(gamma),  P(gamma),  P(mean),
+                      P(var), P(ws), P(dx), P(dgamma), P(dbeta)};
+    return ent_exec(D(be), e, ptrs, what, err);
+}
+
 /* ------------------------------------------------------------------ eltwise */
 static int dn_eltwise(gn_backend *be, int bwd, gn_eltwise k, const gn_tensor *x,
                       const gn_tensor *dy, gn_tensor *out, gn_error *err)
@@ -1133,6 +1269,9 @@ static const gn_backend_ops dnnl_ops = {
     .bn_fwd_infer = dn_bn_fwd_infer,
     .bn_bwd = dn_bn_bwd,
     .bn_update_running = gn__ref_bn_update_running,
+    .bn_relu_ws = dn_bn_relu_ws,
+    .bn_relu_fwd_train = dn_bn_relu_fwd_train,
+    .bn_relu_bwd = dn_bn_relu_bwd,
     .eltwise_fwd = dn_eltwise_fwd,
     .eltwise_bwd = dn_eltwise_bwd,
     .gap_fwd = dn_gap_fwd,

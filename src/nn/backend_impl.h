@@ -42,6 +42,16 @@ typedef struct gn_backend_ops {
                   const gn_tensor *gamma, const gn_tensor *mean, const gn_tensor *var,
                   float eps, gn_tensor *dx, gn_tensor *dgamma, gn_tensor *dbeta,
                   gn_error *err);
+    /* BN + ReLU in training (gn_bn_relu_*); all three NULL where a backend has no such op.
+     * ws has at least bn_relu_ws(x) floats (checked by the wrapper). */
+    int (*bn_relu_ws)(gn_backend *be, const gn_tensor *x, float eps, size_t *numel, gn_error *err);
+    int (*bn_relu_fwd_train)(gn_backend *be, const gn_tensor *x, const gn_tensor *gamma,
+                             const gn_tensor *beta, float eps, gn_tensor *y, gn_tensor *mean,
+                             gn_tensor *var, gn_tensor *ws, gn_error *err);
+    int (*bn_relu_bwd)(gn_backend *be, const gn_tensor *x, const gn_tensor *dy,
+                       const gn_tensor *gamma, const gn_tensor *mean, const gn_tensor *var,
+                       float eps, const gn_tensor *ws, gn_tensor *dx, gn_tensor *dgamma,
+                       gn_tensor *dbeta, gn_error *err);
     int (*bn_update_running)(gn_backend *be, gn_tensor *run_mean, gn_tensor *run_var,
                              const gn_tensor *mean, const gn_tensor *var, float momentum,
                              int64_t count, gn_error *err);

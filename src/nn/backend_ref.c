@@ -316,6 +316,49 @@ static int ref_bn_bwd(gn_backend *be, const gn_tensor *x, const gn_tensor *dy,
     return 0;
 }
 
+/* BN + ReLU in training (gn_bn_relu_*), the oracle for the dnnl form: this backend's
+ * BN, then ReLU in place, so the numbers are the unfused path's bit for bit.  The
+ * workspace holds one byte per element, 1 where BN's output was > 0 (the ReLU's
+ * derivative); the backward masks dy with it and runs BN's backward. */
+static int ref_bn_relu_ws(gn_backend *be, const gn_tensor *x, float eps, size_t *numel, gn_error *err)
+{
+    *numel = (gn_tensor_numel(x) + sizeof(float) - 1) / sizeof(float);
+    return 0;
+}
+
+static int ref_bn_relu_fwd_train(gn_backend *be, const gn_tensor *x, const gn_tensor *gamma,
+                                 const gn_tensor *beta, float eps, gn_tensor *y, gn_tensor *mean,
+                                 gn_tensor *var, gn_tensor *ws, gn_error *err)
+{
+    if (ref_bn_fwd_train(be, x, gamma, beta, eps, y, mean, var, err))
+        return -1;
+    unsigned char *m = (unsigned char *)ws->data;
+    const size_t n = gn_tensor_numel(y);
+    for (size_t i = 0; i < n; i++) {
+        m[i] = y->data[i] > 0.0f;
+        y->data[i] = act_f(GN_ELT_RELU, y->data[i]);
+    }
+    return 0;
+}
+
+static int ref_bn_relu_bwd(gn_backend *be, const gn_tensor *x, const gn_tensor *dy,
+                           const gn_tensor *gamma, const gn_tensor *mean, const gn_tensor *var,
+                           float eps, const gn_tensor *ws, gn_tensor *dx, gn_tensor *dgamma,
+                           gn_tensor *dbeta, gn_error *err)
+{
+    const size_t n = gn_tensor_numel(dy);
+    gn_tensor dz = *dy;
+    dz.owned = false;
+    if (!(dz.data = malloc(n * sizeof(float))))
+        return oom(err, "bn_relu_bwd");
+    const unsigned char *m = (const unsigned char *)ws->data;
+    for (size_t i = 0; i < n; i++)
+        dz.data[i] = m[i] ? dy->data[i] : 0.0f;
+    int rc = ref_bn_bwd(be, x, &dz, gamma, mean, var, eps, dx, dgamma, dbeta, err);
+    free(dz.data);
+    return rc;
+}
+
 int gn__ref_bn_update_running(gn_backend *be, gn_tensor *run_mean, gn_tensor *run_var,
                              const gn_tensor *mean, const gn_tensor *var, float momentum,
                              int64_t count, gn_error *err)
@@ -517,6 +560,9 @@ static const gn_backend_ops ref_ops = {
     .bn_fwd_infer = ref_bn_fwd_infer,
     .bn_bwd = ref_bn_bwd,
     .bn_update_running = gn__ref_bn_update_running,
+    .bn_relu_ws = ref_bn_relu_ws,
+    .bn_relu_fwd_train = ref_bn_relu_fwd_train,
+    .bn_relu_bwd = ref_bn_relu_bwd,
     .eltwise_fwd = ref_eltwise_fwd,
     .eltwise_bwd = ref_eltwise_bwd,
     .gap_fwd = ref_gap_fwd,

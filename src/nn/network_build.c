@@ -311,6 +311,7 @@ int gn__net_finish(gn_net *net, gn_error *err)
         if (q->trainable)
             param_view(net, q, net->garena, o, true);
     }
+    gn__net_plan_bn_relu(net);
     return 0;
 }
 
@@ -347,6 +348,7 @@ void gn_net_free(gn_net *net)
     for (int i = 0; i < net->n_nodes; i++) {
         gn_tensor_free(&net->nodes[i].bmean);
         gn_tensor_free(&net->nodes[i].bvar);
+        gn_tensor_free(&net->nodes[i].ws);
         gn_tensor_free(&net->nodes[i].mask);
         free(net->nodes[i].mix_in);
         free(net->nodes[i].mixw);

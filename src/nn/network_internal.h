@@ -38,6 +38,12 @@ typedef struct {
     int gamma, beta, rmean, rvar; /* BN param ids */
     float eps;
     gn_tensor bmean, bvar; /* BN batch statistics of the last training forward */
+    /* BN + ReLU fusion (network_train.c, gn__net_plan_bn_relu): on a BN node, relu_fused
+     * means node+1 is a ReLU that reads only it and the pair runs as one op writing the
+     * ReLU's value (the BN's own value is never allocated); ws is the op's workspace.
+     * On that ACT node, fused_into_bn: the BN node runs it. */
+    bool relu_fused, fused_into_bn;
+    gn_tensor ws;
     gn_eltwise act;     /* ACT */
     float rate;         /* DROPOUT / DROPPATH */
     gn_tensor mask;     /* active mask of the last training forward (empty: identity) */
@@ -104,6 +110,7 @@ struct gn_net {
     gn_train_opts opts;
     gn_op_profile *prof; /* op timing (gn_net_set_op_profile), or NULL */
     int64_t bn_batches; /* num_batches_tracked */
+    int n_bn_relu;      /* BN + ReLU pairs fused (gn__net_plan_bn_relu) */
     gn_rng rng;
     gn_tensor dlogits;
     gn_infer_plan ip;
@@ -128,6 +135,9 @@ int gn__net_finish(gn_net *net, gn_error *err);
 
 /* network_train.c */
 int gn__net_ensure_batch(gn_net *net, int n, gn_error *err);
+/* Mark the BN + ReLU pairs that training runs fused (once, from gn__net_finish);
+ * returns how many (also in net->n_bn_relu). */
+int gn__net_plan_bn_relu(gn_net *net);
 
 /* network_mix.c */
 /* Weights w[rows*k] of MIX node `node` for the next forward of a batch of `rows`. */

@@ -88,7 +88,9 @@ int gn_net_naswot(gn_net *net, const gn_tensor *x, double *score, int64_t *units
         const gn_node *nd = &net->nodes[k];
         if (nd->k != ND_ACT || (nd->act != GN_ELT_RELU && nd->act != GN_ELT_SILU))
             continue;
-        const gn_tensor *in = &net->v[nd->in];
+        /* a ReLU's bits from its output (y > 0 exactly when x > 0): a ReLU fused with its
+         * BN (network_train.c) has no stored input */
+        const gn_tensor *in = &net->v[nd->act == GN_ELT_RELU ? nd->out : nd->in];
         size_t per = gn_tensor_numel(in) / (size_t)B, words = (per + 63) / 64;
         if (words * (size_t)B > cap) {
             uint64_t *nb = realloc(bits, sizeof(uint64_t) * words * (size_t)B);

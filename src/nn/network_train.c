@@ -6,6 +6,9 @@
  * residual skip, the SE input) is the sum of what each reader sends.  The first
  * reader (in reverse order) writes dv[value] directly; later ones write to a scratch
  * tensor and accumulate, since backend backward ops overwrite their outputs.
+ *
+ * BN + ReLU fusion (issue 21; gn__net_plan_bn_relu below): a BN node whose output only
+ * the ReLU node right after it reads runs, with that ReLU, as one backend op each way.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -78,10 +81,99 @@ int gn__net_ensure_batch(gn_net *net, int n, gn_error *err)
                 return -1;
         }
         gn_tensor_free(&nd->mask);
+        gn_tensor_free(&nd->ws);
     }
     net->batch = n;
     net->have_forward = false;
     return ensure_value(net, 0, err);
+}
+
+/* ------------------------------------------------------------------ BN + ReLU fusion
+ * What: a BN node immediately followed by a ReLU node that reads the BN's output, when
+ * nothing else reads that value (no other node, no mix column, not the logits), runs
+ * as one op: gn_bn_relu_fwd_train in the training forward (on "dnnl" one oneDNN
+ * batch-normalization primitive with dnnl_fuse_norm_relu) and gn_bn_relu_bwd in the
+ * backward (one primitive: the ReLU's mask applied inside BN's backward).  The pair's
+ * result is written straight into the ReLU's value and its gradient read from the
+ * ReLU's gradient, so the BN's own value and gradient (the pre-activation) are never
+ * allocated; what the backward needs of the ReLU is in the op's workspace (a bit or a
+ * byte per element, nd->ws, sized by gn_bn_relu_workspace and kept with the node like
+ * the batch statistics).  The plain eval forward runs the pair as BN inference into
+ * the ReLU's value and the ReLU in place (the same numbers as unfused, and no
+ * pre-activation buffer either).  The fused ACT node is skipped in both passes; it is
+ * still counted as run (runs_fwd / runs_bwd), and the op profile books the pair's time
+ * under BN.  gn_net_naswot reads a ReLU's output instead of its input (y > 0 exactly
+ * when x > 0).
+ * When: decided once, when the graph is built (gn__net_finish), for every pair that
+ * qualifies, if the backend has the op (gn_bn_relu_supported; both "ref" and "dnnl"
+ * do) and GPUNAS_NO_BN_RELU_FUSION is unset, empty or "0" in the environment (set it to
+ * 1 to compare; the tests and bench/nn_bench do).  The numbers equal the unfused path
+ * within float rounding: on "ref" bit for bit, on "dnnl" oneDNN's fused kernel rounds
+ * BN's sums in its own order (tests/test_nn_bn_relu.c).
+ * Why not swish: oneDNN 2.6 fuses only ReLU into batch normalization (the flag is
+ * dnnl_fuse_norm_relu, slope 0, and there are no post-ops on BN), so BN + swish (and
+ * the SE's sigmoid) stay two ops.
+ */
+int gn__net_plan_bn_relu(gn_net *net)
+{
+    const char *off = getenv("GPUNAS_NO_BN_RELU_FUSION");
+    bool on = gn_bn_relu_supported(net->be) && !(off && *off && strcmp(off, "0") != 0);
+    int *readers = calloc((size_t)net->n_vals, sizeof *readers);
+    net->n_bn_relu = 0;
+    for (int i = 0; i < net->n_nodes; i++)
+        net->nodes[i].relu_fused = net->nodes[i].fused_into_bn = false;
+    if (!readers || !on) { /* out of memory here: simply no fusion */
+        free(readers);
+        return 0;
+    }
+    for (int i = 0; i < net->n_nodes; i++) {
+        const gn_node *nd = &net->nodes[i];
+        if (nd->k == ND_MIX) {
+            for (int k = 0; k < nd->mix_k; k++)
+                readers[nd->mix_in[k]]++;
+            continue;
+        }
+        readers[nd->in]++;
+        if (nd->in2 >= 0)
+            readers[nd->in2]++;
+    }
+    for (int i = 0; i + 1 < net->n_nodes; i++) {
+        gn_node *nd = &net->nodes[i], *nx = &net->nodes[i + 1];
+        if (nd->k == ND_BN && nx->k == ND_ACT && nx->act == GN_ELT_RELU && nx->in == nd->out &&
+            readers[nd->out] == 1 && nd->out != net->n_vals - 1) {
+            nd->relu_fused = nx->fused_into_bn = true;
+            net->n_bn_relu++;
+        }
+    }
+    free(readers);
+    return net->n_bn_relu;
+}
+
+int gn_net_bn_relu_pairs(const gn_net *net) { return net->n_bn_relu; }
+
+/* The fused pair's forward (BN node nd, its ReLU node nd + 1; see above). */
+static int bn_relu_fwd(gn_net *net, gn_node *nd, bool train, gn_error *err)
+{
+    gn_backend *be = net->be;
+    gn_tensor *in = &net->v[nd->in], *out = &net->v[nd[1].out];
+    gn_tensor g = pv(net, nd->gamma), bb = pv(net, nd->beta), rm = pv(net, nd->rmean), rv = pv(net, nd->rvar);
+    if (!train)
+        return gn_bn_fwd_infer(be, in, &g, &bb, &rm, &rv, nd->eps, out, err) ||
+                       gn_eltwise_fwd(be, GN_ELT_RELU, out, out, err)
+                   ? -1
+                   : 0;
+    size_t need = 0;
+    if (gn_bn_relu_workspace(be, in, nd->eps, &need, err))
+        return -1;
+    if (gn_tensor_numel(&nd->ws) < need) {
+        gn_tensor_free(&nd->ws);
+        if (gn_tensor_alloc(&nd->ws, be, (int)need, 1, 1, 1, err))
+            return -1;
+    }
+    if (gn_bn_relu_fwd_train(be, in, &g, &bb, nd->eps, out, &nd->bmean, &nd->bvar, &nd->ws, err))
+        return -1;
+    return gn_bn_update_running(be, &rm, &rv, &nd->bmean, &nd->bvar, net->opts.bn_momentum,
+                                (int64_t)in->n * in->h * in->w, err);
 }
 
 static int check_input(gn_net *net, const gn_tensor *x, gn_error *err)
@@ -179,14 +271,22 @@ static int forward(gn_net *net, const gn_tensor *x, bool train, const gn_tensor 
     net->v[0].owned = false;
     for (int i = 0; i < net->n_nodes; i++) {
         gn_node *nd = &net->nodes[i];
-        if (!net->live[i])
+        if (!net->live[i] || nd->fused_into_bn) /* a fused ReLU runs with its BN */
             continue;
-        if (ensure_value(net, nd->out, err))
+        if (ensure_value(net, nd->relu_fused ? nd[1].out : nd->out, err))
             return -1;
         nd->runs_fwd++;
         double t0 = net->prof ? gn__now_s() : 0;
         gn_tensor *in = &net->v[nd->in], *out = &net->v[nd->out];
         int rc = 0;
+        if (nd->relu_fused) {
+            nd[1].runs_fwd++;
+            if (bn_relu_fwd(net, nd, train, err))
+                return -1;
+            if (net->prof)
+                prof_add(net, nd, false, t0);
+            continue;
+        }
         switch (nd->k) {
         case ND_MIX:
             rc = gn__mix_fwd(net, nd, err);
@@ -318,14 +418,19 @@ int gn_net_backward(gn_net *net, const gn_tensor *dlogits, gn_error *err)
     net->written[last] = 1;
     for (int i = net->n_nodes - 1; i >= 0; i--) {
         gn_node *nd = &net->nodes[i];
-        if (!net->written[nd->out]) { /* does not reach the loss, or was not run */
+        if (nd->fused_into_bn) /* a fused ReLU: its BN node (next in this loop) runs both */
+            continue;
+        int out = nd->relu_fused ? nd[1].out : nd->out;
+        if (!net->written[out]) { /* does not reach the loss, or was not run */
             if (zero_param_grads(net, nd, err))
                 return -1;
             continue;
         }
         nd->runs_bwd++;
+        if (nd->relu_fused)
+            nd[1].runs_bwd++;
         double t0 = net->prof ? gn__now_s() : 0;
-        gn_tensor *dy = &net->dv[nd->out], *x = &net->v[nd->in];
+        gn_tensor *dy = &net->dv[out], *x = &net->v[nd->in];
         bool need_dx = nd->in != 0 && nd->k != ND_MIX; /* no gradient for the image */
         gn_tensor view0, view1, *dx = need_dx ? grad_dst(net, nd->in, 0, &view0) : NULL;
         int rc = 0;
@@ -353,7 +458,11 @@ int gn_net_backward(gn_net *net, const gn_tensor *dlogits, gn_error *err)
         }
         case ND_BN: {
             gn_tensor g = pv(net, nd->gamma), gg = net->params[nd->gamma].grad, gbeta = net->params[nd->beta].grad;
-            rc = gn_bn_bwd(be, x, dy, &g, &nd->bmean, &nd->bvar, nd->eps, dx, &gg, &gbeta, err);
+            if (nd->relu_fused)
+                rc = gn_bn_relu_bwd(be, x, dy, &g, &nd->bmean, &nd->bvar, nd->eps, &nd->ws, dx, &gg, &gbeta,
+                                    err);
+            else
+                rc = gn_bn_bwd(be, x, dy, &g, &nd->bmean, &nd->bvar, nd->eps, dx, &gg, &gbeta, err);
             break;
         }
         case ND_ACT:
