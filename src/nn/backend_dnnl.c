@@ -1,4 +1,4 @@
-/* backend_dnnl.c — oneDNN (2.6, C API) backend on the CPU engine.
+/* backend_dnnl.c — oneDNN (C API; 2.6 or 3.x, see nn/dnnl_compat.h) backend on the CPU engine.
  *
  * Every op looks up a cache entry keyed by (op, shapes, params); an entry holds the
  * primitive, one "user" memory object per argument (plain layout, data handle set
@@ -30,7 +30,9 @@
  *   measured: no OpenMP wait policy keeps 2 threads as fast as 1 beside one busy
  *   process on 2 cores).  A changed count empties the primitive cache: oneDNN's
  *   kernels split their work for the thread count they were created with.  "ref" is single-threaded
- *   and ignores it.  gn_backend_pin_threads places the team: libgomp reads its
+ *   and ignores it.  (A oneDNN 3.x built with TBB, PyPI's onednn 2026.x: set_threads
+ *   uses tbb::global_control, see nn/dnnl_compat.h; pinning needs libgomp and fails.)
+ *   gn_backend_pin_threads places the team: libgomp reads its
  *   placement settings (OMP_PROC_BIND, OMP_PLACES) only from the environment at
  *   load, so the dnnl backend runs one parallel region through libgomp's
  *   GOMP_parallel entry (dlsym again) in which every team thread calls
@@ -51,6 +53,7 @@
 
 #include "gpunas/backend.h"
 #include "nn/backend_impl.h"
+#include "nn/dnnl_compat.h"
 
 enum {
     OP_CONV_FWD = 1,
@@ -206,6 +209,7 @@ static void build_done(dnnl_primitive_desc_t pd, dnnl_primitive_desc_t hint, cen
         dnnl_primitive_desc_destroy(hint);
     if (failed)
         ent_free(failed);
+    dc_build_end();
 }
 
 static int ent_arg(dimpl *d, centry *e, int arg, const dnnl_memory_desc_t *user_md,
@@ -215,17 +219,15 @@ static int ent_arg(dimpl *d, centry *e, int arg, const dnnl_memory_desc_t *user_
     carg *a = &e->a[e->nargs++];
     a->arg = arg;
     a->out = out;
-    DN(dnnl_memory_create(&a->user, user_md, d->eng, DNNL_MEMORY_NONE), "memory create");
-    if (prim_md && !dnnl_memory_desc_equal(user_md, prim_md)) {
-        DN(dnnl_memory_create(&a->inner, prim_md, d->eng, DNNL_MEMORY_ALLOCATE),
+    DN(dc_memory_create(&a->user, user_md, d->eng, DNNL_MEMORY_NONE), "memory create");
+    if (prim_md && !dc_md_equal(user_md, prim_md)) {
+        DN(dc_memory_create(&a->inner, prim_md, d->eng, DNNL_MEMORY_ALLOCATE),
            "memory create");
-        e->bytes += dnnl_memory_desc_get_size(prim_md);
+        e->bytes += dc_md_size(prim_md);
         if (out)
-            DN(dnnl_reorder_primitive_desc_create(&rpd, prim_md, d->eng, user_md, d->eng, NULL),
-               "reorder");
+            DN(dc_reorder_pd(&rpd, prim_md, user_md, d->eng), "reorder");
         else
-            DN(dnnl_reorder_primitive_desc_create(&rpd, user_md, d->eng, prim_md, d->eng, NULL),
-               "reorder");
+            DN(dc_reorder_pd(&rpd, user_md, prim_md, d->eng), "reorder");
         DN(dnnl_primitive_create(&a->reorder, rpd), "reorder create");
         dnnl_primitive_desc_destroy(rpd);
     }
@@ -285,12 +287,10 @@ static int ent_commit(dimpl *d, centry *e, dnnl_primitive_desc_t pd, const char 
         dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
         fprintf(stderr, "gpunas dnnl: %s -> %s\n", what, impl ? impl : "?");
         for (int i = 0; i < e->nargs; i++) {
-            const dnnl_memory_desc_t *want =
-                dnnl_primitive_desc_query_md(pd, dnnl_query_exec_arg_md, e->a[i].arg);
-            const dnnl_memory_desc_t *have = NULL;
-            dnnl_memory_get_memory_desc(e->a[i].inner ? e->a[i].inner : e->a[i].user, &have);
+            const dnnl_memory_desc_t *want = dc_query_md(pd, dnnl_query_exec_arg_md, e->a[i].arg);
+            const dnnl_memory_desc_t *have = dc_memory_md(e->a[i].inner ? e->a[i].inner : e->a[i].user);
             fprintf(stderr, "  arg %d: %s\n", e->a[i].arg,
-                    want && have && dnnl_memory_desc_equal(want, have) ? "ok" : "MISMATCH");
+                    want && have && dc_md_equal(want, have) ? "ok" : "MISMATCH");
         }
     }
     cache_insert(d, e);
@@ -303,7 +303,7 @@ fail:
 static int md_nchw(dnnl_memory_desc_t *md, int n, int c, int h, int w, dnnl_format_tag_t tag)
 {
     dnnl_dims_t dims = {n, c, h, w};
-    return dnnl_memory_desc_init_by_tag(md, 4, dims, dnnl_f32, tag) == dnnl_success ? 0 : -1;
+    return dc_md_tag(md, 4, dims, tag) == dnnl_success ? 0 : -1;
 }
 
 static int md_t(dnnl_memory_desc_t *md, const gn_tensor *t, dnnl_format_tag_t tag)
@@ -329,7 +329,7 @@ static dnnl_format_tag_t ATAG2(const gn_tensor *x, const gn_tensor *y)
 static int md_vec(dnnl_memory_desc_t *md, int c)
 {
     dnnl_dims_t dims = {c};
-    return dnnl_memory_desc_init_by_tag(md, 1, dims, dnnl_f32, dnnl_a) == dnnl_success ? 0 : -1;
+    return dc_md_tag(md, 1, dims, dnnl_a) == dnnl_success ? 0 : -1;
 }
 
 /* conv weights: [O, I/g, KH, KW] as oihw, or goihw {G, O/G, I/g, KH, KW} */
@@ -340,7 +340,7 @@ static int md_convw(dnnl_memory_desc_t *md, const gn_tensor *w, int groups, dnnl
     dnnl_dims_t dims = {groups, w->n / groups, w->c, w->h, w->w};
     if (tag == dnnl_nchw)
         tag = dnnl_goihw;
-    return dnnl_memory_desc_init_by_tag(md, 5, dims, dnnl_f32, tag) == dnnl_success ? 0 : -1;
+    return dc_md_tag(md, 5, dims, tag) == dnnl_success ? 0 : -1;
 }
 
 static void *P(const gn_tensor *t) { return (void *)t->data; }
@@ -363,22 +363,19 @@ static void conv_key(int64_t *k, int op, const gn_tensor *x, const gn_tensor *w,
     k[16] = x->layout, k[17] = y->layout;
 }
 
-/* forward conv desc: "any" formats for weights, and for src/dst in NCHW (oneDNN then
- * picks a blocked layout and we reorder); channels-last src/dst are used as they are */
-static int conv_fwd_desc(dnnl_convolution_desc_t *cd, dnnl_prop_kind_t prop, const gn_tensor *x,
-                         const gn_tensor *w, const gn_tensor *y, int has_bias,
-                         const gn_conv2d_params *p)
+/* forward conv primitive desc: "any" formats for weights, and for src/dst in NCHW
+ * (oneDNN then picks a blocked layout and we reorder); channels-last src/dst are used
+ * as they are */
+static dnnl_status_t conv_fwd_pd(dnnl_primitive_desc_t *pd, dnnl_engine_t eng, dnnl_prop_kind_t prop,
+                                 const gn_tensor *x, const gn_tensor *w, const gn_tensor *y, int has_bias,
+                                 const gn_conv2d_params *p, const_dnnl_primitive_attr_t attr)
 {
     dnnl_memory_desc_t xs, ws, bs, ys;
     if (md_t(&xs, x, ATAG2(x, y)) || md_convw(&ws, w, p->groups, dnnl_format_tag_any) || md_vec(&bs, w->n) ||
         md_t(&ys, y, ATAG2(x, y)))
-        return -1;
+        return dnnl_invalid_arguments;
     dnnl_dims_t st = {p->stride, p->stride}, pad = {p->pad, p->pad};
-    return dnnl_convolution_forward_desc_init(cd, prop, dnnl_convolution_direct, &xs, &ws,
-                                              has_bias ? &bs : NULL, &ys, st, pad, pad) ==
-                   dnnl_success
-               ? 0
-               : -1;
+    return dc_conv_fwd_pd(pd, eng, prop, &xs, &ws, has_bias ? &bs : NULL, &ys, st, pad, attr);
 }
 
 static dnnl_alg_kind_t elt_alg(gn_eltwise k, float *alpha)
@@ -418,7 +415,6 @@ static int dn_conv2d_fwd(gn_backend *be, const gn_tensor *x, const gn_tensor *w,
     key[18] = p->weights_version ? (int64_t)(intptr_t)w->data : 0;
     centry *e = cache_find(d, key);
     if (!e) {
-        dnnl_convolution_desc_t cd;
         dnnl_primitive_attr_t attr = NULL;
         dnnl_post_ops_t po = NULL;
         dnnl_primitive_desc_t pd = NULL;
@@ -433,9 +429,7 @@ static int dn_conv2d_fwd(gn_backend *be, const gn_tensor *x, const gn_tensor *w,
         int add_after = 0;
         if (!(e = ent_new(key)))
             return gn_error_set(err, "dnnl: %s: out of memory", what);
-        if (conv_fwd_desc(&cd, fused ? dnnl_forward_inference : dnnl_forward_training, x, w, y,
-                          b != NULL, p) ||
-            md_t(&ux, x, TAG(x)) || md_convw(&uw, w, p->groups, dnnl_nchw) ||
+        if (md_t(&ux, x, TAG(x)) || md_convw(&uw, w, p->groups, dnnl_nchw) ||
             md_vec(&ub, w->n) || md_t(&uy, y, TAG(y))) {
             desc_fail(err, what);
             goto fail;
@@ -447,13 +441,15 @@ static int dn_conv2d_fwd(gn_backend *be, const gn_tensor *x, const gn_tensor *w,
             if (act != GN_ELT_IDENTITY) {
                 float alpha;
                 dnnl_alg_kind_t alg = elt_alg(act, &alpha);
-                DN(dnnl_post_ops_append_eltwise(po, 1.0f, alg, alpha, 0.0f), what);
+                DN(dc_post_eltwise(po, alg, alpha, 0.0f), what);
             }
             if (r && !add_after)
-                DN(dnnl_post_ops_append_binary(po, dnnl_binary_add, &uy), what);
+                DN(dc_post_binary(po, dnnl_binary_add, &uy), what);
             DN(dnnl_primitive_attr_set_post_ops(attr, po), what);
         }
-        DN(dnnl_primitive_desc_create(&pd, &cd, attr, d->eng, NULL), what);
+        DN(conv_fwd_pd(&pd, d->eng, fused ? dnnl_forward_inference : dnnl_forward_training, x, w, y, b != NULL, p,
+                       attr),
+           what);
         if (r && !add_after && p->groups > 1 && y->layout == GN_LAYOUT_NHWC && conv_binary_unsafe(pd)) {
             dnnl_primitive_desc_destroy(pd), pd = NULL;
             dnnl_post_ops_destroy(po), po = NULL;
@@ -462,16 +458,16 @@ static int dn_conv2d_fwd(gn_backend *be, const gn_tensor *x, const gn_tensor *w,
             goto again;
         }
         e->add_after = add_after;
-        if (ent_arg(d, e, DNNL_ARG_SRC, &ux, dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0),
+        if (ent_arg(d, e, DNNL_ARG_SRC, &ux, dc_query_md(pd, dnnl_query_src_md, 0),
                     0, err) ||
             ent_arg(d, e, DNNL_ARG_WEIGHTS, &uw,
-                    dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0), 0, err) ||
+                    dc_query_md(pd, dnnl_query_weights_md, 0), 0, err) ||
             (b && ent_arg(d, e, DNNL_ARG_BIAS, &ub,
-                          dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 1), 0, err)) ||
+                          dc_query_md(pd, dnnl_query_weights_md, 1), 0, err)) ||
             (r && !add_after &&
              ent_arg(d, e, DNNL_ARG_ATTR_MULTIPLE_POST_OP(act != GN_ELT_IDENTITY ? 1 : 0) | DNNL_ARG_SRC_1,
                      &uy, NULL, 0, err)) ||
-            ent_arg(d, e, DNNL_ARG_DST, &uy, dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0),
+            ent_arg(d, e, DNNL_ARG_DST, &uy, dc_query_md(pd, dnnl_query_dst_md, 0),
                     1, err) ||
             ent_commit(d, e, pd, what, err))
             goto fail;
@@ -514,30 +510,25 @@ static int dn_conv2d_bwd_data(gn_backend *be, const gn_tensor *dy, const gn_tens
     conv_key(key, OP_CONV_BWD_D, dx, w, dy, p);
     centry *e = cache_find(d, key);
     if (!e) {
-        dnnl_convolution_desc_t fd, bd;
         dnnl_primitive_desc_t hint = NULL, pd = NULL;
         dnnl_memory_desc_t ax, aw, ay, ux, uw, uy;
         dnnl_dims_t st = {p->stride, p->stride}, pad = {p->pad, p->pad};
         if (!(e = ent_new(key)))
             return gn_error_set(err, "dnnl: %s: out of memory", what);
-        if (conv_fwd_desc(&fd, dnnl_forward_training, dx, w, dy, 0, p) ||
-            md_t(&ax, dx, ATAG2(dx, dy)) || md_convw(&aw, w, p->groups, dnnl_format_tag_any) ||
+        if (md_t(&ax, dx, ATAG2(dx, dy)) || md_convw(&aw, w, p->groups, dnnl_format_tag_any) ||
             md_t(&ay, dy, ATAG2(dx, dy)) || md_t(&ux, dx, TAG(dx)) ||
             md_convw(&uw, w, p->groups, dnnl_nchw) || md_t(&uy, dy, TAG(dy))) {
             desc_fail(err, what);
             goto fail;
         }
-        DN(dnnl_convolution_backward_data_desc_init(&bd, dnnl_convolution_direct, &ax, &aw, &ay, st,
-                                                    pad, pad),
-           what);
-        DN(dnnl_primitive_desc_create(&hint, &fd, NULL, d->eng, NULL), what);
-        DN(dnnl_primitive_desc_create(&pd, &bd, NULL, d->eng, hint), what);
+        DN(conv_fwd_pd(&hint, d->eng, dnnl_forward_training, dx, w, dy, 0, p, NULL), what);
+        DN(dc_conv_bwd_data_pd(&pd, d->eng, &ax, &aw, &ay, st, pad, hint), what);
         if (ent_arg(d, e, DNNL_ARG_DIFF_DST, &uy,
-                    dnnl_primitive_desc_query_md(pd, dnnl_query_diff_dst_md, 0), 0, err) ||
+                    dc_query_md(pd, dnnl_query_diff_dst_md, 0), 0, err) ||
             ent_arg(d, e, DNNL_ARG_WEIGHTS, &uw,
-                    dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0), 0, err) ||
+                    dc_query_md(pd, dnnl_query_weights_md, 0), 0, err) ||
             ent_arg(d, e, DNNL_ARG_DIFF_SRC, &ux,
-                    dnnl_primitive_desc_query_md(pd, dnnl_query_diff_src_md, 0), 1, err) ||
+                    dc_query_md(pd, dnnl_query_diff_src_md, 0), 1, err) ||
             ent_commit(d, e, pd, what, err))
             goto fail;
         build_done(pd, hint, NULL);
@@ -562,33 +553,28 @@ static int dn_conv2d_bwd_weights(gn_backend *be, const gn_tensor *x, const gn_te
     key[13] = db != NULL;
     centry *e = cache_find(d, key);
     if (!e) {
-        dnnl_convolution_desc_t fd, bd;
         dnnl_primitive_desc_t hint = NULL, pd = NULL;
         dnnl_memory_desc_t ax, aw, ay, ux, uw, ub, uy;
         dnnl_dims_t st = {p->stride, p->stride}, pad = {p->pad, p->pad};
         if (!(e = ent_new(key)))
             return gn_error_set(err, "dnnl: %s: out of memory", what);
-        if (conv_fwd_desc(&fd, dnnl_forward_training, x, dw, dy, db != NULL, p) ||
-            md_t(&ax, x, ATAG2(x, dy)) || md_convw(&aw, dw, p->groups, dnnl_format_tag_any) ||
+        if (md_t(&ax, x, ATAG2(x, dy)) || md_convw(&aw, dw, p->groups, dnnl_format_tag_any) ||
             md_t(&ay, dy, ATAG2(x, dy)) || md_t(&ux, x, TAG(x)) ||
             md_convw(&uw, dw, p->groups, dnnl_nchw) || md_vec(&ub, dw->n) ||
             md_t(&uy, dy, TAG(dy))) {
             desc_fail(err, what);
             goto fail;
         }
-        DN(dnnl_convolution_backward_weights_desc_init(&bd, dnnl_convolution_direct, &ax, &aw,
-                                                       db ? &ub : NULL, &ay, st, pad, pad),
-           what);
-        DN(dnnl_primitive_desc_create(&hint, &fd, NULL, d->eng, NULL), what);
-        DN(dnnl_primitive_desc_create(&pd, &bd, NULL, d->eng, hint), what);
-        if (ent_arg(d, e, DNNL_ARG_SRC, &ux, dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0),
+        DN(conv_fwd_pd(&hint, d->eng, dnnl_forward_training, x, dw, dy, db != NULL, p, NULL), what);
+        DN(dc_conv_bwd_weights_pd(&pd, d->eng, &ax, &aw, db ? &ub : NULL, &ay, st, pad, hint), what);
+        if (ent_arg(d, e, DNNL_ARG_SRC, &ux, dc_query_md(pd, dnnl_query_src_md, 0),
                     0, err) ||
             ent_arg(d, e, DNNL_ARG_DIFF_DST, &uy,
-                    dnnl_primitive_desc_query_md(pd, dnnl_query_diff_dst_md, 0), 0, err) ||
+                    dc_query_md(pd, dnnl_query_diff_dst_md, 0), 0, err) ||
             ent_arg(d, e, DNNL_ARG_DIFF_WEIGHTS, &uw,
-                    dnnl_primitive_desc_query_md(pd, dnnl_query_diff_weights_md, 0), 1, err) ||
+                    dc_query_md(pd, dnnl_query_diff_weights_md, 0), 1, err) ||
             (db && ent_arg(d, e, DNNL_ARG_DIFF_BIAS, &ub,
-                           dnnl_primitive_desc_query_md(pd, dnnl_query_diff_weights_md, 1), 1,
+                           dc_query_md(pd, dnnl_query_diff_weights_md, 1), 1,
                            err)) ||
             ent_commit(d, e, pd, what, err))
             goto fail;
@@ -624,7 +610,6 @@ static centry *bn_entry(dimpl *d, int kind, const gn_tensor *x, float eps, const
     centry *e = cache_find(d, key);
     if (e)
         return e;
-    dnnl_batch_normalization_desc_t fd, bd;
     dnnl_primitive_desc_t hint = NULL, pd = NULL;
     dnnl_memory_desc_t ux, uv;
     const unsigned ss = dnnl_use_scale | dnnl_use_shift;
@@ -637,9 +622,7 @@ static centry *bn_entry(dimpl *d, int kind, const gn_tensor *x, float eps, const
         goto fail;
     }
     if (kind == OP_BN_TRAIN) {
-        DN(dnnl_batch_normalization_forward_desc_init(&fd, dnnl_forward_training, &ux, eps, ss),
-           what);
-        DN(dnnl_primitive_desc_create(&pd, &fd, NULL, d->eng, NULL), what);
+        DN(dc_bn_fwd_pd(&pd, d->eng, dnnl_forward_training, &ux, eps, ss), what);
         if (ent_arg(d, e, DNNL_ARG_SRC, &ux, NULL, 0, err) ||
             ent_arg(d, e, DNNL_ARG_SCALE, &uv, NULL, 0, err) ||
             ent_arg(d, e, DNNL_ARG_SHIFT, &uv, NULL, 0, err) ||
@@ -648,10 +631,7 @@ static centry *bn_entry(dimpl *d, int kind, const gn_tensor *x, float eps, const
             ent_arg(d, e, DNNL_ARG_VARIANCE, &uv, NULL, 1, err))
             goto fail;
     } else if (kind == OP_BN_INFER) {
-        DN(dnnl_batch_normalization_forward_desc_init(&fd, dnnl_forward_inference, &ux, eps,
-                                                      ss | dnnl_use_global_stats),
-           what);
-        DN(dnnl_primitive_desc_create(&pd, &fd, NULL, d->eng, NULL), what);
+        DN(dc_bn_fwd_pd(&pd, d->eng, dnnl_forward_inference, &ux, eps, ss | dnnl_use_global_stats), what);
         if (ent_arg(d, e, DNNL_ARG_SRC, &ux, NULL, 0, err) ||
             ent_arg(d, e, DNNL_ARG_SCALE, &uv, NULL, 0, err) ||
             ent_arg(d, e, DNNL_ARG_SHIFT, &uv, NULL, 0, err) ||
@@ -660,21 +640,17 @@ static centry *bn_entry(dimpl *d, int kind, const gn_tensor *x, float eps, const
             ent_arg(d, e, DNNL_ARG_DST, &ux, NULL, 1, err))
             goto fail;
     } else {
-        DN(dnnl_batch_normalization_forward_desc_init(&fd, dnnl_forward_training, &ux, eps, ss),
-           what);
-        DN(dnnl_primitive_desc_create(&hint, &fd, NULL, d->eng, NULL), what);
-        DN(dnnl_batch_normalization_backward_desc_init(&bd, dnnl_backward, &ux, &ux, eps, ss),
-           what);
-        DN(dnnl_primitive_desc_create(&pd, &bd, NULL, d->eng, hint), what);
+        DN(dc_bn_fwd_pd(&hint, d->eng, dnnl_forward_training, &ux, eps, ss), what);
+        DN(dc_bn_bwd_pd(&pd, d->eng, &ux, eps, ss, hint), what);
         if (ent_arg(d, e, DNNL_ARG_SRC, &ux, NULL, 0, err) ||
             ent_arg(d, e, DNNL_ARG_DIFF_DST, &ux, NULL, 0, err) ||
             ent_arg(d, e, DNNL_ARG_SCALE, &uv, NULL, 0, err) ||
-            ent_arg(d, e, DNNL_ARG_SHIFT, &uv, NULL, 0, err) ||
             ent_arg(d, e, DNNL_ARG_MEAN, &uv, NULL, 0, err) ||
             ent_arg(d, e, DNNL_ARG_VARIANCE, &uv, NULL, 0, err) ||
             ent_arg(d, e, DNNL_ARG_DIFF_SRC, &ux, NULL, 1, err) ||
             ent_arg(d, e, DNNL_ARG_DIFF_SCALE, &uv, NULL, 1, err) ||
-            ent_arg(d, e, DNNL_ARG_DIFF_SHIFT, &uv, NULL, 1, err))
+            ent_arg(d, e, DNNL_ARG_DIFF_SHIFT, &uv, NULL, 1, err) ||
+            (DC_BN_BWD_TAKES_SHIFT && ent_arg(d, e, DNNL_ARG_SHIFT, &uv, NULL, 0, err)))
             goto fail;
     }
     if (ent_commit(d, e, pd, what, err))
@@ -719,9 +695,10 @@ static int dn_bn_bwd(gn_backend *be, const gn_tensor *x, const gn_tensor *dy,
     if (!e)
         return -1;
     /* oneDNN 2.6 lists SHIFT as a required input of the backward pass when use_shift
-     * is set although the math does not read it: pass gamma as a placeholder. */
-    void *ptrs[9] = {P(x),  P(dy),     P(gamma),   P(gamma), P(mean),
-                     P(var), P(dx), P(dgamma), P(dbeta)};
+     * is set although the math does not read it: pass gamma as a placeholder (the last
+     * argument, which 3.x's entry does not have). */
+    void *ptrs[9] = {P(x),  P(dy),     P(gamma),   P(mean), P(var),
+                     P(dx), P(dgamma), P(dbeta), P(gamma)};
     return ent_exec(D(be), e, ptrs, what, err);
 }
 
@@ -871,7 +848,6 @@ static int dn_eltwise(gn_backend *be, int bwd, gn_eltwise k, const gn_tensor *x,
     key[2] = k;
     centry *e = cache_find(d, key);
     if (!e) {
-        dnnl_eltwise_desc_t fd, bd;
         dnnl_primitive_desc_t hint = NULL, pd = NULL;
         dnnl_memory_desc_t ux;
         float alpha;
@@ -883,16 +859,14 @@ static int dn_eltwise(gn_backend *be, int bwd, gn_eltwise k, const gn_tensor *x,
             desc_fail(err, what);
             goto fail;
         }
-        DN(dnnl_eltwise_forward_desc_init(&fd, dnnl_forward_training, alg, &ux, alpha, 0.0f), what);
         if (!bwd) {
-            DN(dnnl_primitive_desc_create(&pd, &fd, NULL, d->eng, NULL), what);
+            DN(dc_elt_fwd_pd(&pd, d->eng, dnnl_forward_training, alg, &ux, alpha, 0.0f), what);
             if (ent_arg(d, e, DNNL_ARG_SRC, &ux, NULL, 0, err) ||
                 ent_arg(d, e, DNNL_ARG_DST, &ux, NULL, 1, err))
                 goto fail;
         } else {
-            DN(dnnl_primitive_desc_create(&hint, &fd, NULL, d->eng, NULL), what);
-            DN(dnnl_eltwise_backward_desc_init(&bd, alg, &ux, &ux, alpha, 0.0f), what);
-            DN(dnnl_primitive_desc_create(&pd, &bd, NULL, d->eng, hint), what);
+            DN(dc_elt_fwd_pd(&hint, d->eng, dnnl_forward_training, alg, &ux, alpha, 0.0f), what);
+            DN(dc_elt_bwd_pd(&pd, d->eng, alg, &ux, alpha, 0.0f, hint), what);
             if (ent_arg(d, e, DNNL_ARG_SRC, &ux, NULL, 0, err) ||
                 ent_arg(d, e, DNNL_ARG_DIFF_DST, &ux, NULL, 0, err) ||
                 ent_arg(d, e, DNNL_ARG_DIFF_SRC, &ux, NULL, 1, err))
@@ -941,7 +915,6 @@ static int dn_gap(gn_backend *be, int bwd, const gn_tensor *big, gn_tensor *bigo
     key[5] = shape->layout;
     centry *e = cache_find(d, key);
     if (!e) {
-        dnnl_pooling_desc_t fd, bd;
         dnnl_primitive_desc_t hint = NULL, pd = NULL;
         dnnl_memory_desc_t ux, uy;
         dnnl_dims_t st = {1, 1}, ker = {shape->h, shape->w}, pad = {0, 0};
@@ -951,21 +924,15 @@ static int dn_gap(gn_backend *be, int bwd, const gn_tensor *big, gn_tensor *bigo
             desc_fail(err, what);
             goto fail;
         }
-        DN(dnnl_pooling_forward_desc_init(&fd, dnnl_forward_training,
-                                          dnnl_pooling_avg_exclude_padding, &ux, &uy, st, ker, pad,
-                                          pad),
-           what);
+        const dnnl_alg_kind_t alg = dnnl_pooling_avg_exclude_padding;
         if (!bwd) {
-            DN(dnnl_primitive_desc_create(&pd, &fd, NULL, d->eng, NULL), what);
+            DN(dc_pool_fwd_pd(&pd, d->eng, dnnl_forward_training, alg, &ux, &uy, st, ker, pad), what);
             if (ent_arg(d, e, DNNL_ARG_SRC, &ux, NULL, 0, err) ||
                 ent_arg(d, e, DNNL_ARG_DST, &uy, NULL, 1, err))
                 goto fail;
         } else {
-            DN(dnnl_primitive_desc_create(&hint, &fd, NULL, d->eng, NULL), what);
-            DN(dnnl_pooling_backward_desc_init(&bd, dnnl_pooling_avg_exclude_padding, &ux, &uy, st,
-                                               ker, pad, pad),
-               what);
-            DN(dnnl_primitive_desc_create(&pd, &bd, NULL, d->eng, hint), what);
+            DN(dc_pool_fwd_pd(&hint, d->eng, dnnl_forward_training, alg, &ux, &uy, st, ker, pad), what);
+            DN(dc_pool_bwd_pd(&pd, d->eng, alg, &ux, &uy, st, ker, pad, hint), what);
             if (ent_arg(d, e, DNNL_ARG_DIFF_DST, &uy, NULL, 0, err) ||
                 ent_arg(d, e, DNNL_ARG_DIFF_SRC, &ux, NULL, 1, err))
                 goto fail;
@@ -1012,7 +979,6 @@ static int dn_binary(gn_backend *be, dnnl_alg_kind_t alg, const float *src0, con
     key[10] = layout;
     centry *e = cache_find(d, key);
     if (!e) {
-        dnnl_binary_desc_t bd;
         dnnl_primitive_desc_t pd = NULL;
         dnnl_memory_desc_t u0, u1;
         if (!(e = ent_new(key)))
@@ -1023,8 +989,7 @@ static int dn_binary(gn_backend *be, dnnl_alg_kind_t alg, const float *src0, con
             desc_fail(err, what);
             goto fail;
         }
-        DN(dnnl_binary_desc_init(&bd, alg, &u0, &u1, &u0), what);
-        DN(dnnl_primitive_desc_create(&pd, &bd, NULL, d->eng, NULL), what);
+        DN(dc_binary_pd(&pd, d->eng, alg, &u0, &u1, &u0), what);
         if (ent_arg(d, e, DNNL_ARG_SRC_0, &u0, NULL, 0, err) ||
             ent_arg(d, e, DNNL_ARG_SRC_1, &u1, NULL, 0, err) ||
             ent_arg(d, e, DNNL_ARG_DST, &u0, NULL, 1, err) || ent_commit(d, e, pd, what, err))
@@ -1151,9 +1116,9 @@ static int dn_linear_bwd(gn_backend *be, const gn_tensor *x, const gn_tensor *w,
 static int dn_set_threads(gn_backend *be, int n, gn_error *err)
 {
     dimpl *d = D(be);
-    void (*set)(int) = (void (*)(int))dlsym(RTLD_DEFAULT, "omp_set_num_threads");
+    void (*set)(int) = dc_threads_setter();
     if (!set)
-        return gn_error_set(err, "dnnl: set_threads: OpenMP runtime not found");
+        return gn_error_set(err, "dnnl: set_threads: OpenMP (or TBB) runtime not found");
     if (n <= 0)
         n = gn_threads_available(100, NULL);
     if (d->threads && n != d->threads)
