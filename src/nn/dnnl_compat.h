@@ -52,7 +52,8 @@ static inline void dc_build_end(void)
 }
 
 /* a dense f32 descriptor */
-static inline dnnl_status_t dc_md_tag(dnnl_memory_desc_t *md, int ndims, const dnnl_dims_t dims, dnnl_format_tag_t tag)
+static inline dnnl_status_t dc_md_tag(dnnl_memory_desc_t *md, int ndims, const dnnl_dims_t dims,
+                                      dnnl_format_tag_t tag)
 {
 #if DNNL_VERSION_MAJOR >= 3
     dnnl_status_t st = dnnl_memory_desc_create_with_tag(md, ndims, dims, dnnl_f32, tag);
@@ -107,13 +108,14 @@ static inline int dc_md_equal(const dnnl_memory_desc_t *a, const dnnl_memory_des
 
 static inline size_t dc_md_size(const dnnl_memory_desc_t *md) { return dnnl_memory_desc_get_size(DC_MD(md)); }
 
-static inline dnnl_status_t dc_memory_create(dnnl_memory_t *m, const dnnl_memory_desc_t *md, dnnl_engine_t eng, void *handle)
+static inline dnnl_status_t dc_memory_create(dnnl_memory_t *m, const dnnl_memory_desc_t *md, dnnl_engine_t eng,
+                                             void *handle)
 {
     return dnnl_memory_create(m, DC_MD(md), eng, handle);
 }
 
 static inline dnnl_status_t dc_reorder_pd(dnnl_primitive_desc_t *pd, const dnnl_memory_desc_t *src,
-                                   const dnnl_memory_desc_t *dst, dnnl_engine_t eng)
+                                          const dnnl_memory_desc_t *dst, dnnl_engine_t eng)
 {
     return dnnl_reorder_primitive_desc_create(pd, DC_MD(src), eng, DC_MD(dst), eng, NULL);
 }
@@ -179,9 +181,10 @@ static const dnnl_dims_t dc_no_dilation = {0, 0};
 #endif
 
 static inline dnnl_status_t dc_conv_fwd_pd(dnnl_primitive_desc_t *pd, dnnl_engine_t eng, dnnl_prop_kind_t prop,
-                                    const dnnl_memory_desc_t *src, const dnnl_memory_desc_t *wei,
-                                    const dnnl_memory_desc_t *bias, const dnnl_memory_desc_t *dst,
-                                    const dnnl_dims_t strides, const dnnl_dims_t pad, const_dnnl_primitive_attr_t attr)
+                                           const dnnl_memory_desc_t *src, const dnnl_memory_desc_t *wei,
+                                           const dnnl_memory_desc_t *bias, const dnnl_memory_desc_t *dst,
+                                           const dnnl_dims_t strides, const dnnl_dims_t pad,
+                                           const_dnnl_primitive_attr_t attr)
 {
 #if DNNL_VERSION_MAJOR >= 3
     return dnnl_convolution_forward_primitive_desc_create(pd, eng, prop, dnnl_convolution_direct, *src, *wei,
@@ -195,9 +198,9 @@ static inline dnnl_status_t dc_conv_fwd_pd(dnnl_primitive_desc_t *pd, dnnl_engin
 }
 
 static inline dnnl_status_t dc_conv_bwd_data_pd(dnnl_primitive_desc_t *pd, dnnl_engine_t eng,
-                                         const dnnl_memory_desc_t *diff_src, const dnnl_memory_desc_t *wei,
-                                         const dnnl_memory_desc_t *diff_dst, const dnnl_dims_t strides,
-                                         const dnnl_dims_t pad, const_dnnl_primitive_desc_t hint)
+                                                const dnnl_memory_desc_t *diff_src, const dnnl_memory_desc_t *wei,
+                                                const dnnl_memory_desc_t *diff_dst, const dnnl_dims_t strides,
+                                                const dnnl_dims_t pad, const_dnnl_primitive_desc_t hint)
 {
 #if DNNL_VERSION_MAJOR >= 3
     return dnnl_convolution_backward_data_primitive_desc_create(pd, eng, dnnl_convolution_direct, *diff_src, *wei,
@@ -212,10 +215,10 @@ static inline dnnl_status_t dc_conv_bwd_data_pd(dnnl_primitive_desc_t *pd, dnnl_
 }
 
 static inline dnnl_status_t dc_conv_bwd_weights_pd(dnnl_primitive_desc_t *pd, dnnl_engine_t eng,
-                                            const dnnl_memory_desc_t *src, const dnnl_memory_desc_t *diff_wei,
-                                            const dnnl_memory_desc_t *diff_bias,
-                                            const dnnl_memory_desc_t *diff_dst, const dnnl_dims_t strides,
-                                            const dnnl_dims_t pad, const_dnnl_primitive_desc_t hint)
+                                                   const dnnl_memory_desc_t *src, const dnnl_memory_desc_t *diff_wei,
+                                                   const dnnl_memory_desc_t *diff_bias,
+                                                   const dnnl_memory_desc_t *diff_dst, const dnnl_dims_t strides,
+                                                   const dnnl_dims_t pad, const_dnnl_primitive_desc_t hint)
 {
 #if DNNL_VERSION_MAJOR >= 3
     return dnnl_convolution_backward_weights_primitive_desc_create(pd, eng, dnnl_convolution_direct, *src,
@@ -231,7 +234,7 @@ static inline dnnl_status_t dc_conv_bwd_weights_pd(dnnl_primitive_desc_t *pd, dn
 
 /* batch normalization over src (dst, diff_src and diff_dst have its descriptor) */
 static inline dnnl_status_t dc_bn_fwd_pd(dnnl_primitive_desc_t *pd, dnnl_engine_t eng, dnnl_prop_kind_t prop,
-                                  const dnnl_memory_desc_t *src, float eps, unsigned flags)
+                                         const dnnl_memory_desc_t *src, float eps, unsigned flags)
 {
 #if DNNL_VERSION_MAJOR >= 3
     return dnnl_batch_normalization_forward_primitive_desc_create(pd, eng, prop, *src, *src, eps, flags, NULL);
@@ -247,7 +250,7 @@ static inline dnnl_status_t dc_bn_fwd_pd(dnnl_primitive_desc_t *pd, dnnl_engine_
 #define DC_BN_BWD_TAKES_SHIFT (DNNL_VERSION_MAJOR < 3)
 
 static inline dnnl_status_t dc_bn_bwd_pd(dnnl_primitive_desc_t *pd, dnnl_engine_t eng, const dnnl_memory_desc_t *src,
-                                  float eps, unsigned flags, const_dnnl_primitive_desc_t hint)
+                                         float eps, unsigned flags, const_dnnl_primitive_desc_t hint)
 {
 #if DNNL_VERSION_MAJOR >= 3
     return dnnl_batch_normalization_backward_primitive_desc_create(pd, eng, dnnl_backward, *src, *src, *src, eps,
@@ -261,7 +264,7 @@ static inline dnnl_status_t dc_bn_bwd_pd(dnnl_primitive_desc_t *pd, dnnl_engine_
 
 /* elementwise over src (dst, diff_src and diff_dst have its descriptor) */
 static inline dnnl_status_t dc_elt_fwd_pd(dnnl_primitive_desc_t *pd, dnnl_engine_t eng, dnnl_prop_kind_t prop,
-                                   dnnl_alg_kind_t alg, const dnnl_memory_desc_t *src, float alpha, float beta)
+                                          dnnl_alg_kind_t alg, const dnnl_memory_desc_t *src, float alpha, float beta)
 {
 #if DNNL_VERSION_MAJOR >= 3
     return dnnl_eltwise_forward_primitive_desc_create(pd, eng, prop, alg, *src, *src, alpha, beta, NULL);
@@ -273,8 +276,8 @@ static inline dnnl_status_t dc_elt_fwd_pd(dnnl_primitive_desc_t *pd, dnnl_engine
 }
 
 static inline dnnl_status_t dc_elt_bwd_pd(dnnl_primitive_desc_t *pd, dnnl_engine_t eng, dnnl_alg_kind_t alg,
-                                   const dnnl_memory_desc_t *src, float alpha, float beta,
-                                   const_dnnl_primitive_desc_t hint)
+                                          const dnnl_memory_desc_t *src, float alpha, float beta,
+                                          const_dnnl_primitive_desc_t hint)
 {
 #if DNNL_VERSION_MAJOR >= 3
     return dnnl_eltwise_backward_primitive_desc_create(pd, eng, alg, *src, *src, *src, alpha, beta, hint, NULL);
@@ -287,9 +290,9 @@ static inline dnnl_status_t dc_elt_bwd_pd(dnnl_primitive_desc_t *pd, dnnl_engine
 
 /* pooling from src to dst (backward: diff_src has src's descriptor, diff_dst dst's) */
 static inline dnnl_status_t dc_pool_fwd_pd(dnnl_primitive_desc_t *pd, dnnl_engine_t eng, dnnl_prop_kind_t prop,
-                                    dnnl_alg_kind_t alg, const dnnl_memory_desc_t *src,
-                                    const dnnl_memory_desc_t *dst, const dnnl_dims_t strides,
-                                    const dnnl_dims_t kernel, const dnnl_dims_t pad)
+                                           dnnl_alg_kind_t alg, const dnnl_memory_desc_t *src,
+                                           const dnnl_memory_desc_t *dst, const dnnl_dims_t strides,
+                                           const dnnl_dims_t kernel, const dnnl_dims_t pad)
 {
 #if DNNL_VERSION_MAJOR >= 3
     return dnnl_pooling_forward_primitive_desc_create(pd, eng, prop, alg, *src, *dst, strides, kernel,
@@ -302,9 +305,9 @@ static inline dnnl_status_t dc_pool_fwd_pd(dnnl_primitive_desc_t *pd, dnnl_engin
 }
 
 static inline dnnl_status_t dc_pool_bwd_pd(dnnl_primitive_desc_t *pd, dnnl_engine_t eng, dnnl_alg_kind_t alg,
-                                    const dnnl_memory_desc_t *src, const dnnl_memory_desc_t *dst,
-                                    const dnnl_dims_t strides, const dnnl_dims_t kernel, const dnnl_dims_t pad,
-                                    const_dnnl_primitive_desc_t hint)
+                                           const dnnl_memory_desc_t *src, const dnnl_memory_desc_t *dst,
+                                           const dnnl_dims_t strides, const dnnl_dims_t kernel, const dnnl_dims_t pad,
+                                           const_dnnl_primitive_desc_t hint)
 {
 #if DNNL_VERSION_MAJOR >= 3
     return dnnl_pooling_backward_primitive_desc_create(pd, eng, alg, *src, *dst, strides, kernel, dc_no_dilation,
@@ -317,8 +320,8 @@ static inline dnnl_status_t dc_pool_bwd_pd(dnnl_primitive_desc_t *pd, dnnl_engin
 }
 
 static inline dnnl_status_t dc_binary_pd(dnnl_primitive_desc_t *pd, dnnl_engine_t eng, dnnl_alg_kind_t alg,
-                                  const dnnl_memory_desc_t *src0, const dnnl_memory_desc_t *src1,
-                                  const dnnl_memory_desc_t *dst)
+                                         const dnnl_memory_desc_t *src0, const dnnl_memory_desc_t *src1,
+                                         const dnnl_memory_desc_t *dst)
 {
 #if DNNL_VERSION_MAJOR >= 3
     return dnnl_binary_primitive_desc_create(pd, eng, alg, *src0, *src1, *dst, NULL);
