@@ -728,7 +728,6 @@ static centry *bn_relu_entry(dimpl *d, int kind, const gn_tensor *x, float eps, 
     centry *e = cache_find(d, key);
     if (e)
         return e;
-    dnnl_batch_normalization_desc_t fd, bd;
     dnnl_primitive_desc_t hint = NULL, pd = NULL;
     dnnl_memory_desc_t ux, uv;
     const unsigned fl = dnnl_use_scale | dnnl_use_shift | dnnl_fuse_norm_relu;
@@ -740,11 +739,10 @@ static centry *bn_relu_entry(dimpl *d, int kind, const gn_tensor *x, float eps, 
         desc_fail(err, what);
         goto fail;
     }
-    DN(dnnl_batch_normalization_forward_desc_init(&fd, dnnl_forward_training, &ux, eps, fl), what);
     if (kind == OP_BN_RELU_TRAIN) {
-        DN(dnnl_primitive_desc_create(&pd, &fd, NULL, d->eng, NULL), what);
-        const dnnl_memory_desc_t *ws = dnnl_primitive_desc_query_md(pd, dnnl_query_workspace_md, 0);
-        if (!ws || ws->ndims == 0) {
+        DN(dc_bn_fwd_pd(&pd, d->eng, dnnl_forward_training, &ux, eps, fl), what);
+        const dnnl_memory_desc_t *ws = dc_query_md(pd, dnnl_query_workspace_md, 0);
+        if (!ws || dc_md_ndims(ws) == 0) {
             gn_error_set(err, "dnnl: %s: no workspace in the primitive", what);
             goto fail;
         }
@@ -757,26 +755,25 @@ static centry *bn_relu_entry(dimpl *d, int kind, const gn_tensor *x, float eps, 
             ent_arg(d, e, DNNL_ARG_WORKSPACE, ws, NULL, 1, err))
             goto fail;
     } else {
-        DN(dnnl_primitive_desc_create(&hint, &fd, NULL, d->eng, NULL), what);
-        DN(dnnl_batch_normalization_backward_desc_init(&bd, dnnl_backward, &ux, &ux, eps, fl), what);
-        DN(dnnl_primitive_desc_create(&pd, &bd, NULL, d->eng, hint), what);
+        DN(dc_bn_fwd_pd(&hint, d->eng, dnnl_forward_training, &ux, eps, fl), what);
+        DN(dc_bn_bwd_pd(&pd, d->eng, &ux, eps, fl, hint), what);
         /* the backward reads the workspace the forward (its hint) writes: same md */
-        const dnnl_memory_desc_t *ws = dnnl_primitive_desc_query_md(pd, dnnl_query_workspace_md, 0),
-                                 *fws = dnnl_primitive_desc_query_md(hint, dnnl_query_workspace_md, 0);
-        if (!ws || ws->ndims == 0 || !fws || !dnnl_memory_desc_equal(ws, fws)) {
+        const dnnl_memory_desc_t *ws = dc_query_md(pd, dnnl_query_workspace_md, 0),
+                                 *fws = dc_query_md(hint, dnnl_query_workspace_md, 0);
+        if (!ws || dc_md_ndims(ws) == 0 || !fws || !dc_md_equal(ws, fws)) {
             gn_error_set(err, "dnnl: %s: the backward's workspace is not the forward's", what);
             goto fail;
         }
         if (ent_arg(d, e, DNNL_ARG_SRC, &ux, NULL, 0, err) ||
             ent_arg(d, e, DNNL_ARG_DIFF_DST, &ux, NULL, 0, err) ||
             ent_arg(d, e, DNNL_ARG_SCALE, &uv, NULL, 0, err) ||
-            ent_arg(d, e, DNNL_ARG_SHIFT, &uv, NULL, 0, err) ||
             ent_arg(d, e, DNNL_ARG_MEAN, &uv, NULL, 0, err) ||
             ent_arg(d, e, DNNL_ARG_VARIANCE, &uv, NULL, 0, err) ||
             ent_arg(d, e, DNNL_ARG_WORKSPACE, ws, NULL, 0, err) ||
             ent_arg(d, e, DNNL_ARG_DIFF_SRC, &ux, NULL, 1, err) ||
             ent_arg(d, e, DNNL_ARG_DIFF_SCALE, &uv, NULL, 1, err) ||
-            ent_arg(d, e, DNNL_ARG_DIFF_SHIFT, &uv, NULL, 1, err))
+            ent_arg(d, e, DNNL_ARG_DIFF_SHIFT, &uv, NULL, 1, err) ||
+            (DC_BN_BWD_TAKES_SHIFT && ent_arg(d, e, DNNL_ARG_SHIFT, &uv, NULL, 0, err)))
             goto fail;
     }
     if (ent_commit(d, e, pd, what, err))
@@ -792,11 +789,8 @@ fail:
 static size_t ent_ws_bytes(const centry *e)
 {
     for (int i = 0; i < e->nargs; i++)
-        if (e->a[i].arg == DNNL_ARG_WORKSPACE) {
-            const dnnl_memory_desc_t *md = NULL;
-            if (dnnl_memory_get_memory_desc(e->a[i].user, &md) == dnnl_success && md)
-                return dnnl_memory_desc_get_size(md);
-        }
+        if (e->a[i].arg == DNNL_ARG_WORKSPACE)
+            return dc_memory_size(e->a[i].user);
     return 0;
 }
 
@@ -830,9 +824,9 @@ static int dn_bn_relu_bwd(gn_backend *be, const gn_tensor *x, const gn_tensor *d
     centry *e = bn_relu_entry(D(be), OP_BN_RELU_BWD, x, eps, what, err);
     if (!e)
         return -1;
-    /* SHIFT: a placeholder, as in dn_bn_bwd */
-    void *ptrs[10] = {P(x),  P(dy), P(gamma),  P(gamma),  P(mean),
-                      P(var), P(ws), P(dx), P(dgamma), P(dbeta)};
+    /* SHIFT: a placeholder, as in dn_bn_bwd (the last argument, 2.x only) */
+    void *ptrs[10] = {P(x),  P(dy), P(gamma),  P(mean),   P(var),
+                      P(ws), P(dx), P(dgamma), P(dbeta), P(gamma)};
     return ent_exec(D(be), e, ptrs, what, err);
 }
 

@@ -101,6 +101,28 @@ static inline const dnnl_memory_desc_t *dc_memory_md(const_dnnl_memory_t m)
 #endif
 }
 
+/* dimensions of a descriptor (0: the zero descriptor, e.g. no workspace) */
+static inline int dc_md_ndims(const dnnl_memory_desc_t *md)
+{
+#if DNNL_VERSION_MAJOR >= 3
+    int n = 0;
+    return dnnl_memory_desc_query(*md, dnnl_query_ndims_s32, &n) == dnnl_success ? n : 0;
+#else
+    return md->ndims;
+#endif
+}
+
+/* bytes of a memory object's buffer */
+static inline size_t dc_memory_size(const_dnnl_memory_t m)
+{
+#if DNNL_VERSION_MAJOR >= 3
+    const_dnnl_memory_desc_t md = NULL;
+#else
+    const dnnl_memory_desc_t *md = NULL;
+#endif
+    return dnnl_memory_get_memory_desc(m, &md) == dnnl_success && md ? dnnl_memory_desc_get_size(md) : 0;
+}
+
 static inline int dc_md_equal(const dnnl_memory_desc_t *a, const dnnl_memory_desc_t *b)
 {
     return dnnl_memory_desc_equal(DC_MD(a), DC_MD(b));
