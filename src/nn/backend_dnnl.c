@@ -601,7 +601,9 @@ static void bn_key(int64_t *k, int op, const gn_tensor *x, float eps)
     k[6] = x->layout;
 }
 
-/* kind: OP_BN_TRAIN, OP_BN_INFER, OP_BN_BWD */
+/* kind: OP_BN_TRAIN, OP_BN_INFER, OP_BN_BWD, and the fused OP_BN_RELU_TRAIN and
+ * OP_BN_RELU_BWD (see "batch norm + ReLU" below: the same primitives with
+ * dnnl_fuse_norm_relu and a workspace argument) */
 static centry *bn_entry(dimpl *d, int kind, const gn_tensor *x, float eps, const char *what,
                         gn_error *err)
 {
@@ -612,7 +614,8 @@ static centry *bn_entry(dimpl *d, int kind, const gn_tensor *x, float eps, const
         return e;
     dnnl_primitive_desc_t hint = NULL, pd = NULL;
     dnnl_memory_desc_t ux, uv;
-    const unsigned ss = dnnl_use_scale | dnnl_use_shift;
+    const bool relu = kind == OP_BN_RELU_TRAIN || kind == OP_BN_RELU_BWD;
+    const unsigned ss = dnnl_use_scale | dnnl_use_shift | (relu ? dnnl_fuse_norm_relu : 0);
     if (!(e = ent_new(key))) {
         gn_error_set(err, "dnnl: %s: out of memory", what);
         return NULL;
@@ -621,14 +624,20 @@ static centry *bn_entry(dimpl *d, int kind, const gn_tensor *x, float eps, const
         desc_fail(err, what);
         goto fail;
     }
-    if (kind == OP_BN_TRAIN) {
+    if (kind == OP_BN_TRAIN || kind == OP_BN_RELU_TRAIN) {
         DN(dc_bn_fwd_pd(&pd, d->eng, dnnl_forward_training, &ux, eps, ss), what);
+        const dnnl_memory_desc_t *ws = relu ? dc_query_md(pd, dnnl_query_workspace_md, 0) : NULL;
+        if (relu && (!ws || dc_md_ndims(ws) == 0)) {
+            gn_error_set(err, "dnnl: %s: no workspace in the primitive", what);
+            goto fail;
+        }
         if (ent_arg(d, e, DNNL_ARG_SRC, &ux, NULL, 0, err) ||
             ent_arg(d, e, DNNL_ARG_SCALE, &uv, NULL, 0, err) ||
             ent_arg(d, e, DNNL_ARG_SHIFT, &uv, NULL, 0, err) ||
             ent_arg(d, e, DNNL_ARG_DST, &ux, NULL, 1, err) ||
             ent_arg(d, e, DNNL_ARG_MEAN, &uv, NULL, 1, err) ||
-            ent_arg(d, e, DNNL_ARG_VARIANCE, &uv, NULL, 1, err))
+            ent_arg(d, e, DNNL_ARG_VARIANCE, &uv, NULL, 1, err) ||
+            (relu && ent_arg(d, e, DNNL_ARG_WORKSPACE, ws, NULL, 1, err)))
             goto fail;
     } else if (kind == OP_BN_INFER) {
         DN(dc_bn_fwd_pd(&pd, d->eng, dnnl_forward_inference, &ux, eps, ss | dnnl_use_global_stats), what);
@@ -642,11 +651,19 @@ static centry *bn_entry(dimpl *d, int kind, const gn_tensor *x, float eps, const
     } else {
         DN(dc_bn_fwd_pd(&hint, d->eng, dnnl_forward_training, &ux, eps, ss), what);
         DN(dc_bn_bwd_pd(&pd, d->eng, &ux, eps, ss, hint), what);
+        /* fused: the backward reads the workspace the forward (its hint) writes: same md */
+        const dnnl_memory_desc_t *ws = relu ? dc_query_md(pd, dnnl_query_workspace_md, 0) : NULL,
+                                 *fws = relu ? dc_query_md(hint, dnnl_query_workspace_md, 0) : NULL;
+        if (relu && (!ws || dc_md_ndims(ws) == 0 || !fws || !dc_md_equal(ws, fws))) {
+            gn_error_set(err, "dnnl: %s: the backward's workspace is not the forward's", what);
+            goto fail;
+        }
         if (ent_arg(d, e, DNNL_ARG_SRC, &ux, NULL, 0, err) ||
             ent_arg(d, e, DNNL_ARG_DIFF_DST, &ux, NULL, 0, err) ||
             ent_arg(d, e, DNNL_ARG_SCALE, &uv, NULL, 0, err) ||
             ent_arg(d, e, DNNL_ARG_MEAN, &uv, NULL, 0, err) ||
             ent_arg(d, e, DNNL_ARG_VARIANCE, &uv, NULL, 0, err) ||
+            (relu && ent_arg(d, e, DNNL_ARG_WORKSPACE, ws, NULL, 0, err)) ||
             ent_arg(d, e, DNNL_ARG_DIFF_SRC, &ux, NULL, 1, err) ||
             ent_arg(d, e, DNNL_ARG_DIFF_SCALE, &uv, NULL, 1, err) ||
             ent_arg(d, e, DNNL_ARG_DIFF_SHIFT, &uv, NULL, 1, err) ||
@@ -718,73 +735,9 @@ static int dn_bn_bwd(gn_backend *be, const gn_tensor *x, const gn_tensor *dy,
  * and the pre-activation BN(x) is never stored.  Layouts are the caller's (nchw or
  * nhwc, like the plain BN above; no reorders).  oneDNN 2.6 fuses only ReLU (slope 0)
  * into BN: swish (and sigmoid) stay separate eltwise ops.  New cache kinds
- * OP_BN_RELU_TRAIN / OP_BN_RELU_BWD, keyed like BN (shape, eps, layout).
+ * OP_BN_RELU_TRAIN / OP_BN_RELU_BWD, keyed like BN (shape, eps, layout), built by
+ * bn_entry above.
  */
-static centry *bn_relu_entry(dimpl *d, int kind, const gn_tensor *x, float eps, const char *what,
-                             gn_error *err)
-{
-    int64_t key[KEYLEN];
-    bn_key(key, kind, x, eps);
-    centry *e = cache_find(d, key);
-    if (e)
-        return e;
-    dnnl_primitive_desc_t hint = NULL, pd = NULL;
-    dnnl_memory_desc_t ux, uv;
-    const unsigned fl = dnnl_use_scale | dnnl_use_shift | dnnl_fuse_norm_relu;
-    if (!(e = ent_new(key))) {
-        gn_error_set(err, "dnnl: %s: out of memory", what);
-        return NULL;
-    }
-    if (md_t(&ux, x, TAG(x)) || md_vec(&uv, x->c)) {
-        desc_fail(err, what);
-        goto fail;
-    }
-    if (kind == OP_BN_RELU_TRAIN) {
-        DN(dc_bn_fwd_pd(&pd, d->eng, dnnl_forward_training, &ux, eps, fl), what);
-        const dnnl_memory_desc_t *ws = dc_query_md(pd, dnnl_query_workspace_md, 0);
-        if (!ws || dc_md_ndims(ws) == 0) {
-            gn_error_set(err, "dnnl: %s: no workspace in the primitive", what);
-            goto fail;
-        }
-        if (ent_arg(d, e, DNNL_ARG_SRC, &ux, NULL, 0, err) ||
-            ent_arg(d, e, DNNL_ARG_SCALE, &uv, NULL, 0, err) ||
-            ent_arg(d, e, DNNL_ARG_SHIFT, &uv, NULL, 0, err) ||
-            ent_arg(d, e, DNNL_ARG_DST, &ux, NULL, 1, err) ||
-            ent_arg(d, e, DNNL_ARG_MEAN, &uv, NULL, 1, err) ||
-            ent_arg(d, e, DNNL_ARG_VARIANCE, &uv, NULL, 1, err) ||
-            ent_arg(d, e, DNNL_ARG_WORKSPACE, ws, NULL, 1, err))
-            goto fail;
-    } else {
-        DN(dc_bn_fwd_pd(&hint, d->eng, dnnl_forward_training, &ux, eps, fl), what);
-        DN(dc_bn_bwd_pd(&pd, d->eng, &ux, eps, fl, hint), what);
-        /* the backward reads the workspace the forward (its hint) writes: same md */
-        const dnnl_memory_desc_t *ws = dc_query_md(pd, dnnl_query_workspace_md, 0),
-                                 *fws = dc_query_md(hint, dnnl_query_workspace_md, 0);
-        if (!ws || dc_md_ndims(ws) == 0 || !fws || !dc_md_equal(ws, fws)) {
-            gn_error_set(err, "dnnl: %s: the backward's workspace is not the forward's", what);
-            goto fail;
-        }
-        if (ent_arg(d, e, DNNL_ARG_SRC, &ux, NULL, 0, err) ||
-            ent_arg(d, e, DNNL_ARG_DIFF_DST, &ux, NULL, 0, err) ||
-            ent_arg(d, e, DNNL_ARG_SCALE, &uv, NULL, 0, err) ||
-            ent_arg(d, e, DNNL_ARG_MEAN, &uv, NULL, 0, err) ||
-            ent_arg(d, e, DNNL_ARG_VARIANCE, &uv, NULL, 0, err) ||
-            ent_arg(d, e, DNNL_ARG_WORKSPACE, ws, NULL, 0, err) ||
-            ent_arg(d, e, DNNL_ARG_DIFF_SRC, &ux, NULL, 1, err) ||
-            ent_arg(d, e, DNNL_ARG_DIFF_SCALE, &uv, NULL, 1, err) ||
-            ent_arg(d, e, DNNL_ARG_DIFF_SHIFT, &uv, NULL, 1, err) ||
-            (DC_BN_BWD_TAKES_SHIFT && ent_arg(d, e, DNNL_ARG_SHIFT, &uv, NULL, 0, err)))
-            goto fail;
-    }
-    if (ent_commit(d, e, pd, what, err))
-        goto fail;
-    build_done(pd, hint, NULL);
-    return e;
-fail:
-    build_done(pd, hint, e);
-    return NULL;
-}
-
 /* bytes of an entry's workspace argument (the memory created from the primitive's md) */
 static size_t ent_ws_bytes(const centry *e)
 {
@@ -796,7 +749,7 @@ static size_t ent_ws_bytes(const centry *e)
 
 static int dn_bn_relu_ws(gn_backend *be, const gn_tensor *x, float eps, size_t *numel, gn_error *err)
 {
-    centry *e = bn_relu_entry(D(be), OP_BN_RELU_TRAIN, x, eps, "batch normalization + relu forward training", err);
+    centry *e = bn_entry(D(be), OP_BN_RELU_TRAIN, x, eps, "batch normalization + relu forward training", err);
     if (!e)
         return -1;
     *numel = (ent_ws_bytes(e) + sizeof(float) - 1) / sizeof(float);
@@ -808,7 +761,7 @@ static int dn_bn_relu_fwd_train(gn_backend *be, const gn_tensor *x, const gn_ten
                                 gn_tensor *var, gn_tensor *ws, gn_error *err)
 {
     const char *what = "batch normalization + relu forward training";
-    centry *e = bn_relu_entry(D(be), OP_BN_RELU_TRAIN, x, eps, what, err);
+    centry *e = bn_entry(D(be), OP_BN_RELU_TRAIN, x, eps, what, err);
     if (!e)
         return -1;
     void *ptrs[7] = {P(x), P(gamma), P(beta), P(y), P(mean), P(var), P(ws)};
@@ -821,7 +774,7 @@ static int dn_bn_relu_bwd(gn_backend *be, const gn_tensor *x, const gn_tensor *d
                           gn_tensor *dbeta, gn_error *err)
 {
     const char *what = "batch normalization + relu backward";
-    centry *e = bn_relu_entry(D(be), OP_BN_RELU_BWD, x, eps, what, err);
+    centry *e = bn_entry(D(be), OP_BN_RELU_BWD, x, eps, what, err);
     if (!e)
         return -1;
     /* SHIFT: a placeholder, as in dn_bn_bwd (the last argument, 2.x only) */
