@@ -2,7 +2,8 @@
  * nn_bench.c — speed of the compute engine on one GPUNet config (issue 3 benchmark).
  *
  *   nn_bench CONFIG [--res R] [--in-ch C] [--classes K] [--batch B] [--threads T]
- *            [--iters N] [--backend dnnl|ref] [--seed S] [--ab-fusion]
+ *            [--iters N] [--backend dnnl|ref] [--seed S] [--ab-fusion] [--profile-ops]
+ *            [--infer-only]
  *
  * Measures, after warm-up:
  *   train   forward + softmax cross-entropy + backward (gn_net_train_step: training-mode
@@ -23,6 +24,14 @@
  * the per-pair ratios and each net's mean time per step in BN + activations and in
  * convolutions (gn_op_profile; a fused pair is booked under BN), then exits (no
  * inference).
+ *
+ * --profile-ops (issue 21's "profile that explains the rest"): after the timed steps,
+ * N more training steps with the op profile on (gn_op_profile: two clock reads per
+ * node), then one line per op kind with its forward and backward ms per step and its
+ * share of the step, the rest of the step (loss, copies, the pass's own bookkeeping)
+ * as "other", and the convolutions' throughput counting 3 x 2 x MACs per image (all of
+ * the network's MACs, so an upper bound) for a comparison with fma_peak.
+ * --infer-only skips training (for ONEDNN_VERBOSE=1 traces of the inference alone).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,6 +67,39 @@ static int die(const char *what, const gn_error *e)
 {
     fprintf(stderr, "nn_bench: %s: %s\n", what, e->msg);
     return 1;
+}
+
+/* --profile-ops: N profiled training steps, one line per op kind */
+static int profile_ops(const gn_arch *a, gn_net *net, const gn_tensor *x, const int32_t *labels, int iters,
+                       const char *backend, const char *cfg, int threads)
+{
+    gn_error err = {{0}};
+    gn_op_profile p;
+    memset(&p, 0, sizeof p);
+    float loss;
+    gn_net_set_op_profile(net, &p);
+    double t0 = now_s();
+    for (int i = 0; i < iters; i++)
+        if (gn_net_train_step(net, x, labels, 0.0f, &loss, &err))
+            return die("train step", &err);
+    double step = (now_s() - t0) / iters, ops = 0;
+    gn_net_set_op_profile(net, NULL);
+    for (int k = 0; k < GN_OPK_N; k++) {
+        if (!p.fwd_n[k] && !p.bwd_n[k])
+            continue;
+        double f = p.fwd_s[k] / iters, b = p.bwd_s[k] / iters;
+        ops += f + b;
+        printf("engine=gpunas-%s config=%s res=%d batch=%d threads=%d profile=%s fwd_ms=%.2f bwd_ms=%.2f "
+               "calls_per_step=%.0f share=%.1f%%\n",
+               backend, cfg, a->resolution, x->n, threads, gn_op_kind_name(k), f * 1e3, b * 1e3,
+               (double)(p.fwd_n[k] + p.bwd_n[k]) / iters, 100 * (f + b) / step);
+    }
+    double conv = (p.fwd_s[GN_OPK_CONV] + p.bwd_s[GN_OPK_CONV]) / iters;
+    printf("engine=gpunas-%s config=%s res=%d batch=%d threads=%d profile=other ms=%.2f share=%.1f%% "
+           "step_ms=%.2f conv_gflops_upper=%.1f step_gflops=%.1f\n",
+           backend, cfg, a->resolution, x->n, threads, (step - ops) * 1e3, 100 * (step - ops) / step, step * 1e3,
+           6.0 * (double)a->macs * x->n / conv * 1e-9, 6.0 * (double)a->macs * x->n / step * 1e-9);
+    return 0;
 }
 
 /* --ab-fusion: net (built as the environment says) against a copy without BN + ReLU
@@ -124,7 +166,7 @@ int main(int argc, char **argv)
     const char *cfg = NULL, *backend = "dnnl";
     int res = 0, in_ch = 0, classes = 0, batch = 32, threads = 0, iters = 20;
     uint64_t seed = 1;
-    int ab = 0;
+    int ab = 0, prof = 0, infer_only = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -134,6 +176,14 @@ int main(int argc, char **argv)
         }
         if (!strcmp(a, "--ab-fusion")) {
             ab = 1;
+            continue;
+        }
+        if (!strcmp(a, "--profile-ops")) {
+            prof = 1;
+            continue;
+        }
+        if (!strcmp(a, "--infer-only")) {
+            infer_only = 1;
             continue;
         }
         if (!v) {
@@ -197,20 +247,23 @@ int main(int argc, char **argv)
         gn_net_free(net), gn_backend_destroy(be), gn_arch_free(a);
         return rc;
     }
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 3 && !infer_only; i++)
         if (gn_net_train_step(net, &x, labels, 0.0f, &loss, &err))
             return die("train step", &err);
-    for (int i = 0; i < iters; i++) {
+    for (int i = 0; i < iters && !infer_only; i++) {
         double t0 = now_s();
         if (gn_net_train_step(net, &x, labels, 0.0f, &loss, &err))
             return die("train step", &err);
         t[i] = now_s() - t0;
     }
-    double tmed = pct(t, iters, 0.5);
-    printf("engine=gpunas-%s config=%s res=%d batch=%d threads=%d train_step_ms=%.2f train_img_s=%.1f "
+    double tmed = infer_only ? 0 : pct(t, iters, 0.5);
+    if (!infer_only)
+        printf("engine=gpunas-%s config=%s res=%d batch=%d threads=%d train_step_ms=%.2f train_img_s=%.1f "
            "(p10 %.2f ms, p90 %.2f ms) loss=%.6f bn_relu_fused=%d\n",
            backend, cfg, R, batch, threads, tmed * 1e3, batch / tmed, pct(t, iters, 0.1) * 1e3,
            pct(t, iters, 0.9) * 1e3, loss, gn_net_bn_relu_pairs(net));
+    if (prof && !infer_only && profile_ops(a, net, &x, labels, iters, backend, cfg, threads))
+        return 1;
 
     /* batch-1 inference */
     const gn_tensor *logits;
