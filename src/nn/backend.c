@@ -302,24 +302,34 @@ int gn_bn_fwd_infer(gn_backend *be, const gn_tensor *x, const gn_tensor *gamma,
     return be->ops->bn_fwd_infer(be, x, gamma, beta, mean, var, eps, y, err);
 }
 
-int gn_bn_bwd(gn_backend *be, const gn_tensor *x, const gn_tensor *dy, const gn_tensor *gamma,
-              const gn_tensor *mean, const gn_tensor *var, float eps, gn_tensor *dx,
-              gn_tensor *dgamma, gn_tensor *dbeta, gn_error *err)
+/* The arguments BN's backward and BN + ReLU's share, after the input's own checks */
+static int check_bn_bwd_args(const char *op, gn_backend *be, const gn_tensor *x, const gn_tensor *dy,
+                             const gn_tensor *gamma, const gn_tensor *mean, const gn_tensor *var,
+                             const gn_tensor *dx, const gn_tensor *dgamma, const gn_tensor *dbeta,
+                             gn_error *err)
 {
-    const char *op = "bn_bwd";
-    if (x && dy && dx && (dy->layout != x->layout || dx->layout != x->layout))
-        return gn_error_set(err, "%s: dy/dx layout differs from the input's", op);
-    CK(check_bn_common(op, be, x, eps, err));
     size_t C = (size_t)x->c;
     CK(check_t(op, "dy", be, dy, err));
     CK(check_shape(op, "dy", dy, SHP(x), err));
     CK(check_t(op, "dx", be, dx, err));
     CK(check_shape(op, "dx", dx, SHP(x), err));
+    if (dy->layout != x->layout || dx->layout != x->layout)
+        return gn_error_set(err, "%s: dy/dx layout differs from the input's", op);
     CK(check_vec(op, "gamma", be, gamma, C, err));
     CK(check_vec(op, "mean", be, mean, C, err));
     CK(check_vec(op, "var", be, var, C, err));
     CK(check_vec(op, "dgamma", be, dgamma, C, err));
     CK(check_vec(op, "dbeta", be, dbeta, C, err));
+    return 0;
+}
+
+int gn_bn_bwd(gn_backend *be, const gn_tensor *x, const gn_tensor *dy, const gn_tensor *gamma,
+              const gn_tensor *mean, const gn_tensor *var, float eps, gn_tensor *dx,
+              gn_tensor *dgamma, gn_tensor *dbeta, gn_error *err)
+{
+    const char *op = "bn_bwd";
+    CK(check_bn_common(op, be, x, eps, err));
+    CK(check_bn_bwd_args(op, be, x, dy, gamma, mean, var, dx, dgamma, dbeta, err));
     if (dx->data == x->data || dx->data == dy->data)
         return gn_error_set(err, "%s: dx must not alias x or dy", op);
     return be->ops->bn_bwd(be, x, dy, gamma, mean, var, eps, dx, dgamma, dbeta, err);
@@ -385,19 +395,8 @@ int gn_bn_relu_bwd(gn_backend *be, const gn_tensor *x, const gn_tensor *dy, cons
                    gn_tensor *dx, gn_tensor *dgamma, gn_tensor *dbeta, gn_error *err)
 {
     const char *op = "bn_relu_bwd";
-    if (x && dy && dx && (dy->layout != x->layout || dx->layout != x->layout))
-        return gn_error_set(err, "%s: dy/dx layout differs from the input's", op);
     CK(check_bn_relu(op, be, x, eps, err));
-    size_t C = (size_t)x->c;
-    CK(check_t(op, "dy", be, dy, err));
-    CK(check_shape(op, "dy", dy, SHP(x), err));
-    CK(check_t(op, "dx", be, dx, err));
-    CK(check_shape(op, "dx", dx, SHP(x), err));
-    CK(check_vec(op, "gamma", be, gamma, C, err));
-    CK(check_vec(op, "mean", be, mean, C, err));
-    CK(check_vec(op, "var", be, var, C, err));
-    CK(check_vec(op, "dgamma", be, dgamma, C, err));
-    CK(check_vec(op, "dbeta", be, dbeta, C, err));
+    CK(check_bn_bwd_args(op, be, x, dy, gamma, mean, var, dx, dgamma, dbeta, err));
     CK(check_ws(op, be, x, eps, ws, err));
     if (dx->data == x->data || dx->data == dy->data || dx->data == ws->data)
         return gn_error_set(err, "%s: dx must not alias x, dy or the workspace", op);
