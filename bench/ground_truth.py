@@ -17,12 +17,16 @@ Steps (each resumable; run the script again to continue):
               (committed): per-epoch validation accuracy and loss, the final test top-1/5,
               seconds, threads, machine, date, gpunas commit.  A run killed half-way
               continues from its checkpoint (`gpunas train --resume`) in --work.
+              Each training is claimed with a lock file (WORK/locks, flock), so any
+              number of instances, started at any time, share the list without overlap.
 
   python3 bench/ground_truth.py [--gpunas build/gpunas] [--work /var/tmp/gpunas-gt]
          [--winners gpunas-search] [--max-runs N] [--threads N] [--lane K/N]
 """
 import argparse
+import contextlib
 import datetime
+import fcntl
 import json
 import os
 import platform
@@ -145,6 +149,26 @@ def train(args, arch, seed):
           f"in {rec['seconds']:.0f} s", flush=True)
 
 
+@contextlib.contextmanager
+def claim(args, name):
+    """Hold WORK/locks/NAME.lock for one training, or yield False if another process
+    holds it: instances started at any time (each with --lane 0/1) then share the list
+    without overlap; a killed instance's lock goes with it (flock), so its run is taken
+    up again, from its checkpoint, by the next instance that reaches it."""
+    d = os.path.join(args.work, "locks")
+    os.makedirs(d, exist_ok=True)
+    f = open(os.path.join(d, name + ".lock"), "w")
+    try:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            yield False
+            return
+        yield True
+    finally:
+        f.close()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--gpunas", default=os.path.join(ROOT, "build", "gpunas"))
@@ -180,7 +204,11 @@ def main():
     for a, s in mine:
         if args.max_runs and n >= args.max_runs:
             break
-        train(args, a, s)
+        with claim(args, f"{a['name']}-seed{s}") as ok:
+            # another instance holds it, or finished it since this one read the list
+            if not ok or (a["name"], s) in done_runs():
+                continue
+            train(args, a, s)
         n += 1
     left = sum(1 for a, s in todo if (a["name"], s) not in done_runs())
     print(f"ground_truth: {len(todo) - left} of {len(todo)} runs in {RUNS}; {left} left")
