@@ -190,7 +190,7 @@ def report(args):
         if not xs:
             return "—"
         m = sum(xs) / len(xs)
-        return f"{100 * m:.2f}%" + (f" (n={len(xs)})" if len(xs) > 1 else "")
+        return f"{100 * m:.2f}%" + (" (" + ", ".join(f"{100 * x:.2f}" for x in xs) + ")" if len(xs) > 1 else "")
 
     print("| tier budget | method | network | latency ms (hub protocol) | within | test top-1 | CPU-hours |")
     print("|---|---|---|---|---|---|---|")
