@@ -24,14 +24,14 @@ Steps (each resumable; run the script again to continue):
          [--winners gpunas-search] [--max-runs N] [--threads N] [--lane K/N]
 """
 import argparse
-import contextlib
 import datetime
-import fcntl
 import json
 import os
 import platform
 import subprocess
 import sys
+
+from claim import claim
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -149,26 +149,6 @@ def train(args, arch, seed):
           f"in {rec['seconds']:.0f} s", flush=True)
 
 
-@contextlib.contextmanager
-def claim(args, name):
-    """Hold WORK/locks/NAME.lock for one training, or yield False if another process
-    holds it: instances started at any time (each with --lane 0/1) then share the list
-    without overlap; a killed instance's lock goes with it (flock), so its run is taken
-    up again, from its checkpoint, by the next instance that reaches it."""
-    d = os.path.join(args.work, "locks")
-    os.makedirs(d, exist_ok=True)
-    f = open(os.path.join(d, name + ".lock"), "w")
-    try:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            yield False
-            return
-        yield True
-    finally:
-        f.close()
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--gpunas", default=os.path.join(ROOT, "build", "gpunas"))
@@ -204,7 +184,7 @@ def main():
     for a, s in mine:
         if args.max_runs and n >= args.max_runs:
             break
-        with claim(args, f"{a['name']}-seed{s}") as ok:
+        with claim(args.work, f"{a['name']}-seed{s}") as ok:
             # another instance holds it, or finished it since this one read the list
             if not ok or (a["name"], s) in done_runs():
                 continue

@@ -256,12 +256,13 @@ int main(int argc, char **argv)
             return die("train step", &err);
         t[i] = now_s() - t0;
     }
-    double tmed = infer_only ? 0 : pct(t, iters, 0.5);
-    if (!infer_only)
+    if (!infer_only) {
+        double tmed = pct(t, iters, 0.5);
         printf("engine=gpunas-%s config=%s res=%d batch=%d threads=%d train_step_ms=%.2f train_img_s=%.1f "
-           "(p10 %.2f ms, p90 %.2f ms) loss=%.6f bn_relu_fused=%d\n",
-           backend, cfg, R, batch, threads, tmed * 1e3, batch / tmed, pct(t, iters, 0.1) * 1e3,
-           pct(t, iters, 0.9) * 1e3, loss, gn_net_bn_relu_pairs(net));
+               "(p10 %.2f ms, p90 %.2f ms) loss=%.6f bn_relu_fused=%d\n",
+               backend, cfg, R, batch, threads, tmed * 1e3, batch / tmed, pct(t, iters, 0.1) * 1e3,
+               pct(t, iters, 0.9) * 1e3, loss, gn_net_bn_relu_pairs(net));
+    }
     if (prof && !infer_only && profile_ops(a, net, &x, labels, iters, backend, cfg, threads))
         return 1;
 

@@ -37,9 +37,7 @@ Run (resumable: run the same command again to continue; every step skips what is
          --subset 256 --epochs 1 --init-epochs 0 --train-epochs 1 --train-subset 500 --lat-duration 0.3
 """
 import argparse
-import contextlib
 import datetime
-import fcntl
 import json
 import os
 import platform
@@ -52,6 +50,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 import baselines  # noqa: E402  (train/measure with the hub's recipe and protocol: one place)
 from ground_truth import RECIPE  # noqa: E402
+from claim import claim  # noqa: E402
 
 
 def now():
@@ -90,32 +89,13 @@ def name_of(est, t):
     return f"unas-{est}-{t:g}ms"
 
 
-@contextlib.contextmanager
-def claim(args, name):
-    """Hold WORK/locks/NAME.lock for one job, or yield False if another process holds it.
-    Several instances of this script then share the runs and trainings between them (one
-    per core); a killed instance's lock goes with it, so its job is taken up again."""
-    d = os.path.join(args.work, "locks")
-    os.makedirs(d, exist_ok=True)
-    f = open(os.path.join(d, name + ".lock"), "w")
-    try:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            yield False
-            return
-        yield True
-    finally:
-        f.close()
-
-
 def search_done(args, est, t):
     return any(r.get("kind") == "search" and r["estimator"] == est and r["target_ms"] == t
                for r in baselines.read_lines(args.data_file))
 
 
 def search(args, prof, est, t, data):
-    with claim(args, name_of(est, t)) as mine:
+    with claim(args.work, name_of(est, t)) as mine:
         if not mine:
             print(f"unas_study: {name_of(est, t)} is being run by another process", flush=True)
         elif not search_done(args, est, t):
@@ -267,7 +247,7 @@ def main():
     for seed in range(1, args.seeds + 1):
         for r in searches:
             n = name_of(r["estimator"], r["target_ms"])
-            with claim(args, f"train-{n}-seed{seed}") as mine:
+            with claim(args.work, f"train-{n}-seed{seed}") as mine:
                 if mine and (n, seed) not in baselines.done_runs(args.data_file):
                     baselines.train(bargs, n, os.path.relpath(arch_file(args, r), ROOT), seed)
     baselines.time_all(bargs, [(name_of(r["estimator"], r["target_ms"]),
