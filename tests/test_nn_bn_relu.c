@@ -67,31 +67,6 @@ static float *rand_vec(size_t n, double lo, double hi)
     return v;
 }
 
-static double maxabs(const float *a, size_t n)
-{
-    double m = 0;
-    for (size_t i = 0; i < n; i++)
-        m = fmax(m, fabs(a[i]));
-    return m;
-}
-
-/* max |got - ref| <= tol * max(1, max |ref|); tol 0: exactly equal */
-static void assert_close(const char *what, const float *got, const float *ref, size_t n, double tol)
-{
-    double scale = fmax(1.0, maxabs(ref, n)), worst = 0;
-    size_t wi = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!isfinite(got[i]))
-            fail_msg("%s: element %zu is %g", what, i, (double)got[i]);
-        double d = fabs((double)got[i] - ref[i]);
-        if (d > worst)
-            worst = d, wi = i;
-    }
-    if (worst > tol * scale)
-        fail_msg("%s: max |diff| %.3g at %zu (got %.9g, ref %.9g) > %.3g", what, worst, wi, (double)got[wi],
-                 (double)ref[wi], tol * scale);
-}
-
 /* NCHW host array <-> tensor of the given layout */
 static gn_tensor mk(gn_backend *be, int n, int c, int h, int w, gn_layout lay, const float *nchw)
 {
@@ -241,7 +216,7 @@ static void compare(const char *what, const op_out *got, const op_out *ref, size
     const float *rv[6] = {ref->y, ref->mean, ref->var, ref->dx, ref->dg, ref->db};
     for (int k = 0; k < 6; k++) {
         snprintf(buf, sizeof buf, "%s: %s", what, names[k]);
-        assert_close(buf, gv[k], rv[k], k == 0 || k == 3 ? n : (size_t)c, tol);
+        tu_assert_close(buf, gv[k], rv[k], k == 0 || k == 3 ? n : (size_t)c, tol);
     }
 }
 
@@ -471,11 +446,11 @@ static void check_training(const char *backend, gn_backend *be)
         gn_param *pf = gn_net_param(nf, p), *pu = gn_net_param(nu, p);
         char what[GN_NAME_MAX + 32];
         snprintf(what, sizeof what, "%s %s", backend, pf->name);
-        assert_close(what, pf->value.data, pu->value.data, gn_tensor_numel(&pf->value), exact ? 0.0 : 1e-5);
+        tu_assert_close(what, pf->value.data, pu->value.data, gn_tensor_numel(&pf->value), exact ? 0.0 : 1e-5);
         if (pf->trainable) {
             snprintf(what, sizeof what, "%s grad %s", backend, pf->name);
             /* gradients relative to the largest of the tensor's (small tensors of BN biases) */
-            double sc = fmax(1e-3, maxabs(pu->grad.data, gn_tensor_numel(&pu->grad)));
+            double sc = fmax(1e-3, tu_maxabs(pu->grad.data, gn_tensor_numel(&pu->grad)));
             size_t n = gn_tensor_numel(&pf->grad);
             for (size_t i = 0; i < n; i++) {
                 double d = fabs((double)pf->grad.data[i] - pu->grad.data[i]);
@@ -494,7 +469,7 @@ static void check_training(const char *backend, gn_backend *be)
     const gn_tensor *lf, *lu;
     OK(gn_net_forward_eval(nf, &x, &lf, E));
     OK(gn_net_forward_eval(nu, &x, &lu, E));
-    assert_close("eval logits", lf->data, lu->data, gn_tensor_numel(lu), exact ? 0.0 : 1e-5);
+    tu_assert_close("eval logits", lf->data, lu->data, gn_tensor_numel(lu), exact ? 0.0 : 1e-5);
     /* NASWOT reads a fused ReLU's output instead of its input: the same bits */
     double sf, su;
     int64_t uf, uu;

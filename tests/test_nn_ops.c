@@ -33,6 +33,7 @@
 
 #include "gpunas/backend.h"
 #include "gpunas/tensor.h"
+#include "testutil.h"
 
 #define FD_RTOL 1e-2
 #define FD_ATOL 2e-3
@@ -95,32 +96,6 @@ static void get(const gn_tensor *t, float *dst)
     } while (0)
 /* the call must use `&err_` as its error argument */
 #define E (&err_)
-
-static double maxabs(const float *a, size_t n)
-{
-    double m = 0;
-    for (size_t i = 0; i < n; i++)
-        if (fabs(a[i]) > m)
-            m = fabs(a[i]);
-    return m;
-}
-
-static void assert_close(const char *what, const float *got, const float *ref, size_t n,
-                         double tol)
-{
-    double scale = fmax(1.0, maxabs(ref, n)), worst = 0;
-    size_t wi = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!isfinite(got[i]))
-            fail_msg("%s: element %zu is %g", what, i, (double)got[i]);
-        double d = fabs((double)got[i] - ref[i]);
-        if (d > worst)
-            worst = d, wi = i;
-    }
-    if (worst > tol * scale)
-        fail_msg("%s: max |diff| %.3g at %zu (got %.7g, ref %.7g) > %.3g", what, worst, wi,
-                 (double)got[wi], (double)ref[wi], tol * scale);
-}
 
 /* ------------------------------------------------------------------ op cases */
 #define MAXIN 4
@@ -213,12 +188,12 @@ static void xb_check(op_case *c, uint64_t seed)
     }
     char what[160];
     snprintf(what, sizeof what, "%s: dnnl vs ref forward", c->name);
-    assert_close(what, out[1], out[0], c->out_len, XB_TOL);
+    tu_assert_close(what, out[1], out[0], c->out_len, XB_TOL);
     for (int i = 0; i < c->nin; i++) {
         if (c->no_grad[i])
             continue;
         snprintf(what, sizeof what, "%s: dnnl vs ref d/d%s", c->name, c->in_name[i]);
-        assert_close(what, gin[1][i], gin[0][i], c->in_len[i], XB_TOL);
+        tu_assert_close(what, gin[1][i], gin[0][i], c->in_len[i], XB_TOL);
     }
     for (int b = 0; b < 2; b++) {
         free(out[b]);
@@ -411,14 +386,14 @@ static void test_conv2d_fused(void **state)
                         char what[160];
                         snprintf(what, sizeof what, "fused conv [%s] case %d act %s r%d b%d",
                                  gn_backend_name(be), picks[pi], gn_eltwise_name(acts[ai]), with_r, with_b);
-                        assert_close(what, fused[bi], unf, ny, XB_TOL);
+                        tu_assert_close(what, fused[bi], unf, ny, XB_TOL);
                         gn_tensor_free(&x), gn_tensor_free(&w), gn_tensor_free(&b);
                         gn_tensor_free(&r), gn_tensor_free(&y), gn_tensor_free(&t);
                     }
                     char what[160];
                     snprintf(what, sizeof what, "fused conv dnnl vs ref case %d act %s r%d b%d",
                              picks[pi], gn_eltwise_name(acts[ai]), with_r, with_b);
-                    assert_close(what, fused[1], fused[0], ny, XB_TOL);
+                    tu_assert_close(what, fused[1], fused[0], ny, XB_TOL);
                 }
         free(hx), free(hw), free(hb), free(hr), free(fused[0]), free(fused[1]), free(unf);
     }
@@ -497,7 +472,7 @@ static void test_nhwc_inference_ops(void **state)
                 get_nchw(&dy, got);
                 char what[128];
                 snprintf(what, sizeof what, "nhwc conv case %d r%d x_nhwc%d", picks[pi], with_r, x_nhwc);
-                assert_close(what, got, want, ny, XB_TOL);
+                tu_assert_close(what, got, want, ny, XB_TOL);
                 gn_tensor_free(&dx), gn_tensor_free(&dw), gn_tensor_free(&db), gn_tensor_free(&dr), gn_tensor_free(&dy);
             }
         free(hx), free(hw), free(hb), free(hr), free(want), free(got);
@@ -537,7 +512,7 @@ static void test_nhwc_inference_ops(void **state)
             if (k) {
                 char what[64];
                 snprintf(what, sizeof what, "nhwc op %d", op);
-                assert_close(what, got, want, cnt, XB_TOL);
+                tu_assert_close(what, got, want, cnt, XB_TOL);
             }
             gn_tensor_free(&x), gn_tensor_free(&x2), gn_tensor_free(&y), gn_tensor_free(&s), gn_tensor_free(&g);
             gn_tensor_free(&bt), gn_tensor_free(&mu), gn_tensor_free(&va), gn_tensor_free(&pooled);
@@ -594,11 +569,11 @@ static void test_conv_weights_version(void **state)
         get(&y, c);
         for (size_t i = 0; i < ny; i++)
             a[i] *= 2.0f;
-        assert_close("new weights version", c, a, ny, XB_TOL);
+        tu_assert_close("new weights version", c, a, ny, XB_TOL);
         if (bi == 1) { /* the cache really is used: old weights still in effect */
             for (size_t i = 0; i < ny; i++)
                 a[i] *= 0.5f;
-            assert_close("cached weights under the same version", b, a, ny, XB_TOL);
+            tu_assert_close("cached weights under the same version", b, a, ny, XB_TOL);
         }
         gn_tensor_free(&x), gn_tensor_free(&w), gn_tensor_free(&y);
         free(hx), free(hw), free(a), free(b), free(c);
@@ -717,8 +692,8 @@ static void test_batchnorm_stats_infer(void **state)
         OK(gn_bn_fwd_train(be, &x, &g, &b, eps, &y, &m, &v, E));
         get(&m, mean);
         get(&v, var);
-        assert_close("bn batch mean", mean, exm, C, 1e-5);
-        assert_close("bn batch var (biased)", var, exv, C, 1e-5);
+        tu_assert_close("bn batch mean", mean, exm, C, 1e-5);
+        tu_assert_close("bn batch var (biased)", var, exv, C, 1e-5);
         /* running stats, PyTorch momentum 0.1 with unbiased variance */
         OK(gn_bn_update_running(be, &rm, &rv, &m, &v, 0.1f, M, E));
         float grm[C], grv[C], erm[C], erv[C];
@@ -728,8 +703,8 @@ static void test_batchnorm_stats_infer(void **state)
             erm[c] = 0.9f * hrm[c] + 0.1f * exm[c];
             erv[c] = 0.9f * hrv[c] + 0.1f * exv[c] * (float)M / (float)(M - 1);
         }
-        assert_close("running mean", grm, erm, C, 1e-6);
-        assert_close("running var", grv, erv, C, 1e-6);
+        tu_assert_close("running mean", grm, erm, C, 1e-6);
+        tu_assert_close("running var", grv, erv, C, 1e-6);
         /* inference with the running stats vs the formula */
         OK(gn_bn_fwd_infer(be, &x, &g, &b, &rm, &rv, eps, &y, E));
         yi[bi] = malloc(sizeof(float) * N * C * H * W);
@@ -742,19 +717,19 @@ static void test_batchnorm_stats_infer(void **state)
                     ex[k] = (float)((hx[k] - grm[c]) / sqrt((double)grv[c] + eps) * hg[c] +
                                     hb[c]);
                 }
-        assert_close("bn inference", yi[bi], ex, (size_t)N * C * H * W, 1e-5);
+        tu_assert_close("bn inference", yi[bi], ex, (size_t)N * C * H * W, 1e-5);
         /* in-place training forward (y aliases x) gives the same as out-of-place */
         float *yo = malloc(sizeof(float) * N * C * H * W), *yin = malloc(sizeof(float) * N * C * H * W);
         OK(gn_bn_fwd_train(be, &x, &g, &b, eps, &y, &m, &v, E));
         get(&y, yo);
         OK(gn_bn_fwd_train(be, &x, &g, &b, eps, &x, &m, &v, E));
         get(&x, yin);
-        assert_close("bn in-place", yin, yo, (size_t)N * C * H * W, 1e-6);
+        tu_assert_close("bn in-place", yin, yo, (size_t)N * C * H * W, 1e-6);
         free(ex), free(yo), free(yin);
         gn_tensor_free(&x), gn_tensor_free(&y), gn_tensor_free(&g), gn_tensor_free(&b);
         gn_tensor_free(&m), gn_tensor_free(&v), gn_tensor_free(&rm), gn_tensor_free(&rv);
     }
-    assert_close("bn inference dnnl vs ref", yi[1], yi[0], (size_t)N * C * H * W, XB_TOL);
+    tu_assert_close("bn inference dnnl vs ref", yi[1], yi[0], (size_t)N * C * H * W, XB_TOL);
     free(yi[0]), free(yi[1]);
     free(hx), free(hg), free(hb), free(hrm), free(hrv);
 }
@@ -787,7 +762,7 @@ static void elt_bwd(op_case *c, const float *gout, float **gin)
     float *tmp = malloc(sizeof(float) * c->in_len[0]);
     OK(gn_eltwise_bwd(c->be, q->k, &x, &dy, &dy, E));
     get(&dy, tmp);
-    assert_close("eltwise bwd in-place", tmp, gin[0], c->in_len[0], 0);
+    tu_assert_close("eltwise bwd in-place", tmp, gin[0], c->in_len[0], 0);
     free(tmp);
     gn_tensor_free(&x), gn_tensor_free(&dy), gn_tensor_free(&dx);
 }
@@ -822,7 +797,7 @@ static void test_eltwise(void **state)
                 gn_tensor x = mk(g_be[bi], q.n, q.c, q.h, q.w, c.in[0]);
                 OK(gn_eltwise_fwd(g_be[bi], q.k, &x, &x, E));
                 get(&x, b);
-                assert_close("eltwise fwd in-place", b, a, c.out_len, 0);
+                tu_assert_close("eltwise fwd in-place", b, a, c.out_len, 0);
                 gn_tensor_free(&x);
                 free(a), free(b);
             }
@@ -887,7 +862,7 @@ static void cs_fwd(op_case *c, float *out)
     float *t = malloc(sizeof(float) * c->out_len);
     OK(gn_channel_scale_fwd(c->be, &x, &s, &x, E)); /* in-place */
     get(&x, t);
-    assert_close("channel_scale in-place", t, out, c->out_len, 0);
+    tu_assert_close("channel_scale in-place", t, out, c->out_len, 0);
     free(t);
     gn_tensor_free(&x), gn_tensor_free(&s), gn_tensor_free(&y);
 }
@@ -942,11 +917,11 @@ static void add_fwd(op_case *c, float *out)
     float *t = malloc(sizeof(float) * c->out_len);
     OK(gn_add(c->be, &a, &b, &a, E));
     get(&a, t);
-    assert_close("add in-place (y=a)", t, out, c->out_len, 0);
+    tu_assert_close("add in-place (y=a)", t, out, c->out_len, 0);
     OK(gn_tensor_from_host(&a, c->in[0], E));
     OK(gn_add(c->be, &a, &b, &b, E));
     get(&b, t);
-    assert_close("add in-place (y=b)", t, out, c->out_len, 0);
+    tu_assert_close("add in-place (y=b)", t, out, c->out_len, 0);
     free(t);
     gn_tensor_free(&a), gn_tensor_free(&b), gn_tensor_free(&y);
 }

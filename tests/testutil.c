@@ -1,5 +1,10 @@
 /* testutil.c — see testutil.h. */
 #include "testutil.h"
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -238,4 +243,28 @@ double tu_relu_input(const gn_net *net, int node, size_t j)
     double inv = 1.0 / sqrt((double)bn->bvar.data[c] + (double)bn->eps);
     return ((double)x->data[j] - bn->bmean.data[c]) * inv * net->params[bn->gamma].value.data[c] +
            net->params[bn->beta].value.data[c];
+}
+
+double tu_maxabs(const float *a, size_t n)
+{
+    double m = 0;
+    for (size_t i = 0; i < n; i++)
+        m = fmax(m, fabs(a[i]));
+    return m;
+}
+
+void tu_assert_close(const char *what, const float *got, const float *ref, size_t n, double tol)
+{
+    double scale = fmax(1.0, tu_maxabs(ref, n)), worst = 0;
+    size_t wi = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(got[i]))
+            fail_msg("%s: element %zu is %g", what, i, (double)got[i]);
+        double d = fabs((double)got[i] - ref[i]);
+        if (d > worst)
+            worst = d, wi = i;
+    }
+    if (worst > tol * scale)
+        fail_msg("%s: max |diff| %.3g at %zu (got %.9g, ref %.9g) > %.3g", what, worst, wi, (double)got[wi],
+                 (double)ref[wi], tol * scale);
 }

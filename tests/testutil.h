@@ -30,6 +30,14 @@ int tu_run_cli_env(const char *const *env, const char *args, char **out, char **
  * return its pid, or -1. */
 long tu_spawn_cli(const char *args);
 
+/* ------------------------------------------------------------------ numbers */
+/* max |a[i]| over n floats */
+double tu_maxabs(const float *a, size_t n);
+/* Fails the running cmocka test unless every got[i] is finite and
+ * max |got - ref| <= tol * max(1, max |ref|) (tol 0: exactly equal); the message names
+ * `what`, the worst element and both values. */
+void tu_assert_close(const char *what, const float *got, const float *ref, size_t n, double tol);
+
 /* ------------------------------------------------------------------ network internals */
 #include "gpunas/network.h"
 /* The input of unit j (0 <= j < numel of the node's output value) of ReLU node `node` after
