@@ -5,10 +5,15 @@
  * the rule, checked from the rows alone:
  *   - a level-L row (L >= 1) promotes a trained level-0 proposal of the same tier and
  *     network (its parent), which has a level L-1 result, and (parent, level) is unique;
- *   - in every tier and level l, the top floor(n_l / eta) of the n_l results (accuracy,
- *     ties to the older trial) were promoted to level l+1;
+ *   - in every tier and level l, the top floor(n_l / eta) of the n_l results (by the
+ *     search's score, ties to the older trial) were promoted to level l+1;
  *   - every tier that trained something reached the top level;
  *   - summary.json's tier winner is the best of the top level.
+ * The score (gpunas/nas.h, "Proxy score") is recomputed here from the rows: the first
+ * search scores "acc+naswot" (the default), so every trained row carries a NASWOT, the
+ * normalisation in the store's meta is recomputed from the tiering samples with
+ * gn_naswot_on_data on the search's training split, and one row's NASWOT likewise; the
+ * kill/resume search scores "acc" (the accuracy alone).
  * The searches run with --threads 1 so that parallel CTest jobs do not oversubscribe. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -24,8 +29,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "gpunas/backend.h"
+#include "gpunas/data.h"
 #include "gpunas/nas.h"
+#include "gpunas/space.h"
 #include "gpunas/store.h"
+#include "gpunas/train.h"
 #include "testutil.h"
 
 #define FID "sh:1x96,1x192,2x192/2"
@@ -78,11 +87,28 @@ static void test_fidelity_spec(void **state)
 }
 
 /* ------------------------------------------------------------------ the ladder's rule */
-static int by_acc(const void *a, const void *b)
+/* the search's score, as the test reads it from the store: kind, weight, normalisation */
+static struct {
+    int naswot;
+    double w, mean, sd;
+} S;
+
+static double score_of(const gn_trial *t)
+{
+    if (!S.naswot)
+        return t->val_acc;
+    if (!isfinite(t->naswot))
+        fail_msg("trial #%lld (level %d) was trained in an acc+naswot search but has no NASWOT", (long long)t->id,
+                 t->level);
+    return t->val_acc + S.w / 100.0 * (t->naswot - S.mean) / S.sd;
+}
+
+static int by_score(const void *a, const void *b)
 {
     const gn_trial *x = *(const gn_trial *const *)a, *y = *(const gn_trial *const *)b;
-    if (x->val_acc != y->val_acc)
-        return x->val_acc > y->val_acc ? -1 : 1;
+    double sx = score_of(x), sy = score_of(y);
+    if (sx != sy)
+        return sx > sy ? -1 : 1;
     int64_t px = x->level ? x->parent : x->id, py = y->level ? y->parent : y->id;
     return px < py ? -1 : px > py;
 }
@@ -110,6 +136,24 @@ static int check_ladder(const char *db, int64_t *winner, double *winner_acc, int
     f.level = GN_LEVEL_ANY;
     gn_trial_list l;
     assert_int_equal(gn_store_list_trials(st, &f, &l, &err), 0);
+    char *settings = NULL, *norm = NULL;
+    assert_int_equal(gn_store_get_meta(st, "nas.settings", &settings, &err), 0);
+    json_t *so = json_loads(settings, 0, NULL);
+    assert_non_null(so);
+    json_t *kind = json_object_get(so, "score");
+    S.naswot = kind && !strcmp(json_string_value(kind), "acc+naswot");
+    S.w = S.naswot ? json_number_value(json_object_get(so, "naswot_weight")) : 0;
+    json_decref(so);
+    free(settings);
+    int n_norm = 0;
+    if (S.naswot) {
+        assert_int_equal(gn_store_get_meta(st, "nas.naswot_norm", &norm, &err), 0);
+        assert_int_equal(sscanf(norm, "%lf,%lf,%d", &S.mean, &S.sd, &n_norm), 3);
+        assert_true(S.sd > 0 && n_norm == 8); /* every tiering sample (8 < 48) */
+        free(norm);
+    } else {
+        assert_int_equal(gn_store_get_meta(st, "nas.naswot_norm", &norm, &err), 1); /* none: not needed */
+    }
     gn_store_close(st);
     int promos = 0;
     for (int64_t i = 0; i < l.n; i++) {
@@ -147,7 +191,7 @@ static int check_ladder(const char *db, int64_t *winner, double *winner_acc, int
             }
             if (lv == 0)
                 trained0 = n;
-            qsort(r, n, sizeof *r, by_acc);
+            qsort(r, n, sizeof *r, by_score);
             if (lv + 1 < LEVELS)
                 for (int k = 0; k < n / ETA; k++) {
                     int64_t pid = lv ? r[k]->parent : r[k]->id;
@@ -167,6 +211,83 @@ static int check_ladder(const char *db, int64_t *winner, double *winner_acc, int
     free(r);
     gn_trial_list_free(&l);
     return promos;
+}
+
+/* NASWOT of an encoding as the search computes it (nas_score.c): the mean of 3 seeds from
+ * the search's seed (5), batches of 64 of its training split (val fraction 0.005, split
+ * seed 42), 1 thread */
+static double naswot_of(const gn_space *sp, const gn_dataset_view *tr, gn_backend *be, const char *enc)
+{
+    int x[GN_ENC_MAX_DIMS];
+    gn_arch *a = NULL;
+    gn_error err;
+    assert_int_equal(gn_space_parse_string(sp, enc, x, &err), 0);
+    assert_int_equal(gn_space_decode(sp, x, &a, &err), 0);
+    double sum = 0;
+    for (int r = 0; r < 3; r++) {
+        double v;
+        if (gn_naswot_on_data(a, be, tr, 64, 5 + (uint64_t)r, NULL, &v, NULL, &err))
+            fail_msg("naswot: %s", err.msg);
+        sum += v;
+    }
+    gn_arch_free(a);
+    return sum / 3;
+}
+
+/* The stored normalisation and one trained row's NASWOT, recomputed. */
+static void check_naswot(const char *db)
+{
+    gn_store *st;
+    gn_error err;
+    assert_int_equal(gn_store_open(db, 0, &st, &err), 0);
+    gn_trial_filter f;
+    gn_trial_filter_init(&f);
+    gn_trial_list l;
+    assert_int_equal(gn_store_list_trials(st, &f, &l, &err), 0);
+    char *norm = NULL;
+    assert_int_equal(gn_store_get_meta(st, "nas.naswot_norm", &norm, &err), 0);
+    gn_store_close(st);
+    double mean, sd;
+    int n;
+    assert_int_equal(sscanf(norm, "%lf,%lf,%d", &mean, &sd, &n), 3);
+    free(norm);
+    gn_space *sp;
+    gn_dataset *d;
+    gn_dataset_view tr = {0}, val = {0};
+    gn_backend *be;
+    assert_int_equal(gn_space_builtin("fmnist", &sp, &err), 0);
+    assert_int_equal(gn_dataset_load("fashion-mnist", NULL, "train", 0, &d, &err), 0);
+    assert_int_equal(gn_view_split(d, 0.005, 42, &tr, &val, &err), 0);
+    assert_int_equal(gn_backend_create("dnnl", &be, &err), 0);
+    assert_int_equal(gn_backend_set_threads(be, 1, &err), 0);
+    double v[8], sum = 0, ss = 0;
+    int k = 0;
+    const gn_trial *trained = NULL;
+    for (int64_t i = 0; i < l.n; i++) {
+        const gn_trial *t = &l.items[i];
+        if (t->optimizer && !strcmp(t->optimizer, "tiering") && k < 8) {
+            v[k] = naswot_of(sp, &tr, be, t->encoding);
+            sum += v[k++];
+        } else if (!trained && t->status == GN_TRIAL_DONE && !is_repeat(t)) {
+            trained = t;
+        }
+    }
+    assert_int_equal(k, n);
+    for (int i = 0; i < k; i++)
+        ss += (v[i] - sum / k) * (v[i] - sum / k);
+    if (fabs(mean - sum / k) > 1e-9 * fabs(mean) || fabs(sd - sqrt(ss / (k - 1))) > 1e-6 * sd)
+        fail_msg("stored NASWOT normalisation %.10g, %.10g; recomputed %.10g, %.10g", mean, sd, sum / k,
+                 sqrt(ss / (k - 1)));
+    assert_non_null(trained);
+    double nw = naswot_of(sp, &tr, be, trained->encoding);
+    if (fabs(nw - trained->naswot) > 1e-9 * fabs(nw))
+        fail_msg("trial #%lld: stored NASWOT %.10g, recomputed %.10g", (long long)trained->id, trained->naswot, nw);
+    gn_backend_destroy(be);
+    gn_view_free(&tr);
+    gn_view_free(&val);
+    gn_dataset_free(d);
+    gn_space_free(sp);
+    gn_trial_list_free(&l);
 }
 
 static void check_summary(const char *dir, const int64_t *winner, const double *winner_acc)
@@ -216,7 +337,9 @@ static void test_ladder_search(void **state)
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     assert_int_equal(system(cmd), 0);
     snprintf(db, sizeof db, "%s/search.db", dir);
-    snprintf(cmd, sizeof cmd, "search --out %s " ARGS, dir);
+    /* NASWOT weighs 100 points per sd here, so that it, not the accuracy, orders the
+     * rungs: a wrong score (sign, scale, normalisation) breaks the rule check below */
+    snprintf(cmd, sizeof cmd, "search --out %s " ARGS " --naswot-weight 100", dir);
     int rc = tu_run_cli(cmd, &out, &errs);
     if (rc != 0)
         fail_msg("search failed (%d): %s", rc, errs ? errs : "");
@@ -226,6 +349,8 @@ static void test_ladder_search(void **state)
     int64_t winner[2];
     double acc[2];
     int promos = check_ladder(db, winner, acc, 2);
+    assert_true(S.naswot && S.w == 100); /* the default score, with this weight */
+    check_naswot(db);
     assert_true(promos >= 2); /* 8 candidates, eta 2: at least one tier climbs */
     assert_true(winner[0] > 0 || winner[1] > 0);
     check_summary(dir, winner, acc);
@@ -246,7 +371,8 @@ static void test_ladder_search(void **state)
     int before = count_rows(db);
     snprintf(cmd, sizeof cmd,
              "search --out %s --prune-samples 8 --trials 8 --proxy-batch 32 --lat-runs 5 --val-fraction 0.005 "
-             "--threads 1 --lat-threads 1 --lat-duration 0 --tiers auto:2 --seed 5 --quiet --resume",
+             "--threads 1 --lat-threads 1 --lat-duration 0 --tiers auto:2 --seed 5 --quiet --resume "
+             "--naswot-weight 100",
              dir);
     rc = tu_run_cli(cmd, &out, &errs);
     if (rc != 0)
@@ -258,7 +384,7 @@ static void test_ladder_search(void **state)
     snprintf(cmd, sizeof cmd,
              "search --out %s --prune-samples 8 --trials 8 --proxy-batch 32 --lat-runs 5 --val-fraction 0.005 "
              "--threads 1 --lat-threads 1 --lat-duration 0 --tiers auto:2 --seed 5 --quiet --resume "
-             "--fidelity sh:1x96,2x192/2",
+             "--naswot-weight 100 --fidelity sh:1x96,2x192/2",
              dir);
     assert_int_equal(tu_run_cli(cmd, NULL, &errs), 1);
     assert_non_null(strstr(errs, "different settings: fidelity"));
@@ -276,7 +402,7 @@ static void test_ladder_kill_resume(void **state)
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     assert_int_equal(system(cmd), 0);
     snprintf(db, sizeof db, "%s/search.db", dir);
-    snprintf(cmd, sizeof cmd, "search --out %s " ARGS, dir);
+    snprintf(cmd, sizeof cmd, "search --out %s " ARGS " --score acc", dir);
     long pid = tu_spawn_cli(cmd);
     assert_true(pid > 0);
     /* kill -9 while a promotion is being trained */
@@ -309,7 +435,7 @@ static void test_ladder_kill_resume(void **state)
         usleep(10000);
     int before = count_rows(db);
     char *out = NULL, *errs = NULL;
-    snprintf(cmd, sizeof cmd, "search --out %s " ARGS " --resume", dir);
+    snprintf(cmd, sizeof cmd, "search --out %s " ARGS " --score acc --resume", dir);
     int rc = tu_run_cli(cmd, &out, &errs);
     if (rc != 0)
         fail_msg("resume failed (%d): %s", rc, errs ? errs : "");
@@ -318,6 +444,7 @@ static void test_ladder_kill_resume(void **state)
     int64_t winner[2];
     double acc[2];
     assert_true(check_ladder(db, winner, acc, 2) >= 1); /* unique (parent, level), the rule, all final */
+    assert_false(S.naswot); /* scored by accuracy alone */
     check_summary(dir, winner, acc);
     free(dir);
 }

@@ -10,10 +10,13 @@
  * write) gives a one-line error naming the file, rolls back, and keeps the store
  * readable and consistent; files that are not stores (text, another application's
  * database, an empty database, a newer schema, a directory, a missing file, an
- * unsupported URL) are refused with one line; stores of schema 1, 2 and 3 are
- * upgraded to 4 when opened (rows kept as proposals, level 0, and the tables and
- * indexes end identical to a new store's); `gpunas trials` prints the table, the
- * filters, --levels and --json, and reports bad usage and bad stores as one line.
+ * unsupported URL, a schema of 6) are refused with one line; stores of schema 1, 2, 3
+ * and 4 are upgraded to 5 when opened (rows kept as proposals, level 0, naswot unknown,
+ * one schema_version row per step, and the tables and indexes end identical to a new
+ * store's); the zero-cost score (naswot) round-trips through insert and finish and
+ * reads back NaN when finished without one; `gpunas trials` prints the table, the
+ * filters, --levels and --json (naswot included, null when unknown or -inf), and
+ * reports bad usage and bad stores as one line.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -72,12 +75,14 @@ static int64_t insert(gn_store *s, int64_t seq, int tier, const char *enc)
     return t.id;
 }
 
-static void finish(gn_store *s, int64_t id, gn_trial_status st, double acc, const char *error)
+/* finish with a zero-cost score (NaN: none) */
+static void finish_scored(gn_store *s, int64_t id, gn_trial_status st, double acc, const char *error, double naswot)
 {
     gn_trial t;
     gn_trial_init(&t);
     t.status = st;
     t.val_acc = acc;
+    t.naswot = naswot;
     t.error = (char *)error;
     t.latency_ms = 0.5 + id * 0.001;
     t.latency_spread_ms = 0.01;
@@ -87,6 +92,11 @@ static void finish(gn_store *s, int64_t id, gn_trial_status st, double acc, cons
     gn_error err;
     if (gn_store_finish_trial(s, id, &t, &err))
         fail_msg("%s", err.msg);
+}
+
+static void finish(gn_store *s, int64_t id, gn_trial_status st, double acc, const char *error)
+{
+    finish_scored(s, id, st, acc, error, NAN);
 }
 
 static void test_round_trip(void **state)
@@ -118,6 +128,7 @@ static void test_round_trip(void **state)
     t.created_at = 1700000000.25;
     t.worker = (char *)"host-a/0";
     t.optimizer = (char *)"evolution";
+    t.naswot = 1234.0625; /* a zero-cost score known at the insert */
     assert_int_equal(gn_store_insert_trial(s, &t, &err), 0);
     assert_int_equal(t.id, 1);
     assert_true(t.created_at == 1700000000.25);
@@ -125,6 +136,7 @@ static void test_round_trip(void **state)
     assert_int_equal(gn_store_get_trial(s, 1, &g, &err), 0);
     assert_int_equal(g.status, GN_TRIAL_RUNNING);
     assert_true(isnan(g.val_acc) && isnan(g.train_s) && isnan(g.finished_at));
+    assert_true(g.naswot == 1234.0625);
     assert_null(g.error);
     gn_trial_clear(&g);
 
@@ -132,6 +144,7 @@ static void test_round_trip(void **state)
     gn_trial_init(&f);
     f.status = GN_TRIAL_DONE;
     f.val_acc = 0.8765;
+    f.naswot = 1510.123456789012; /* written with the proxy result, like val_acc */
     f.train_s = 21.5;
     f.latency_ms = 0.702; /* re-measured: replaces */
     assert_int_equal(gn_store_finish_trial(s, 1, &f, &err), 0);
@@ -143,6 +156,7 @@ static void test_round_trip(void **state)
     assert_string_equal(g.config, t.config);
     assert_int_equal(g.status, GN_TRIAL_DONE);
     assert_true(g.val_acc == 0.8765);
+    assert_true(g.naswot == 1510.123456789012);
     assert_true(g.latency_ms == 0.702);
     assert_true(g.latency_spread_ms == 0.012); /* kept */
     assert_int_equal(g.params, 208000);
@@ -183,6 +197,8 @@ static void test_round_trip(void **state)
         assert_int_equal(l.items[i].id, i + 1);
     assert_string_equal(l.items[3].error, "out of memory");
     assert_int_equal(l.items[2].tier, -1);
+    for (int i = 1; i < 5; i++) /* inserted and finished without a score */
+        assert_true(isnan(l.items[i].naswot));
     gn_trial_list_free(&l);
 
     gn_trial_filter flt;
@@ -243,6 +259,8 @@ static void test_round_trip(void **state)
     assert_int_equal(gn_store_list_trials(s, NULL, &l, &err), 0);
     assert_int_equal(l.n, 6);
     assert_true(l.items[0].val_acc == 0.8765);
+    assert_true(l.items[0].naswot == 1510.123456789012);
+    assert_true(isnan(l.items[1].naswot));
     assert_int_equal(l.items[3].status, GN_TRIAL_FAILED);
     assert_int_equal(l.items[4].status, GN_TRIAL_RUNNING);
     assert_int_equal(l.items[5].tier, 1);
@@ -541,8 +559,8 @@ static void test_not_a_store(void **state)
     p = fresh_path("newer.db");
     s = open_store(p, GN_STORE_CREATE);
     gn_store_close(s);
-    sql(p, "INSERT INTO schema_version VALUES(99, 0);");
-    expect_open_error(p, 0, "trial store schema version 99 is newer than this gpunas supports (4)");
+    sql(p, "INSERT INTO schema_version VALUES(6, 0);");
+    expect_open_error(p, 0, "trial store schema version 6 is newer than this gpunas supports (5)");
     free(p);
 
     p = fresh_path("appid.db");
@@ -566,7 +584,8 @@ static void test_not_a_store(void **state)
 }
 
 /* The store files of old schemas, as gpunas wrote them: schema 1 (before latency_info),
- * 2 (before the work queue), 3 (before fidelity levels). */
+ * 2 (before the work queue), 3 (before fidelity levels), 4 (before the zero-cost
+ * score). */
 #define V1_SQL                                                                                                 \
     "PRAGMA journal_mode=WAL;"                                                                                 \
     "CREATE TABLE schema_version(version INTEGER NOT NULL, applied_at REAL NOT NULL);"                         \
@@ -609,6 +628,15 @@ static void test_not_a_store(void **state)
     "INSERT INTO trials(seq, encoding, status, created_at, kind, attempts, max_attempts)"                      \
     " VALUES(1, '3,3', 'queued', 2, 'train', 0, 3);"                                                           \
     "PRAGMA application_id = 1735287155;"
+/* schema 4: schema 3 upgraded in place as gpunas 4 did it (the same columns as its new
+ * stores), with a promotion of trial 1 that was trained */
+#define V4_SQL V3_SQL                                                                                          \
+    "ALTER TABLE trials ADD COLUMN level INTEGER NOT NULL DEFAULT 0;"                                          \
+    "ALTER TABLE trials ADD COLUMN parent INTEGER;"                                                            \
+    "CREATE INDEX trials_parent ON trials(parent, level) WHERE parent IS NOT NULL;"                            \
+    "INSERT INTO schema_version VALUES(4, 0);"                                                                 \
+    "INSERT INTO trials(seq, tier, encoding, status, val_acc, latency_ms, created_at, attempts, level, parent)" \
+    " VALUES(0, 1, '1,2', 'done', 0.875, 0.15, 3, 1, 1, 1);"
 
 /* The shape of a store file: every column of trials, meta, workers and schema_version
  * (PRAGMA table_info: name, type, not null, default, key) and every index's SQL, one
@@ -672,6 +700,7 @@ static void expect_fresh_shape(const char *path)
         fail_msg("upgraded store %s differs from a new one:\n--- new\n%s--- upgraded\n%s", path, want, got);
     assert_non_null(strstr(got, "trials.level INTEGER 1 0 0"));
     assert_non_null(strstr(got, "trials.parent INTEGER 0 - 0"));
+    assert_non_null(strstr(got, "trials.naswot REAL 0 - 0"));
     assert_non_null(strstr(got, "index trials_parent on trials: CREATE INDEX trials_parent ON trials(parent, level) WHERE parent IS NOT NULL"));
     free(want);
     free(got);
@@ -679,7 +708,8 @@ static void expect_fresh_shape(const char *path)
 }
 
 /* A schema-1 store (as gpunas wrote it before latency_info) is upgraded when opened
- * (to schema 4: latency_info, then the work queue's columns, then fidelity levels):
+ * (to schema 5: latency_info, then the work queue's columns, then fidelity levels,
+ * then the zero-cost score):
  * its trials are kept with their ids, the new columns read NULL (level 0) for them and
  * take values after. */
 static void test_migrate_v1(void **state)
@@ -695,6 +725,7 @@ static void test_migrate_v1(void **state)
     assert_null(g.latency_info);
     assert_int_equal(g.level, 0);
     assert_int_equal(g.parent, 0);
+    assert_true(isnan(g.naswot));
     gn_trial_clear(&g);
     gn_trial_init(&t);
     t.seq = 1;
@@ -727,16 +758,16 @@ static void test_migrate_v1(void **state)
     assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*), max(version) FROM schema_version", -1, &st, NULL),
                      SQLITE_OK);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(st, 0), 4); /* 1 -> 2 -> 3 -> 4 in one upgrade */
-    assert_int_equal(sqlite3_column_int(st, 1), 4);
+    assert_int_equal(sqlite3_column_int(st, 0), 5); /* 1 -> 2 -> 3 -> 4 -> 5 in one upgrade */
+    assert_int_equal(sqlite3_column_int(st, 1), 5);
     sqlite3_finalize(st);
     sqlite3_close(db);
     expect_fresh_shape(p);
     free(p);
 }
 
-/* Schema 2 (latency_info, no queue) and schema 3 (the queue, no levels) upgrade to 4:
- * rows kept with their ids and fields, level 0 and no parent; a promotion can then be
+/* Schema 2 (latency_info, no queue) and schema 3 (the queue, no levels) upgrade to 5:
+ * rows kept with their ids and fields, level 0, no parent, naswot unknown; a promotion can then be
  * enqueued and listed; the upgraded file has a new store's tables and indexes. */
 static void test_migrate_v2_v3(void **state)
 {
@@ -756,6 +787,7 @@ static void test_migrate_v2_v3(void **state)
         assert_int_equal(g.attempts, 1);
         assert_int_equal(g.level, 0);
         assert_int_equal(g.parent, 0);
+        assert_true(isnan(g.naswot));
         gn_trial_clear(&g);
         int64_t old_n = from == 3 ? 2 : 1;
         if (from == 3) {
@@ -792,10 +824,59 @@ static void test_migrate_v2_v3(void **state)
         gn_store_close(s);
         s = open_store(p, 0); /* reopening does not upgrade twice */
         gn_store_close(s);
-        expect_versions(p, from == 2 ? 4 : 2, 4);
+        expect_versions(p, from == 2 ? 5 : 3, 5);
         expect_fresh_shape(p);
         free(p);
     }
+}
+
+/* A schema-4 store (fidelity levels, no zero-cost score) upgrades to 5 in place: the
+ * naswot column appears (as in a new store), every old row reads it NaN and keeps its
+ * other fields, version 5 is recorded once (after 3 and 4), reopening does not upgrade
+ * again, and new results store their score. */
+static void test_migrate_v4(void **state)
+{
+    char *p = fresh_path("v4.db");
+    sql(p, V4_SQL);
+    gn_store *s = open_store(p, 0);
+    gn_error err;
+    gn_trial_filter f;
+    gn_trial_filter_init(&f);
+    f.level = GN_LEVEL_ANY;
+    gn_trial_list l;
+    assert_int_equal(gn_store_list_trials(s, &f, &l, &err), 0);
+    assert_int_equal(l.n, 3);
+    for (int64_t i = 0; i < l.n; i++)
+        assert_true(isnan(l.items[i].naswot));
+    assert_int_equal(l.items[1].status, GN_TRIAL_QUEUED);
+    assert_int_equal(l.items[2].level, 1);
+    assert_int_equal(l.items[2].parent, 1);
+    assert_true(l.items[2].val_acc == 0.875);
+    gn_trial_list_free(&l);
+    gn_trial t, r, g;
+    gn_trial_init(&t);
+    t.seq = 2;
+    t.encoding = (char *)"4,4";
+    assert_int_equal(gn_store_insert_trial(s, &t, &err), 0);
+    assert_int_equal(t.id, 4); /* ids go on */
+    gn_trial_init(&r);
+    r.status = GN_TRIAL_DONE;
+    r.val_acc = 0.5;
+    r.naswot = -37.75;
+    assert_int_equal(gn_store_finish_trial(s, t.id, &r, &err), 0);
+    gn_store_close(s);
+    s = open_store(p, 0); /* reopening does not upgrade twice */
+    assert_int_equal(gn_store_get_trial(s, t.id, &g, &err), 0);
+    assert_true(g.naswot == -37.75 && g.val_acc == 0.5);
+    gn_trial_clear(&g);
+    assert_int_equal(gn_store_get_trial(s, 1, &g, &err), 0);
+    assert_true(isnan(g.naswot));
+    assert_true(g.latency_ms == 0.15);
+    gn_trial_clear(&g);
+    gn_store_close(s);
+    expect_versions(p, 3, 5); /* 3, 4, then 5 */
+    expect_fresh_shape(p);
+    free(p);
 }
 
 static int count_lines(const char *s)
@@ -812,7 +893,7 @@ static void test_cli_trials(void **state)
     gn_store *s = open_store(path, GN_STORE_CREATE);
     int64_t a = insert(s, 1, 0, "0,1,2"), b = insert(s, 2, 1, "1,1,1"), c = insert(s, 3, -1, "2,2,2");
     insert(s, 4, 1, "3,3,3");
-    finish(s, a, GN_TRIAL_DONE, 0.9012, NULL);
+    finish_scored(s, a, GN_TRIAL_DONE, 0.9012, NULL, 812.5);
     finish(s, b, GN_TRIAL_FAILED, NAN, "training diverged (loss nan)");
     finish(s, c, GN_TRIAL_PRUNED, NAN, NULL);
     gn_trial t;
@@ -821,8 +902,10 @@ static void test_cli_trials(void **state)
     t.tier = 2;
     t.encoding = (char *)"4,4,4";
     t.config = (char *)"[{\"layer_type\": \"data\", \"img_resolution\": 32, \"distill\": false}]";
+    t.naswot = -INFINITY; /* a singular kernel's score, known at the insert */
     gn_error err;
     assert_int_equal(gn_store_insert_trial(s, &t, &err), 0);
+    int64_t singular = t.id;
     /* a promotion of trial a (successive halving): listed only with --levels */
     gn_trial_init(&t);
     t.seq = 1;
@@ -833,6 +916,10 @@ static void test_cli_trials(void **state)
     assert_int_equal(gn_store_insert_trial(s, &t, &err), 0);
     int64_t promo = t.id;
     finish(s, promo, GN_TRIAL_DONE, 0.9345, NULL);
+    gn_trial g;
+    assert_int_equal(gn_store_get_trial(s, singular, &g, &err), 0);
+    assert_true(isinf(g.naswot) && g.naswot < 0); /* kept as given */
+    gn_trial_clear(&g);
     gn_store_close(s);
 
     char args[1024], *out, *errs;
@@ -899,6 +986,7 @@ static void test_cli_trials(void **state)
     json_t *o = json_array_get(j, 0);
     assert_string_equal(json_string_value(json_object_get(o, "status")), "done");
     assert_true(json_real_value(json_object_get(o, "val_acc")) == 0.9012);
+    assert_true(json_real_value(json_object_get(o, "naswot")) == 812.5);
     assert_int_equal(json_integer_value(json_object_get(o, "params")), 1000);
     assert_string_equal(json_string_value(json_object_get(o, "optimizer")), "lamcts");
     assert_true(json_is_null(json_object_get(json_array_get(j, 2), "tier")));
@@ -908,6 +996,9 @@ static void test_cli_trials(void **state)
     assert_true(json_is_array(cfg));
     assert_int_equal(json_integer_value(json_object_get(json_array_get(cfg, 0), "img_resolution")), 32);
     assert_true(json_is_null(json_object_get(json_array_get(j, 4), "val_acc")));
+    /* every object has the score: null when unknown, and for -inf (not JSON) */
+    assert_true(json_is_null(json_object_get(json_array_get(j, 1), "naswot")));
+    assert_true(json_is_null(json_object_get(json_array_get(j, 4), "naswot")));
     for (size_t i = 0; i < json_array_size(j); i++) { /* the proposals only, by default */
         assert_int_equal(json_integer_value(json_object_get(json_array_get(j, i), "level")), 0);
         assert_true(json_is_null(json_object_get(json_array_get(j, i), "parent")));
@@ -960,6 +1051,7 @@ int main(void)
         cmocka_unit_test(test_not_a_store),
         cmocka_unit_test(test_migrate_v1),
         cmocka_unit_test(test_migrate_v2_v3),
+        cmocka_unit_test(test_migrate_v4),
         cmocka_unit_test(test_cli_trials),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

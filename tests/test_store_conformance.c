@@ -20,10 +20,13 @@
  * complete, release gives the attempt back, the worker registry, fidelity levels
  * (promotions enqueued with a parent, claimed with their level, kept by complete,
  * release, reap and finish, listed and counted only when the filter asks for their
- * level; the shape errors), the in-place 3 -> 4 upgrade of a PostgreSQL store
- * (concurrent openers upgrade once), reconnecting after
+ * level; the shape errors), the zero-cost score (naswot) written by insert, finish,
+ * complete and a staged complete and read back equal by get, list and claim (-inf
+ * kept, NaN as unknown), the in-place 3 -> 5 and 4 -> 5 upgrades of a PostgreSQL
+ * store (concurrent openers upgrade once; one schema_version row per step; old rows
+ * naswot NULL), reconnecting after
  * `pg_ctl restart -m immediate` (PostgreSQL), and bad locations (wrong scheme,
- * unreachable server, password never echoed, not a gpunas database, newer schema,
+ * unreachable server, password never echoed, not a gpunas database, newer schema (6),
  * empty database) as one line each.
  *
  * GPUNAS_CLAIM_BENCH=1 also measures claim throughput at 1, 4 and 16 processes
@@ -288,6 +291,7 @@ static void test_meta_and_trials(void **state)
     t.worker = (char *)"host-a";
     t.created_at = 1700000000.25;
     t.latency_ms = 0.125;
+    t.naswot = 1234.0625;
     assert_int_equal(gn_store_insert_trial(s, &t, &err), 0);
     assert_int_equal(t.id, 1);
     assert_int_equal(t.status, GN_TRIAL_RUNNING);
@@ -299,6 +303,7 @@ static void test_meta_and_trials(void **state)
     assert_null(g.kind);
     assert_true(isnan(g.lease_expires_at));
     assert_true(isnan(g.val_acc));
+    assert_true(g.naswot == 1234.0625);
     assert_int_equal(g.params, -1);
     gn_trial_clear(&g);
 
@@ -306,6 +311,7 @@ static void test_meta_and_trials(void **state)
     gn_trial_init(&f);
     f.status = GN_TRIAL_DONE;
     f.val_acc = 0.8125;
+    f.naswot = 1510.123456789012; /* every bit of the double comes back */
     f.params = 12345;
     f.macs = 678901234567LL;
     f.train_s = 12.5;
@@ -320,6 +326,7 @@ static void test_meta_and_trials(void **state)
     assert_int_equal(gn_store_get_trial(s, t.id, &g, &err), 0);
     assert_int_equal(g.status, GN_TRIAL_DONE);
     assert_true(g.val_acc == 0.8125);
+    assert_true(g.naswot == 1510.123456789012);
     assert_true(g.latency_ms == 0.125);
     assert_true(g.latency_spread_ms == 0.01);
     assert_int_equal(g.params, 12345);
@@ -339,6 +346,7 @@ static void test_meta_and_trials(void **state)
         t.seq = 10 + i;
         t.tier = i % 2 ? 0 : -1;
         t.encoding = (char *)"7";
+        t.naswot = i == 0 ? -INFINITY : NAN; /* a singular kernel's score is kept */
         assert_int_equal(gn_store_insert_trial(s, &t, &err), 0);
     }
     enqueue(s, 20, "train", NULL, 1);
@@ -373,6 +381,10 @@ static void test_meta_and_trials(void **state)
     gn_trial_list_free(&l);
     assert_int_equal(gn_store_list_trials(s, NULL, &l, &err), 0);
     assert_int_equal(l.n, 7);
+    assert_true(l.items[0].naswot == 1510.123456789012);
+    assert_true(isinf(l.items[1].naswot) && l.items[1].naswot < 0);
+    for (int i = 2; i < 7; i++)
+        assert_true(isnan(l.items[i].naswot));
     assert_string_equal(l.items[6].kind, "train");
     assert_int_equal(l.items[6].max_attempts, 1);
     gn_trial_list_free(&l);
@@ -420,6 +432,7 @@ static void test_enqueue_claim_complete(void **state)
         assert_int_equal(job.attempts, 1);
         assert_int_equal(l[i].attempt, 1);
         assert_string_equal(job.worker, "w1");
+        assert_true(isnan(job.naswot));
         assert_int_equal(strlen(l[i].token), GN_LEASE_TOKEN_LEN);
         assert_true(l[i].expires_at > job.started_at + 29 && l[i].expires_at < job.started_at + 31);
         assert_true(fabs(job.started_at - now_s()) < 5); /* the server's clock is this machine's */
@@ -432,6 +445,7 @@ static void test_enqueue_claim_complete(void **state)
     gn_trial_init(&r);
     r.status = GN_TRIAL_DONE;
     r.val_acc = 0.5;
+    r.naswot = 1401.2500000000002;
     r.latency_ms = 0.3;
     assert_int_equal(gn_store_complete(s, &l[0], &r, &err), -1);
     one_line(&err, "needs the measuring device's fingerprint");
@@ -443,6 +457,7 @@ static void test_enqueue_claim_complete(void **state)
     assert_int_equal(gn_store_get_trial(s, ids[0], &g, &err), 0);
     assert_int_equal(g.status, GN_TRIAL_DONE);
     assert_true(g.val_acc == 0.5);
+    assert_true(g.naswot == 1401.2500000000002);
     assert_string_equal(g.device, "fp-1234");
     assert_true(isnan(g.lease_expires_at));
     assert_false(isnan(g.finished_at));
@@ -496,6 +511,7 @@ static void test_stages_and_meta_once(void **state)
     r.latency_ms = 0.25;
     r.device = (char *)"cpu-A host=h1";
     r.tier = 1;
+    r.naswot = 7.5; /* a staged complete writes the score too */
     assert_int_equal(gn_store_complete(s, &l, &r, &err), 0);
     assert_int_equal(gn_store_get_trial(s, id, &g, &err), 0);
     assert_int_equal(g.status, GN_TRIAL_QUEUED);
@@ -504,6 +520,7 @@ static void test_stages_and_meta_once(void **state)
     assert_true(g.latency_ms == 0.25);
     assert_int_equal(g.tier, 1);
     assert_string_equal(g.device, "cpu-A host=h1");
+    assert_true(g.naswot == 7.5);
     assert_true(isnan(g.started_at) && isnan(g.finished_at) && isnan(g.lease_expires_at));
     gn_trial_clear(&g);
     /* the measuring lease is over */
@@ -513,11 +530,13 @@ static void test_stages_and_meta_once(void **state)
     assert_int_equal(claim(s, "wt", NULL, GN_JOB_TRAIN, 30, &l2, &job), 0);
     assert_int_equal(job.id, id);
     assert_int_equal(job.attempts, 1);
+    assert_true(job.naswot == 7.5); /* the claim reads it */
     gn_trial_clear(&job);
     assert_int_equal(complete_done(s, &l2, 0.75, &err), 0);
     assert_int_equal(gn_store_get_trial(s, id, &g, &err), 0);
     assert_int_equal(g.status, GN_TRIAL_DONE);
     assert_true(g.val_acc == 0.75 && g.latency_ms == 0.25);
+    assert_true(isnan(g.naswot)); /* like val_acc, the final result's (none) replaces it */
     assert_string_equal(g.worker, "wt");
     assert_string_equal(g.device, "cpu-A host=h1");
     assert_false(isnan(g.finished_at));
@@ -894,28 +913,39 @@ static long long pg_int(const char *db, const char *sql)
     return v;
 }
 
-/* A schema-3 PostgreSQL store (a store made now, with schema 4's columns dropped and
- * its version set back) is upgraded in place when opened: its rows become proposals,
- * and three processes opening it at once upgrade it once. */
-static void test_pg_upgrade_v3(void **state)
+/* A schema-3 or schema-4 PostgreSQL store (a store made now, with the later schemas'
+ * columns dropped and its version set back) is upgraded in place when opened, step by
+ * step (a schema_version row for each): its rows become proposals with no zero-cost
+ * score, and three processes opening it at once upgrade it once. */
+static void pg_upgrade(const backend *b, int from)
 {
-    const backend *b = *state;
-    if (!b->pg)
-        return; /* SQLite's upgrades: tests/test_store.c */
-    char *loc = fresh_location(b, "upgrade3");
+    char db[16];
+    snprintf(db, sizeof db, "upgrade%d", from);
+    char *loc = fresh_location(b, db);
     gn_store *s = open_store(loc, GN_STORE_CREATE);
     gn_error err;
-    gn_trial t, g;
+    gn_trial t, g, r;
     gn_trial_init(&t);
     t.seq = 1;
     t.encoding = (char *)"5,6";
     assert_int_equal(gn_store_insert_trial(s, &t, &err), 0);
+    gn_trial_init(&r);
+    r.status = GN_TRIAL_DONE;
+    r.val_acc = 0.625;
+    r.naswot = 99.5; /* dropped with the column below: the old store never had it */
+    assert_int_equal(gn_store_finish_trial(s, t.id, &r, &err), 0);
     int64_t queued = enqueue(s, 2, "train", NULL, 1);
     gn_store_close(s);
-    assert_int_equal(pg_int("upgrade3", "SELECT count(*) FROM pg_indexes WHERE indexname = 'trials_parent'"), 1);
-    pg_sql("upgrade3", "ALTER TABLE trials DROP COLUMN level, DROP COLUMN parent;"
-                       "DELETE FROM schema_version; INSERT INTO schema_version(version, applied_at) VALUES(3, 0)");
-    assert_int_equal(pg_int("upgrade3", "SELECT count(*) FROM pg_indexes WHERE indexname = 'trials_parent'"), 0);
+    assert_int_equal(pg_int(db, "SELECT count(*) FROM pg_indexes WHERE indexname = 'trials_parent'"), 1);
+    if (from == 3)
+        pg_sql(db, "ALTER TABLE trials DROP COLUMN level, DROP COLUMN parent, DROP COLUMN naswot;"
+                   "DELETE FROM schema_version; INSERT INTO schema_version(version, applied_at) VALUES(3, 0)");
+    else
+        pg_sql(db, "ALTER TABLE trials DROP COLUMN naswot; DELETE FROM schema_version;"
+                   "INSERT INTO schema_version(version, applied_at) VALUES(3, 0), (4, 0)");
+    assert_int_equal(pg_int(db, "SELECT count(*) FROM pg_indexes WHERE indexname = 'trials_parent'"), from == 4);
+    assert_int_equal(pg_int(db, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'trials'"
+                                " AND column_name = 'naswot'"), 0);
 
     pid_t pids[3];
     for (int i = 0; i < 3; i++) {
@@ -937,14 +967,20 @@ static void test_pg_upgrade_v3(void **state)
         waitpid(pids[i], &st, 0);
         assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     }
-    assert_int_equal(pg_int("upgrade3", "SELECT count(*) FROM schema_version WHERE version = 4"), 1);
-    assert_int_equal(pg_int("upgrade3", "SELECT max(version) FROM schema_version"), 4);
-    assert_int_equal(pg_int("upgrade3", "SELECT count(*) FROM pg_indexes WHERE indexname = 'trials_parent'"), 1);
-    assert_int_equal(pg_int("upgrade3", "SELECT count(*) FROM trials WHERE level = 0 AND parent IS NULL"), 2);
+    assert_int_equal(pg_int(db, "SELECT count(*) FROM schema_version WHERE version = 4"), 1);
+    assert_int_equal(pg_int(db, "SELECT count(*) FROM schema_version WHERE version = 5"), 1);
+    assert_int_equal(pg_int(db, "SELECT max(version) FROM schema_version"), 5);
+    assert_int_equal(pg_int(db, "SELECT count(*) FROM pg_indexes WHERE indexname = 'trials_parent'"), 1);
+    assert_int_equal(pg_int(db, "SELECT count(*) FROM trials WHERE level = 0 AND parent IS NULL"), 2);
+    assert_int_equal(pg_int(db, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'trials'"
+                                " AND column_name = 'naswot' AND data_type = 'double precision'"), 1);
+    assert_int_equal(pg_int(db, "SELECT count(*) FROM trials WHERE naswot IS NULL"), 2);
 
     s = open_store(loc, 0);
     assert_int_equal(gn_store_get_trial(s, t.id, &g, &err), 0);
     assert_string_equal(g.encoding, "5,6");
+    assert_true(g.val_acc == 0.625);
+    assert_true(isnan(g.naswot));
     assert_int_equal(g.level, 0);
     assert_int_equal(g.parent, 0);
     gn_trial_clear(&g);
@@ -963,9 +999,29 @@ static void test_pg_upgrade_v3(void **state)
     assert_int_equal(claim(s, "w", NULL, GN_JOB_TRAIN, 30, &l, &job), 0);
     assert_int_equal(job.id, queued);
     assert_int_equal(job.level, 0);
+    assert_true(isnan(job.naswot));
     gn_trial_clear(&job);
+    r.naswot = 3.25; /* the new column takes results */
+    assert_int_equal(gn_store_complete(s, &l, &r, &err), 0);
+    assert_int_equal(gn_store_get_trial(s, queued, &g, &err), 0);
+    assert_true(g.naswot == 3.25);
+    gn_trial_clear(&g);
     gn_store_close(s);
     free(loc);
+}
+
+static void test_pg_upgrade_v3(void **state)
+{
+    const backend *b = *state;
+    if (b->pg) /* SQLite's upgrades: tests/test_store.c */
+        pg_upgrade(b, 3);
+}
+
+static void test_pg_upgrade_v4(void **state)
+{
+    const backend *b = *state;
+    if (b->pg)
+        pg_upgrade(b, 4);
 }
 
 static void test_workers(void **state)
@@ -1156,8 +1212,8 @@ static void test_bad_locations(void **state)
         free(loc);
         loc = fresh_location(b, "newer");
         gn_store_close(open_store(loc, GN_STORE_CREATE));
-        pg_sql("newer", "INSERT INTO schema_version(version, applied_at) VALUES(99, 0)");
-        expect_open_error(loc, 0, "trial store schema version 99 is newer than this gpunas supports (4)", NULL);
+        pg_sql("newer", "INSERT INTO schema_version(version, applied_at) VALUES(6, 0)");
+        expect_open_error(loc, 0, "trial store schema version 6 is newer than this gpunas supports (5)", NULL);
         free(loc);
         loc = fresh_location(b, "older");
         gn_store_close(open_store(loc, GN_STORE_CREATE));
@@ -1180,6 +1236,7 @@ static void test_bad_locations(void **state)
         cmocka_unit_test_prestate(test_stages_and_meta_once, &b),                                                 \
         cmocka_unit_test_prestate(test_heartbeat_release, &b), cmocka_unit_test_prestate(test_workers, &b),       \
         cmocka_unit_test_prestate(test_levels, &b), cmocka_unit_test_prestate(test_pg_upgrade_v3, &b),            \
+        cmocka_unit_test_prestate(test_pg_upgrade_v4, &b),                                                        \
         cmocka_unit_test_prestate(test_concurrent_claims, &b), cmocka_unit_test_prestate(test_reconnect, &b),     \
         cmocka_unit_test_prestate(test_bad_locations, &b)
 

@@ -96,6 +96,21 @@
  *   the level NOT NULL DEFAULT 0 and the parent as NULL when 0, with an index on
  *   (parent, level) for the rows that have a parent.  Opening a schema-3 store adds the
  *   two columns in place (SQLite from 1, 2 or 3 in one transaction; PostgreSQL from 3).
+ *
+ * Zero-cost score (schema 5)
+ *   Every trial row has a naswot column: the NASWOT score (log|det K|, gpunas/train.h
+ *   gn_naswot_on_data) of the untrained network, which a worker computes and writes
+ *   together with the proxy result (val_acc) of a level-0 trial when the search's score
+ *   uses it.  Finish and complete write t->naswot exactly as they write val_acc (NaN
+ *   stored as NULL, i.e. unknown, replacing what was there; a staged complete with
+ *   status queued writes it too); unlike val_acc, insert also stores a score already
+ *   known (NaN: unknown); enqueue, claim, release and reap leave it alone.  Any double
+ *   but NaN is kept as given, -inf included (an exactly singular kernel): the store
+ *   checks no range.
+ *   Both backends store it as a nullable REAL / double precision, NULL when unknown,
+ *   read back as NaN.  Opening a schema-4 store adds the column in place (every
+ *   existing row NULL) and records version 5 (SQLite from 1..4 in one transaction;
+ *   PostgreSQL from 3 or 4); a store of a schema newer than 5 is refused.
  */
 #ifndef GPUNAS_STORE_H
 #define GPUNAS_STORE_H
@@ -148,6 +163,10 @@ typedef struct {
     int level;               /* fidelity level: 0 a proposal (the search's first budget); L >= 1 the
                                 same network promoted by successive halving to budget L (a job of its own) */
     int64_t parent;          /* level >= 1: id of the level-0 trial it promotes; 0 otherwise */
+    /* zero-cost score (schema 5) */
+    double naswot;           /* NASWOT score of the untrained network (gpunas/train.h,
+                                gn_naswot_on_data), written with the proxy result of a
+                                level-0 trial when the search's score uses it; NaN unknown */
 } gn_trial;
 
 /* A trial with every field unknown (NaN / -1 / NULL), status running, tier -1, level 0
@@ -200,14 +219,15 @@ int gn_store_put_meta_once(gn_store *s, const char *key, const char *value, char
 
 /* Insert t as a new 'running' trial (t->status is ignored); created_at and started_at
  * default to now.  Sets t->id, t->status and the timestamps.  Requires t->encoding;
- * stores t->level and t->parent (see "Fidelity levels"). */
+ * stores t->level and t->parent (see "Fidelity levels") and t->naswot (NaN: unknown;
+ * see "Zero-cost score"). */
 int gn_store_insert_trial(gn_store *s, gn_trial *t, gn_error *err);
 /* Finish a running trial: status = t->status (done, failed or pruned) with t's val_acc,
- * train_s, error (NaN/NULL stored as unknown) and finished_at (default now); t's tier,
- * config, latency_ms, latency_spread_ms, params, macs and worker replace the stored
- * ones only when given (tier >= 0, non-NULL, not NaN, >= 0).  A trial that is not
- * running (already finished, or no such id) is an error: a trial is finished exactly
- * once.  The whole update is one transaction. */
+ * naswot, train_s, error (NaN/NULL stored as unknown) and finished_at (default now);
+ * t's tier, config, latency_ms, latency_spread_ms, params, macs and worker replace the
+ * stored ones only when given (tier >= 0, non-NULL, not NaN, >= 0).  A trial that is
+ * not running (already finished, or no such id) is an error: a trial is finished
+ * exactly once.  The whole update is one transaction. */
 int gn_store_finish_trial(gn_store *s, int64_t id, const gn_trial *t, gn_error *err);
 int gn_store_list_trials(gn_store *s, const gn_trial_filter *f, gn_trial_list *out, gn_error *err);
 int gn_store_count_trials(gn_store *s, const gn_trial_filter *f, int64_t *n, gn_error *err);

@@ -177,6 +177,15 @@ typedef struct {
 /* Run (or resume) a training run.  cb may be NULL. */
 int gn_train_run(const gn_train_config *c, const gn_train_callbacks *cb, gn_train_result *res, gn_error *err);
 
+/* ------------------------------------------------------------------ zero-cost proxy */
+/* The NASWOT score (log|det K| of the activation-pattern kernel, gn_net_naswot) of arch
+ * freshly initialised with `seed`, on the first batch of `batch` images of `split`
+ * shuffled with `seed` (no augmentation; resized to the network's resolution).
+ * dump_dir (may be NULL): also write DIR/init.safetensors and DIR/batch.npy.
+ * *units (may be NULL): the ReLU/Swish units counted (src/train/zerocost.c). */
+int gn_naswot_on_data(const gn_arch *a, gn_backend *be, const gn_dataset_view *split, int batch, uint64_t seed,
+                      const char *dump_dir, double *score, int64_t *units, gn_error *err);
+
 /* Options as a JSON object text (malloc'd) — what the checkpoint records. */
 char *gn_train_options_json(const gn_train_config *c, gn_error *err);
 

@@ -23,6 +23,9 @@
 #include "gpunas/plot.h"
 
 static const char *CMD = "search";
+/* the default proxy (issue 13, bench/RESULTS.md "The default proxy"): every candidate
+ * 1 epoch on 5,000 images, the top third of each tier again on 15,000 */
+#define DEFAULT_FIDELITY "sh:1x5000,1x15000/3"
 static void on_event(void *user, const gn_nas_event *e)
 {
     int quiet = *(int *)user;
@@ -58,12 +61,17 @@ static void usage(FILE *f)
             "  --proxy-subset N      proxy training images per candidate (default 5000)\n"
             "  --proxy-batch B       proxy batch size (default 64)\n"
             "  --proxy-lr X          proxy learning rate (default 0.05)\n"
-            "  --fidelity SPEC       none (default), or successive halving inside each tier:\n"
+            "  --fidelity SPEC       successive halving inside each tier (default " DEFAULT_FIDELITY "\n"
+            "                        unless --proxy-epochs/--proxy-subset is given):\n"
             "                        sh:E0xN0,E1xN1,...[/ETA] trains every candidate E0 epochs on\n"
             "                        N0 images (the proxy) and promotes the top 1/ETA (3) of each\n"
             "                        level to the next (E epochs on N images, 0: all), e.g.\n"
             "                        sh:1x5000,2x15000,4x45000; the tier winner is the best of\n"
-            "                        the highest level\n"
+            "                        the highest level; none: one level (the proxy)\n"
+            "  --score KIND          what candidates are ranked by: acc+naswot (default: the proxy\n"
+            "                        accuracy plus W points per standard deviation of the NASWOT\n"
+            "                        zero-cost score) or acc (the proxy accuracy)\n"
+            "  --naswot-weight W     W of acc+naswot (default 1)\n"
             "  --val-fraction F      validation split of the training set (default 0.05)\n"
             "  --threads N           threads for proxy training (default: the cores other\n"
             "                        processes leave free, followed while training)\n"
@@ -96,6 +104,10 @@ static void usage(FILE *f)
 static void print_summary(const gn_nas_summary *s, const char *out_dir)
 {
     printf("\nbest model per latency tier (batch-1 latency on this machine; proxy validation accuracy)\n");
+    if (s->scorer.kind == GN_NAS_SCORE_NASWOT)
+        printf("ranked by the proxy score: val acc + %g point(s) per standard deviation of NASWOT (mean %.1f, sd "
+               "%.2f over %d tiering samples)\n",
+               s->scorer.weight, s->scorer.mean, s->scorer.sd, s->scorer.n_norm);
     printf("%-5s %-10s %-8s %-9s %-16s %-10s %-10s %s\n", "tier", "<= ms", "trained", "val acc", "latency ms",
            "params", "MACs", "file");
     for (int i = 0; i < s->n_tiers; i++) {
@@ -326,6 +338,13 @@ int cmd_search(int argc, char **argv)
         else if (!strcmp(a, "--max-attempts")) r = cli_parse_int(CMD, a, v, 1, 1000, &c.max_attempts);
         else if (!strcmp(a, "--device-class")) c.device_class = v;
         else if (!strcmp(a, "--fidelity")) fidelity = v;
+        else if (!strcmp(a, "--score")) {
+            if (gn_nas_score_parse(v, &c.score)) {
+                cli_error(CMD, "--score: '%s' is not acc or acc+naswot", v);
+                return 2;
+            }
+        }
+        else if (!strcmp(a, "--naswot-weight")) r = cli_parse_double(CMD, a, v, 0, 1000, &c.naswot_weight);
         else {
             cli_error(CMD, "unknown option '%s' (see gpunas search --help)", a);
             return 2;
@@ -335,6 +354,10 @@ int cmd_search(int argc, char **argv)
         i++;
     }
     c.time_budget_s = minutes * 60.0;
+    /* the default ladder, for a new search that names no proxy budget (a resume that
+     * names none continues the stored one) */
+    if (!fidelity && !proxy_set && !resume)
+        fidelity = DEFAULT_FIDELITY;
     if (fidelity) {
         gn_error ferr = {{0}};
         if (proxy_set) {

@@ -23,6 +23,10 @@
  * by successive halving included, and the table then gets a narrow "lvl" column after
  * the status ("0", or "L^P": level L promoting trial P).  --json always carries
  * "level" and "parent" (null for a proposal) in every object.
+ *
+ * Zero-cost score (schema 5): --json carries "naswot" next to "val_acc" in every
+ * object (null when unknown, or not finite: JSON has no -inf, which an exactly singular
+ * kernel gives); the table is unchanged.
  */
 #include <jansson.h>
 #include <math.h>
@@ -163,7 +167,8 @@ static void print_table(const char *where, const gn_trial_list *l, bool levels)
     printf(")\n");
 }
 
-static json_t *jreal(double v) { return isnan(v) ? json_null() : json_real(v); }
+/* unknown (NaN) and non-finite values are null: json_real refuses them */
+static json_t *jreal(double v) { return isfinite(v) ? json_real(v) : json_null(); }
 static json_t *jstr(const char *s) { return s ? json_string(s) : json_null(); }
 static json_t *jint(int64_t v) { return v < 0 ? json_null() : json_integer(v); }
 
@@ -182,6 +187,7 @@ static int print_json(const gn_trial_list *l)
         json_object_set_new(o, "parent", t->parent > 0 ? json_integer(t->parent) : json_null());
         json_object_set_new(o, "encoding", jstr(t->encoding));
         json_object_set_new(o, "val_acc", jreal(t->val_acc));
+        json_object_set_new(o, "naswot", jreal(t->naswot));
         json_object_set_new(o, "latency_ms", jreal(t->latency_ms));
         json_object_set_new(o, "latency_spread_ms", jreal(t->latency_spread_ms));
         json_object_set_new(o, "params", jint(t->params));

@@ -24,7 +24,7 @@
 #include "gpunas/backend.h"
 #include "gpunas/data.h"
 #include "gpunas/network.h"
-#include "gpunas/npy.h"
+#include "gpunas/train.h"
 
 static const char *CMD = "zerocost";
 
@@ -105,41 +105,8 @@ int cmd_zerocost(int argc, char **argv)
         gn_dataset_load(dataset, data_dir, "train", 0, &d, &err) || gn_view_split(d, 0.1, 42, &tr, &val, &err) ||
         gn_backend_create("dnnl", &be, &err) || gn_backend_set_threads(be, threads, &err))
         goto fail;
-    if (d->c != arch->layers[1].in_ch) {
-        gn_error_set(&err, "%s: the network takes %d input channels, data set %s has %d", config,
-                     arch->layers[1].in_ch, d->source, d->c);
-        goto fail;
-    }
     for (int r = 0; r < repeats; r++) {
-        gn_augment aug;
-        gn_augment_defaults(d, &aug);
-        aug.augment = false;
-        aug.resolution = arch->resolution;
-        gn_loader *l = NULL;
-        gn_net *net = NULL;
-        gn_tensor x = {0};
-        gn_batch b;
-        int ok = !gn_loader_create(&tr, batch, &aug, true, true, seed + (uint64_t)r, 0, &l, &err) &&
-                 !gn_loader_start_epoch(l, 0, &err) && gn_loader_next(l, &b, &err) == 1 &&
-                 !gn_net_create(arch, be, &net, &err) && !gn_net_init(net, seed + (uint64_t)r, &err) &&
-                 !gn_tensor_alloc(&x, be, b.n, b.c, b.h, b.w, &err);
-        if (ok) {
-            memcpy(x.data, b.x, sizeof(float) * gn_tensor_numel(&x));
-            if (dump) {
-                char p[4200];
-                mkdir(dump, 0777);
-                snprintf(p, sizeof p, "%s/init.safetensors", dump);
-                ok = !gn_net_save(net, p, &err);
-                snprintf(p, sizeof p, "%s/batch.npy", dump);
-                int64_t shape[4] = {b.n, b.c, b.h, b.w};
-                ok = ok && !gn_npy_write(p, 4, shape, b.x, &err);
-            }
-            ok = ok && !gn_net_naswot(net, &x, &scores[r], &units, &err);
-        }
-        gn_tensor_free(&x);
-        gn_net_free(net);
-        gn_loader_free(l);
-        if (!ok)
+        if (gn_naswot_on_data(arch, be, &tr, batch, seed + (uint64_t)r, dump, &scores[r], &units, &err))
             goto fail;
         sum += scores[r];
     }

@@ -296,21 +296,29 @@ typedef struct {
     int tier, rank;
 } candidate;
 
-static int by_acc_desc(const void *a, const void *b)
+/* a trained trial and its rank key: the level reached, the score there */
+typedef struct {
+    const gn_trial *t;
+    int level;
+    double score;
+} ranked;
+
+static int by_score_desc(const void *a, const void *b)
 {
-    const gn_trial *x = a, *y = b;
+    const ranked *x = a, *y = b;
     if (x->level != y->level) /* successive halving: the highest level first */
         return x->level > y->level ? -1 : 1;
-    if (x->val_acc != y->val_acc)
-        return x->val_acc > y->val_acc ? -1 : 1;
-    if (x->latency_ms != y->latency_ms)
-        return x->latency_ms < y->latency_ms ? -1 : 1;
-    return x->id < y->id ? -1 : 1;
+    if (x->score != y->score)
+        return x->score > y->score ? -1 : 1;
+    if (x->t->latency_ms != y->t->latency_ms)
+        return x->t->latency_ms < y->t->latency_ms ? -1 : 1;
+    return x->t->id < y->t->id ? -1 : 1;
 }
 
-/* The top_k trained trials of every tier, by proxy accuracy (repeats excluded); with
- * successive halving by the highest level reached, then the accuracy there (the copies
- * carry that level and accuracy). */
+/* The top_k trained trials of every tier, by the search's proxy score (gn_nas_score:
+ * the proxy accuracy, plus the NASWOT term when the search scores "acc+naswot";
+ * repeats excluded); with successive halving by the highest level reached, then the
+ * score there (the copies carry that level and its accuracy). */
 static int pick_candidates(build_state *s, candidate **out, int *n_out, gn_error *err)
 {
     gn_trial_filter f;
@@ -319,28 +327,32 @@ static int pick_candidates(build_state *s, candidate **out, int *n_out, gn_error
     gn_trial_list l = {0};
     gn_nas_rung *rungs = NULL;
     int64_t n_rungs = 0;
-    if (gn_nas_read_rungs(s->store, &rungs, &n_rungs, err))
+    gn_nas_scorer sc;
+    if (gn_nas_scorer_load(s->store, &sc, err) || gn_nas_read_rungs(s->store, &rungs, &n_rungs, err))
         return -1;
     if (gn_store_list_trials(s->store, &f, &l, err)) {
         free(rungs);
         return -1;
     }
-    for (int64_t i = 0; i < l.n; i++) {
+    ranked *rk = calloc((size_t)l.n + 1, sizeof *rk);
+    for (int64_t i = 0; rk && i < l.n; i++) {
         const gn_nas_rung *r = gn_nas_rung_of(rungs, n_rungs, l.items[i].id);
+        rk[i] = (ranked){&l.items[i], 0, gn_nas_score(&sc, &l.items[i])};
         if (r) {
-            l.items[i].level = r->level;
+            l.items[i].level = rk[i].level = r->level;
             l.items[i].val_acc = r->acc;
+            rk[i].score = r->score;
         }
     }
     free(rungs);
-    if (l.n > 1)
-        qsort(l.items, l.n, sizeof *l.items, by_acc_desc);
-    candidate *cs = calloc((size_t)s->sum.n_tiers * s->c->top_k + 1, sizeof *cs);
+    if (rk && l.n > 1)
+        qsort(rk, l.n, sizeof *rk, by_score_desc);
+    candidate *cs = rk ? calloc((size_t)s->sum.n_tiers * s->c->top_k + 1, sizeof *cs) : NULL;
     int n = 0;
     for (int tier = 0; cs && tier < s->sum.n_tiers; tier++) {
         int rank = 0;
         for (int64_t i = 0; i < l.n && rank < s->c->top_k; i++) {
-            const gn_trial *t = &l.items[i];
+            const gn_trial *t = rk[i].t;
             if (!t->config || !(t->latency_ms > 0) || !isfinite(t->val_acc) ||
                 (t->error && !strncmp(t->error, "same network", 12)))
                 continue;
@@ -353,6 +365,7 @@ static int pick_candidates(build_state *s, candidate **out, int *n_out, gn_error
             n++;
         }
     }
+    free(rk);
     gn_trial_list_free(&l);
     if (!cs)
         return gn_error_set(err, "hub build: out of memory");

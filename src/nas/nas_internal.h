@@ -59,6 +59,8 @@ typedef struct {
     double last_reap;
     /* successive halving (nas_ladder.c; NULL: one fidelity) */
     struct gn__ladder *ladder;
+    /* the proxy score (nas_score.c); fixed before phase 2 */
+    gn_nas_scorer scorer;
 } nas_state;
 
 /* A row that will not change any more: done, failed or pruned. */
@@ -139,6 +141,13 @@ void gn__nas_lat_free(nas_state *s);
  * the reference moved); *info: the conditions as JSON (malloc'd). */
 int gn__nas_lat_measure(nas_state *s, gn_net *net, double *ms, double *spread, char **info, gn_error *err);
 
+/* nas_score.c — the proxy score (gpunas/nas.h, "Proxy score") */
+/* The NASWOT score of a (the mean of 3 initialisations and batches) on c's training split. */
+int gn__nas_naswot(const gn_nas_config *c, const gn_arch *a, double *score, gn_error *err);
+/* The coordinator's scorer: with "acc+naswot", the normalisation from the store's meta,
+ * or computed now from the tiering samples and stored. */
+int gn__nas_score_setup(nas_state *s, gn_error *err);
+
 /* nas_ladder.c — successive halving (gpunas/nas.h, "Multi-fidelity") */
 /* Set up the ladder when the search has fidelity levels (reads the promotion rows
  * already stored); nothing otherwise. */
@@ -179,9 +188,11 @@ char *gn__nas_settings_json(const gn_nas_config *c, gn_error *err);
 int gn__nas_settings_check(gn_store *st, const gn_nas_config *c, bool resume, gn_error *err);
 /* What the stored search's proposals depend on: the proposals in flight it was made
  * with (1 when not recorded), whether its optimizers saw canonical encodings (0 when
- * not recorded), and its fidelity spec (*fidelity malloc'd; NULL: none recorded); all
- * untouched (fidelity NULL) when there is no search yet. */
-int gn__nas_stored_schedule(gn_store *st, int *parallel, int *canonical, char **fidelity, gn_error *err);
+ * not recorded), its score when none is recorded (GN_NAS_SCORE_ACC; untouched when one
+ * is: the settings check compares it), and its fidelity spec (*fidelity malloc'd;
+ * NULL: none recorded); all untouched (fidelity NULL) when there is no search yet. */
+int gn__nas_stored_schedule(gn_store *st, int *parallel, int *canonical, int *score, char **fidelity,
+                            gn_error *err);
 /* A worker's view of a search: the settings record parsed into c (defaults first;
  * space and data are not loaded: *space_src and *dataset are pointers into the
  * returned JSON object, freed with json_decref(*keep)). */

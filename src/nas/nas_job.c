@@ -10,7 +10,9 @@
  *            unless it lies inside tier i, margin included — then the job goes on to
  *            its next stage, a queued "train" job, with the latency committed.
  *   train    proxy training (nas_eval.c) at the job's fidelity level (0, or a
- *            promotion of successive halving), 'done' with the validation accuracy, or
+ *            promotion of successive halving), 'done' with the validation accuracy
+ *            (and, when the search scores "acc+naswot", the network's NASWOT,
+ *            computed first: nas_score.c), or
  *            'failed' with the reason (a network that cannot be built or trained is
  *            the job's failure, not the worker's).
  *   (none)   an in-process 'running' row (stores of earlier versions, or a proposal
@@ -136,6 +138,15 @@ static int train_job(nas_state *s, const gn_arch *a, int level, nas_job_ctx *jc,
     double acc = NAN, train_s = NAN;
     gn_error terr = {{0}};
     jc->last_beat = gn__now_s();
+    if (s->c->score == GN_NAS_SCORE_NASWOT) { /* the score's zero-cost term (nas_score.c) */
+        double nw;
+        if (gn__nas_naswot(s->c, a, &nw, &terr)) {
+            res->status = GN_TRIAL_FAILED;
+            res->error = strdup(terr.msg);
+            return 0;
+        }
+        res->naswot = nw;
+    }
     if (gn__nas_proxy_train(s, a, level, &cb, &acc, &train_s, &terr)) {
         if (jc->lost || jc->stopped)
             return 1;

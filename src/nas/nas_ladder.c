@@ -3,14 +3,16 @@
  * ladder (design in gpunas/nas.h, "Multi-fidelity").
  *
  *   rungs    per tier and level, the results taken so far, in the order they were
- *            taken: (level-0 trial id, validation accuracy, promoted yet?).
+ *            taken: (level-0 trial id, score, promoted yet?); the score is
+ *            gn_nas_score's (the validation accuracy, plus the NASWOT term when the
+ *            search scores "acc+naswot").
  *   promos   every promotion made (or adopted from the store), in the order made; a
  *            promotion's result is taken only after every earlier promotion's, so the
  *            rungs grow in an order that depends on the results alone.
  *   stored   promotion rows already in the store (parent, level) -> id, read once when
  *            the search starts: a resumed search adopts them instead of making new ones.
  *
- *   The rule (ASHA): a rung of n results promotes its top floor(n / eta) — best accuracy
+ *   The rule (ASHA): a rung of n results promotes its top floor(n / eta) — best score
  *   first, ties to the older trial — each once.  The completion when proposals are
  *   spent (gn__ladder_settle): for each tier, the lowest level l with results whose
  *   next level has none (every promotion done) promotes its best unpromoted candidate;
@@ -168,7 +170,7 @@ static int promote(nas_state *s, int tier, int level, int64_t parent, double acc
     if (!rc) {
         p->id = job.id;
         L->np++;
-        emit(s, GN_NAS_EV_INFO, NULL, "promoted: t%d #%lld (%.2f%% at level %d) to level %d (%dx%d) as #%lld", tier,
+        emit(s, GN_NAS_EV_INFO, NULL, "promoted: t%d #%lld (score %.2f%% at level %d) to level %d (%dx%d) as #%lld", tier,
              (long long)parent, 100 * acc, level - 1, level, c->fid_epochs[level], c->fid_subset[level],
              (long long)job.id);
     }
@@ -176,7 +178,7 @@ static int promote(nas_state *s, int tier, int level, int64_t parent, double acc
     return rc;
 }
 
-/* index of the best unpromoted entry of a rung among its top `k` (by accuracy, ties to
+/* index of the best unpromoted entry of a rung among its top `k` (by score, ties to
  * the older trial); -1 none */
 static int best_unpromoted(const rung *r, int k)
 {
@@ -240,7 +242,7 @@ static int take_results(nas_state *s, gn_error *err)
                      (long long)p->parent, (long long)p->id, t->error ? t->error : "?");
         }
         if (t->status == GN_TRIAL_DONE && isfinite(t->val_acc) &&
-            gn__ladder_result(s, p->tier, p->level, p->parent, t->val_acc, err))
+            gn__ladder_result(s, p->tier, p->level, p->parent, gn_nas_score(&s->scorer, t), err))
             return -1;
     }
     return 0;

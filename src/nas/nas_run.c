@@ -50,6 +50,8 @@ void gn_nas_defaults(gn_nas_config *c)
     c->proxy_subset = 5000;
     c->proxy_batch = 64;
     c->proxy_lr = 0.05;
+    c->score = GN_NAS_SCORE_NASWOT;
+    c->naswot_weight = 1.0;
     c->val_fraction = 0.05;
     c->split_seed = 42;
     c->fid_eta = 3;
@@ -102,27 +104,28 @@ static char *tier_names(const nas_state *s)
 /* Networks already trained: canonical key -> {accuracy, trial id}; networks whose
  * evaluation failed: key -> trial id (gn__strmap each). */
 typedef struct {
-    double acc;
+    double acc, naswot;
     int64_t id;
 } acc_entry;
 
-static int acc_get(const nas_state *s, const char *key, double *acc, int64_t *id)
+static int acc_get(const nas_state *s, const char *key, double *acc, double *naswot, int64_t *id)
 {
     const acc_entry *e = gn__strmap_get(s->acc_cache, key);
     if (!e)
         return 0;
     *acc = e->acc;
+    *naswot = e->naswot;
     *id = e->id;
     return 1;
 }
 
-static void acc_put(nas_state *s, const char *key, double acc, int64_t id)
+static void acc_put(nas_state *s, const char *key, double acc, double naswot, int64_t id)
 {
     if (!key || gn__strmap_get(s->acc_cache, key))
         return;
     if (!s->acc_cache && !(s->acc_cache = gn__strmap_new(sizeof(acc_entry))))
         return; /* the network would only be trained again */
-    gn__strmap_put(s->acc_cache, key, &(acc_entry){acc, id});
+    gn__strmap_put(s->acc_cache, key, &(acc_entry){acc, naswot, id});
 }
 
 static int fail_get(const nas_state *s, const char *key, int64_t *id)
@@ -157,7 +160,7 @@ static void learn(nas_state *s, const int *x, const gn_trial *t)
     if (t->latency_ms > 0)
         gn__nas_cache_put(s, key, t->latency_ms, t->latency_spread_ms);
     if (t->status == GN_TRIAL_DONE && !is_repeat(t) && !(t->optimizer && !strcmp(t->optimizer, NAS_TIERING)))
-        acc_put(s, key, t->val_acc, t->id);
+        acc_put(s, key, t->val_acc, t->naswot, t->id);
     /* a network that failed fails again; workers that died holding it say nothing of it */
     if (t->status == GN_TRIAL_FAILED && !(t->error && strncmp(t->error, "lease expired", 13) == 0))
         fail_put(s, key, t->id);
@@ -328,7 +331,7 @@ static int fix_tiers(nas_state *s, gn_store *st, gn_error *err)
 static int observe_row(nas_state *s, int tier, const int *x, const gn_trial *t, gn_error *err)
 {
     if (t->status == GN_TRIAL_DONE) {
-        double acc = t->val_acc;
+        double acc = gn_nas_score(&s->scorer, t);
         if (is_repeat(t)) {
             /* a network trained before (reached again through inert dimensions): not a
              * new candidate, so it does not use the budget; repeats cost no measurement or
@@ -355,9 +358,13 @@ static void trial_message(nas_state *s, int tier, const gn_trial *t, const int *
     if (t->status == GN_TRIAL_DONE && t->error)
         snprintf(buf, n, "[%d/%d] t%d #%lld %.3f ms  val %.2f%%  (%s: not trained again)", total_trained(s),
                  s->c->trials, tier, (long long)t->id, t->latency_ms, 100 * t->val_acc, t->error);
-    else if (t->status == GN_TRIAL_DONE)
-        snprintf(buf, n, "[%d/%d] t%d #%lld %.3f ms  val %.2f%%  %.1f s  %s", total_trained(s), s->c->trials, tier,
-                 (long long)t->id, t->latency_ms, 100 * t->val_acc, t->train_s, desc ? desc : "");
+    else if (t->status == GN_TRIAL_DONE) {
+        char zc[48] = ""; /* the NASWOT term of the score, in standard deviations */
+        if (s->scorer.kind == GN_NAS_SCORE_NASWOT && s->scorer.sd > 0 && isfinite(t->naswot))
+            snprintf(zc, sizeof zc, "  naswot %+.2f sd", (t->naswot - s->scorer.mean) / s->scorer.sd);
+        snprintf(buf, n, "[%d/%d] t%d #%lld %.3f ms  val %.2f%%%s  %.1f s  %s", total_trained(s), s->c->trials, tier,
+                 (long long)t->id, t->latency_ms, 100 * t->val_acc, zc, t->train_s, desc ? desc : "");
+    }
     else if (t->status == GN_TRIAL_FAILED)
         snprintf(buf, n, "[%d/%d] t%d #%lld failed: %s", total_trained(s), s->c->trials, tier, (long long)t->id,
                  t->error ? t->error : "?");
@@ -460,7 +467,7 @@ static int key_busy(const flights *F, const flight *self, const char *key)
 static int answer_known(nas_state *s, int tier, const char *key, gn_trial *t)
 {
     int64_t prev;
-    double ms, spread, acc;
+    double ms, spread, acc, naswot;
     if (fail_get(s, key, &prev)) {
         char note[96];
         snprintf(note, sizeof note, "same network as trial %lld, which failed", (long long)prev);
@@ -478,13 +485,14 @@ static int answer_known(nas_state *s, int tier, const char *key, gn_trial *t)
         return 0;
     }
     t->tier = tier;
-    if (acc_get(s, key, &acc, &prev)) {
+    if (acc_get(s, key, &acc, &naswot, &prev)) {
         /* the same network (other values only in inert dimensions) was trained as
          * trial prev: reuse its accuracy, do not train it twice */
         char note[64];
         snprintf(note, sizeof note, "same network as trial %lld", (long long)prev);
         t->status = GN_TRIAL_DONE;
         t->val_acc = acc;
+        t->naswot = naswot;
         t->train_s = 0.0;
         t->error = strdup(note);
         return 0;
@@ -585,7 +593,7 @@ static int observe_next(nas_state *s, flights *F, gn_error *err)
     if (observe_row(s, f->tier, f->x, &f->row, err))
         return -1;
     if (f->row.status == GN_TRIAL_DONE && !is_repeat(&f->row) &&
-        gn__ladder_result(s, f->tier, 0, f->row.id, f->row.val_acc, err))
+        gn__ladder_result(s, f->tier, 0, f->row.id, gn_nas_score(&s->scorer, &f->row), err))
         return -1;
     F->unobserved[f->tier]--;
     F->observed++;
@@ -1019,11 +1027,13 @@ int gn_nas_run(const gn_nas_config *c, bool resume, const gn_nas_callbacks *cb, 
     memset(s, 0, sizeof S);
     /* a resumed search keeps its proposals in flight: the replay depends on them */
     gn_nas_config cc = *c;
-    int stored_parallel = c->parallel, stored_canonical = c->canonical;
+    int stored_parallel = c->parallel, stored_canonical = c->canonical, stored_score = c->score;
     char *stored_fid = NULL;
-    if (resume && gn__nas_stored_schedule(c->store, &stored_parallel, &stored_canonical, &stored_fid, err))
+    if (resume && gn__nas_stored_schedule(c->store, &stored_parallel, &stored_canonical, &stored_score, &stored_fid,
+                                          err))
         return -1;
     cc.canonical = stored_canonical; /* a store made before canonical encodings resumes without */
+    cc.score = stored_score;         /* one made before the proxy score, scoring by accuracy */
     /* a resume that does not name the fidelity continues the stored one (one that names
      * another is refused by the settings check) */
     if (stored_fid && c->fid_levels == 0 && gn_nas_parse_fidelity(stored_fid, &cc, err)) {
@@ -1072,7 +1082,7 @@ int gn_nas_run(const gn_nas_config *c, bool resume, const gn_nas_callbacks *cb, 
         rc = 0;
         goto out;
     }
-    if (gn__ladder_open(s, err) || replay_search(s, &F, &rows, err))
+    if (gn__nas_score_setup(s, err) || gn__ladder_open(s, err) || replay_search(s, &F, &rows, err))
         goto out;
     gn_trial_list_free(&rows);
     if (run_search(s, &F, &finished, err))

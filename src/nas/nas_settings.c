@@ -8,7 +8,8 @@
  * latencies from different conditions must not be mixed in one set of tiers; so are
  * the measuring threads ("best" or a count), pinning and the reference pairing
  * (a store made before they existed is refused on --resume: it was measured
- * otherwise).
+ * otherwise).  The proxy score ("score", "naswot_weight") is recorded when it is not
+ * "acc", so a store made before it resumes scoring by accuracy.
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -64,6 +65,10 @@ char *gn__nas_settings_json(const gn_nas_config *c, gn_error *err)
         json_object_set_new(o, "parallel", json_integer(c->parallel));
     if (o && c->canonical) /* absent in stores made before canonical encodings */
         json_object_set_new(o, "canonical", json_true());
+    if (o && c->score != GN_NAS_SCORE_ACC) { /* absent in stores made before the score */
+        json_object_set_new(o, "score", json_string(gn_nas_score_name(c->score)));
+        json_object_set_new(o, "naswot_weight", json_real(c->naswot_weight));
+    }
     if (o && c->fid_levels >= 2) { /* likewise: absent without successive halving */
         char fid[256];
         gn_nas_fidelity_text(c, fid, sizeof fid);
@@ -279,6 +284,12 @@ int gn__nas_settings_parse(const char *text, gn_nas_config *c, const char **spac
         json_t *p = json_object_get(o, "parallel");
         c->parallel = json_is_integer(p) ? (int)json_integer_value(p) : 1;
         c->canonical = json_is_true(json_object_get(o, "canonical"));
+        json_t *sc = json_object_get(o, "score"), *w = json_object_get(o, "naswot_weight");
+        c->score = GN_NAS_SCORE_ACC;
+        if (sc && (!json_is_string(sc) || gn_nas_score_parse(json_string_value(sc), &c->score)))
+            rc = gn_error_set(err, "meta '%s': field 'score': not \"acc\" or \"acc+naswot\"", META_KEY);
+        if (json_is_number(w))
+            c->naswot_weight = json_number_value(w);
         json_t *fid = json_object_get(o, "fidelity");
         gn_error ferr = {{0}};
         if (fid && (!json_is_string(fid) || gn_nas_parse_fidelity(json_string_value(fid), c, &ferr)))
@@ -297,7 +308,7 @@ int gn__nas_settings_parse(const char *text, gn_nas_config *c, const char **spac
     return 0;
 }
 
-int gn__nas_stored_schedule(gn_store *st, int *parallel, int *canonical, char **fidelity, gn_error *err)
+int gn__nas_stored_schedule(gn_store *st, int *parallel, int *canonical, int *score, char **fidelity, gn_error *err)
 {
     *fidelity = NULL;
     char *text = NULL;
@@ -314,6 +325,8 @@ int gn__nas_stored_schedule(gn_store *st, int *parallel, int *canonical, char **
                     ? (int)json_integer_value(p)
                     : 1;
     *canonical = json_is_true(json_object_get(o, "canonical"));
+    if (!json_object_get(o, "score"))
+        *score = GN_NAS_SCORE_ACC; /* made before the score was a setting (or with "acc") */
     json_t *fid = json_object_get(o, "fidelity");
     if (json_is_string(fid) && !(*fidelity = strdup(json_string_value(fid)))) {
         json_decref(o);

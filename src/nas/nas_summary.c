@@ -1,7 +1,8 @@
 /*
  * nas_summary.c — what a search found, read back from its store: the best trained
  * candidate of every tier (with successive halving: the best of the highest level the
- * tier's ladder reached), the promotion ladder, the accuracy/latency Pareto front of all
+ * tier's ladder reached; ranked by the search's proxy score, nas_score.c), the promotion
+ * ladder, the accuracy/latency Pareto front of all
  * trained candidates (their level-0 accuracy: one fidelity for all), and the tier
  * winners written out as GPUNet JSON files (the model hub's entries) with a
  * summary.json index.
@@ -54,7 +55,8 @@ int gn_nas_read_rungs(gn_store *store, gn_nas_rung **out, int64_t *n, gn_error *
     *out = NULL;
     *n = 0;
     gn_trial_list l = {0};
-    if (list_promoted(store, &l, err))
+    gn_nas_scorer sc;
+    if (gn_nas_scorer_load(store, &sc, err) || list_promoted(store, &l, err))
         return -1;
     gn_nas_rung *r = calloc((size_t)l.n + 1, sizeof *r);
     if (!r) {
@@ -67,8 +69,9 @@ int gn_nas_read_rungs(gn_store *store, gn_nas_rung **out, int64_t *n, gn_error *
         if (m > 0 && r[m - 1].id == t->parent) { /* sorted by level: the later is higher */
             r[m - 1].level = t->level;
             r[m - 1].acc = t->val_acc;
+            r[m - 1].score = gn_nas_score(&sc, t);
         } else {
-            r[m++] = (gn_nas_rung){t->parent, t->level, t->val_acc};
+            r[m++] = (gn_nas_rung){t->parent, t->level, t->val_acc, gn_nas_score(&sc, t)};
         }
     }
     gn_trial_list_free(&l);
@@ -117,14 +120,21 @@ static int summarize_ladder(gn_store *store, gn_nas_summary *s, gn_error *err)
     gn_trial_list l = {0};
     if (list_promoted(store, &l, err))
         return -1;
+    static const double none = -1e300;
+    double best[GN_NAS_MAX_TIERS][GN_NAS_MAX_LEVELS]; /* the score of level_best */
+    for (int i = 0; i < GN_NAS_MAX_TIERS; i++)
+        for (int j = 0; j < GN_NAS_MAX_LEVELS; j++)
+            best[i][j] = none;
     for (int64_t i = 0; i < l.n; i++) {
         const gn_trial *t = &l.items[i];
         if (t->tier < 0 || t->tier >= s->n_tiers || t->level >= s->n_levels)
             continue;
         int k = s->level_n[t->tier][t->level]++;
-        if (k == 0 || t->val_acc > s->level_best_acc[t->tier][t->level]) {
+        double sc = gn_nas_score(&s->scorer, t);
+        if (k == 0 || sc > best[t->tier][t->level]) {
             s->level_best[t->tier][t->level] = t->parent;
             s->level_best_acc[t->tier][t->level] = t->val_acc;
+            best[t->tier][t->level] = sc;
         }
     }
     gn_trial_list_free(&l);
@@ -152,7 +162,8 @@ int gn_nas_summarize(gn_store *store, gn_nas_summary *s, gn_error *err)
     gn_trial_list l = {0};
     gn_nas_rung *rungs = NULL;
     int64_t n_rungs = 0;
-    if (summarize_ladder(store, s, err) || gn_nas_read_rungs(store, &rungs, &n_rungs, err))
+    if (gn_nas_scorer_load(store, &s->scorer, err) || summarize_ladder(store, s, err) ||
+        gn_nas_read_rungs(store, &rungs, &n_rungs, err))
         return -1;
     if (gn_store_list_trials(store, &f, &l, err)) {
         free(rungs);
@@ -166,6 +177,7 @@ int gn_nas_summarize(gn_store *store, gn_nas_summary *s, gn_error *err)
         return gn_error_set(err, "summary: out of memory");
     }
     int m = 0;
+    double best0[GN_NAS_MAX_TIERS] = {0}; /* the score of level_best[tier][0] */
     for (int64_t i = 0; i < l.n; i++) {
         const gn_trial *t = &l.items[i];
         switch (t->status) {
@@ -184,24 +196,29 @@ int gn_nas_summarize(gn_store *store, gn_nas_summary *s, gn_error *err)
         int tier = gn_nas_tier_of(s->tier_ms, s->n_tiers, t->latency_ms);
         if (tier >= 0) {
             s->trained[tier]++;
+            double score0 = gn_nas_score(&s->scorer, t); /* level 0: the search's score */
             if (s->n_levels >= 2) {
                 int k = s->level_n[tier][0]++;
-                if (k == 0 || t->val_acc > s->level_best_acc[tier][0]) {
+                if (k == 0 || score0 > best0[tier]) {
                     s->level_best[tier][0] = t->id;
                     s->level_best_acc[tier][0] = t->val_acc;
+                    best0[tier] = score0;
                 }
             }
-            /* the highest level first, then the accuracy there, then the latency */
+            /* the highest level first, then the score there (levels >= 1: the accuracy),
+             * then the latency */
             const gn_nas_rung *r = gn_nas_rung_of(rungs, n_rungs, t->id);
             int lvl = r ? r->level : 0;
-            double acc = r ? r->acc : t->val_acc;
+            double sc = r ? r->score : score0;
             gn_trial *b = &s->best[tier];
             int bl = s->best_level[tier];
-            if (b->id == 0 || lvl > bl || (lvl == bl && (acc > b->val_acc || (acc == b->val_acc && t->latency_ms < b->latency_ms)))) {
+            if (b->id == 0 || lvl > bl ||
+                (lvl == bl && (sc > s->best_score[tier] || (sc == s->best_score[tier] && t->latency_ms < b->latency_ms)))) {
                 gn_trial_clear(b);
                 gn_trial_copy(b, t);
-                b->val_acc = acc;
+                b->val_acc = r ? r->acc : t->val_acc;
                 s->best_level[tier] = lvl;
+                s->best_score[tier] = sc;
             }
         }
         obj[2 * m] = t->val_acc;
@@ -270,6 +287,9 @@ int gn_nas_write_winners(const gn_nas_summary *s, const char *dir, gn_error *err
             }
             written++;
             tj = trial_json(b, name);
+            json_object_set_new(tj, "score", json_real(s->best_score[i]));
+            if (isfinite(b->naswot))
+                json_object_set_new(tj, "naswot", json_real(b->naswot));
         } else {
             tj = json_object();
         }
@@ -295,6 +315,11 @@ int gn_nas_write_winners(const gn_nas_summary *s, const char *dir, gn_error *err
         json_array_append_new(front, trial_json(&s->front[i], NULL));
     if (s->n_levels >= 2)
         json_object_set_new(root, "fidelity", json_string(s->fidelity));
+    json_object_set_new(root, "score", json_string(gn_nas_score_name(s->scorer.kind)));
+    if (s->scorer.kind == GN_NAS_SCORE_NASWOT)
+        json_object_set_new(root, "naswot", json_pack("{s:f, s:f, s:f, s:i}", "weight_points_per_sd", s->scorer.weight,
+                                                      "mean", s->scorer.mean, "sd", s->scorer.sd, "from_samples",
+                                                      s->scorer.n_norm));
     json_object_set_new(root, "tiers", tiers);
     json_object_set_new(root, "pareto_front", front);
     json_object_set_new(root, "trials_done", json_integer(s->n_done));

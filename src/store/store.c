@@ -35,7 +35,7 @@ void gn_trial_init(gn_trial *t)
     memset(t, 0, sizeof *t);
     t->tier = -1;
     t->status = GN_TRIAL_RUNNING;
-    t->val_acc = t->latency_ms = t->latency_spread_ms = t->train_s = NAN;
+    t->val_acc = t->latency_ms = t->latency_spread_ms = t->train_s = t->naswot = NAN;
     t->created_at = t->started_at = t->finished_at = NAN;
     t->params = t->macs = -1;
     t->lease_expires_at = NAN;

@@ -17,7 +17,7 @@
  * application_name=gpunas and a 10 s connect_timeout unless the URI says otherwise;
  * server notices are dropped (the library never prints).
  *
- * Schema (version 4, the same meaning as the SQLite store's version 4): tables in the
+ * Schema (version 5, the same meaning as the SQLite store's version 5): tables in the
  * connection's current schema (normally public):
  *   schema_version(version, applied_at, application = 'gpunas')   -- marks a store
  *   meta(key PRIMARY KEY, value)
@@ -26,24 +26,28 @@
  *          latency_ms, latency_spread_ms, params, macs, train_s, created_at,
  *          started_at, finished_at, worker, error, optimizer, latency_info, kind
  *          CHECK in measure/train, device_class, device, attempts, max_attempts,
- *          lease_token, lease_expires_at, level, parent)  + indexes (status, id),
+ *          lease_token, lease_expires_at, level, parent, naswot)  + indexes (status, id),
  *          (tier, id), a partial index of the queue (kind, device_class, id) WHERE
  *          queued, of the leases (lease_expires_at) WHERE leased, and of promotions
  *          (parent, level) WHERE parent IS NOT NULL
  *          v4: level integer NOT NULL DEFAULT 0, parent bigint (NULL when 0): fidelity
  *          levels (gpunas/store.h)
+ *          v5: naswot double precision (NULL when unknown): the zero-cost score
+ *          (gpunas/store.h)
  *   workers(id PRIMARY KEY, host, pid, device_class, started_at, last_seen)
  * Timestamps are double precision Unix seconds, as in SQLite, so both stores return
  * the very doubles that were written; unknowns are NULL.  Opening a database checks
  * schema_version: a database with other tables and no gpunas schema_version, one whose
  * schema_version belongs to another application, or a newer version is refused with
  * one line; an empty database becomes a store with GN_STORE_CREATE (under an advisory
- * lock, so two processes creating it at once create it once).  A version-3 store (the
- * first PostgreSQL schema) is upgraded to 4 when opened, in one transaction under the
- * same advisory lock with the version read again inside it (so of many workers opening
- * it at once one upgrades and the others see version 4): ALTER TABLE ... ADD COLUMN IF
- * NOT EXISTS level/parent, the index, the schema_version row.  Existing rows become
- * proposals (level 0, parent NULL).  A version below 3 never existed here: damaged.
+ * lock, so two processes creating it at once create it once).  A version-3 or -4 store
+ * (3 was the first PostgreSQL schema) is upgraded to 5 when opened, in one transaction
+ * under the same advisory lock with the version read again inside it (so of many
+ * workers opening it at once one upgrades and the others see version 5), step by step,
+ * each step writing its schema_version row: 3 -> 4 ALTER TABLE ... ADD COLUMN IF NOT
+ * EXISTS level/parent and the index (existing rows become proposals, level 0, parent
+ * NULL); 4 -> 5 ADD COLUMN IF NOT EXISTS naswot (NULL, unknown, for existing rows).  A
+ * version below 3 never existed here: damaged.
  *
  * Transactions and clock.  Every call is one transaction: a single statement
  * (autocommit) or BEGIN ... COMMIT (claim: reap + claim), rolled back on any error.
@@ -73,7 +77,7 @@
 
 #include "store/store_internal.h"
 
-#define SCHEMA_VERSION 4
+#define SCHEMA_VERSION 5
 #define ADVISORY_KEY 0x676e6173 /* "gnas" */
 #define NOW "extract(epoch from now())::float8"
 
@@ -272,7 +276,7 @@ static const char schema_sql[] =
     " kind text CHECK (kind IN ('measure', 'train')), device_class text, device text,"
     " attempts integer NOT NULL DEFAULT 0, max_attempts integer NOT NULL DEFAULT 0,"
     " lease_token text, lease_expires_at double precision,"
-    " level integer NOT NULL DEFAULT 0, parent bigint);"
+    " level integer NOT NULL DEFAULT 0, parent bigint, naswot double precision);"
     "CREATE INDEX trials_status ON trials(status, id);"
     "CREATE INDEX trials_tier ON trials(tier, id);"
     "CREATE INDEX trials_queue ON trials(kind, device_class, id) WHERE status = 'queued';"
@@ -286,6 +290,8 @@ static const char upgrade4_sql[] =
     "ALTER TABLE trials ADD COLUMN IF NOT EXISTS level integer NOT NULL DEFAULT 0,"
     " ADD COLUMN IF NOT EXISTS parent bigint;"
     "CREATE INDEX IF NOT EXISTS trials_parent ON trials(parent, level) WHERE parent IS NOT NULL;";
+/* schema 4 -> 5 (the NASWOT zero-cost score), idempotent: the column of schema_sql */
+static const char upgrade5_sql[] = "ALTER TABLE trials ADD COLUMN IF NOT EXISTS naswot double precision;";
 
 static int migrate(pg_store *s, gn_error *err);
 
@@ -322,7 +328,7 @@ static int identify(pg_store *s, gn_error *err)
     if (v > SCHEMA_VERSION)
         return gn_error_set(err, "%s: trial store schema version %lld is newer than this gpunas supports (%d); "
                                  "use a newer gpunas", s->base.where, v, SCHEMA_VERSION);
-    if (v == 3)
+    if (v == 3 || v == 4)
         return migrate(s, err);
     if (v < SCHEMA_VERSION)
         return gn_error_set(err, "%s: damaged gpunas trial store: schema version %lld", s->base.where, v);
@@ -362,11 +368,11 @@ static int create_schema(pg_store *s, gn_error *err)
     return commit(s, op, err);
 }
 
-/* Version 3 -> 4, in one transaction under the creation's advisory lock; the version
- * is read again inside it, so concurrent openers upgrade once. */
+/* Version 3 -> 4 -> 5, in one transaction under the creation's advisory lock; the
+ * version is read again inside it, so concurrent openers upgrade once. */
 static int migrate(pg_store *s, gn_error *err)
 {
-    const char *op = "upgrade store to schema 4";
+    const char *op = "upgrade store to schema 5";
     char lock[96];
     snprintf(lock, sizeof lock, "SELECT pg_advisory_xact_lock(%d)", ADVISORY_KEY);
     if (exec0(s, "BEGIN", false, op, err))
@@ -387,8 +393,15 @@ static int migrate(pg_store *s, gn_error *err)
         return 0;
     }
     char ver[128];
-    snprintf(ver, sizeof ver, "INSERT INTO schema_version(version, applied_at) VALUES(%d, " NOW ")", SCHEMA_VERSION);
-    if (exec0(s, upgrade4_sql, false, op, err) || exec0(s, ver, false, op, err)) {
+    if (v < 4) {
+        snprintf(ver, sizeof ver, "INSERT INTO schema_version(version, applied_at) VALUES(4, " NOW ")");
+        if (exec0(s, upgrade4_sql, false, op, err) || exec0(s, ver, false, op, err)) {
+            rollback(s);
+            return -1;
+        }
+    }
+    snprintf(ver, sizeof ver, "INSERT INTO schema_version(version, applied_at) VALUES(5, " NOW ")");
+    if (exec0(s, upgrade5_sql, false, op, err) || exec0(s, ver, false, op, err)) {
         rollback(s);
         return -1;
     }
@@ -502,7 +515,7 @@ static int pg_get_meta(gn_store *b, const char *key, char **value, gn_error *err
 #define TRIAL_COLUMNS                                                                                        \
     "id, seq, tier, encoding, config, status, val_acc, latency_ms, latency_spread_ms, params, macs, train_s, " \
     "created_at, started_at, finished_at, worker, error, optimizer, latency_info, kind, device_class, device, " \
-    "attempts, max_attempts, lease_expires_at, level, parent"
+    "attempts, max_attempts, lease_expires_at, level, parent, naswot"
 
 static void read_row(const PGresult *r, int i, gn_trial *t)
 {
@@ -534,6 +547,7 @@ static void read_row(const PGresult *r, int i, gn_trial *t)
     t->lease_expires_at = g_real(r, i, 24);
     t->level = (int)g_i64(r, i, 25, 0);
     t->parent = g_i64(r, i, 26, 0);
+    t->naswot = g_real(r, i, 27);
 }
 
 static int pg_insert_trial(gn_store *b, gn_trial *t, gn_error *err)
@@ -558,11 +572,12 @@ static int pg_insert_trial(gn_store *b, gn_trial *t, gn_error *err)
     p_str(&p, t->device);
     p_i64(&p, t->level, INT64_MIN);
     p_i64(&p, t->parent, 0);
+    p_real(&p, t->naswot);
     PGresult *r = q(s,
                     "INSERT INTO trials(seq, tier, encoding, config, status, latency_ms, latency_spread_ms, params,"
-                    " macs, created_at, started_at, worker, optimizer, latency_info, device, attempts, level, parent)"
-                    " VALUES($1, $2, $3, $4, 'running', $5, $6, $7, $8, coalesce($9, " NOW "), coalesce($10, " NOW
-                    "), $11, $12, $13, $14, 1, $15, $16) RETURNING id, created_at, started_at",
+                    " macs, created_at, started_at, worker, optimizer, latency_info, device, attempts, level, parent,"
+                    " naswot) VALUES($1, $2, $3, $4, 'running', $5, $6, $7, $8, coalesce($9, " NOW "), coalesce($10, "
+                    NOW "), $11, $12, $13, $14, 1, $15, $16, $17) RETURNING id, created_at, started_at",
                     &p, true, op, err);
     if (!r)
         return -1;
@@ -597,7 +612,8 @@ static int why_not(pg_store *s, int64_t id, const char *op, bool lease, gn_error
     return ret;
 }
 
-/* The result columns shared by finish (running) and complete (leased): $1 id, $2..$15. */
+/* The result columns shared by finish (running) and complete (leased): $1 id, $2..$15;
+ * the caller's own parameters follow from $16. */
 static void result_params(params *p, int64_t id, const gn_trial *t)
 {
     p_i64(p, id, INT64_MIN);
@@ -614,13 +630,15 @@ static void result_params(params *p, int64_t id, const gn_trial *t)
     p_i64(p, t->macs, -1);
     p_str(p, t->latency_info);
     p_str(p, t->device);
+    p_real(p, t->naswot);
 }
 
 #define RESULT_SET                                                                                           \
     "status = $2, val_acc = $3, train_s = $4, finished_at = coalesce($5, " NOW "), error = $6,"              \
     " tier = coalesce($7, tier), config = coalesce($8, config), latency_ms = coalesce($9, latency_ms),"      \
     " latency_spread_ms = coalesce($10, latency_spread_ms), params = coalesce($11, params),"                  \
-    " macs = coalesce($12, macs), latency_info = coalesce($13, latency_info), device = coalesce($14, device)"
+    " macs = coalesce($12, macs), latency_info = coalesce($13, latency_info),"                                 \
+    " device = coalesce($14, device), naswot = $15"
 
 static int pg_finish_trial(gn_store *b, int64_t id, const gn_trial *t, gn_error *err)
 {
@@ -630,7 +648,7 @@ static int pg_finish_trial(gn_store *b, int64_t id, const gn_trial *t, gn_error 
     params p = {.n = 0};
     result_params(&p, id, t);
     p_str(&p, t->worker);
-    PGresult *r = q(s, "UPDATE trials SET " RESULT_SET ", worker = coalesce($15, worker)"
+    PGresult *r = q(s, "UPDATE trials SET " RESULT_SET ", worker = coalesce($16, worker)"
                        " WHERE id = $1 AND status = 'running'",
                     &p, true, op, err);
     if (!r)
@@ -864,18 +882,18 @@ static int pg_complete(gn_store *b, const gn_lease *lease, const gn_trial *t, gn
     result_params(&p, lease->trial_id, t);
     p_str(&p, lease->token);
     p_str(&p, t->kind);
-    /* status 'queued': the job goes on to its next stage (kind $16) under a new lease:
+    /* status 'queued': the job goes on to its next stage (kind $17) under a new lease:
      * attempts, start and finish are those of that stage */
-    PGresult *r = q(s, "UPDATE trials SET status = $2, val_acc = $3, train_s = $4,"
+    PGresult *r = q(s, "UPDATE trials SET status = $2, val_acc = $3, naswot = $15, train_s = $4,"
                        " finished_at = CASE WHEN $2 = 'queued' THEN NULL ELSE coalesce($5, " NOW ") END,"
                        " error = $6, tier = coalesce($7, tier), config = coalesce($8, config),"
                        " latency_ms = coalesce($9, latency_ms), latency_spread_ms = coalesce($10, latency_spread_ms),"
                        " params = coalesce($11, params), macs = coalesce($12, macs),"
                        " latency_info = coalesce($13, latency_info), device = coalesce($14, device),"
-                       " lease_token = NULL, lease_expires_at = NULL, kind = coalesce($16, kind),"
+                       " lease_token = NULL, lease_expires_at = NULL, kind = coalesce($17, kind),"
                        " attempts = CASE WHEN $2 = 'queued' THEN 0 ELSE attempts END,"
                        " started_at = CASE WHEN $2 = 'queued' THEN NULL ELSE started_at END"
-                       " WHERE id = $1 AND status = 'leased' AND lease_token = $15 AND lease_expires_at >= " NOW,
+                       " WHERE id = $1 AND status = 'leased' AND lease_token = $16 AND lease_expires_at >= " NOW,
                     &p, true, op, err);
     if (!r)
         return -1;

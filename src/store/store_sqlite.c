@@ -2,15 +2,17 @@
  * store_sqlite.c — the SQLite trial store (gpunas/store.h).
  *
  * File format.  PRAGMA application_id = 0x676e6173 ("gnas") marks a gpunas store; the
- * table schema_version holds the schema's version (4).  An older store is upgraded
+ * table schema_version holds the schema's version (5).  An older store is upgraded
  * when it is opened, in one transaction: version 1 gains the latency_info column (v2);
  * version 2 gets the work-queue columns, the 'queued'/'leased' statuses and the
  * workers table (v3) -- SQLite cannot change a CHECK constraint in place, so the
  * trials table is rebuilt (rows copied with their ids, AUTOINCREMENT counter kept,
  * attempts = 1 for every existing trial, which was evaluated in-process once);
  * version 3 gains the fidelity level and parent columns and their index in place (v4:
- * every existing row is a proposal, level 0, parent NULL).  The steps run in order, so
- * a store of version 1, 2 or 3 ends with the very tables a new store is created with.
+ * every existing row is a proposal, level 0, parent NULL); version 4 gains the naswot
+ * column in place (v5: NULL, unknown, for every existing row).  The steps run in order,
+ * each writing its schema_version row, so a store of version 1, 2, 3 or 4 ends with the
+ * very tables a new store is created with.
  * Opening checks both: a file that is not an SQLite database, an SQLite database of
  * another application, an empty database without GN_STORE_CREATE, or a schema newer
  * than this code knows is refused with one line.  Tables:
@@ -27,6 +29,7 @@
  *          queue (status 'queued') and for reaping (status 'leased')
  *          v4: level (NOT NULL DEFAULT 0), parent (NULL when 0; gpunas/store.h,
  *          "Fidelity levels") + a partial index on (parent, level) WHERE parent IS NOT NULL
+ *          v5: naswot REAL (NULL when unknown; gpunas/store.h, "Zero-cost score")
  *   workers(id PRIMARY KEY, host, pid, device_class, started_at, last_seen)   (v3)
  *   AUTOINCREMENT: ids are never reused, even after the last row is deleted by hand.
  *
@@ -72,7 +75,7 @@
 #include "store/store_internal.h"
 
 #define APP_ID 0x676e6173 /* "gnas" */
-#define SCHEMA_VERSION 4
+#define SCHEMA_VERSION 5
 /* Unix seconds from SQLite's clock, fixed within one statement */
 #define NOW "((julianday('now') - 2440587.5) * 86400.0)"
 #define BUSY_TIMEOUT_MS 5000
@@ -198,8 +201,12 @@ static int query_int(sq_store *s, const char *sql, int64_t *v, const char *op, g
  * added to an upgraded one by upgrade4_sql, in the same order */
 #define LEVEL_COLUMN_SQL "level INTEGER NOT NULL DEFAULT 0"
 #define PARENT_COLUMN_SQL "parent INTEGER"
-#define TRIALS_TABLE(name) \
-    "CREATE TABLE " name "(" TRIALS_V3_COLUMNS_SQL ", " LEVEL_COLUMN_SQL ", " PARENT_COLUMN_SQL ");"
+/* schema 5's column (gpunas/store.h, "Zero-cost score"): last in a new store's table,
+ * added to an upgraded one by upgrade5_sql */
+#define NASWOT_COLUMN_SQL "naswot REAL"
+#define TRIALS_TABLE(name)                                                                          \
+    "CREATE TABLE " name "(" TRIALS_V3_COLUMNS_SQL ", " LEVEL_COLUMN_SQL ", " PARENT_COLUMN_SQL ", "  \
+    NASWOT_COLUMN_SQL ");"
 #define TRIALS_INDEX_V4 "CREATE INDEX trials_parent ON trials(parent, level) WHERE parent IS NOT NULL;"
 /* the indexes of schema 3 and the workers table */
 #define TRIALS_INDEXES_AND_WORKERS                                                              \
@@ -237,6 +244,8 @@ static const char upgrade4_sql[] =
     "ALTER TABLE trials ADD COLUMN " LEVEL_COLUMN_SQL ";"
     "ALTER TABLE trials ADD COLUMN " PARENT_COLUMN_SQL ";"
     TRIALS_INDEX_V4;
+/* schema 4 -> 5: the NASWOT zero-cost score, in place (existing rows: NULL, unknown) */
+static const char upgrade5_sql[] = "ALTER TABLE trials ADD COLUMN " NASWOT_COLUMN_SQL ";";
 
 static int create_schema(sq_store *s, gn_error *err)
 {
@@ -263,12 +272,13 @@ static int create_schema(sq_store *s, gn_error *err)
 }
 
 /* Version 1 -> 2: the latency_info column; 2 -> 3: the work queue (upgrade3_sql);
- * 3 -> 4: fidelity levels (upgrade4_sql).  Inside the write lock the version is read
+ * 3 -> 4: fidelity levels (upgrade4_sql); 4 -> 5: the zero-cost score (upgrade5_sql),
+ * each step with its schema_version row.  Inside the write lock the version is read
  * again, so two processes opening an old store migrate it once; all steps are one
  * transaction (a failure in any leaves the store at its old version). */
 static int migrate(sq_store *s, gn_error *err)
 {
-    const char *op = "upgrade store to schema 4";
+    const char *op = "upgrade store to schema 5";
     int64_t v;
     if (begin(s, op, err))
         return -1;
@@ -296,8 +306,15 @@ static int migrate(sq_store *s, gn_error *err)
             return -1;
         }
     }
-    snprintf(sql, sizeof sql, "INSERT INTO schema_version VALUES(4, %.6f);", now_s());
-    if (exec(s, upgrade4_sql, op, err) || exec(s, sql, op, err)) {
+    if (v < 4) {
+        snprintf(sql, sizeof sql, "INSERT INTO schema_version VALUES(4, %.6f);", now_s());
+        if (exec(s, upgrade4_sql, op, err) || exec(s, sql, op, err)) {
+            rollback(s);
+            return -1;
+        }
+    }
+    snprintf(sql, sizeof sql, "INSERT INTO schema_version VALUES(5, %.6f);", now_s());
+    if (exec(s, upgrade5_sql, op, err) || exec(s, sql, op, err)) {
         rollback(s);
         return -1;
     }
@@ -514,9 +531,9 @@ static int sq_insert_trial(gn_store *b, gn_trial *t, gn_error *err)
     if (prepare(s,
                 "INSERT INTO trials(seq, tier, encoding, config, status, val_acc, latency_ms, latency_spread_ms, "
                 "params, macs, train_s, created_at, started_at, finished_at, worker, error, optimizer, latency_info, "
-                "device, attempts, level, parent) "
+                "device, attempts, level, parent, naswot) "
                 "VALUES(?1, ?2, ?3, ?4, 'running', NULL, ?5, ?6, ?7, ?8, NULL, ?9, ?10, NULL, ?11, NULL, ?12, ?13, ?14, 1,"
-                " ?15, ?16)",
+                " ?15, ?16, ?17)",
                 &st, op, err)) {
         rollback(s);
         return -1;
@@ -533,6 +550,7 @@ static int sq_insert_trial(gn_store *b, gn_trial *t, gn_error *err)
     sqlite3_bind_double(st, 10, started);
     sqlite3_bind_int(st, 15, t->level);
     bind_i64(st, 16, t->parent, 0);
+    bind_real(st, 17, t->naswot);
     int rc = brc | bind_str(st, 14, t->device);
     rc = rc != SQLITE_OK ? rc : sqlite3_step(st);
     if (rc != SQLITE_DONE)
@@ -565,7 +583,7 @@ static int sq_finish_trial(gn_store *b, int64_t id, const gn_trial *t, gn_error 
         return -1;
     if (prepare(s,
                 "UPDATE trials SET status = ?2, val_acc = ?3, train_s = ?4, finished_at = ?5, error = ?6,"
-                " tier = coalesce(?7, tier), config = coalesce(?8, config),"
+                " naswot = ?16, tier = coalesce(?7, tier), config = coalesce(?8, config),"
                 " latency_ms = coalesce(?9, latency_ms), latency_spread_ms = coalesce(?10, latency_spread_ms),"
                 " params = coalesce(?11, params), macs = coalesce(?12, macs), worker = coalesce(?13, worker),"
                 " latency_info = coalesce(?14, latency_info), device = coalesce(?15, device)"
@@ -584,6 +602,7 @@ static int sq_finish_trial(gn_store *b, int64_t id, const gn_trial *t, gn_error 
     bind_real(st, 10, t->latency_spread_ms);
     bind_i64(st, 11, t->params, -1);
     bind_i64(st, 12, t->macs, -1);
+    bind_real(st, 16, t->naswot);
     int rc = bind_str(st, 6, t->error) | bind_str(st, 8, t->config) | bind_str(st, 13, t->worker) |
              bind_str(st, 14, t->latency_info) | bind_str(st, 15, t->device);
     rc = rc != SQLITE_OK ? rc : sqlite3_step(st);
@@ -619,7 +638,7 @@ static int sq_finish_trial(gn_store *b, int64_t id, const gn_trial *t, gn_error 
 #define TRIAL_COLUMNS                                                                                        \
     "id, seq, tier, encoding, config, status, val_acc, latency_ms, latency_spread_ms, params, macs, train_s, " \
     "created_at, started_at, finished_at, worker, error, optimizer, latency_info, kind, device_class, device, " \
-    "attempts, max_attempts, lease_expires_at, level, parent"
+    "attempts, max_attempts, lease_expires_at, level, parent, naswot"
 
 static double col_real(sqlite3_stmt *st, int i)
 {
@@ -678,6 +697,7 @@ static int read_row(sqlite3_stmt *st, gn_trial *t)
     t->lease_expires_at = col_real(st, 24);
     t->level = (int)sqlite3_column_int64(st, 25);
     t->parent = col_i64(st, 26, 0);
+    t->naswot = col_real(st, 27);
     if (oom)
         gn_trial_clear(t);
     return oom ? -1 : 0;
@@ -1010,7 +1030,7 @@ static int sq_complete(gn_store *b, const gn_lease *lease, const gn_trial *t, gn
     if (begin(s, op, err))
         return -1;
     if (prepare(s,
-                "UPDATE trials SET status = ?2, val_acc = ?3, train_s = ?4,"
+                "UPDATE trials SET status = ?2, val_acc = ?3, naswot = ?17, train_s = ?4,"
                 " finished_at = CASE WHEN ?2 = 'queued' THEN NULL ELSE coalesce(?5, " NOW ") END,"
                 " error = ?6, tier = coalesce(?7, tier), config = coalesce(?8, config),"
                 " latency_ms = coalesce(?9, latency_ms), latency_spread_ms = coalesce(?10, latency_spread_ms),"
@@ -1034,6 +1054,7 @@ static int sq_complete(gn_store *b, const gn_lease *lease, const gn_trial *t, gn
     bind_real(st, 10, t->latency_spread_ms);
     bind_i64(st, 11, t->params, -1);
     bind_i64(st, 12, t->macs, -1);
+    bind_real(st, 17, t->naswot);
     int rc = bind_str(st, 6, t->error) | bind_str(st, 8, t->config) | bind_str(st, 13, t->latency_info) |
              bind_str(st, 14, t->device) | sqlite3_bind_text(st, 15, lease->token, -1, SQLITE_TRANSIENT) |
              bind_str(st, 16, t->kind);
