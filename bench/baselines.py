@@ -14,12 +14,13 @@ Run (resumable: run the same command again to continue):
               pad-2 crops and flips, no erasing, no drop-path, 10% validation split with
               seed 42) for seeds 1 and 2, all seed-1 runs first.  A run killed half-way
               continues from its checkpoint (`gpunas train --resume`) in --work.
-              Each finished run appends one JSON line ("kind": "train") to
+              Each training is claimed with a lock file (WORK/locks), so instances
+              started at any time (one per core) share the list.  Each finished run appends one JSON line ("kind": "train") to
               bench/data/baselines.jsonl (committed): name, seed, config, params, MACs,
               fmnist-space membership, per-epoch metrics, test top-1/5, seconds,
               machine, date, gpunas commit, recipe.
   2. time     once every training is done (as `gpunas hub build`, which times nothing
-              until all training has ended; the lane that finishes last does it, or
+              until all training has ended; the instance that finishes last does it, or
               --time-only), every baseline --lat-repeats times (2), round-robin, batch 1
               with the hub's protocol: the search's measuring threads (store meta
               nas.lat_threads), pinned, interleaved with the built-in reference network,
@@ -32,7 +33,7 @@ Run (resumable: run the same command again to continue):
               seed-1 random weights: the same network and code path, other values.)
 
   python3 bench/baselines.py [--gpunas build/gpunas] [--work /var/tmp/gpunas-baselines]
-         [--search gpunas-search] [--max-runs N] [--threads N] [--lane K/N] [--only A,B]
+         [--search gpunas-search] [--max-runs N] [--threads N] [--only A,B]
          [--lat-repeats 2] [--time-only]
   quick check (never into the committed file):
   python3 bench/baselines.py --epochs 1 --subset 500 --lat-duration 0.3 \\
@@ -66,6 +67,7 @@ BUNDLED = ["configs/fmnist-small.json", "configs/fmnist-wide.json"]
 SEEDS = (1, 2)
 sys.path.insert(0, HERE)
 from ground_truth import RECIPE  # noqa: E402  (the hub's recipe, one place)
+from claim import claim  # noqa: E402
 
 # the hub's timing (src/hub/hub_build.c measure()): 3 s timed phase, 200 ms / 3 runs
 # warm-up, at least 30 runs, no drift limit (the reference corrects drifts), 3 attempts
@@ -212,7 +214,11 @@ def train(args, name, cfg_rel, seed):
 
 
 def time_all(args, names):
-    # one timing process at a time (two lanes may finish together): the other one leaves
+    th, base = search_latency_meta(args.search)
+    if base is None:
+        sys.exit(f"baselines: {args.search}/search.db has no nas.lat_reference_ms: give --search a finished search")
+    args.lat_threads, args.lat_baseline_ms = th or 1, base
+    # one timing process at a time (two instances may finish together): the other one leaves
     lock = open(os.path.join(args.work, "timing.lock"), "w")
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -478,8 +484,6 @@ def main():
     ap.add_argument("--data-file", default=RUNS)
     ap.add_argument("--max-runs", type=int, default=0, help="stop after this many trainings (0: all)")
     ap.add_argument("--threads", type=int, default=0, help="training threads (0: gpunas's default)")
-    ap.add_argument("--lane", default="0/1", help="K/N: run only the K-th of every N runs of the list, so "
-                    "N processes (e.g. one thread each) share it without overlap, even when one restarts")
     ap.add_argument("--only", default="", help="comma-separated baseline names")
     ap.add_argument("--epochs", type=int, default=0, help="quick checks only: override the recipe's epochs")
     ap.add_argument("--subset", type=int, default=0, help="quick checks only: train on N images")
@@ -497,10 +501,6 @@ def main():
     if (args.epochs or args.subset or args.lat_duration != 3.0) and \
             os.path.abspath(args.data_file) == os.path.abspath(RUNS):
         sys.exit("baselines: --epochs/--subset/--lat-duration are for quick checks: give --data-file elsewhere")
-    th, base = search_latency_meta(args.search)
-    if base is None:
-        sys.exit(f"baselines: {args.search}/search.db has no nas.lat_reference_ms: give --search a finished search")
-    args.lat_threads, args.lat_baseline_ms = th or 1, base
     os.makedirs(args.work, exist_ok=True)
     os.makedirs(os.path.dirname(os.path.abspath(args.data_file)), exist_ok=True)
     only = {s for s in args.only.split(",") if s}
@@ -512,16 +512,20 @@ def main():
         return
     todo = [(n, c, s) for s in SEEDS for n, c in names]
     done = done_runs(args.data_file)
-    lane, lanes = (int(x) for x in args.lane.split("/"))
-    # a fixed share of the whole list (not of what is left), so a lane restarted while
-    # the other one runs never takes the other's run; the two seeds of a baseline fall
-    # in different lanes when the number of baselines is odd
-    mine = [t for i, t in enumerate(todo) if i % lanes == lane and (t[0], t[2]) not in done]
+    # every training is claimed with a lock file (WORK/locks), so instances started at
+    # any time share the list; a killed instance's run is taken up from its checkpoint
     n = 0
-    for name, cfg, seed in mine:
+    for name, cfg, seed in todo:
         if args.max_runs and n >= args.max_runs:
             break
-        train(args, name, cfg, seed)
+        if (name, seed) in done_runs(args.data_file):
+            continue
+        with claim(args.work, f"{name}-seed{seed}") as mine:
+            if not mine:
+                continue
+            if (name, seed) in done_runs(args.data_file):
+                continue  # finished by another instance since the check above
+            train(args, name, cfg, seed)
         n += 1
     left = sum(1 for t in todo if (t[0], t[2]) not in done_runs(args.data_file))
     print(f"baselines: {len(todo) - left} of {len(todo)} runs in {args.data_file}; {left} left")

@@ -14,7 +14,9 @@ reused and marked so.
 Everything is resumable: a search continues with --resume, a final training with
 `gpunas train --resume`, and every finished (optimizer, seed, tier) appends one JSON line
 to bench/data/search_vs_random.jsonl (committed) — run the script again to continue.
---lane K/N shares the list between N processes.  --report prints the markdown table for
+Instances started at any time (one per core) share the list: each search and its final
+trainings are claimed with a lock file in --work (--lane K/N still splits it statically).
+The final training of a network that already won another search of the study is reused.  --report prints the markdown table for
 bench/RESULTS.md: mean (std) test top-1 per tier and optimizer over the seeds, next to the
 seed noise of the full recipe from the ground truth.
 
@@ -33,6 +35,9 @@ import sqlite3
 import subprocess
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from claim import claim  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -72,6 +77,8 @@ def append(rec):
 
 def study_key(args):
     k = {"fidelity": args.fidelity, "tiers": args.tiers, "trials": args.trials, "latency": args.profile or "measured"}
+    if args.score != "acc":  # the studies made before the score existed scored by accuracy
+        k["score"] = args.score
     if args.search_args or args.final_args:  # smoke runs: never mixed with the study
         k.update({"search_args": args.search_args, "final_args": args.final_args})
     return k
@@ -94,8 +101,7 @@ def search(args, opt, seed):
     d = os.path.join(args.work, f"{opt}-s{seed}")
     cmd = [args.gpunas, "search", "--out", d, "--optimizer", opt, "--seed", str(seed), "--trials", str(args.trials),
            "--tiers", args.tiers, "--quiet"]
-    if args.fidelity != "none":
-        cmd += ["--fidelity", args.fidelity]
+    cmd += ["--fidelity", args.fidelity, "--score", args.score]
     if args.profile:
         cmd += ["--profile", args.profile]
     if args.threads:
@@ -152,9 +158,15 @@ def do_one(args, opt, seed, gt):
                     "proxy_val_acc": t["val_acc"], "proxy_level": t.get("level", 0), "params": t["params"],
                     "macs": t["macs"]})
         known = None if args.final_args else gt.get(t["encoding"])
+        # the same network won another search of this study: its final training is reused
+        twin = next((r for r in load(RUNS) if r.get("study") == study_key(args) and r.get("encoding") == t["encoding"]
+                     and r.get("test_top1") is not None and "train_wall_s" in r), None)
         if known:
             rec.update({"test_top1": known["test_top1"], "val_top1": known["val_top1"], "train_s": known["seconds"],
                         "note": f"final training reused from the ground truth ({known['name']})"})
+        elif twin:
+            rec.update({"test_top1": twin["test_top1"], "val_top1": twin["val_top1"],
+                        "note": f"final training reused from {twin['optimizer']} seed {twin['seed']} t{twin['tier']}"})
         else:
             last, wall, cpu = final_train(args, d, tier, os.path.join(d, t["file"]))
             rec.update({"test_top1": last.get("test_top1"), "val_top1": last.get("val_top1"), "train_wall_s": wall,
@@ -201,7 +213,9 @@ def main():
     ap.add_argument("--work", default="/var/tmp/gpunas-svr")
     ap.add_argument("--optimizers", default="lamcts,evolution,random")
     ap.add_argument("--seeds", default="1,2,3")
-    ap.add_argument("--fidelity", default="none")
+    ap.add_argument("--fidelity", default="sh:1x5000,1x15000/3", help="the searches' ladder (default: the main "
+                    "job's, gpunas search's default)")
+    ap.add_argument("--score", default="acc+naswot", help="the searches' score (default: gpunas search's)")
     ap.add_argument("--profile", default=None, help="predict latency from this device profile (default: measure)")
     ap.add_argument("--tiers", default="0.21,0.32,0.51")
     ap.add_argument("--trials", type=int, default=45)
@@ -223,9 +237,15 @@ def main():
         if r["seed"] == 1:
             gt[r["encoding"]] = r
     todo = [(o, int(s)) for s in args.seeds.split(",") for o in args.optimizers.split(",")]
-    lane, lanes = (int(x) for x in args.lane.split("/"))
-    for o, s in todo[lane::lanes]:
-        do_one(args, o, s, gt)
+    if args.lane != "0/1":
+        lane, lanes = (int(x) for x in args.lane.split("/"))
+        todo = todo[lane::lanes]
+    for o, s in todo:
+        # each search (and its final trainings) is claimed with a lock file, so instances
+        # started at any time (one per core) share the list
+        with claim(args.work, f"{o}-s{s}") as mine:
+            if mine:
+                do_one(args, o, s, gt)
     print(f"search_vs_random: {len(load(RUNS))} results in {RUNS}")
 
 
