@@ -79,6 +79,8 @@ def study_key(args):
     k = {"fidelity": args.fidelity, "tiers": args.tiers, "trials": args.trials, "latency": args.profile or "measured"}
     if args.score != "acc":  # the studies made before the score existed scored by accuracy
         k["score"] = args.score
+    if args.lat_threads != "best":
+        k["lat_threads"] = args.lat_threads
     if args.search_args or args.final_args:  # smoke runs: never mixed with the study
         k.update({"search_args": args.search_args, "final_args": args.final_args})
     return k
@@ -101,7 +103,7 @@ def search(args, opt, seed):
     d = os.path.join(args.work, f"{opt}-s{seed}")
     cmd = [args.gpunas, "search", "--out", d, "--optimizer", opt, "--seed", str(seed), "--trials", str(args.trials),
            "--tiers", args.tiers, "--quiet"]
-    cmd += ["--fidelity", args.fidelity, "--score", args.score]
+    cmd += ["--fidelity", args.fidelity, "--score", args.score, "--lat-threads", args.lat_threads]
     if args.profile:
         cmd += ["--profile", args.profile]
     if args.threads:
@@ -216,6 +218,8 @@ def main():
     ap.add_argument("--fidelity", default="sh:1x5000,1x15000/3", help="the searches' ladder (default: the main "
                     "job's, gpunas search's default)")
     ap.add_argument("--score", default="acc+naswot", help="the searches' score (default: gpunas search's)")
+    ap.add_argument("--lat-threads", default="best", help="the searches' measuring threads: the main job's choice "
+                    "(its store's meta nas.lat_threads), so that the fixed --tiers mean the same everywhere")
     ap.add_argument("--profile", default=None, help="predict latency from this device profile (default: measure)")
     ap.add_argument("--tiers", default="0.21,0.32,0.51")
     ap.add_argument("--trials", type=int, default=45)

@@ -22,7 +22,7 @@
  *
  * Building (gn_hub_build, `gpunas hub build SEARCH_DIR`).  For every tier of a
  * finished search (its store), the best trained candidate (and with top_k > 1 the
- * runners-up, by proxy accuracy) is
+ * runners-up, by the search's proxy score: gn_nas_score) is
  *   1. trained (all candidates first, `jobs` side by side, before any timing) with the full recipe (bench/RESULTS.md "Training": SGD Nesterov lr 0.1
  *      cosine, batch 64, label smoothing 0.1, random crop pad 2 + flip, no random
  *      erasing, no drop-path, E epochs) on the training split, optionally distilled

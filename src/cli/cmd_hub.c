@@ -52,7 +52,7 @@ static void usage(FILE *f)
             "\nbuild options:\n"
             "  --hub DIR            the hub folder (default SEARCH_DIR/hub)\n"
             "  --epochs E           full training epochs (10)\n"
-            "  --top-k K            models per tier: the tier's K best by proxy accuracy (1)\n"
+            "  --top-k K            models per tier: the tier's K best by the search's score (1)\n"
             "  --teacher W          distil from this gpunas weights file (its arch is in its metadata)\n"
             "  --batch-sizes LIST   latency batch sizes, e.g. 1,8 (1; batch 1 is always measured)\n"
             "  --jobs N             trainings side by side (default: the CPUs); all training\n"

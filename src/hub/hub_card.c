@@ -172,7 +172,7 @@ char *gn__hub_card_markdown(json_t *r, const gn_arch *a, gn_error *err)
     put(&b, "\n\n");
 
     put(&b, "## Where it came from\n\n");
-    put(&b, "Search store `%s`, trial %d (rank %d of its tier by proxy accuracy), proposed by the `%s` "
+    put(&b, "Search store `%s`, trial %d (rank %d of its tier by the search's proxy score), proposed by the `%s` "
             "optimizer; tier %d holds latencies in (%.4g, %.4g] ms. Encoding `%s`.\n",
         str(r, "search.store"), (int)num(r, "search.trial_id"), (int)num(r, "search.rank"), str(r, "search.optimizer"),
         (int)num(r, "search.tier"), num(r, "search.tier_min_ms"), num(r, "search.tier_max_ms"),
