@@ -186,6 +186,9 @@ void gn__nas_state_free(nas_state *s);
 char *gn__nas_settings_json(const gn_nas_config *c, gn_error *err);
 /* Store it (new search) or compare with the stored one (resume). */
 int gn__nas_settings_check(gn_store *st, const gn_nas_config *c, bool resume, gn_error *err);
+/* The stored settings record, parsed: *obj a json_t object, NULL when there is none or
+ * it is not a JSON object (json_decref it).  0, or -1 (the store failed). */
+int gn__nas_settings_load(gn_store *st, void **obj, gn_error *err);
 /* What the stored search's proposals depend on: the proposals in flight it was made
  * with (1 when not recorded), whether its optimizers saw canonical encodings (0 when
  * not recorded), its score when none is recorded (GN_NAS_SCORE_ACC; untouched when one

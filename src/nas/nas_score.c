@@ -85,12 +85,9 @@ int gn_nas_scorer_load(gn_store *store, gn_nas_scorer *sc, gn_error *err)
 {
     memset(sc, 0, sizeof *sc);
     sc->kind = GN_NAS_SCORE_ACC;
-    char *text = NULL;
-    int g = gn_store_get_meta(store, "nas.settings", &text, err);
-    if (g < 0)
+    json_t *o;
+    if (gn__nas_settings_load(store, (void **)&o, err))
         return -1;
-    json_t *o = g == 0 ? json_loads(text, 0, NULL) : NULL;
-    free(text);
     json_t *k = json_object_get(o, "score"), *w = json_object_get(o, "naswot_weight");
     if (json_is_string(k) && gn_nas_score_parse(json_string_value(k), &sc->kind)) {
         json_decref(o);
@@ -101,7 +98,8 @@ int gn_nas_scorer_load(gn_store *store, gn_nas_scorer *sc, gn_error *err)
     json_decref(o);
     if (sc->kind != GN_NAS_SCORE_NASWOT)
         return 0;
-    g = gn_store_get_meta(store, NORM_KEY, &text, err);
+    char *text = NULL;
+    int g = gn_store_get_meta(store, NORM_KEY, &text, err);
     if (g < 0)
         return -1;
     if (g == 0 && parse_norm(text, sc)) {

@@ -308,17 +308,30 @@ int gn__nas_settings_parse(const char *text, gn_nas_config *c, const char **spac
     return 0;
 }
 
-int gn__nas_stored_schedule(gn_store *st, int *parallel, int *canonical, int *score, char **fidelity, gn_error *err)
+int gn__nas_settings_load(gn_store *st, void **obj, gn_error *err)
 {
-    *fidelity = NULL;
+    *obj = NULL;
     char *text = NULL;
     int g = gn_store_get_meta(st, META_KEY, &text, err);
     if (g != 0)
-        return g < 0 ? -1 : 0; /* no search yet: nothing to keep */
-    json_error_t je;
-    json_t *o = json_loads(text, 0, &je);
+        return g < 0 ? -1 : 0;
+    json_t *o = json_loads(text, 0, NULL);
     free(text);
-    if (!o) /* the settings check says so, naming the store */
+    if (o && !json_is_object(o)) {
+        json_decref(o);
+        o = NULL;
+    }
+    *obj = o;
+    return 0;
+}
+
+int gn__nas_stored_schedule(gn_store *st, int *parallel, int *canonical, int *score, char **fidelity, gn_error *err)
+{
+    *fidelity = NULL;
+    json_t *o;
+    if (gn__nas_settings_load(st, (void **)&o, err))
+        return -1;
+    if (!o) /* no search yet: nothing to keep (a record that is not JSON: the settings check says so) */
         return 0;
     json_t *p = json_object_get(o, "parallel");
     *parallel = json_is_integer(p) && json_integer_value(p) >= 1 && json_integer_value(p) <= 100000

@@ -17,6 +17,7 @@
 
 #include "gpunas/nas.h"
 #include "gpunas/search.h"
+#include "nas/nas_internal.h"
 #include "util/fs_atomic.h"
 
 
@@ -97,12 +98,9 @@ const gn_nas_rung *gn_nas_rung_of(const gn_nas_rung *r, int64_t n, int64_t id)
 static int summarize_ladder(gn_store *store, gn_nas_summary *s, gn_error *err)
 {
     snprintf(s->fidelity, sizeof s->fidelity, "none");
-    char *text = NULL;
-    int g = gn_store_get_meta(store, "nas.settings", &text, err);
-    if (g < 0)
+    json_t *o;
+    if (gn__nas_settings_load(store, (void **)&o, err))
         return -1;
-    json_t *o = g == 0 ? json_loads(text, 0, NULL) : NULL;
-    free(text);
     json_t *fid = json_object_get(o, "fidelity");
     if (json_is_string(fid)) {
         gn_nas_config c;
