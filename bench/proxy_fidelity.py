@@ -18,7 +18,8 @@ the proxy in CPU seconds per candidate:
               `gpunas train` (resumable: results cached in bench/data/proxy_runs.jsonl)
 
 Seed noise: for the architectures trained with several seeds, the spread of the final
-test top-1 (the floor under any ranking).  Prints a markdown table for bench/RESULTS.md.
+test top-1 (the floor under any ranking).  Prints a markdown table for bench/RESULTS.md,
+then the search score's weight sweep (proxy accuracy + W points per NASWOT sd).
 
   python3 bench/proxy_fidelity.py [--gpunas build/gpunas] [--run-proxies [--budgets 1x5000,...]] [--work DIR]
 """
@@ -234,6 +235,31 @@ def main():
     print("\n| proxy | Kendall tau | Spearman rho | CPU s / candidate |\n|---|---:|---:|---:|")
     for name, t, r, c in rows:
         print(f"| {name} | {t:.3f} | {r:.3f} | {c:.1f} |")
+    weight_sweep(names, truth, cache)
+
+
+WEIGHTS = (0, 0.25, 0.5, 1, 1.5, 2, 3, 5)
+
+
+def weight_sweep(names, truth, cache):
+    """The search's score (`gpunas search --score acc+naswot`, src/nas/nas_score.c): proxy
+    accuracy in points + W per standard deviation of NASWOT, normalised here over the
+    architectures themselves (a Sobol sample of the space, as the search's tiering
+    samples are); Kendall tau against the final test top-1 for each W."""
+    print("\n| W (points per NASWOT sd) | " + " | ".join(str(w) for w in WEIGHTS) + " | NASWOT alone |")
+    print("|---|" + "---:|" * (len(WEIGHTS) + 1))
+    for e, n_img in ((1, 5000), (1, 15000), (3, 5000)):
+        have = [n for n in names if f"{n}/{e}/{n_img}" in cache and f"naswot/{n}" in cache]
+        if len(have) < 3:
+            continue
+        acc = {n: 100 * cache[f"{n}/{e}/{n_img}"]["val_top1"] for n in have}
+        nw = {n: cache[f"naswot/{n}"]["val_top1"] for n in have}
+        m = sum(nw.values()) / len(have)
+        sd = math.sqrt(sum((v - m) ** 2 for v in nw.values()) / (len(have) - 1))
+        y = [truth[n] for n in have]
+        cells = [kendall([acc[n] + w * (nw[n] - m) / sd for n in have], y) for w in WEIGHTS]
+        cells.append(kendall([nw[n] for n in have], y))
+        print(f"| proxy-{e}-{n_img} + W z(NASWOT) [{len(have)} archs] | " + " | ".join(f"{c:.3f}" for c in cells) + " |")
 
 
 if __name__ == "__main__":
