@@ -12,14 +12,21 @@
 # search's protocol, exported (safetensors, ONNX, model card) into gpunas-search/hub/,
 # and listed.  Running it again continues (or just re-reports) the same search
 # (--resume) and the same hub (a finished model is never rebuilt).
+#
+# The body is one function that bash reads whole before running it, so that a
+# `git pull` (or an edit) while the main job runs cannot change what it runs.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-bash scripts/deps.sh
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
-cmake --build build -j"$(nproc)"
-OUT=gpunas-search
-RESUME=()
-if [ -f "$OUT/search.db" ]; then RESUME=(--resume); fi
-./build/gpunas search --out "$OUT" --trials 30 --time-budget 10 "${RESUME[@]}"
-./build/gpunas hub build "$OUT" --epochs 12
-./build/gpunas hub list "$OUT/hub"
+main() {
+  cd "$(dirname "$0")/.."
+  bash scripts/deps.sh
+  cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
+  cmake --build build -j"$(nproc)"
+  OUT=gpunas-search
+  RESUME=()
+  if [ -f "$OUT/search.db" ]; then RESUME=(--resume); fi
+  ./build/gpunas search --out "$OUT" --trials 30 --time-budget 10 "${RESUME[@]}"
+  ./build/gpunas hub build "$OUT" --epochs 12
+  ./build/gpunas hub list "$OUT/hub"
+}
+main "$@"
+exit
