@@ -23,7 +23,10 @@
  *
  * NASWOT of one network is the mean over NAS_NASWOT_REPEATS initialisations and batches
  * of 64 (seeds seed, seed+1, ...; gn_naswot_on_data), as bench/proxy_fidelity.py
- * measured it (`gpunas zerocost`, 3 repeats).  Every level of a ladder (successive
+ * measured it (`gpunas zerocost`, 3 repeats), on one thread whatever the training
+ * threads: a batch-64 forward is small (about 0.3 s per network here), and the value
+ * then does not depend on the load or the worker's threads, so a promotion (which
+ * computes it again) gets its parent's value exactly.  Every level of a ladder (successive
  * halving) ranks by the same score: NASWOT lifted every proxy budget measured (1x5000
  * 0.35 -> 0.53, 1x15000 0.54 -> 0.60, 3x5000 0.47 -> 0.60).  A row without a NASWOT
  * (trained by an older gpunas) scores as the mean (z = 0).
@@ -119,7 +122,7 @@ int gn__nas_naswot(const gn_nas_config *c, const gn_arch *a, double *score, gn_e
     double sum = 0;
     if (gn_view_split(c->train_set, c->val_fraction, c->split_seed, &tr, &val, err) ||
         gn_backend_create(c->backend ? c->backend : "dnnl", &be, err) ||
-        gn_backend_set_threads(be, c->threads > 0 ? c->threads : gn_threads_available(100, NULL), err))
+        gn_backend_set_threads(be, 1, err))
         goto out;
     for (int r = 0; r < NAS_NASWOT_REPEATS; r++) {
         double v;
@@ -207,7 +210,7 @@ int gn__nas_score_setup(nas_state *s, gn_error *err)
             return gn_error_set(err, "search: out of memory");
         gn__nas_event(s->cb, GN_NAS_EV_INFO, NULL, 0, 0,
                       "score acc+naswot: NASWOT normalised on tiering samples (mean, sd, n: %s; %.1f s); "
-                      "score = val acc + %g points per sd",
+                      "score = val acc + %g point(s) per sd",
                       stored, gn__now_s() - t0, c->naswot_weight);
     }
     int rc = parse_norm(stored, &s->scorer);
