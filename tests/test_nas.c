@@ -225,6 +225,31 @@ static void test_search_cli(void **state)
     assert_int_equal(tu_run_cli(cmd, NULL, &errs), 1);
     assert_non_null(strstr(errs, "different settings: backend"));
     free(errs);
+    {
+        /* and the other way: a store searched with --backend ref (recorded only when not
+         * the default) refuses a resume that names none */
+        gn_store *st;
+        gn_error err;
+        char *v = NULL, dbp[2200];
+        snprintf(dbp, sizeof dbp, "%s/search.db", dir);
+        assert_int_equal(gn_store_open(dbp, 0, &st, &err), 0);
+        assert_int_equal(gn_store_get_meta(st, "nas.settings", &v, &err), 0);
+        json_t *o = json_loads(v, 0, NULL);
+        assert_non_null(o);
+        json_object_set_new(o, "backend", json_string("ref"));
+        char *ref = json_dumps(o, JSON_SORT_KEYS | JSON_COMPACT);
+        assert_int_equal(gn_store_put_meta(st, "nas.settings", ref, &err), 0);
+        snprintf(cmd, sizeof cmd, "search --out %s " ARGS " --resume", dir);
+        assert_int_equal(tu_run_cli(cmd, NULL, &errs), 1);
+        if (!strstr(errs, "different settings: backend is the default here but \"ref\" in the store"))
+            fail_msg("resume of a ref store without --backend: %s", errs);
+        free(errs);
+        assert_int_equal(gn_store_put_meta(st, "nas.settings", v, &err), 0); /* as it was */
+        gn_store_close(st);
+        free(ref);
+        free(v);
+        json_decref(o);
+    }
     assert_int_equal(tu_run_cli("search --backend cuda", NULL, &errs), 2);
     assert_non_null(strstr(errs, "'cuda' is not a backend"));
     free(errs);

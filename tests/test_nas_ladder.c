@@ -367,18 +367,33 @@ static void test_ladder_search(void **state)
     free(out);
     assert_int_equal(json_array_size(rows), n_default + (size_t)promos);
     json_decref(rows);
-    /* --resume of the finished search without --fidelity: the stored ladder, nothing new */
+    /* --resume of the finished search without --fidelity or a score: the stored ladder
+     * and score (weight 100, not the default 1), nothing new */
     int before = count_rows(db);
     snprintf(cmd, sizeof cmd,
              "search --out %s --prune-samples 8 --trials 8 --proxy-batch 32 --lat-runs 5 --val-fraction 0.005 "
-             "--threads 1 --lat-threads 1 --lat-duration 0 --tiers auto:2 --seed 5 --quiet --resume "
-             "--naswot-weight 100",
+             "--threads 1 --lat-threads 1 --lat-duration 0 --tiers auto:2 --seed 5 --quiet --resume",
              dir);
     rc = tu_run_cli(cmd, &out, &errs);
     if (rc != 0)
         fail_msg("resume failed (%d): %s", rc, errs ? errs : "");
     assert_non_null(strstr(out, "promotion ladder"));
+    assert_non_null(strstr(out, "val acc + 100 point(s) per standard deviation"));
     free(out), free(errs);
+    /* naming another score or weight: refused, naming the setting */
+    const char *other[][2] = {{"--score acc", "score is \"acc\" here but \"acc+naswot\" in the store"},
+                              {"--naswot-weight 2", "different settings: naswot_weight is 2"}};
+    for (int k = 0; k < 2; k++) {
+        snprintf(cmd, sizeof cmd,
+                 "search --out %s --prune-samples 8 --trials 8 --proxy-batch 32 --lat-runs 5 --val-fraction 0.005 "
+                 "--threads 1 --lat-threads 1 --lat-duration 0 --tiers auto:2 --seed 5 --quiet --resume %s",
+                 dir, other[k][0]);
+        assert_int_equal(tu_run_cli(cmd, NULL, &errs), 1);
+        if (!strstr(errs, other[k][1]))
+            fail_msg("resume %s: expected '%s', got: %s", other[k][0], other[k][1], errs);
+        free(errs);
+    }
+    assert_int_equal(count_rows(db), before);
     assert_int_equal(count_rows(db), before);
     /* another ladder: refused */
     snprintf(cmd, sizeof cmd,
@@ -448,6 +463,16 @@ static void test_ladder_kill_resume(void **state)
     assert_true(check_ladder(db, winner, acc, 2) >= 1); /* unique (parent, level), the rule, all final */
     assert_false(S.naswot); /* scored by accuracy alone */
     check_summary(dir, winner, acc);
+    /* a resume naming the default score (or a weight) for it: refused, not scored by
+     * accuracy silently */
+    const char *named[] = {"--score acc+naswot", "--naswot-weight 1"};
+    for (int k = 0; k < 2; k++) {
+        snprintf(cmd, sizeof cmd, "search --out %s " ARGS " --resume %s", dir, named[k]);
+        assert_int_equal(tu_run_cli(cmd, NULL, &errs), 1);
+        if (!strstr(errs, "score is \"acc+naswot\" here but \"acc\" in the store"))
+            fail_msg("resume %s: %s", named[k], errs);
+        free(errs);
+    }
     free(dir);
 }
 

@@ -177,6 +177,9 @@ typedef struct {
                                       score"); a setting, recorded when not "acc" (a store made
                                       before it resumes with "acc") */
     double naswot_weight;          /* accuracy points per NASWOT standard deviation (1) */
+    int score_named;               /* the caller chose score and weight (0): a resume keeps
+                                      the store's score unless this is set, and then refuses
+                                      a store that scores otherwise */
     double val_fraction;           /* validation split of the training set (0.05) */
     uint64_t split_seed;           /* 42 */
     int canonical;                 /* optimizers see canonical encodings only (1): dimensions

@@ -70,8 +70,9 @@ static void usage(FILE *f)
             "                        the highest level; none: one level (the proxy)\n"
             "  --score KIND          what candidates are ranked by: acc+naswot (default: the proxy\n"
             "                        accuracy plus W points per standard deviation of the NASWOT\n"
-            "                        zero-cost score) or acc (the proxy accuracy)\n"
-            "  --naswot-weight W     W of acc+naswot (default 1)\n"
+            "                        zero-cost score) or acc (the proxy accuracy); a setting:\n"
+            "                        --resume keeps the store's, and refuses another one named\n"
+            "  --naswot-weight W     W of acc+naswot (default 1; likewise a setting)\n"
             "  --val-fraction F      validation split of the training set (default 0.05)\n"
             "  --threads N           threads for proxy training (default: the cores other\n"
             "                        processes leave free, followed while training)\n"
@@ -270,7 +271,7 @@ int cmd_search(int argc, char **argv)
     const char *space_arg = "fmnist", *dataset = "fashion-mnist", *data_dir = NULL, *out_dir = "gpunas-search",
                *store_path = NULL, *tiers = "auto:3", *fidelity = NULL, *proxy_set = NULL;
     bool resume = false;
-    int quiet = 0, workers = 1, parallel = 0;
+    int quiet = 0, workers = 1, parallel = 0, weight_set = 0;
     double minutes = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -343,8 +344,12 @@ int cmd_search(int argc, char **argv)
                 cli_error(CMD, "--score: '%s' is not acc or acc+naswot", v);
                 return 2;
             }
+            c.score_named = 1;
         }
-        else if (!strcmp(a, "--naswot-weight")) r = cli_parse_double(CMD, a, v, 0, 1000, &c.naswot_weight);
+        else if (!strcmp(a, "--naswot-weight")) {
+            r = cli_parse_double(CMD, a, v, 0, 1000, &c.naswot_weight);
+            weight_set = 1;
+        }
         else {
             cli_error(CMD, "unknown option '%s' (see gpunas search --help)", a);
             return 2;
@@ -354,6 +359,11 @@ int cmd_search(int argc, char **argv)
         i++;
     }
     c.time_budget_s = minutes * 60.0;
+    if (weight_set && c.score != GN_NAS_SCORE_NASWOT) {
+        cli_error(CMD, "--naswot-weight applies to --score acc+naswot, not acc");
+        return 2;
+    }
+    c.score_named |= weight_set;
     /* the default ladder, for a new search that names no proxy budget (a resume that
      * names none continues the stored one) */
     if (!fidelity && !proxy_set && !resume)

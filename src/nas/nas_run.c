@@ -1028,12 +1028,22 @@ int gn_nas_run(const gn_nas_config *c, bool resume, const gn_nas_callbacks *cb, 
     /* a resumed search keeps its proposals in flight: the replay depends on them */
     gn_nas_config cc = *c;
     int stored_parallel = c->parallel, stored_canonical = c->canonical, stored_score = c->score;
+    double stored_weight = c->naswot_weight;
     char *stored_fid = NULL;
-    if (resume && gn__nas_stored_schedule(c->store, &stored_parallel, &stored_canonical, &stored_score, &stored_fid,
-                                          err))
+    if (resume && gn__nas_stored_schedule(c->store, &stored_parallel, &stored_canonical, &stored_score,
+                                          &stored_weight, &stored_fid, err))
         return -1;
     cc.canonical = stored_canonical; /* a store made before canonical encodings resumes without */
-    cc.score = stored_score;         /* one made before the proxy score, scoring by accuracy */
+    /* a resume that names no score keeps the store's (a store made before the proxy
+     * score: accuracy); one that names another is refused */
+    if (resume && c->score_named && stored_score != c->score) {
+        free(stored_fid);
+        return gn_error_set(err, "%s: --resume with different settings: score is \"%s\" here but \"%s\" in the store",
+                            gn_store_where(c->store), gn_nas_score_name(c->score), gn_nas_score_name(stored_score));
+    }
+    cc.score = stored_score;
+    if (!c->score_named)
+        cc.naswot_weight = stored_weight; /* a named weight that differs: the settings check */
     /* a resume that does not name the fidelity continues the stored one (one that names
      * another is refused by the settings check) */
     if (stored_fid && c->fid_levels == 0 && gn_nas_parse_fidelity(stored_fid, &cc, err)) {

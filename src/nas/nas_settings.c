@@ -9,7 +9,9 @@
  * the measuring threads ("best" or a count), pinning and the reference pairing
  * (a store made before they existed is refused on --resume: it was measured
  * otherwise).  The proxy score ("score", "naswot_weight") is recorded when it is not
- * "acc", so a store made before it resumes scoring by accuracy.
+ * "acc", so a store made before it resumes scoring by accuracy.  Settings recorded
+ * only when not their default are compared both ways: a store made with --backend ref
+ * is refused a resume that names none, as one made without is refused --backend ref.
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -143,6 +145,20 @@ int gn__nas_settings_check(gn_store *st, const gn_nas_config *c, bool resume, gn
             break;
         }
     }
+    /* and the other way: a setting recorded only when not its default (backend, ...)
+     * that the store has and this run has not */
+    json_t *vb;
+    if (rc == 0)
+        json_object_foreach(b, key, vb)
+        {
+            if (json_object_get(a, key))
+                continue;
+            char *sb = json_dumps(vb, JSON_ENCODE_ANY);
+            rc = gn_error_set(err, "%s: --resume with different settings: %s is the default here but %s in the store",
+                              gn_store_where(st), key, sb ? sb : "?");
+            free(sb);
+            break;
+        }
     json_decref(a);
     json_decref(b);
     return rc;
@@ -325,7 +341,8 @@ int gn__nas_settings_load(gn_store *st, void **obj, gn_error *err)
     return 0;
 }
 
-int gn__nas_stored_schedule(gn_store *st, int *parallel, int *canonical, int *score, char **fidelity, gn_error *err)
+int gn__nas_stored_schedule(gn_store *st, int *parallel, int *canonical, int *score, double *naswot_weight,
+                            char **fidelity, gn_error *err)
 {
     *fidelity = NULL;
     json_t *o;
@@ -338,8 +355,16 @@ int gn__nas_stored_schedule(gn_store *st, int *parallel, int *canonical, int *sc
                     ? (int)json_integer_value(p)
                     : 1;
     *canonical = json_is_true(json_object_get(o, "canonical"));
-    if (!json_object_get(o, "score"))
-        *score = GN_NAS_SCORE_ACC; /* made before the score was a setting (or with "acc") */
+    json_t *sc = json_object_get(o, "score");
+    *score = GN_NAS_SCORE_ACC; /* absent: made before the score was a setting (or with "acc") */
+    if (sc && (!json_is_string(sc) || gn_nas_score_parse(json_string_value(sc), score))) {
+        json_decref(o);
+        return gn_error_set(err, "%s: meta '%s': field 'score': not \"acc\" or \"acc+naswot\"", gn_store_where(st),
+                            META_KEY);
+    }
+    json_t *w = json_object_get(o, "naswot_weight");
+    if (json_is_number(w))
+        *naswot_weight = json_number_value(w);
     json_t *fid = json_object_get(o, "fidelity");
     if (json_is_string(fid) && !(*fidelity = strdup(json_string_value(fid)))) {
         json_decref(o);
