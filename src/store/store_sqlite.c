@@ -159,6 +159,33 @@ static int prepare(sq_store *s, const char *sql, sqlite3_stmt **st, const char *
     return 0;
 }
 
+/* BEGIN IMMEDIATE, then prepare sql: 0, or -1 (rolled back, err set). */
+static int begin_prepare(sq_store *s, const char *sql, sqlite3_stmt **st, const char *op, gn_error *err)
+{
+    if (begin(s, op, err))
+        return -1;
+    if (prepare(s, sql, st, op, err)) {
+        rollback(s);
+        return -1;
+    }
+    return 0;
+}
+
+/* Run a bound statement of a transaction to its end and finalize it; rc is what the
+ * binding returned (SQLITE_OK: step it).  0, or -1 (rolled back, err set). */
+static int step_done(sq_store *s, sqlite3_stmt *st, int rc, const char *op, gn_error *err)
+{
+    rc = rc != SQLITE_OK ? rc : sqlite3_step(st);
+    if (rc != SQLITE_DONE)
+        sqerr(s, op, err);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        rollback(s);
+        return -1;
+    }
+    return 0;
+}
+
 /* One integer from a query (e.g. a PRAGMA); -1 with err on failure. */
 static int query_int(sq_store *s, const char *sql, int64_t *v, const char *op, gn_error *err)
 {
@@ -445,24 +472,13 @@ static int sq_meta_insert(gn_store *b, const char *key, const char *value, bool 
     char op[160];
     snprintf(op, sizeof op, "put meta '%.100s'", key);
     sqlite3_stmt *st;
-    if (begin(s, op, err))
+    const char *sql =
+        replace ? "INSERT INTO meta(key, value) VALUES(?1, ?2) ON CONFLICT(key) DO UPDATE SET value = ?2"
+                : "INSERT INTO meta(key, value) VALUES(?1, ?2) ON CONFLICT(key) DO NOTHING";
+    if (begin_prepare(s, sql, &st, op, err))
         return -1;
-    if (prepare(s,
-                replace ? "INSERT INTO meta(key, value) VALUES(?1, ?2) ON CONFLICT(key) DO UPDATE SET value = ?2"
-                        : "INSERT INTO meta(key, value) VALUES(?1, ?2) ON CONFLICT(key) DO NOTHING",
-                &st, op, err)) {
-        rollback(s);
+    if (step_done(s, st, bind_str(st, 1, key) | bind_str(st, 2, value), op, err))
         return -1;
-    }
-    int rc = bind_str(st, 1, key) | bind_str(st, 2, value);
-    rc = rc != SQLITE_OK ? rc : sqlite3_step(st);
-    if (rc != SQLITE_DONE)
-        sqerr(s, op, err);
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) {
-        rollback(s);
-        return -1;
-    }
     int inserted = sqlite3_changes(s->db) > 0;
     if (commit(s, op, err))
         return -1;
@@ -526,18 +542,14 @@ static int sq_insert_trial(gn_store *b, gn_trial *t, gn_error *err)
     double now = now_s();
     double created = isnan(t->created_at) ? now : t->created_at, started = isnan(t->started_at) ? now : t->started_at;
     sqlite3_stmt *st;
-    if (begin(s, op, err))
+    const char *sql =
+        "INSERT INTO trials(seq, tier, encoding, config, status, val_acc, latency_ms, latency_spread_ms, "
+        "params, macs, train_s, created_at, started_at, finished_at, worker, error, optimizer, latency_info, "
+        "device, attempts, level, parent, naswot) "
+        "VALUES(?1, ?2, ?3, ?4, 'running', NULL, ?5, ?6, ?7, ?8, NULL, ?9, ?10, NULL, ?11, NULL, ?12, ?13, ?14, 1,"
+        " ?15, ?16, ?17)";
+    if (begin_prepare(s, sql, &st, op, err))
         return -1;
-    if (prepare(s,
-                "INSERT INTO trials(seq, tier, encoding, config, status, val_acc, latency_ms, latency_spread_ms, "
-                "params, macs, train_s, created_at, started_at, finished_at, worker, error, optimizer, latency_info, "
-                "device, attempts, level, parent, naswot) "
-                "VALUES(?1, ?2, ?3, ?4, 'running', NULL, ?5, ?6, ?7, ?8, NULL, ?9, ?10, NULL, ?11, NULL, ?12, ?13, ?14, 1,"
-                " ?15, ?16, ?17)",
-                &st, op, err)) {
-        rollback(s);
-        return -1;
-    }
     sqlite3_bind_int64(st, 1, t->seq);
     bind_i64(st, 2, t->tier, -1);
     int brc = bind_str(st, 3, t->encoding) | bind_str(st, 4, t->config) | bind_str(st, 11, t->worker) |
@@ -551,15 +563,8 @@ static int sq_insert_trial(gn_store *b, gn_trial *t, gn_error *err)
     sqlite3_bind_int(st, 15, t->level);
     bind_i64(st, 16, t->parent, 0);
     bind_real(st, 17, t->naswot);
-    int rc = brc | bind_str(st, 14, t->device);
-    rc = rc != SQLITE_OK ? rc : sqlite3_step(st);
-    if (rc != SQLITE_DONE)
-        sqerr(s, op, err);
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) {
-        rollback(s);
+    if (step_done(s, st, brc | bind_str(st, 14, t->device), op, err))
         return -1;
-    }
     int64_t id = sqlite3_last_insert_rowid(s->db);
     if (commit(s, op, err))
         return -1;
@@ -579,19 +584,15 @@ static int sq_finish_trial(gn_store *b, int64_t id, const gn_trial *t, gn_error 
     snprintf(op, sizeof op, "finish trial %lld", (long long)id);
     double fin = isnan(t->finished_at) ? now_s() : t->finished_at;
     sqlite3_stmt *st;
-    if (begin(s, op, err))
+    const char *sql =
+        "UPDATE trials SET status = ?2, val_acc = ?3, train_s = ?4, finished_at = ?5, error = ?6,"
+        " naswot = ?16, tier = coalesce(?7, tier), config = coalesce(?8, config),"
+        " latency_ms = coalesce(?9, latency_ms), latency_spread_ms = coalesce(?10, latency_spread_ms),"
+        " params = coalesce(?11, params), macs = coalesce(?12, macs), worker = coalesce(?13, worker),"
+        " latency_info = coalesce(?14, latency_info), device = coalesce(?15, device)"
+        " WHERE id = ?1 AND status = 'running'";
+    if (begin_prepare(s, sql, &st, op, err))
         return -1;
-    if (prepare(s,
-                "UPDATE trials SET status = ?2, val_acc = ?3, train_s = ?4, finished_at = ?5, error = ?6,"
-                " naswot = ?16, tier = coalesce(?7, tier), config = coalesce(?8, config),"
-                " latency_ms = coalesce(?9, latency_ms), latency_spread_ms = coalesce(?10, latency_spread_ms),"
-                " params = coalesce(?11, params), macs = coalesce(?12, macs), worker = coalesce(?13, worker),"
-                " latency_info = coalesce(?14, latency_info), device = coalesce(?15, device)"
-                " WHERE id = ?1 AND status = 'running'",
-                &st, op, err)) {
-        rollback(s);
-        return -1;
-    }
     sqlite3_bind_int64(st, 1, id);
     sqlite3_bind_text(st, 2, gn_trial_status_name(t->status), -1, SQLITE_STATIC);
     bind_real(st, 3, t->val_acc);
@@ -603,16 +604,10 @@ static int sq_finish_trial(gn_store *b, int64_t id, const gn_trial *t, gn_error 
     bind_i64(st, 11, t->params, -1);
     bind_i64(st, 12, t->macs, -1);
     bind_real(st, 16, t->naswot);
-    int rc = bind_str(st, 6, t->error) | bind_str(st, 8, t->config) | bind_str(st, 13, t->worker) |
-             bind_str(st, 14, t->latency_info) | bind_str(st, 15, t->device);
-    rc = rc != SQLITE_OK ? rc : sqlite3_step(st);
-    if (rc != SQLITE_DONE)
-        sqerr(s, op, err);
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) {
-        rollback(s);
+    int brc = bind_str(st, 6, t->error) | bind_str(st, 8, t->config) | bind_str(st, 13, t->worker) |
+              bind_str(st, 14, t->latency_info) | bind_str(st, 15, t->device);
+    if (step_done(s, st, brc, op, err))
         return -1;
-    }
     if (sqlite3_changes(s->db) == 0) {
         /* not running: say why */
         sqlite3_stmt *q;
@@ -849,17 +844,13 @@ static int sq_enqueue(gn_store *b, gn_trial *t, gn_error *err)
     char op[96];
     snprintf(op, sizeof op, "enqueue (seq %lld)", (long long)t->seq);
     sqlite3_stmt *st;
-    if (begin(s, op, err))
+    const char *sql =
+        "INSERT INTO trials(seq, tier, encoding, config, status, latency_ms, latency_spread_ms, params, macs,"
+        " created_at, optimizer, latency_info, kind, device_class, attempts, max_attempts, level, parent)"
+        " VALUES(?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7, ?8, coalesce(?9, " NOW "), ?10, ?11, ?12, ?13, 0, ?14,"
+        " ?15, ?16) RETURNING id, created_at";
+    if (begin_prepare(s, sql, &st, op, err))
         return -1;
-    if (prepare(s,
-                "INSERT INTO trials(seq, tier, encoding, config, status, latency_ms, latency_spread_ms, params, macs,"
-                " created_at, optimizer, latency_info, kind, device_class, attempts, max_attempts, level, parent)"
-                " VALUES(?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7, ?8, coalesce(?9, " NOW "), ?10, ?11, ?12, ?13, 0, ?14,"
-                " ?15, ?16) RETURNING id, created_at",
-                &st, op, err)) {
-        rollback(s);
-        return -1;
-    }
     sqlite3_bind_int64(st, 1, t->seq);
     bind_i64(st, 2, t->tier, -1);
     int brc = bind_str(st, 3, t->encoding) | bind_str(st, 4, t->config) | bind_str(st, 10, t->optimizer) |
@@ -992,15 +983,11 @@ static int sq_heartbeat(gn_store *b, gn_lease *lease, double lease_s, gn_error *
     char op[64];
     snprintf(op, sizeof op, "heartbeat trial %lld", (long long)lease->trial_id);
     sqlite3_stmt *st;
-    if (begin(s, op, err))
+    const char *sql =
+        "UPDATE trials SET lease_expires_at = " NOW " + ?3 WHERE id = ?1 AND status = 'leased'"
+        " AND lease_token = ?2 AND lease_expires_at >= " NOW " RETURNING lease_expires_at";
+    if (begin_prepare(s, sql, &st, op, err))
         return -1;
-    if (prepare(s,
-                "UPDATE trials SET lease_expires_at = " NOW " + ?3 WHERE id = ?1 AND status = 'leased'"
-                " AND lease_token = ?2 AND lease_expires_at >= " NOW " RETURNING lease_expires_at",
-                &st, op, err)) {
-        rollback(s);
-        return -1;
-    }
     sqlite3_bind_int64(st, 1, lease->trial_id);
     sqlite3_bind_text(st, 2, lease->token, -1, SQLITE_TRANSIENT);
     sqlite3_bind_double(st, 3, lease_s);
@@ -1027,23 +1014,19 @@ static int sq_complete(gn_store *b, const gn_lease *lease, const gn_trial *t, gn
     char op[64];
     snprintf(op, sizeof op, "complete trial %lld", (long long)lease->trial_id);
     sqlite3_stmt *st;
-    if (begin(s, op, err))
+    const char *sql =
+        "UPDATE trials SET status = ?2, val_acc = ?3, naswot = ?17, train_s = ?4,"
+        " finished_at = CASE WHEN ?2 = 'queued' THEN NULL ELSE coalesce(?5, " NOW ") END,"
+        " error = ?6, tier = coalesce(?7, tier), config = coalesce(?8, config),"
+        " latency_ms = coalesce(?9, latency_ms), latency_spread_ms = coalesce(?10, latency_spread_ms),"
+        " params = coalesce(?11, params), macs = coalesce(?12, macs),"
+        " latency_info = coalesce(?13, latency_info), device = coalesce(?14, device),"
+        " lease_token = NULL, lease_expires_at = NULL, kind = coalesce(?16, kind),"
+        " attempts = CASE WHEN ?2 = 'queued' THEN 0 ELSE attempts END,"
+        " started_at = CASE WHEN ?2 = 'queued' THEN NULL ELSE started_at END"
+        " WHERE id = ?1 AND status = 'leased' AND lease_token = ?15 AND lease_expires_at >= " NOW;
+    if (begin_prepare(s, sql, &st, op, err))
         return -1;
-    if (prepare(s,
-                "UPDATE trials SET status = ?2, val_acc = ?3, naswot = ?17, train_s = ?4,"
-                " finished_at = CASE WHEN ?2 = 'queued' THEN NULL ELSE coalesce(?5, " NOW ") END,"
-                " error = ?6, tier = coalesce(?7, tier), config = coalesce(?8, config),"
-                " latency_ms = coalesce(?9, latency_ms), latency_spread_ms = coalesce(?10, latency_spread_ms),"
-                " params = coalesce(?11, params), macs = coalesce(?12, macs),"
-                " latency_info = coalesce(?13, latency_info), device = coalesce(?14, device),"
-                " lease_token = NULL, lease_expires_at = NULL, kind = coalesce(?16, kind),"
-                " attempts = CASE WHEN ?2 = 'queued' THEN 0 ELSE attempts END,"
-                " started_at = CASE WHEN ?2 = 'queued' THEN NULL ELSE started_at END"
-                " WHERE id = ?1 AND status = 'leased' AND lease_token = ?15 AND lease_expires_at >= " NOW,
-                &st, op, err)) {
-        rollback(s);
-        return -1;
-    }
     sqlite3_bind_int64(st, 1, lease->trial_id);
     sqlite3_bind_text(st, 2, gn_trial_status_name(t->status), -1, SQLITE_STATIC);
     bind_real(st, 3, t->val_acc);
@@ -1055,16 +1038,11 @@ static int sq_complete(gn_store *b, const gn_lease *lease, const gn_trial *t, gn
     bind_i64(st, 11, t->params, -1);
     bind_i64(st, 12, t->macs, -1);
     bind_real(st, 17, t->naswot);
-    int rc = bind_str(st, 6, t->error) | bind_str(st, 8, t->config) | bind_str(st, 13, t->latency_info) |
-             bind_str(st, 14, t->device) | sqlite3_bind_text(st, 15, lease->token, -1, SQLITE_TRANSIENT) |
-             bind_str(st, 16, t->kind);
-    rc = rc != SQLITE_OK ? rc : sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) {
-        sqerr(s, op, err);
-        rollback(s);
+    int brc = bind_str(st, 6, t->error) | bind_str(st, 8, t->config) | bind_str(st, 13, t->latency_info) |
+              bind_str(st, 14, t->device) | sqlite3_bind_text(st, 15, lease->token, -1, SQLITE_TRANSIENT) |
+              bind_str(st, 16, t->kind);
+    if (step_done(s, st, brc, op, err))
         return -1;
-    }
     if (sqlite3_changes(s->db) == 0)
         return sq_lost(s, op, lease->trial_id, err);
     return commit(s, op, err);
@@ -1076,21 +1054,11 @@ static int sq_expire_leases(gn_store *b, const char *worker, int64_t *n, gn_erro
     char op[160];
     snprintf(op, sizeof op, "expire the leases of worker %.100s", worker);
     sqlite3_stmt *st;
-    if (begin(s, op, err))
+    const char *sql = "UPDATE trials SET lease_expires_at = " NOW " - 1 WHERE status = 'leased' AND worker = ?1";
+    if (begin_prepare(s, sql, &st, op, err))
         return -1;
-    if (prepare(s, "UPDATE trials SET lease_expires_at = " NOW " - 1 WHERE status = 'leased' AND worker = ?1", &st, op,
-                err)) {
-        rollback(s);
+    if (step_done(s, st, bind_str(st, 1, worker), op, err))
         return -1;
-    }
-    int rc = bind_str(st, 1, worker);
-    rc = rc != SQLITE_OK ? rc : sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) {
-        sqerr(s, op, err);
-        rollback(s);
-        return -1;
-    }
     *n = sqlite3_changes(s->db);
     return commit(s, op, err);
 }
@@ -1101,25 +1069,16 @@ static int sq_release(gn_store *b, const gn_lease *lease, gn_error *err)
     char op[64];
     snprintf(op, sizeof op, "release trial %lld", (long long)lease->trial_id);
     sqlite3_stmt *st;
-    if (begin(s, op, err))
+    const char *sql =
+        "UPDATE trials SET status = 'queued', attempts = attempts - 1, lease_token = NULL,"
+        " lease_expires_at = NULL, started_at = NULL"
+        " WHERE id = ?1 AND status = 'leased' AND lease_token = ?2 AND lease_expires_at >= " NOW;
+    if (begin_prepare(s, sql, &st, op, err))
         return -1;
-    if (prepare(s,
-                "UPDATE trials SET status = 'queued', attempts = attempts - 1, lease_token = NULL,"
-                " lease_expires_at = NULL, started_at = NULL"
-                " WHERE id = ?1 AND status = 'leased' AND lease_token = ?2 AND lease_expires_at >= " NOW,
-                &st, op, err)) {
-        rollback(s);
-        return -1;
-    }
     sqlite3_bind_int64(st, 1, lease->trial_id);
     sqlite3_bind_text(st, 2, lease->token, -1, SQLITE_TRANSIENT);
-    int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) {
-        sqerr(s, op, err);
-        rollback(s);
+    if (step_done(s, st, SQLITE_OK, op, err))
         return -1;
-    }
     if (sqlite3_changes(s->db) == 0)
         return sq_lost(s, op, lease->trial_id, err);
     return commit(s, op, err);
@@ -1131,26 +1090,17 @@ static int sq_register_worker(gn_store *b, const gn_worker *w, gn_error *err)
     char op[160];
     snprintf(op, sizeof op, "register worker %.100s", w->id);
     sqlite3_stmt *st;
-    if (begin(s, op, err))
+    const char *sql =
+        "INSERT INTO workers(id, host, pid, device_class, started_at, last_seen)"
+        " VALUES(?1, ?2, ?3, ?4, " NOW ", " NOW ") ON CONFLICT(id) DO UPDATE SET host = excluded.host,"
+        " pid = excluded.pid, device_class = excluded.device_class, started_at = excluded.started_at,"
+        " last_seen = excluded.last_seen";
+    if (begin_prepare(s, sql, &st, op, err))
         return -1;
-    if (prepare(s,
-                "INSERT INTO workers(id, host, pid, device_class, started_at, last_seen)"
-                " VALUES(?1, ?2, ?3, ?4, " NOW ", " NOW ") ON CONFLICT(id) DO UPDATE SET host = excluded.host,"
-                " pid = excluded.pid, device_class = excluded.device_class, started_at = excluded.started_at,"
-                " last_seen = excluded.last_seen",
-                &st, op, err)) {
-        rollback(s);
-        return -1;
-    }
     sqlite3_bind_int64(st, 3, w->pid);
-    int rc = bind_str(st, 1, w->id) | bind_str(st, 2, w->host) | bind_str(st, 4, w->device_class);
-    rc = rc != SQLITE_OK ? rc : sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) {
-        sqerr(s, op, err);
-        rollback(s);
+    int brc = bind_str(st, 1, w->id) | bind_str(st, 2, w->host) | bind_str(st, 4, w->device_class);
+    if (step_done(s, st, brc, op, err))
         return -1;
-    }
     return commit(s, op, err);
 }
 
@@ -1160,20 +1110,10 @@ static int sq_worker_beat(gn_store *b, const char *id, gn_error *err)
     char op[160];
     snprintf(op, sizeof op, "worker heartbeat %.100s", id);
     sqlite3_stmt *st;
-    if (begin(s, op, err))
+    if (begin_prepare(s, "UPDATE workers SET last_seen = " NOW " WHERE id = ?1", &st, op, err))
         return -1;
-    if (prepare(s, "UPDATE workers SET last_seen = " NOW " WHERE id = ?1", &st, op, err)) {
-        rollback(s);
+    if (step_done(s, st, bind_str(st, 1, id), op, err))
         return -1;
-    }
-    int rc = bind_str(st, 1, id);
-    rc = rc != SQLITE_OK ? rc : sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) {
-        sqerr(s, op, err);
-        rollback(s);
-        return -1;
-    }
     if (sqlite3_changes(s->db) == 0) {
         rollback(s);
         gn_error_set(err, "%s: %s: no such worker (register it again)", s->base.where, op);
