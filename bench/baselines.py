@@ -390,7 +390,7 @@ def report(args):
                      "the numbers mean nothing")
     ep = {m["epochs"] for m in hub}
     rec_ep = {int(r["recipe"][r["recipe"].index("--epochs") + 1]) for r in rows}
-    if ep != rec_ep:
+    if rec_ep and ep != rec_ep:
         notes.append(f"the hub was trained for {sorted(ep)} epochs, the baselines for {sorted(rec_ep)}")
     if not hub_base:
         notes.append("the hub records no reference baseline: baseline latencies use their own")
@@ -436,10 +436,15 @@ def report(args):
           "baseline when it is more accurate (one seed) than the baseline's mean at no more latency.")
     for n in notes:
         print(f"\nNOTE: {n}")
-    if n_dom < len(rows) or n_unreached or n_slow:
+    n_zoo = len(list(zoo()))
+    if not rows:
+        claim = "is not decided: no baseline is both trained and timed yet"
+    elif n_dom < len(rows) or n_unreached or n_slow:
         claim = "does not hold"
     elif n_bound:
         claim = "is not decided (see the bounded ratios)"
+    elif len(rows) < n_zoo:
+        claim = f"holds so far, but only {len(rows)} of the {n_zoo} baselines are trained and timed"
     else:
         claim = "holds"
     more = []
@@ -453,8 +458,10 @@ def report(args):
           f"GPUNet's claim {claim} on this device.")
 
     tiers = []
-    summ = os.path.join(os.path.dirname(os.path.abspath(args.hub)), "summary.json")
-    if os.path.exists(summ):
+    # summary.json beside the hub folder (gpunas-search/hub) or in it (a copied main job)
+    summ = next((p for p in (os.path.join(os.path.dirname(os.path.abspath(args.hub)), "summary.json"),
+                             os.path.join(args.hub, "summary.json")) if os.path.exists(p)), None)
+    if summ:
         tiers = [t["max_latency_ms"] for t in json.load(open(summ)).get("tiers", []) if t.get("max_latency_ms")]
     points = {"hub": [{"name": m["name"], "test_top1": m["acc"], "latency_ms": m["lat"], "front": m["front"]}
                       for m in hub],

@@ -199,6 +199,35 @@ def report(args):
             cells.append(f"{100 * sum(v) / len(v):.2f} % ({100 * statistics_sd(v):.2f}, {len(v)})" if v else "-")
         cpu = {(r["seed"]): r["search_cpu_s"] for r in rows if r["optimizer"] == o}
         print(f"| {o} | " + " | ".join(cells) + f" | {sum(cpu.values()) / 3600:.2f} |")
+    verdict(rows, tiers, opts, noise)
+
+
+def verdict(rows, tiers, opts, noise):
+    """Each search optimizer against random, per tier: the difference of the mean test
+    top-1 over the search seeds, beside two yardsticks: the seed noise of the full recipe
+    (one network trained again) and the standard error of the difference from the
+    spread over search seeds (different winners)."""
+    if "random" not in opts:
+        return
+    def tops(o, t):
+        return [r["test_top1"] for r in rows if r["optimizer"] == o and r["tier"] == t and r["test_top1"] is not None]
+    print("\n| optimizer − random | " + " | ".join(f"t{t}: diff (se)" for t in tiers) + " | tiers won by > seed noise |")
+    print("|---|" + "---:|" * (len(tiers) + 1))
+    for o in opts:
+        if o == "random":
+            continue
+        cells, won, complete = [], 0, True
+        for t in tiers:
+            a, b = tops(o, t), tops("random", t)
+            if not a or not b:
+                cells.append("-")
+                complete = False
+                continue
+            d = sum(a) / len(a) - sum(b) / len(b)
+            se = math.sqrt(statistics_sd(a) ** 2 / len(a) + statistics_sd(b) ** 2 / len(b))
+            cells.append(f"{100 * d:+.2f} ({100 * se:.2f})")
+            won += d > noise
+        print(f"| {o} | " + " | ".join(cells) + f" | {won} of {len(tiers)}{'' if complete else ' (incomplete)'} |")
 
 
 def statistics_sd(v):
