@@ -190,7 +190,7 @@ def report(args):
     opts = [o for o in args.optimizers.split(",") if any(r["optimizer"] == o for r in rows)]
     print(f"study: {json.dumps(study_key(args))}; seed noise of the full recipe (pooled sd over "
           f"{len(sds)} architectures with >= 2 seeds): {100 * noise:.2f} points\n")
-    print("| optimizer | " + " | ".join(f"t{t} test top-1 (mean, sd, n)" for t in tiers) + " | search CPU-h |")
+    print("| optimizer | " + " | ".join(f"t{t} test top-1 (mean, sd, n)" for t in tiers) + " | search CPU-h per seed |")
     print("|---|" + "---:|" * (len(tiers) + 1))
     for o in opts:
         cells = []
@@ -198,7 +198,7 @@ def report(args):
             v = [r["test_top1"] for r in rows if r["optimizer"] == o and r["tier"] == t and r["test_top1"] is not None]
             cells.append(f"{100 * sum(v) / len(v):.2f} % ({100 * statistics_sd(v):.2f}, {len(v)})" if v else "-")
         cpu = {(r["seed"]): r["search_cpu_s"] for r in rows if r["optimizer"] == o}
-        print(f"| {o} | " + " | ".join(cells) + f" | {sum(cpu.values()) / 3600:.2f} |")
+        print(f"| {o} | " + " | ".join(cells) + f" | {sum(cpu.values()) / len(cpu) / 3600:.2f} |")
     verdict(rows, tiers, opts, noise)
 
 
