@@ -20,9 +20,9 @@ a candidate with its default ladder and score:
 and places each baseline's level-1 score among the level-1 candidates of every tier of
 each store (the searches of bench/search_vs_random.py and the main jobs): rank k of n,
 and the score of the tier's winner (the best level-1 score, as the summary picks it).
-The baseline's own tier is the one its latency falls in (bench/baselines.py's latency
-lines when timed, else configs/baselines/README.md's under-load column); the ranks are
-printed for every tier so that nothing hangs on that latency.
+The ranks are printed for every tier: which one is the baseline's own depends on its
+latency (bench/baselines.py's latency lines once timed, configs/baselines/README.md's
+under-load column until then), which this script does not measure.
 
 Resumable: each proxy result is one JSON line in bench/data/baseline_proxy.jsonl
 (committed), and a stopped training continues from its checkpoint.
@@ -79,13 +79,19 @@ def store_view(path):
     con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         meta = dict(con.execute("select key, value from meta").fetchall())
-        mean, sd, _ = meta["nas.naswot_norm"].split(",")
         settings = json.loads(meta.get("nas.settings", "{}"))
-        w = float(settings.get("naswot_weight", 1.0))
+        if "nas.naswot_norm" in meta:
+            mean, sd, _ = meta["nas.naswot_norm"].split(",")
+            w = float(settings.get("naswot_weight", 1.0))
+        else:  # a search scored by accuracy alone (--score acc)
+            mean, sd, w = 0.0, 1.0, 0.0
         tiers = {}
         for tier, acc, nw in con.execute("select tier, val_acc, naswot from trials where level = 1 and "
                                          "status = 'done' and val_acc is not null"):
-            z = (nw - float(mean)) / float(sd) if nw is not None else 0.0
+            if w and nw is None:
+                sys.exit(f"baseline_proxy: {path}: a level-1 trial of tier {tier} has no NASWOT in a search "
+                         "scored with it")
+            z = (nw - float(mean)) / float(sd) if w else 0.0
             tiers.setdefault(tier, []).append(acc + w / 100 * z)
         edges = [float(x) for x in meta.get("nas.tiers", "").split(",") if x]
     finally:
