@@ -81,6 +81,8 @@ def study_key(args):
         k["score"] = args.score
     if args.lat_threads != "best":
         k["lat_threads"] = args.lat_threads
+    if args.opt_init != "legacy":  # the studies made before the unguided start was sized to the budget
+        k["opt_init"] = args.opt_init
     if args.search_args or args.final_args:  # smoke runs: never mixed with the study
         k.update({"search_args": args.search_args, "final_args": args.final_args})
     return k
@@ -108,6 +110,8 @@ def search(args, opt, seed):
         cmd += ["--profile", args.profile]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
+    if args.opt_init not in ("legacy", "auto"):
+        cmd += ["--opt-init", args.opt_init]
     cmd += args.search_args.split()
     if os.path.exists(os.path.join(d, "search.db")):
         cmd.append("--resume")
@@ -180,6 +184,13 @@ def do_one(args, opt, seed, gt):
 
 def report(args):
     rows = [r for r in load(RUNS) if r.get("study") == study_key(args)]
+    note = ""
+    if args.opt_init != "legacy" and not any(r["optimizer"] == "random" for r in rows):
+        # random search reads no opt_init: its cells of the study made before it stand
+        legacy = dict(study_key(args))
+        del legacy["opt_init"]
+        rows += [r for r in load(RUNS) if r.get("study") == legacy and r["optimizer"] == "random"]
+        note = " (random: the cells of the same study without opt_init, which random search does not read)"
     gt = load(GT)
     by = {}
     for r in gt:
@@ -189,7 +200,7 @@ def report(args):
     tiers = sorted({r["tier"] for r in rows})
     opts = [o for o in args.optimizers.split(",") if any(r["optimizer"] == o for r in rows)]
     print(f"study: {json.dumps(study_key(args))}; seed noise of the full recipe (pooled sd over "
-          f"{len(sds)} architectures with >= 2 seeds): {100 * noise:.2f} points\n")
+          f"{len(sds)} architectures with >= 2 seeds): {100 * noise:.2f} points{note}\n")
     print("| optimizer | " + " | ".join(f"t{t} test top-1 (mean, sd, n)" for t in tiers) + " | search CPU-h per seed |")
     print("|---|" + "---:|" * (len(tiers) + 1))
     for o in opts:
@@ -258,6 +269,8 @@ def main():
     ap.add_argument("--report", action="store_true")
     ap.add_argument("--search-args", default="", help="extra `gpunas search` options (smoke runs)")
     ap.add_argument("--final-args", default="", help="extra `gpunas train` options after the recipe (smoke runs)")
+    ap.add_argument("--opt-init", default="legacy", help="the optimizers' unguided start per tier: legacy (a "
+                    "gpunas before --opt-init: 20), auto (gpunas search's default, sized to the budget) or a number")
     ap.add_argument("--data-file", default=RUNS)
     args = ap.parse_args()
     RUNS = args.data_file

@@ -116,6 +116,20 @@ static int read_rows(const char *db, row *rows, int max)
 
 static int is_phase2(const row *r) { return strcmp(r->opt, "tiering") != 0; }
 
+/* the unguided start of a new search: 2/5 of the per-tier budget, within 4..20 */
+static void test_auto_opt_init(void **state)
+{
+    (void)state;
+    assert_int_equal(gn_nas_auto_opt_init(30, 3), 4);   /* the main job: 10 per tier */
+    assert_int_equal(gn_nas_auto_opt_init(31, 3), 4);   /* 11 per tier (ceil): 4.4 */
+    assert_int_equal(gn_nas_auto_opt_init(36, 3), 5);   /* 12: 4.8 */
+    assert_int_equal(gn_nas_auto_opt_init(90, 3), 12);
+    assert_int_equal(gn_nas_auto_opt_init(150, 3), 20);
+    assert_int_equal(gn_nas_auto_opt_init(3000, 3), 20); /* the optimizers' own default */
+    assert_int_equal(gn_nas_auto_opt_init(6, 2), 4);
+    assert_int_equal(gn_nas_auto_opt_init(0, 3), 4);
+}
+
 static void test_search_cli(void **state)
 {
     (void)state;
@@ -187,6 +201,9 @@ static void test_search_cli(void **state)
         assert_non_null(strstr(v, "\"lat_pin\":true"));
         assert_non_null(strstr(v, "\"lat_reference\":true"));
         assert_null(strstr(v, "\"backend\"")); /* the default is not recorded: older stores resume */
+        /* the unguided start, derived from the budget: 6 trials over 2 tiers is 3 per
+         * tier, 2/5 of it is below the floor of 4 */
+        assert_non_null(strstr(v, "\"opt_init\":4"));
         free(v);
         gn_trial_filter f;
         gn_trial_filter_init(&f);
@@ -253,6 +270,12 @@ static void test_search_cli(void **state)
     assert_int_equal(tu_run_cli("search --backend cuda", NULL, &errs), 2);
     assert_non_null(strstr(errs, "'cuda' is not a backend"));
     free(errs);
+    /* the unguided start is a setting: another one is refused ... */
+    snprintf(cmd, sizeof cmd, "search --out %s " ARGS " --resume --opt-init 5", dir);
+    assert_int_equal(tu_run_cli(cmd, NULL, &errs), 1);
+    if (!strstr(errs, "different settings: opt_init is 5 here but 4 in the store"))
+        fail_msg("resume with another --opt-init: %s", errs);
+    free(errs);
     /* --resume of a finished search: nothing more to train, same result */
     row before[256], after[256];
     snprintf(path, sizeof path, "%s/search.db", dir);
@@ -261,6 +284,16 @@ static void test_search_cli(void **state)
     assert_int_equal(tu_run_cli(cmd, &out, NULL), 0);
     free(out);
     int na = read_rows(path, after, 256);
+    assert_int_equal(na, nb);
+    /* ... and a resume given a larger budget keeps the stored one (derived from 60
+     * trials it would be 12, and the replay would not reproduce the store); the time
+     * budget stops it before it proposes anything new */
+    snprintf(cmd, sizeof cmd, "search --out %s " ARGS " --resume --trials 60 --time-budget 0.000001", dir);
+    assert_int_equal(tu_run_cli(cmd, &out, &errs), 0);
+    if (!strstr(errs, "first 4 proposals per tier unguided") && !strstr(out, "first 4 proposals per tier unguided"))
+        fail_msg("resume with a larger budget: %s", errs);
+    free(out), free(errs);
+    na = read_rows(path, after, 256);
     assert_int_equal(na, nb);
     /* bad options */
     assert_int_equal(tu_run_cli("search --tiers 2,1", NULL, &errs), 2);
@@ -369,6 +402,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tiers),
+        cmocka_unit_test(test_auto_opt_init),
         cmocka_unit_test(test_search_cli),
         cmocka_unit_test(test_kill_and_resume),
     };

@@ -102,6 +102,21 @@
  *   candidates; with budgets growing by ETA per level each level costs about as much as
  *   level 0, so a ladder of L levels costs about L times the search without it.
  *
+ * Unguided start, sized to the budget (issue 13; nas_run.c)
+ *   Each tier's optimizer begins without a model: LA-MCTS+BO with a Latin hypercube of
+ *   `mcts_ninits` points, aging evolution and NSGA-II with a random population of
+ *   that size (gpunas/search.h).  The optimizers' own default, 20, is more than the
+ *   whole per-tier budget of the main job (30 trials over 3 tiers = 10 each): the
+ *   search-vs-random study (bench/RESULTS.md) found that under it evolution never left
+ *   its random population and LA-MCTS made 0-3 model-guided proposals per tier, so the
+ *   "search" was random sampling.  `opt_init` is that size for every tier's optimizer.
+ *   0 (the default) derives it when the search is made: two fifths of the per-tier
+ *   budget, ceil(trials / tiers), within 4..20 (gn_nas_auto_opt_init), so that the
+ *   larger part of a tier's proposals is steered by what was observed.  It is a
+ *   setting (recorded; a resume keeps the stored size even when given more trials,
+ *   since the replay depends on it); a store made before it resumes with the
+ *   optimizers' defaults.  Tournament size of evolution: max(2, min(5, size / 2)).
+ *
  * Proxy score (issue 13; nas_score.c)
  *   What the optimizers observe and the tier winner is chosen by.  `score` "acc": the
  *   proxy's validation accuracy.  "acc+naswot" (the default): that accuracy plus
@@ -166,6 +181,9 @@ typedef struct {
     uint64_t seed;
     int trials;                    /* trained candidates in all (phase 2 budget) */
     double time_budget_s;          /* stop starting trials after this (0: none) */
+    int opt_init;                  /* unguided proposals per tier before the optimizer's
+                                      model steers ("Unguided start"); 0: derived from the
+                                      budget when the search is made; a setting */
     int max_misses;                /* consecutive out-of-tier proposals before a tier is
                                       declared exhausted (40) */
     /* ---- proxy training */
@@ -251,6 +269,11 @@ typedef struct {
 int gn_nas_parse_fidelity(const char *text, gn_nas_config *c, gn_error *err);
 /* The spec of c in that syntax (buf; "none" when off). */
 void gn_nas_fidelity_text(const gn_nas_config *c, char *buf, size_t n);
+
+/* The unguided start of every tier's optimizer for a new search of `trials` trained
+ * candidates over `n_tiers` tiers ("Unguided start"): round(2/5 * ceil(trials /
+ * n_tiers)) within 4..20. */
+int gn_nas_auto_opt_init(int trials, int n_tiers);
 
 /* Run (or, with resume, continue) the search in c->store. */
 int gn_nas_run(const gn_nas_config *c, bool resume, const gn_nas_callbacks *cb, gn_error *err);

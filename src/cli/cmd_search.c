@@ -50,6 +50,10 @@ static void usage(FILE *f)
             "  --tiers SPEC          latency tier edges in ms, e.g. 0.1,0.2,0.4, or auto[:N] (default auto:3)\n"
             "  --optimizer KIND      lamcts (default), evolution, random, nsga2\n"
             "  --trials N            candidates to train in all (default 30)\n"
+            "  --opt-init N          unguided proposals per tier before the optimizer's model\n"
+            "                        steers: LA-MCTS's Latin hypercube, evolution's and NSGA-II's\n"
+            "                        population (default: 2/5 of trials per tier, 4..20; kept\n"
+            "                        by --resume)\n"
             "  --time-budget MIN     stop starting trials after MIN minutes (default: none)\n"
             "  --prune-samples N     tiering samples measured before the search (default 96)\n"
             "  --profile FILE        predict latency from a device profile instead of measuring\n"
@@ -305,6 +309,7 @@ int cmd_search(int argc, char **argv)
         else if (!strcmp(a, "--optimizer")) c.optimizer = v;
         else if (!strcmp(a, "--profile")) c.profile_path = v;
         else if (!strcmp(a, "--trials")) r = cli_parse_int(CMD, a, v, 0, 1000000, &c.trials);
+        else if (!strcmp(a, "--opt-init")) r = cli_parse_int(CMD, a, v, 2, 100000, &c.opt_init);
         else if (!strcmp(a, "--time-budget")) r = cli_parse_double(CMD, a, v, 0, 1e7, &minutes);
         else if (!strcmp(a, "--prune-samples")) r = cli_parse_int(CMD, a, v, 3, 1000000, &c.prune_samples);
         else if (!strcmp(a, "--lat-runs")) r = cli_parse_int(CMD, a, v, 3, 100000, &c.lat_runs);

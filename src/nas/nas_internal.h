@@ -192,11 +192,12 @@ int gn__nas_settings_load(gn_store *st, void **obj, gn_error *err);
 /* What the stored search's proposals depend on: the proposals in flight it was made
  * with (1 when not recorded), whether its optimizers saw canonical encodings (0 when
  * not recorded), its score (GN_NAS_SCORE_ACC when none is recorded) and NASWOT weight
- * (untouched when none is recorded), and its fidelity spec (*fidelity malloc'd; NULL:
- * none recorded); all untouched (fidelity NULL) when there is no search yet.  -1 when
- * the store fails or its score is not one gpunas knows. */
+ * (untouched when none is recorded), its optimizers' unguided start (opt_init; -1 when
+ * not recorded: the optimizers' defaults), and its fidelity spec (*fidelity malloc'd;
+ * NULL: none recorded); all untouched (fidelity NULL) when there is no search yet.  -1
+ * when the store fails or its score or opt_init is not one gpunas knows. */
 int gn__nas_stored_schedule(gn_store *st, int *parallel, int *canonical, int *score, double *naswot_weight,
-                            char **fidelity, gn_error *err);
+                            int *opt_init, char **fidelity, gn_error *err);
 /* A worker's view of a search: the settings record parsed into c (defaults first;
  * space and data are not loaded: *space_src and *dataset are pointers into the
  * returned JSON object, freed with json_decref(*keep)). */

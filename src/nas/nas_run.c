@@ -776,9 +776,15 @@ static int run_search(nas_state *s, flights *F, int *finished, gn_error *err)
     double first_fail = 0;
     *finished = 0;
     if (F->known_trained < c->trials)
+    {
+        char start[96] = "";
+        if (strcmp(c->optimizer, "random") != 0)
+            snprintf(start, sizeof start, " (the first %d proposals per tier unguided)",
+                     c->opt_init > 0 ? c->opt_init : 20);
         emit(s, GN_NAS_EV_INFO, NULL, 0, 0,
-             "searching: %d more trained candidates, optimizer %s, %d tiers, %d proposal%s in flight", c->trials - F->known_trained,
-             c->optimizer, s->n_tiers, c->parallel, c->parallel == 1 ? "" : "s");
+             "searching: %d more trained candidates, optimizer %s%s, %d tiers, %d proposal%s in flight",
+             c->trials - F->known_trained, c->optimizer, start, s->n_tiers, c->parallel, c->parallel == 1 ? "" : "s");
+    }
     for (;;) {
         if (refresh(s, F, err) || gn__ladder_refresh(s, err)) {
             if (wait_failed(s, &first_fail, err))
@@ -989,6 +995,10 @@ static int run_tiering(nas_state *s, int have_p1, int64_t *pending, int n_pendin
         gn_opt_options_default(&o);
         o.seed = c->seed + 1000ull * (i + 1);
         o.n_objectives = 1;
+        if (c->opt_init > 0) { /* else (a store made before it): the optimizers' defaults */
+            o.mcts_ninits = o.evo_population = o.nsga_population = c->opt_init;
+            o.evo_sample = c->opt_init / 2 < 2 ? 2 : c->opt_init / 2 > 5 ? 5 : c->opt_init / 2;
+        }
         o.accept = accept_cb;
         o.accept_ctx = s;
         if (c->canonical) {
@@ -999,6 +1009,13 @@ static int run_tiering(nas_state *s, int have_p1, int64_t *pending, int n_pendin
             return -1;
     }
     return 0;
+}
+
+int gn_nas_auto_opt_init(int trials, int n_tiers)
+{
+    int per_tier = n_tiers > 0 ? (trials + n_tiers - 1) / n_tiers : trials;
+    int k = (2 * per_tier + 2) / 5; /* round(2/5 * per_tier) */
+    return k < 4 ? 4 : k > 20 ? 20 : k;
 }
 
 static void state_free(nas_state *s)
@@ -1028,11 +1045,20 @@ int gn_nas_run(const gn_nas_config *c, bool resume, const gn_nas_callbacks *cb, 
     /* a resumed search keeps its proposals in flight: the replay depends on them */
     gn_nas_config cc = *c;
     int stored_parallel = c->parallel, stored_canonical = c->canonical, stored_score = c->score;
+    int stored_opt_init = 0; /* 0: no search in the store yet */
     double stored_weight = c->naswot_weight;
     char *stored_fid = NULL;
+    if (c->opt_init < 0 || c->opt_init == 1 || c->opt_init > 100000)
+        return gn_error_set(err, "search: opt_init %d: 0 (from the budget) or 2..100000", c->opt_init);
     if (resume && gn__nas_stored_schedule(c->store, &stored_parallel, &stored_canonical, &stored_score,
-                                          &stored_weight, &stored_fid, err))
+                                          &stored_weight, &stored_opt_init, &stored_fid, err))
         return -1;
+    /* the unguided start ("Unguided start" in gpunas/nas.h): named, or the store's
+     * (-1: made before it was a setting), or derived from this budget for a new search;
+     * a named one that differs from the store's is refused by the settings check */
+    if (c->opt_init == 0)
+        cc.opt_init = stored_opt_init != 0 ? stored_opt_init
+                                           : gn_nas_auto_opt_init(c->trials, c->n_tiers > 0 ? c->n_tiers : c->auto_tiers);
     cc.canonical = stored_canonical; /* a store made before canonical encodings resumes without */
     /* a resume that names no score keeps the store's (a store made before the proxy
      * score: accuracy); one that names another is refused */

@@ -71,6 +71,8 @@ char *gn__nas_settings_json(const gn_nas_config *c, gn_error *err)
         json_object_set_new(o, "score", json_string(gn_nas_score_name(c->score)));
         json_object_set_new(o, "naswot_weight", json_real(c->naswot_weight));
     }
+    if (o && c->opt_init > 0) /* absent in stores made before it (the optimizers' defaults) */
+        json_object_set_new(o, "opt_init", json_integer(c->opt_init));
     if (o && c->fid_levels >= 2) { /* likewise: absent without successive halving */
         char fid[256];
         gn_nas_fidelity_text(c, fid, sizeof fid);
@@ -306,6 +308,8 @@ int gn__nas_settings_parse(const char *text, gn_nas_config *c, const char **spac
             rc = gn_error_set(err, "meta '%s': field 'score': not \"acc\" or \"acc+naswot\"", META_KEY);
         if (json_is_number(w))
             c->naswot_weight = json_number_value(w);
+        json_t *oi = json_object_get(o, "opt_init");
+        c->opt_init = json_is_integer(oi) ? (int)json_integer_value(oi) : 0; /* the coordinator's concern */
         json_t *fid = json_object_get(o, "fidelity");
         gn_error ferr = {{0}};
         if (fid && (!json_is_string(fid) || gn_nas_parse_fidelity(json_string_value(fid), c, &ferr)))
@@ -342,7 +346,7 @@ int gn__nas_settings_load(gn_store *st, void **obj, gn_error *err)
 }
 
 int gn__nas_stored_schedule(gn_store *st, int *parallel, int *canonical, int *score, double *naswot_weight,
-                            char **fidelity, gn_error *err)
+                            int *opt_init, char **fidelity, gn_error *err)
 {
     *fidelity = NULL;
     json_t *o;
@@ -365,6 +369,15 @@ int gn__nas_stored_schedule(gn_store *st, int *parallel, int *canonical, int *sc
     json_t *w = json_object_get(o, "naswot_weight");
     if (json_is_number(w))
         *naswot_weight = json_number_value(w);
+    json_t *oi = json_object_get(o, "opt_init");
+    *opt_init = -1; /* absent: made before it was a setting (the optimizers' defaults) */
+    if (oi && (!json_is_integer(oi) || json_integer_value(oi) < 2 || json_integer_value(oi) > 100000)) {
+        json_decref(o);
+        return gn_error_set(err, "%s: meta '%s': field 'opt_init': not an integer in 2..100000", gn_store_where(st),
+                            META_KEY);
+    }
+    if (oi)
+        *opt_init = (int)json_integer_value(oi);
     json_t *fid = json_object_get(o, "fidelity");
     if (json_is_string(fid) && !(*fidelity = strdup(json_string_value(fid)))) {
         json_decref(o);
