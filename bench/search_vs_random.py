@@ -18,7 +18,12 @@ Instances started at any time (one per core) share the list: each search and its
 trainings are claimed with a lock file in --work (--lane K/N still splits it statically).
 The final training of a network that already won another search of the study is reused.  --report prints the markdown table for
 bench/RESULTS.md: mean (std) test top-1 per tier and optimizer over the seeds, next to the
-seed noise of the full recipe from the ground truth.
+seed noise of the full recipe from the ground truth.  --proposals collects, from the stores
+in --work, every finished search's level-0 candidates with their search score
+(bench/data/search_vs_random_proposals.jsonl, committed), and --report then also prints
+what the optimizers optimize: the mean score of the candidates they had trained, before and
+after their unguided start (--opt-init: legacy = 20, auto = gpunas search's default sized
+to the budget), and the best level-1 score.
 
   python3 bench/search_vs_random.py [--work /var/tmp/gpunas-svr] [--fidelity SPEC]
          [--profile DEVICE.json] [--tiers 0.21,0.32,0.51] [--trials 45] [--lane K/N]
@@ -43,6 +48,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 RUNS = os.path.join(HERE, "data", "search_vs_random.jsonl")
 GT = os.path.join(HERE, "data", "ground_truth.jsonl")
+PROPOSALS = os.path.join(HERE, "data", "search_vs_random_proposals.jsonl")
 RECIPE = ["--epochs", "12", "--batch", "64", "--lr", "0.1", "--crop-pad", "2", "--erase", "0", "--no-drop-path",
           "--val-fraction", "0.1", "--split-seed", "42"]
 
@@ -241,6 +247,96 @@ def verdict(rows, tiers, opts, noise):
         print(f"| {o} | " + " | ".join(cells) + f" | {won} of {len(tiers)}{'' if complete else ' (incomplete)'} |")
 
 
+def store_proposals(db, opt):
+    """Per tier of one search store: its level-0 candidates in proposal order (score,
+    or None when not trained), the unguided start (nas.settings opt_init, else the old
+    default 20), and the best level-1 score.  Score = the search's: 100 * val acc + z of
+    NASWOT under the store's frozen normalisation (acc+naswot, weight 1)."""
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        settings = json.loads(con.execute("SELECT value FROM meta WHERE key = 'nas.settings'").fetchone()[0])
+        mean, sd, _ = (float(x) for x in con.execute(
+            "SELECT value FROM meta WHERE key = 'nas.naswot_norm'").fetchone()[0].split(","))
+        start = settings.get("opt_init", 20)
+        w = settings.get("naswot_weight", 1.0)
+        out = []
+        for t in range(len(settings["tiers"].split(","))):
+            rows = con.execute("SELECT status, val_acc, naswot FROM trials WHERE optimizer = ? AND level = 0 "
+                               "ORDER BY id", (f"{opt}/t{t}",)).fetchall()
+            scores = [100 * a + w * (n - mean) / sd if st == "done" else None for st, a, n in rows]
+            l1 = con.execute("SELECT MAX(100 * val_acc + ? * (naswot - ?) / ?) FROM trials WHERE level = 1 AND "
+                             "tier = ? AND status = 'done'", (w, mean, sd, t)).fetchone()[0]
+            out.append({"tier": t, "opt_init": start, "scores": scores, "best_level1": l1})
+        return out
+    finally:
+        con.close()
+
+
+def after_start(opt, scores, start):
+    """Flags: was proposal k made after the optimizer's unguided start?  LA-MCTS fits its
+    model once `start` proposals are observed (and 2 are feasible: not checked here, so
+    this counts an upper bound); evolution mutates once `start` trained members are in
+    its population; random search never leaves it."""
+    flags, trained = [], 0
+    for k, sc in enumerate(scores):
+        flags.append(opt == "lamcts" and k >= start or opt == "evolution" and trained >= start)
+        trained += sc is not None
+    return flags
+
+
+def collect_proposals(args):
+    """Write (replace) this study's lines of PROPOSALS from the stores in --work."""
+    key = study_key(args)
+    keep = [r for r in load(PROPOSALS) if r.get("study") != key]
+    new = []
+    for o in args.optimizers.split(","):
+        for seed in (int(x) for x in args.seeds.split(",")):
+            db = os.path.join(args.work, f"{o}-s{seed}", "search.db")
+            if not os.path.exists(db) or not search_done(os.path.dirname(db)):
+                continue
+            for t in store_proposals(db, o):
+                new.append({"study": key, "optimizer": o, "seed": seed, **t})
+    with open(PROPOSALS + ".tmp", "w") as f:
+        for r in keep + new:
+            f.write(json.dumps(r) + "\n")
+    os.replace(PROPOSALS + ".tmp", PROPOSALS)
+    print(f"search_vs_random: {len(new)} (optimizer, seed, tier) lines of {args.work} in {PROPOSALS}")
+
+
+def report_proposals(args):
+    """What the optimizer optimizes: the mean search score of the level-0 candidates it
+    had trained, before and after its unguided start, and the best level-1 score."""
+    key = study_key(args)
+    rows = [r for r in load(PROPOSALS) if r.get("study") == key]
+    if args.opt_init != "legacy" and not any(r["optimizer"] == "random" for r in rows):
+        legacy = dict(key)
+        del legacy["opt_init"]
+        rows += [r for r in load(PROPOSALS) if r.get("study") == legacy and r["optimizer"] == "random"]
+    if not rows:
+        return
+    tiers = sorted({r["tier"] for r in rows})
+    print("\nSearch score of the trained level-0 candidates (mean, n) — unguided start / after it — "
+          "and the mean over seeds of the best level-1 score:\n")
+    print("| optimizer | " + " | ".join(f"t{t}: start / after / best L1" for t in tiers) + " |")
+    print("|---|" + "---:|" * len(tiers))
+    for o in args.optimizers.split(","):
+        cells = []
+        for t in tiers:
+            rs = [r for r in rows if r["optimizer"] == o and r["tier"] == t]
+            if not rs:
+                cells.append("-")
+                continue
+            a, b = [], []
+            for r in rs:
+                for sc, late in zip(r["scores"], after_start(o, r["scores"], r["opt_init"])):
+                    if sc is not None:
+                        (b if late else a).append(sc)
+            l1 = [r["best_level1"] for r in rs if r["best_level1"] is not None]
+            f = lambda v: f"{sum(v) / len(v):.2f} ({len(v)})" if v else "-"
+            cells.append(f"{f(a)} / {f(b)} / {sum(l1) / len(l1):.2f}")
+        print(f"| {o} | " + " | ".join(cells) + " |")
+
+
 def statistics_sd(v):
     if len(v) < 2:
         return 0.0
@@ -267,6 +363,8 @@ def main():
     ap.add_argument("--lane", default="0/1")
     ap.add_argument("--only-search", action="store_true", help="searches only, no final trainings")
     ap.add_argument("--report", action="store_true")
+    ap.add_argument("--proposals", action="store_true", help="collect the finished searches' level-0 scores from "
+                    "the stores in --work into bench/data/search_vs_random_proposals.jsonl (for --report)")
     ap.add_argument("--search-args", default="", help="extra `gpunas search` options (smoke runs)")
     ap.add_argument("--final-args", default="", help="extra `gpunas train` options after the recipe (smoke runs)")
     ap.add_argument("--opt-init", default="legacy", help="the optimizers' unguided start per tier: legacy (a "
@@ -274,8 +372,12 @@ def main():
     ap.add_argument("--data-file", default=RUNS)
     args = ap.parse_args()
     RUNS = args.data_file
+    if args.proposals:
+        collect_proposals(args)
+        return
     if args.report:
         report(args)
+        report_proposals(args)
         return
     os.makedirs(args.work, exist_ok=True)
     gt = {}
