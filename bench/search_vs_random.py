@@ -335,6 +335,20 @@ def report_proposals(args):
             f = lambda v: f"{sum(v) / len(v):.2f} ({len(v)})" if v else "-"
             cells.append(f"{f(a)} / {f(b)} / {sum(l1) / len(l1):.2f}")
         print(f"| {o} | " + " | ".join(cells) + " |")
+    # does a higher winning score buy a better network?  Kendall tau, per tier, between
+    # each search's best level-1 score and its winner's final test top-1
+    best = {(r["optimizer"], r["seed"], r["tier"]): r["best_level1"] for r in rows}
+    finals = [r for r in load(RUNS) if r.get("study") == key or r["optimizer"] == "random" and "opt_init" in key
+              and r.get("study") == {x: y for x, y in key.items() if x != "opt_init"}]
+    cells = []
+    for t in tiers:
+        v = [(best[(r["optimizer"], r["seed"], t)], r["test_top1"]) for r in finals
+             if r["tier"] == t and r.get("test_top1") is not None and best.get((r["optimizer"], r["seed"], t))]
+        pairs = [(a, b) for i, a in enumerate(v) for b in v[i + 1:]]
+        c = sum((a[0] - b[0]) * (a[1] - b[1]) > 0 for a, b in pairs)
+        d = sum((a[0] - b[0]) * (a[1] - b[1]) < 0 for a, b in pairs)
+        cells.append(f"t{t} {(c - d) / (c + d):+.2f} ({len(v)} winners)" if c + d else f"t{t} -")
+    print("\nKendall tau between a search's best level-1 score and its winner's test top-1: " + "; ".join(cells))
 
 
 def statistics_sd(v):
