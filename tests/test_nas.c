@@ -276,6 +276,30 @@ static void test_search_cli(void **state)
     if (!strstr(errs, "different settings: opt_init is 5 here but 4 in the store"))
         fail_msg("resume with another --opt-init: %s", errs);
     free(errs);
+    {
+        /* a stored opt_init that is not one: a one-line error naming the store and field */
+        gn_store *st;
+        gn_error err;
+        char *v = NULL, dbp[2200];
+        snprintf(dbp, sizeof dbp, "%s/search.db", dir);
+        assert_int_equal(gn_store_open(dbp, 0, &st, &err), 0);
+        assert_int_equal(gn_store_get_meta(st, "nas.settings", &v, &err), 0);
+        json_t *o = json_loads(v, 0, NULL);
+        assert_non_null(o);
+        json_object_set_new(o, "opt_init", json_string("four"));
+        char *bad = json_dumps(o, JSON_SORT_KEYS | JSON_COMPACT);
+        assert_int_equal(gn_store_put_meta(st, "nas.settings", bad, &err), 0);
+        snprintf(cmd, sizeof cmd, "search --out %s " ARGS " --resume", dir);
+        assert_int_equal(tu_run_cli(cmd, NULL, &errs), 1);
+        if (!strstr(errs, "search.db") || !strstr(errs, "field 'opt_init': not an integer"))
+            fail_msg("resume of a store with a bad opt_init: %s", errs);
+        free(errs);
+        assert_int_equal(gn_store_put_meta(st, "nas.settings", v, &err), 0); /* as it was */
+        gn_store_close(st);
+        free(bad);
+        free(v);
+        json_decref(o);
+    }
     /* --resume of a finished search: nothing more to train, same result */
     row before[256], after[256];
     snprintf(path, sizeof path, "%s/search.db", dir);
