@@ -775,8 +775,7 @@ static int run_search(nas_state *s, flights *F, int *finished, gn_error *err)
     int x[GN_ENC_MAX_DIMS], proposing = 1;
     double first_fail = 0;
     *finished = 0;
-    if (F->known_trained < c->trials)
-    {
+    if (F->known_trained < c->trials) {
         char start[96] = "";
         if (strcmp(c->optimizer, "random") != 0)
             snprintf(start, sizeof start, " (the first %d proposals per tier unguided)",
