@@ -130,6 +130,34 @@ static void test_auto_opt_init(void **state)
     assert_int_equal(gn_nas_auto_opt_init(0, 3), 4);
 }
 
+/* Set settings field `key` of the search in DIR to `value` (stolen), check that a
+ * --resume then fails with both `want` and `want2` (NULL: none) in its error, and put
+ * the settings back as they were. */
+static void resume_edited(const char *dir, const char *key, json_t *value, const char *want, const char *want2)
+{
+    gn_store *st;
+    gn_error err;
+    char *v = NULL, *errs = NULL, dbp[2200], cmd[4096];
+    snprintf(dbp, sizeof dbp, "%s/search.db", dir);
+    assert_int_equal(gn_store_open(dbp, 0, &st, &err), 0);
+    assert_int_equal(gn_store_get_meta(st, "nas.settings", &v, &err), 0);
+    json_t *o = json_loads(v, 0, NULL);
+    assert_non_null(o);
+    json_object_set_new(o, key, value);
+    char *edited = json_dumps(o, JSON_SORT_KEYS | JSON_COMPACT);
+    assert_int_equal(gn_store_put_meta(st, "nas.settings", edited, &err), 0);
+    snprintf(cmd, sizeof cmd, "search --out %s " ARGS " --resume", dir);
+    assert_int_equal(tu_run_cli(cmd, NULL, &errs), 1);
+    if (!strstr(errs, want) || (want2 && !strstr(errs, want2)))
+        fail_msg("resume with settings field %s edited: %s", key, errs);
+    free(errs);
+    assert_int_equal(gn_store_put_meta(st, "nas.settings", v, &err), 0); /* as it was */
+    gn_store_close(st);
+    free(edited);
+    free(v);
+    json_decref(o);
+}
+
 static void test_search_cli(void **state)
 {
     (void)state;
@@ -242,31 +270,10 @@ static void test_search_cli(void **state)
     assert_int_equal(tu_run_cli(cmd, NULL, &errs), 1);
     assert_non_null(strstr(errs, "different settings: backend"));
     free(errs);
-    {
-        /* and the other way: a store searched with --backend ref (recorded only when not
-         * the default) refuses a resume that names none */
-        gn_store *st;
-        gn_error err;
-        char *v = NULL, dbp[2200];
-        snprintf(dbp, sizeof dbp, "%s/search.db", dir);
-        assert_int_equal(gn_store_open(dbp, 0, &st, &err), 0);
-        assert_int_equal(gn_store_get_meta(st, "nas.settings", &v, &err), 0);
-        json_t *o = json_loads(v, 0, NULL);
-        assert_non_null(o);
-        json_object_set_new(o, "backend", json_string("ref"));
-        char *ref = json_dumps(o, JSON_SORT_KEYS | JSON_COMPACT);
-        assert_int_equal(gn_store_put_meta(st, "nas.settings", ref, &err), 0);
-        snprintf(cmd, sizeof cmd, "search --out %s " ARGS " --resume", dir);
-        assert_int_equal(tu_run_cli(cmd, NULL, &errs), 1);
-        if (!strstr(errs, "different settings: backend is the default here but \"ref\" in the store"))
-            fail_msg("resume of a ref store without --backend: %s", errs);
-        free(errs);
-        assert_int_equal(gn_store_put_meta(st, "nas.settings", v, &err), 0); /* as it was */
-        gn_store_close(st);
-        free(ref);
-        free(v);
-        json_decref(o);
-    }
+    /* and the other way: a store searched with --backend ref (recorded only when not the
+     * default) refuses a resume that names none */
+    resume_edited(dir, "backend", json_string("ref"),
+                  "different settings: backend is the default here but \"ref\" in the store", NULL);
     assert_int_equal(tu_run_cli("search --backend cuda", NULL, &errs), 2);
     assert_non_null(strstr(errs, "'cuda' is not a backend"));
     free(errs);
@@ -276,30 +283,8 @@ static void test_search_cli(void **state)
     if (!strstr(errs, "different settings: opt_init is 5 here but 4 in the store"))
         fail_msg("resume with another --opt-init: %s", errs);
     free(errs);
-    {
-        /* a stored opt_init that is not one: a one-line error naming the store and field */
-        gn_store *st;
-        gn_error err;
-        char *v = NULL, dbp[2200];
-        snprintf(dbp, sizeof dbp, "%s/search.db", dir);
-        assert_int_equal(gn_store_open(dbp, 0, &st, &err), 0);
-        assert_int_equal(gn_store_get_meta(st, "nas.settings", &v, &err), 0);
-        json_t *o = json_loads(v, 0, NULL);
-        assert_non_null(o);
-        json_object_set_new(o, "opt_init", json_string("four"));
-        char *bad = json_dumps(o, JSON_SORT_KEYS | JSON_COMPACT);
-        assert_int_equal(gn_store_put_meta(st, "nas.settings", bad, &err), 0);
-        snprintf(cmd, sizeof cmd, "search --out %s " ARGS " --resume", dir);
-        assert_int_equal(tu_run_cli(cmd, NULL, &errs), 1);
-        if (!strstr(errs, "search.db") || !strstr(errs, "field 'opt_init': not an integer"))
-            fail_msg("resume of a store with a bad opt_init: %s", errs);
-        free(errs);
-        assert_int_equal(gn_store_put_meta(st, "nas.settings", v, &err), 0); /* as it was */
-        gn_store_close(st);
-        free(bad);
-        free(v);
-        json_decref(o);
-    }
+    /* a stored opt_init that is not one: a one-line error naming the store and field */
+    resume_edited(dir, "opt_init", json_string("four"), "field 'opt_init': not an integer", "search.db");
     /* --resume of a finished search: nothing more to train, same result */
     row before[256], after[256];
     snprintf(path, sizeof path, "%s/search.db", dir);
