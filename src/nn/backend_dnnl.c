@@ -679,44 +679,41 @@ fail:
     return NULL;
 }
 
+/* the BN entry points: find or build the cached primitive of this kind, run it on ptrs
+ * (in the order bn_entry registered the arguments) */
+static int bn_exec(gn_backend *be, int kind, const gn_tensor *x, float eps, const char *what,
+                   void **ptrs, gn_error *err)
+{
+    centry *e = bn_entry(D(be), kind, x, eps, what, err);
+    return e ? ent_exec(D(be), e, ptrs, what, err) : -1;
+}
+
 static int dn_bn_fwd_train(gn_backend *be, const gn_tensor *x, const gn_tensor *gamma,
                            const gn_tensor *beta, float eps, gn_tensor *y, gn_tensor *mean,
                            gn_tensor *var, gn_error *err)
 {
-    const char *what = "batch normalization forward training";
-    centry *e = bn_entry(D(be), OP_BN_TRAIN, x, eps, what, err);
-    if (!e)
-        return -1;
     void *ptrs[6] = {P(x), P(gamma), P(beta), P(y), P(mean), P(var)};
-    return ent_exec(D(be), e, ptrs, what, err);
+    return bn_exec(be, OP_BN_TRAIN, x, eps, "batch normalization forward training", ptrs, err);
 }
 
 static int dn_bn_fwd_infer(gn_backend *be, const gn_tensor *x, const gn_tensor *gamma,
                            const gn_tensor *beta, const gn_tensor *mean, const gn_tensor *var,
                            float eps, gn_tensor *y, gn_error *err)
 {
-    const char *what = "batch normalization forward inference";
-    centry *e = bn_entry(D(be), OP_BN_INFER, x, eps, what, err);
-    if (!e)
-        return -1;
     void *ptrs[6] = {P(x), P(gamma), P(beta), P(mean), P(var), P(y)};
-    return ent_exec(D(be), e, ptrs, what, err);
+    return bn_exec(be, OP_BN_INFER, x, eps, "batch normalization forward inference", ptrs, err);
 }
 
 static int dn_bn_bwd(gn_backend *be, const gn_tensor *x, const gn_tensor *dy,
                      const gn_tensor *gamma, const gn_tensor *mean, const gn_tensor *var,
                      float eps, gn_tensor *dx, gn_tensor *dgamma, gn_tensor *dbeta, gn_error *err)
 {
-    const char *what = "batch normalization backward";
-    centry *e = bn_entry(D(be), OP_BN_BWD, x, eps, what, err);
-    if (!e)
-        return -1;
     /* oneDNN 2.6 lists SHIFT as a required input of the backward pass when use_shift
      * is set although the math does not read it: pass gamma as a placeholder (the last
      * argument, which 3.x's entry does not have). */
     void *ptrs[9] = {P(x),  P(dy),     P(gamma),   P(mean), P(var),
                      P(dx), P(dgamma), P(dbeta), P(gamma)};
-    return ent_exec(D(be), e, ptrs, what, err);
+    return bn_exec(be, OP_BN_BWD, x, eps, "batch normalization backward", ptrs, err);
 }
 
 /* ------------------------------------------------------------------ batch norm + ReLU
@@ -760,12 +757,8 @@ static int dn_bn_relu_fwd_train(gn_backend *be, const gn_tensor *x, const gn_ten
                                 const gn_tensor *beta, float eps, gn_tensor *y, gn_tensor *mean,
                                 gn_tensor *var, gn_tensor *ws, gn_error *err)
 {
-    const char *what = "batch normalization + relu forward training";
-    centry *e = bn_entry(D(be), OP_BN_RELU_TRAIN, x, eps, what, err);
-    if (!e)
-        return -1;
     void *ptrs[7] = {P(x), P(gamma), P(beta), P(y), P(mean), P(var), P(ws)};
-    return ent_exec(D(be), e, ptrs, what, err);
+    return bn_exec(be, OP_BN_RELU_TRAIN, x, eps, "batch normalization + relu forward training", ptrs, err);
 }
 
 static int dn_bn_relu_bwd(gn_backend *be, const gn_tensor *x, const gn_tensor *dy,
@@ -773,14 +766,10 @@ static int dn_bn_relu_bwd(gn_backend *be, const gn_tensor *x, const gn_tensor *d
                           float eps, const gn_tensor *ws, gn_tensor *dx, gn_tensor *dgamma,
                           gn_tensor *dbeta, gn_error *err)
 {
-    const char *what = "batch normalization + relu backward";
-    centry *e = bn_entry(D(be), OP_BN_RELU_BWD, x, eps, what, err);
-    if (!e)
-        return -1;
     /* SHIFT: a placeholder, as in dn_bn_bwd (the last argument, 2.x only) */
     void *ptrs[10] = {P(x),  P(dy), P(gamma),  P(mean),   P(var),
                       P(ws), P(dx), P(dgamma), P(dbeta), P(gamma)};
-    return ent_exec(D(be), e, ptrs, what, err);
+    return bn_exec(be, OP_BN_RELU_BWD, x, eps, "batch normalization + relu backward", ptrs, err);
 }
 
 /* ------------------------------------------------------------------ eltwise */
