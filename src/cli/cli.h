@@ -31,6 +31,10 @@ int cli_parse_int(const char *cmd, const char *flag, const char *s, int lo, int 
 int cli_parse_double(const char *cmd, const char *flag, const char *s, double lo, double hi, double *out);
 int cli_parse_u64(const char *cmd, const char *flag, const char *s, uint64_t *out);
 void cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The one store operand of a store-reading command (trials, workers): a that is not an
+ * option becomes *where, unless a store was given already.  0, or 2 (the exit status)
+ * after a one-line error: an unknown option, or a second store. */
+int cli_store_operand(const char *cmd, const char *a, const char **where);
 /* A clean stop on SIGINT and SIGTERM: the first signal sets a flag the command polls
  * (cli_stop_requested, or cli_should_stop as a library callback); with exit_code > 0
  * a second signal exits at once with that code. */

@@ -20,6 +20,20 @@ void cli_error(const char *cmd, const char *fmt, ...)
     va_end(ap);
 }
 
+int cli_store_operand(const char *cmd, const char *a, const char **where)
+{
+    if (a[0] == '-' && a[1]) {
+        cli_error(cmd, "unknown option '%s' (see gpunas %s --help)", a, cmd);
+        return 2;
+    }
+    if (*where) {
+        cli_error(cmd, "more than one store given ('%s' and '%s')", *where, a);
+        return 2;
+    }
+    *where = a;
+    return 0;
+}
+
 int cli_parse_int(const char *cmd, const char *flag, const char *s, int lo, int hi, int *out)
 {
     if (!s) {

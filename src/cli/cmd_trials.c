@@ -265,14 +265,8 @@ int cmd_trials(int argc, char **argv)
             } else if (cli_parse_int(cmd, "--tier", i + 1 < argc ? argv[++i] : NULL, 0, 1000000, &f.tier)) {
                 return 2;
             }
-        } else if (a[0] == '-' && a[1]) {
-            cli_error(cmd, "unknown option '%s' (see gpunas trials --help)", a);
+        } else if (cli_store_operand(cmd, a, &path)) {
             return 2;
-        } else if (path) {
-            cli_error(cmd, "more than one store given ('%s' and '%s')", path, a);
-            return 2;
-        } else {
-            path = a;
         }
     }
     if (!path) {

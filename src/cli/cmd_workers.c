@@ -161,14 +161,8 @@ int cmd_workers(int argc, char **argv)
         } else if (strcmp(a, "--window") == 0) {
             if (cli_parse_double(cmd, "--window", i + 1 < argc ? argv[++i] : NULL, 1, 1e9, &window))
                 return 2;
-        } else if (a[0] == '-' && a[1]) {
-            cli_error(cmd, "unknown option '%s' (see gpunas workers --help)", a);
+        } else if (cli_store_operand(cmd, a, &where)) {
             return 2;
-        } else if (where) {
-            cli_error(cmd, "more than one store given ('%s' and '%s')", where, a);
-            return 2;
-        } else {
-            where = a;
         }
     }
     if (!where) {
