@@ -268,12 +268,12 @@ static int check_bn_common(const char *op, gn_backend *be, const gn_tensor *x, f
     return 0;
 }
 
-int gn_bn_fwd_train(gn_backend *be, const gn_tensor *x, const gn_tensor *gamma,
-                    const gn_tensor *beta, float eps, gn_tensor *y, gn_tensor *mean,
-                    gn_tensor *var, gn_error *err)
+/* The arguments the BN forwards (training, inference, + ReLU) share, after the input's
+ * own checks: per-channel gamma, beta, mean, var and an output shaped like the input */
+static int check_bn_fwd_args(const char *op, gn_backend *be, const gn_tensor *x, const gn_tensor *gamma,
+                             const gn_tensor *beta, const gn_tensor *mean, const gn_tensor *var,
+                             const gn_tensor *y, gn_error *err)
 {
-    const char *op = "bn_fwd_train";
-    CK(check_bn_common(op, be, x, eps, err));
     size_t C = (size_t)x->c;
     CK(check_vec(op, "gamma", be, gamma, C, err));
     CK(check_vec(op, "beta", be, beta, C, err));
@@ -282,6 +282,16 @@ int gn_bn_fwd_train(gn_backend *be, const gn_tensor *x, const gn_tensor *gamma,
     CK(check_t(op, "output", be, y, err));
     CK(check_shape(op, "output", y, SHP(x), err));
     CK(check_same_layout(op, "output", y, x, err));
+    return 0;
+}
+
+int gn_bn_fwd_train(gn_backend *be, const gn_tensor *x, const gn_tensor *gamma,
+                    const gn_tensor *beta, float eps, gn_tensor *y, gn_tensor *mean,
+                    gn_tensor *var, gn_error *err)
+{
+    const char *op = "bn_fwd_train";
+    CK(check_bn_common(op, be, x, eps, err));
+    CK(check_bn_fwd_args(op, be, x, gamma, beta, mean, var, y, err));
     return be->ops->bn_fwd_train(be, x, gamma, beta, eps, y, mean, var, err);
 }
 
@@ -291,14 +301,7 @@ int gn_bn_fwd_infer(gn_backend *be, const gn_tensor *x, const gn_tensor *gamma,
 {
     const char *op = "bn_fwd_infer";
     CK(check_bn_common(op, be, x, eps, err));
-    size_t C = (size_t)x->c;
-    CK(check_vec(op, "gamma", be, gamma, C, err));
-    CK(check_vec(op, "beta", be, beta, C, err));
-    CK(check_vec(op, "mean", be, mean, C, err));
-    CK(check_vec(op, "var", be, var, C, err));
-    CK(check_tl(op, "output", be, y, err));
-    CK(check_same_layout(op, "output", y, x, err));
-    CK(check_shape(op, "output", y, SHP(x), err));
+    CK(check_bn_fwd_args(op, be, x, gamma, beta, mean, var, y, err));
     return be->ops->bn_fwd_infer(be, x, gamma, beta, mean, var, eps, y, err);
 }
 
@@ -376,14 +379,7 @@ int gn_bn_relu_fwd_train(gn_backend *be, const gn_tensor *x, const gn_tensor *ga
 {
     const char *op = "bn_relu_fwd_train";
     CK(check_bn_relu(op, be, x, eps, err));
-    size_t C = (size_t)x->c;
-    CK(check_vec(op, "gamma", be, gamma, C, err));
-    CK(check_vec(op, "beta", be, beta, C, err));
-    CK(check_vec(op, "mean", be, mean, C, err));
-    CK(check_vec(op, "var", be, var, C, err));
-    CK(check_t(op, "output", be, y, err));
-    CK(check_shape(op, "output", y, SHP(x), err));
-    CK(check_same_layout(op, "output", y, x, err));
+    CK(check_bn_fwd_args(op, be, x, gamma, beta, mean, var, y, err));
     CK(check_ws(op, be, x, eps, ws, err));
     if (y->data == x->data || ws->data == x->data || ws->data == y->data)
         return gn_error_set(err, "%s: output and workspace must not alias the input or each other", op);
