@@ -550,21 +550,28 @@ static void read_row(const PGresult *r, int i, gn_trial *t)
     t->naswot = g_real(r, i, 27);
 }
 
+/* $1..$9 of both ways a trial enters the store (insert, enqueue): who it is and what
+ * was measured before training */
+static void p_trial_head(params *p, const gn_trial *t)
+{
+    p_i64(p, t->seq, INT64_MIN);
+    p_i64(p, t->tier, -1);
+    p_str(p, t->encoding);
+    p_str(p, t->config);
+    p_real(p, t->latency_ms);
+    p_real(p, t->latency_spread_ms);
+    p_i64(p, t->params, -1);
+    p_i64(p, t->macs, -1);
+    p_real(p, t->created_at);
+}
+
 static int pg_insert_trial(gn_store *b, gn_trial *t, gn_error *err)
 {
     pg_store *s = (pg_store *)b;
     char op[96];
     snprintf(op, sizeof op, "insert trial (seq %lld)", (long long)t->seq);
     params p = {.n = 0};
-    p_i64(&p, t->seq, INT64_MIN);
-    p_i64(&p, t->tier, -1);
-    p_str(&p, t->encoding);
-    p_str(&p, t->config);
-    p_real(&p, t->latency_ms);
-    p_real(&p, t->latency_spread_ms);
-    p_i64(&p, t->params, -1);
-    p_i64(&p, t->macs, -1);
-    p_real(&p, t->created_at);
+    p_trial_head(&p, t);
     p_real(&p, t->started_at);
     p_str(&p, t->worker);
     p_str(&p, t->optimizer);
@@ -741,15 +748,7 @@ static int pg_enqueue(gn_store *b, gn_trial *t, gn_error *err)
     char op[96];
     snprintf(op, sizeof op, "enqueue (seq %lld)", (long long)t->seq);
     params p = {.n = 0};
-    p_i64(&p, t->seq, INT64_MIN);
-    p_i64(&p, t->tier, -1);
-    p_str(&p, t->encoding);
-    p_str(&p, t->config);
-    p_real(&p, t->latency_ms);
-    p_real(&p, t->latency_spread_ms);
-    p_i64(&p, t->params, -1);
-    p_i64(&p, t->macs, -1);
-    p_real(&p, t->created_at);
+    p_trial_head(&p, t);
     p_str(&p, t->optimizer);
     p_str(&p, t->latency_info);
     p_str(&p, t->kind);
