@@ -344,11 +344,41 @@ def report_proposals(args):
     for t in tiers:
         v = [(best[(r["optimizer"], r["seed"], t)], r["test_top1"]) for r in finals
              if r["tier"] == t and r.get("test_top1") is not None and best.get((r["optimizer"], r["seed"], t))]
-        pairs = [(a, b) for i, a in enumerate(v) for b in v[i + 1:]]
-        c = sum((a[0] - b[0]) * (a[1] - b[1]) > 0 for a, b in pairs)
-        d = sum((a[0] - b[0]) * (a[1] - b[1]) < 0 for a, b in pairs)
-        cells.append(f"t{t} {(c - d) / (c + d):+.2f} ({len(v)} winners)" if c + d else f"t{t} -")
+        tau = kendall([a for a, _ in v], [b for _, b in v])
+        cells.append(f"t{t} {tau:+.2f} ({len(v)} winners)" if tau is not None else f"t{t} -")
     print("\nKendall tau between a search's best level-1 score and its winner's test top-1: " + "; ".join(cells))
+    # the same over every distinct winner of both studies (the settings but opt_init
+    # equal; a network two searches found counts once), and latency's tau for scale:
+    # how well the score orders the networks a search ends up choosing between
+    base = {x: y for x, y in key.items() if x != "opt_init"}
+    same = lambda st: st is not None and {x: y for x, y in st.items() if x != "opt_init"} == base
+    l1 = {(r["study"].get("opt_init"), r["optimizer"], r["seed"], r["tier"]): r["best_level1"]
+          for r in load(PROPOSALS) if same(r.get("study"))}
+    cells = []
+    for t in tiers:
+        nets = {}
+        for r in load(RUNS):
+            sc = l1.get((r["study"].get("opt_init"), r["optimizer"], r["seed"], t)) if same(r.get("study")) else None
+            if r["tier"] == t and r.get("test_top1") is not None and sc is not None:
+                nets[r["encoding"]] = (sc, r["latency_ms"], r["test_top1"])
+        v = list(nets.values())
+        ts, tl = kendall([a for a, _, _ in v], [c for _, _, c in v]), kendall([b for _, b, _ in v], [c for _, _, c in v])
+        if ts is not None:
+            cells.append(f"t{t} {ts:+.2f} (latency {tl:+.2f}; {len(v)} networks, "
+                         f"{100 * min(c for *_, c in v):.2f}-{100 * max(c for *_, c in v):.2f} %)")
+    if cells:
+        print("Kendall tau over the distinct winners of every study with these settings, score (latency) against "
+              "test top-1: " + "; ".join(cells))
+
+
+def kendall(x, y):
+    """Kendall's tau over the pairs tied in neither (concordant - discordant over their
+    number: tau itself when nothing ties; here ties are the same network found twice);
+    None without such a pair"""
+    pairs = [(i, j) for i in range(len(x)) for j in range(i + 1, len(x))]
+    c = sum((x[i] - x[j]) * (y[i] - y[j]) > 0 for i, j in pairs)
+    d = sum((x[i] - x[j]) * (y[i] - y[j]) < 0 for i, j in pairs)
+    return (c - d) / (c + d) if c + d else None
 
 
 def statistics_sd(v):
