@@ -250,8 +250,8 @@ def verdict(rows, tiers, opts, noise):
 def store_proposals(db, opt):
     """Per tier of one search store: its level-0 candidates in proposal order (score,
     or None when not trained), the unguided start (nas.settings opt_init, else the old
-    default 20), and the best level-1 score.  Score = the search's: 100 * val acc + z of
-    NASWOT under the store's frozen normalisation (acc+naswot, weight 1)."""
+    default 20), and the best level-1 score with its terms.  Score = the search's: 100 *
+    val acc + z of NASWOT under the store's frozen normalisation (acc+naswot, weight 1)."""
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
         settings = json.loads(con.execute("SELECT value FROM meta WHERE key = 'nas.settings'").fetchone()[0])
@@ -264,9 +264,12 @@ def store_proposals(db, opt):
             rows = con.execute("SELECT status, val_acc, naswot FROM trials WHERE optimizer = ? AND level = 0 "
                                "ORDER BY id", (f"{opt}/t{t}",)).fetchall()
             scores = [100 * a + w * (n - mean) / sd if st == "done" else None for st, a, n in rows]
-            l1 = con.execute("SELECT MAX(100 * val_acc + ? * (naswot - ?) / ?) FROM trials WHERE level = 1 AND "
-                             "tier = ? AND status = 'done'", (w, mean, sd, t)).fetchone()[0]
-            out.append({"tier": t, "opt_init": start, "scores": scores, "best_level1": l1})
+            # the best level-1 candidate's score and its two terms (val acc, NASWOT z)
+            best = con.execute("SELECT 100 * val_acc + ? * (naswot - ?) / ?, 100 * val_acc, (naswot - ?) / ? "
+                               "FROM trials WHERE level = 1 AND tier = ? AND status = 'done' "
+                               "ORDER BY 1 DESC LIMIT 1", (w, mean, sd, mean, sd, t)).fetchone() or (None,) * 3
+            out.append({"tier": t, "opt_init": start, "scores": scores, "best_level1": best[0],
+                        "best_level1_acc": best[1], "best_level1_z": best[2]})
         return out
     finally:
         con.close()
@@ -352,23 +355,31 @@ def report_proposals(args):
     # how well the score orders the networks a search ends up choosing between
     base = {x: y for x, y in key.items() if x != "opt_init"}
     same = lambda st: st is not None and {x: y for x, y in st.items() if x != "opt_init"} == base
-    l1 = {(r["study"].get("opt_init"), r["optimizer"], r["seed"], r["tier"]): r["best_level1"]
-          for r in load(PROPOSALS) if same(r.get("study"))}
-    cells = []
+    l1 = {(r["study"].get("opt_init"), r["optimizer"], r["seed"], r["tier"]): r
+          for r in load(PROPOSALS) if same(r.get("study")) and r.get("best_level1") is not None}
+    cells, terms = [], []
     for t in tiers:
         nets = {}
         for r in load(RUNS):
-            sc = l1.get((r["study"].get("opt_init"), r["optimizer"], r["seed"], t)) if same(r.get("study")) else None
-            if r["tier"] == t and r.get("test_top1") is not None and sc is not None:
-                nets[r["encoding"]] = (sc, r["latency_ms"], r["test_top1"])
+            p = l1.get((r["study"].get("opt_init"), r["optimizer"], r["seed"], t)) if same(r.get("study")) else None
+            if r["tier"] == t and r.get("test_top1") is not None and p is not None:
+                nets[r["encoding"]] = (p, r["latency_ms"], r["test_top1"])
         v = list(nets.values())
-        ts, tl = kendall([a for a, _, _ in v], [c for _, _, c in v]), kendall([b for _, b, _ in v], [c for _, _, c in v])
-        if ts is not None:
-            cells.append(f"t{t} {ts:+.2f} (latency {tl:+.2f}; {len(v)} networks, "
-                         f"{100 * min(c for *_, c in v):.2f}-{100 * max(c for *_, c in v):.2f} %)")
+        acc = [c for _, _, c in v]
+        ts, tl = kendall([p["best_level1"] for p, _, _ in v], acc), kendall([b for _, b, _ in v], acc)
+        if ts is None:
+            continue
+        cells.append(f"t{t} {ts:+.2f} (latency {tl:+.2f}; {len(v)} networks, "
+                     f"{100 * min(acc):.2f}-{100 * max(acc):.2f} %)")
+        if all(p.get("best_level1_acc") is not None for p, _, _ in v):  # lines written before the terms were
+            ta = kendall([p["best_level1_acc"] for p, _, _ in v], acc)
+            tz = kendall([p["best_level1_z"] for p, _, _ in v], acc)
+            terms.append(f"t{t} {ta:+.2f} / {tz:+.2f}")
     if cells:
         print("Kendall tau over the distinct winners of every study with these settings, score (latency) against "
               "test top-1: " + "; ".join(cells))
+    if terms:
+        print("... and each term of the score alone, level-1 val acc / NASWOT z: " + "; ".join(terms))
 
 
 def kendall(x, y):
