@@ -62,7 +62,6 @@
 
 #include "gpunas/npy.h"
 #include "gpunas/onnx.h"
-#include "gpunas/rng.h"
 #include "gpunas/safetensors.h"
 #include "gpunas/store.h"
 #include "testutil.h"
@@ -110,43 +109,6 @@ static void sh(const char *fmt, ...)
     va_end(ap);
     if (system(cmd) != 0)
         fail_msg("command failed: %s", cmd);
-}
-
-/* ------------------------------------------------------------------ data */
-static void put_be32(FILE *f, uint32_t v)
-{
-    unsigned char b[4] = {v >> 24, v >> 16, v >> 8, v};
-    fwrite(b, 1, 4, f);
-}
-
-/* A Fashion-MNIST-shaped set: 28x28, 10 classes (a bright 7x7 block per class). */
-static void write_idx(const char *prefix, int n, uint64_t seed)
-{
-    char p[PATH_MAX];
-    snprintf(p, sizeof p, "%s/%s-images-idx3-ubyte", data_dir, prefix);
-    FILE *fi = fopen(p, "wb");
-    snprintf(p, sizeof p, "%s/%s-labels-idx1-ubyte", data_dir, prefix);
-    FILE *fl = fopen(p, "wb");
-    assert_non_null(fi);
-    assert_non_null(fl);
-    put_be32(fi, 0x803), put_be32(fi, n), put_be32(fi, 28), put_be32(fi, 28);
-    put_be32(fl, 0x801), put_be32(fl, n);
-    gn_rng r;
-    gn_rng_seed(&r, seed);
-    for (int i = 0; i < n; i++) {
-        int c = (int)gn_rng_below(&r, 10);
-        unsigned char lab = (unsigned char)c, px[28 * 28];
-        for (int y = 0; y < 28; y++)
-            for (int x = 0; x < 28; x++) {
-                int in = y / 7 == c / 4 && x / 7 == c % 4;
-                double v = (in ? 170 : 50) + 30 * gn_rng_normal(&r);
-                px[y * 28 + x] = (unsigned char)(v < 0 ? 0 : v > 255 ? 255 : v);
-            }
-        fwrite(px, 1, sizeof px, fi);
-        fwrite(&lab, 1, 1, fl);
-    }
-    fclose(fi);
-    fclose(fl);
 }
 
 /* ------------------------------------------------------------------ snapshots */
@@ -1106,8 +1068,8 @@ int main(int argc, char **argv)
     root = tu_tmp_path("fault");
     data_dir = tu_tmp_path("fault-data");
     mkdir(data_dir, 0777);
-    write_idx("train", 600, 1);
-    write_idx("t10k", 100, 2);
+    tu_write_fmnist_idx(data_dir, "train", 600, 1);
+    tu_write_fmnist_idx(data_dir, "t10k", 100, 2);
     tiny_cfg = tu_tmp_path("fault-tiny.json");
     tu_write_file(tiny_cfg, TINY);
     const struct CMUnitTest tests[] = {

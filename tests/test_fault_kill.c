@@ -65,40 +65,6 @@ static double now_s(void)
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static void put_be32(FILE *f, uint32_t v)
-{
-    unsigned char b[4] = {v >> 24, v >> 16, v >> 8, v};
-    fwrite(b, 1, 4, f);
-}
-
-static void write_idx(const char *prefix, int n, uint64_t seed)
-{
-    char p[PATH_MAX];
-    snprintf(p, sizeof p, "%s/%s-images-idx3-ubyte", data_dir, prefix);
-    FILE *fi = fopen(p, "wb");
-    snprintf(p, sizeof p, "%s/%s-labels-idx1-ubyte", data_dir, prefix);
-    FILE *fl = fopen(p, "wb");
-    assert_non_null(fi);
-    assert_non_null(fl);
-    put_be32(fi, 0x803), put_be32(fi, n), put_be32(fi, 28), put_be32(fi, 28);
-    put_be32(fl, 0x801), put_be32(fl, n);
-    gn_rng r;
-    gn_rng_seed(&r, seed);
-    for (int i = 0; i < n; i++) {
-        int c = (int)gn_rng_below(&r, 10);
-        unsigned char lab = (unsigned char)c, px[28 * 28];
-        for (int y = 0; y < 28; y++)
-            for (int x = 0; x < 28; x++) {
-                int in = y / 7 == c / 4 && x / 7 == c % 4;
-                double v = (in ? 170 : 50) + 30 * gn_rng_normal(&r);
-                px[y * 28 + x] = (unsigned char)(v < 0 ? 0 : v > 255 ? 255 : v);
-            }
-        fwrite(px, 1, sizeof px, fi);
-        fwrite(&lab, 1, 1, fl);
-    }
-    fclose(fi);
-    fclose(fl);
-}
 
 /* Start `gpunas train ... --out DIR [--resume]` with the given extra environment
  * (NULL-terminated), output to LOG; returns the pid. */
@@ -416,8 +382,8 @@ int main(void)
     }
     data_dir = tu_tmp_path("kill-data");
     mkdir(data_dir, 0777);
-    write_idx("train", 1000, 1);
-    write_idx("t10k", 200, 2);
+    tu_write_fmnist_idx(data_dir, "train", 1000, 1);
+    tu_write_fmnist_idx(data_dir, "t10k", 200, 2);
     cfg = tu_source_path("configs/fmnist-small.json");
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_kill_loop)};
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

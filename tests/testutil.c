@@ -18,6 +18,7 @@
 
 #include "gpunas/arch.h"
 #include "gpunas/oneshot.h"
+#include "gpunas/rng.h"
 #include "nn/network_internal.h"
 
 static char *join(const char *env, const char *fallback, const char *rel)
@@ -267,4 +268,40 @@ void tu_assert_close(const char *what, const float *got, const float *ref, size_
     if (worst > tol * scale)
         fail_msg("%s: max |diff| %.3g at %zu (got %.9g, ref %.9g) > %.3g", what, worst, wi, (double)got[wi],
                  (double)ref[wi], tol * scale);
+}
+
+/* ------------------------------------------------------------------ data */
+static void put_be32(FILE *f, uint32_t v)
+{
+    unsigned char b[4] = {v >> 24, v >> 16, v >> 8, v};
+    fwrite(b, 1, 4, f);
+}
+
+void tu_write_fmnist_idx(const char *dir, const char *prefix, int n, uint64_t seed)
+{
+    char p[4096];
+    snprintf(p, sizeof p, "%s/%s-images-idx3-ubyte", dir, prefix);
+    FILE *fi = fopen(p, "wb");
+    snprintf(p, sizeof p, "%s/%s-labels-idx1-ubyte", dir, prefix);
+    FILE *fl = fopen(p, "wb");
+    assert_non_null(fi);
+    assert_non_null(fl);
+    put_be32(fi, 0x803), put_be32(fi, n), put_be32(fi, 28), put_be32(fi, 28);
+    put_be32(fl, 0x801), put_be32(fl, n);
+    gn_rng r;
+    gn_rng_seed(&r, seed);
+    for (int i = 0; i < n; i++) {
+        int c = (int)gn_rng_below(&r, 10);
+        unsigned char lab = (unsigned char)c, px[28 * 28];
+        for (int y = 0; y < 28; y++)
+            for (int x = 0; x < 28; x++) {
+                int in = y / 7 == c / 4 && x / 7 == c % 4;
+                double v = (in ? 170 : 50) + 30 * gn_rng_normal(&r);
+                px[y * 28 + x] = (unsigned char)(v < 0 ? 0 : v > 255 ? 255 : v);
+            }
+        fwrite(px, 1, sizeof px, fi);
+        fwrite(&lab, 1, 1, fl);
+    }
+    assert_int_equal(fclose(fi), 0);
+    assert_int_equal(fclose(fl), 0);
 }

@@ -10,6 +10,7 @@
 #define GPUNAS_TESTUTIL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* "$GPUNAS_SOURCE/<rel>"; malloc'd. Tests read only files inside the repository. */
 char *tu_source_path(const char *rel);
@@ -29,6 +30,11 @@ int tu_run_cli_env(const char *const *env, const char *args, char **out, char **
 /* Start `$GPUNAS_CLI <args>` in the background (via /bin/sh, output discarded) and
  * return its pid, or -1. */
 long tu_spawn_cli(const char *args);
+
+/* A Fashion-MNIST-shaped IDX pair in DIR: PREFIX-images-idx3-ubyte (N 28x28 images) and
+ * PREFIX-labels-idx1-ubyte (10 classes, a bright 7x7 block per class plus noise), drawn
+ * from SEED.  Fails the running cmocka test if a file cannot be written. */
+void tu_write_fmnist_idx(const char *dir, const char *prefix, int n, uint64_t seed);
 
 /* ------------------------------------------------------------------ numbers */
 /* max |a[i]| over n floats */
