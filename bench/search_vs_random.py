@@ -51,6 +51,7 @@ GT = os.path.join(HERE, "data", "ground_truth.jsonl")
 PROPOSALS = os.path.join(HERE, "data", "search_vs_random_proposals.jsonl")
 RECIPE = ["--epochs", "12", "--batch", "64", "--lr", "0.1", "--crop-pad", "2", "--erase", "0", "--no-drop-path",
           "--val-fraction", "0.1", "--split-seed", "42"]
+RECIPE_EPOCHS = int(RECIPE[RECIPE.index("--epochs") + 1])
 
 
 def run(cmd, **kw):
@@ -298,6 +299,11 @@ def collect_proposals(args):
             if not os.path.exists(db) or not search_done(os.path.dirname(db)):
                 continue
             for t in store_proposals(db, o):
+                # the winner's final training, epoch by epoch (absent when reused)
+                m = os.path.join(os.path.dirname(db), f"final-t{t['tier']}", "metrics.jsonl")
+                curve = [e["val_top1"] for e in load(m) if "val_top1" in e] if os.path.exists(m) else []
+                if len(curve) == RECIPE_EPOCHS:
+                    t["final_val_curve"] = curve
                 new.append({"study": key, "optimizer": o, "seed": seed, **t})
     with open(PROPOSALS + ".tmp", "w") as f:
         for r in keep + new:
@@ -380,6 +386,28 @@ def report_proposals(args):
               "test top-1: " + "; ".join(cells))
     if terms:
         print("... and each term of the score alone, level-1 val acc / NASWOT z: " + "; ".join(terms))
+    # how separable are these winners at all?  The same tau for the validation top-1 of
+    # their own final training after k of its epochs (the 12th: the trained model's own
+    # val split against its test set); curves from the finals, or from the ground truth
+    # where a final was reused from it
+    gt = {r["encoding"]: [e["val_top1"] for e in r["epochs"]] for r in load(GT) if r.get("seed") == 1}
+    ks = (1, 2, 3, 4, 6, 9, RECIPE_EPOCHS)
+    cells = []
+    for t in tiers:
+        nets = {}
+        for r in load(RUNS):
+            if r["tier"] != t or r.get("test_top1") is None or not same(r.get("study")):
+                continue
+            p = l1.get((r["study"].get("opt_init"), r["optimizer"], r["seed"], t)) or {}
+            curve = p.get("final_val_curve") or gt.get(r["encoding"])
+            if curve and len(curve) == RECIPE_EPOCHS:
+                nets[r["encoding"]] = (curve, r["test_top1"])
+        v = list(nets.values())
+        if len(v) >= 3:
+            cells.append(f"t{t} ({len(v)}) " + " ".join(
+                f"e{k} {kendall([c[k - 1] for c, _ in v], [a for _, a in v]):+.2f}" for k in ks))
+    if cells:
+        print("... and the val top-1 of the winners' own final training after k epochs: " + "; ".join(cells))
 
 
 def kendall(x, y):
