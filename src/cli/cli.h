@@ -35,6 +35,11 @@ void cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(prin
  * option becomes *where, unless a store was given already.  0, or 2 (the exit status)
  * after a one-line error: an unknown option, or a second store. */
 int cli_store_operand(const char *cmd, const char *a, const char **where);
+/* Print V (a jansson value, whose reference this takes) to stdout as indented JSON, keys
+ * in insertion order, reals with PRECISION significant digits.  0, or -1 when it cannot
+ * be formatted (out of memory); nothing is printed then. */
+struct json_t;
+int cli_puts_json(struct json_t *v, int precision);
 /* A clean stop on SIGINT and SIGTERM: the first signal sets a flag the command polls
  * (cli_stop_requested, or cli_should_stop as a library callback); with exit_code > 0
  * a second signal exits at once with that code. */

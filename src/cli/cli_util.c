@@ -8,6 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "cli/cli.h"
 
 void cli_error(const char *cmd, const char *fmt, ...)
@@ -31,6 +33,17 @@ int cli_store_operand(const char *cmd, const char *a, const char **where)
         return 2;
     }
     *where = a;
+    return 0;
+}
+
+int cli_puts_json(json_t *v, int precision)
+{
+    char *s = json_dumps(v, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(precision));
+    json_decref(v);
+    if (!s)
+        return -1;
+    puts(s);
+    free(s);
     return 0;
 }
 

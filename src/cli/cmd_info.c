@@ -132,13 +132,7 @@ static int print_json(const gn_arch *a, const space_fit *sf)
         json_object_set_new(root, "space",
                             json_pack("{s:s, s:b, s:s?, s:s?}", "name", sf->name, "member", sf->member, "encoding",
                                       sf->member ? sf->text : NULL, "reason", sf->member ? NULL : sf->text));
-    char *s = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
-    json_decref(root);
-    if (!s)
-        return -1;
-    puts(s);
-    free(s);
-    return 0;
+    return cli_puts_json(root, 10);
 }
 
 /* Options shared by info and format. */

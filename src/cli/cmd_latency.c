@@ -464,14 +464,10 @@ int cmd_latency(int argc, char **argv)
             json_object_set_new(root, "predicted",
                                 json_pack("{s:s, s:f, s:i}", "profile", o.profile, "ms", pred, "fallback_layers",
                                           missing));
-        char *s = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(8));
-        json_decref(root);
-        if (!s) {
+        if (cli_puts_json(root, 8)) {
             cli_error(cmd, "cannot format the JSON output");
             goto out;
         }
-        puts(s);
-        free(s);
     } else {
         char b1[32], b2[32], b3[32];
         printf("%s: batch %d, %dx%dx%d input, %d layers\n", o.config, o.batch, a->layers[1].in_ch, a->resolution,

@@ -222,13 +222,7 @@ static int print_json(const gn_trial_list *l)
         json_object_set_new(o, "config", cfg ? cfg : json_null());
         json_array_append_new(arr, o);
     }
-    char *s = json_dumps(arr, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
-    json_decref(arr);
-    if (!s)
-        return -1;
-    puts(s);
-    free(s);
-    return 0;
+    return cli_puts_json(arr, 15);
 }
 
 int cmd_trials(int argc, char **argv)
