@@ -23,7 +23,12 @@ in --work, every finished search's level-0 candidates with their search score
 (bench/data/search_vs_random_proposals.jsonl, committed), and --report then also prints
 what the optimizers optimize: the mean score of the candidates they had trained, before and
 after their unguided start (--opt-init: legacy = 20, auto = gpunas search's default sized
-to the budget), and the best level-1 score.
+to the budget), and the best level-1 score.  It also stores the best level-1 candidate's
+two terms (val acc, NASWOT z) and the validation curve of each winner's final training,
+and --report prints Kendall's tau against the final test top-1 over the distinct winners
+of every study with the same settings: of the score, of each term, of latency (for scale),
+and of the winners' own validation top-1 after k epochs of their final training (how far
+any ranking could separate them at all).
 
   python3 bench/search_vs_random.py [--work /var/tmp/gpunas-svr] [--fidelity SPEC]
          [--profile DEVICE.json] [--tiers 0.21,0.32,0.51] [--trials 45] [--lane K/N]
