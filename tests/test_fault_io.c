@@ -1068,8 +1068,8 @@ int main(int argc, char **argv)
     root = tu_tmp_path("fault");
     data_dir = tu_tmp_path("fault-data");
     mkdir(data_dir, 0777);
-    tu_write_fmnist_idx(data_dir, "train", 600, 1);
-    tu_write_fmnist_idx(data_dir, "t10k", 100, 2);
+    tu_write_idx(data_dir, "train", 600, 28, 10, 1);
+    tu_write_idx(data_dir, "t10k", 100, 28, 10, 2);
     tiny_cfg = tu_tmp_path("fault-tiny.json");
     tu_write_file(tiny_cfg, TINY);
     const struct CMUnitTest tests[] = {

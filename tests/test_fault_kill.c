@@ -382,8 +382,8 @@ int main(void)
     }
     data_dir = tu_tmp_path("kill-data");
     mkdir(data_dir, 0777);
-    tu_write_fmnist_idx(data_dir, "train", 1000, 1);
-    tu_write_fmnist_idx(data_dir, "t10k", 200, 2);
+    tu_write_idx(data_dir, "train", 1000, 28, 10, 1);
+    tu_write_idx(data_dir, "t10k", 200, 28, 10, 2);
     cfg = tu_source_path("configs/fmnist-small.json");
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_kill_loop)};
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

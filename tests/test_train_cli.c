@@ -29,50 +29,12 @@ static const char *TINY =
 
 static char *dir, *cfg;
 
-static void put_be32(FILE *f, uint32_t v)
-{
-    unsigned char b[4] = {v >> 24, v >> 16, v >> 8, v};
-    fwrite(b, 1, 4, f);
-}
-
-static void write_idx(const char *prefix, int n, uint64_t seed)
-{
-    char p[1024];
-    snprintf(p, sizeof p, "%s/%s-images-idx3-ubyte", dir, prefix);
-    FILE *fi = fopen(p, "wb");
-    snprintf(p, sizeof p, "%s/%s-labels-idx1-ubyte", dir, prefix);
-    FILE *fl = fopen(p, "wb");
-    assert_non_null(fi);
-    assert_non_null(fl);
-    put_be32(fi, 0x803);
-    put_be32(fi, n);
-    put_be32(fi, 8);
-    put_be32(fi, 8);
-    put_be32(fl, 0x801);
-    put_be32(fl, n);
-    gn_rng r;
-    gn_rng_seed(&r, seed);
-    for (int i = 0; i < n; i++) {
-        int c = (int)gn_rng_below(&r, 4);
-        unsigned char lab = (unsigned char)c, px[64];
-        for (int y = 0; y < 8; y++)
-            for (int x = 0; x < 8; x++) {
-                double v = ((y >= 4) * 2 + (x >= 4) == c ? 170 : 50) + 30 * gn_rng_normal(&r);
-                px[y * 8 + x] = (unsigned char)(v < 0 ? 0 : v > 255 ? 255 : v);
-            }
-        fwrite(px, 1, 64, fi);
-        fwrite(&lab, 1, 1, fl);
-    }
-    fclose(fi);
-    fclose(fl);
-}
-
 static int setup(void **state)
 {
     dir = tu_tmp_path("fmnist-tiny");
     mkdir(dir, 0777);
-    write_idx("train", 200, 1);
-    write_idx("t10k", 64, 2);
+    tu_write_idx(dir, "train", 200, 8, 4, 1);
+    tu_write_idx(dir, "t10k", 64, 8, 4, 2);
     cfg = tu_tmp_path("tiny.json");
     tu_write_file(cfg, TINY);
     return 0;

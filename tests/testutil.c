@@ -277,8 +277,12 @@ static void put_be32(FILE *f, uint32_t v)
     fwrite(b, 1, 4, f);
 }
 
-void tu_write_fmnist_idx(const char *dir, const char *prefix, int n, uint64_t seed)
+void tu_write_idx(const char *dir, const char *prefix, int n, int side, int classes, uint64_t seed)
 {
+    int grid = 1;
+    while (grid * grid < classes)
+        grid++;
+    const int block = side / grid;
     char p[4096];
     snprintf(p, sizeof p, "%s/%s-images-idx3-ubyte", dir, prefix);
     FILE *fi = fopen(p, "wb");
@@ -286,22 +290,25 @@ void tu_write_fmnist_idx(const char *dir, const char *prefix, int n, uint64_t se
     FILE *fl = fopen(p, "wb");
     assert_non_null(fi);
     assert_non_null(fl);
-    put_be32(fi, 0x803), put_be32(fi, n), put_be32(fi, 28), put_be32(fi, 28);
+    put_be32(fi, 0x803), put_be32(fi, n), put_be32(fi, side), put_be32(fi, side);
     put_be32(fl, 0x801), put_be32(fl, n);
+    unsigned char *px = malloc((size_t)side * side);
+    assert_non_null(px);
     gn_rng r;
     gn_rng_seed(&r, seed);
     for (int i = 0; i < n; i++) {
-        int c = (int)gn_rng_below(&r, 10);
-        unsigned char lab = (unsigned char)c, px[28 * 28];
-        for (int y = 0; y < 28; y++)
-            for (int x = 0; x < 28; x++) {
-                int in = y / 7 == c / 4 && x / 7 == c % 4;
+        int c = (int)gn_rng_below(&r, classes);
+        unsigned char lab = (unsigned char)c;
+        for (int y = 0; y < side; y++)
+            for (int x = 0; x < side; x++) {
+                int in = y / block == c / grid && x / block == c % grid;
                 double v = (in ? 170 : 50) + 30 * gn_rng_normal(&r);
-                px[y * 28 + x] = (unsigned char)(v < 0 ? 0 : v > 255 ? 255 : v);
+                px[y * side + x] = (unsigned char)(v < 0 ? 0 : v > 255 ? 255 : v);
             }
-        fwrite(px, 1, sizeof px, fi);
+        fwrite(px, 1, (size_t)side * side, fi);
         fwrite(&lab, 1, 1, fl);
     }
+    free(px);
     assert_int_equal(fclose(fi), 0);
     assert_int_equal(fclose(fl), 0);
 }

@@ -31,10 +31,12 @@ int tu_run_cli_env(const char *const *env, const char *args, char **out, char **
  * return its pid, or -1. */
 long tu_spawn_cli(const char *args);
 
-/* A Fashion-MNIST-shaped IDX pair in DIR: PREFIX-images-idx3-ubyte (N 28x28 images) and
- * PREFIX-labels-idx1-ubyte (10 classes, a bright 7x7 block per class plus noise), drawn
- * from SEED.  Fails the running cmocka test if a file cannot be written. */
-void tu_write_fmnist_idx(const char *dir, const char *prefix, int n, uint64_t seed);
+/* An IDX pair in DIR, PREFIX-images-idx3-ubyte (N SIDE x SIDE images) and
+ * PREFIX-labels-idx1-ubyte, drawn from SEED: CLASSES classes on a grid of b x b blocks
+ * (b = the smallest with b*b >= CLASSES, blocks SIDE/b wide), class c bright (170) in
+ * block c and dark (50) elsewhere, plus noise (sd 30).  tu_write_idx(d, p, n, 28, 10, s)
+ * is Fashion-MNIST-shaped.  Fails the running cmocka test if a file cannot be written. */
+void tu_write_idx(const char *dir, const char *prefix, int n, int side, int classes, uint64_t seed);
 
 /* ------------------------------------------------------------------ numbers */
 /* max |a[i]| over n floats */
