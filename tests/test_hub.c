@@ -197,6 +197,119 @@ static void test_hub_index_front_pick(void **state)
     free(hub);
 }
 
+/* ------------------------------------------------------------------ plot */
+/* `hub plot`: the hub's models with compared ones (gpunas/plot.h GN_PLOT_OTHER) */
+static void assert_png_1000x640(const char *path)
+{
+    size_t n = 0;
+    unsigned char *b = (unsigned char *)tu_read_file(path, &n);
+    assert_non_null(b);
+    assert_true(n > 24);
+    assert_memory_equal(b, "\x89PNG\r\n\x1a\n", 8);
+    assert_memory_equal(b + 12, "IHDR", 4);
+    assert_int_equal((b[16] << 24) | (b[17] << 16) | (b[18] << 8) | b[19], 1000);
+    assert_int_equal((b[20] << 24) | (b[21] << 16) | (b[22] << 8) | b[23], 640);
+    free(b);
+}
+
+static void test_hub_plot_compare(void **state)
+{
+    (void)state;
+    char *hub = tu_tmp_path("hub-plot");
+    mkdir(hub, 0777);
+    write_model(hub, "m-fast", 0, 0.90, 0.10);
+    write_model(hub, "m-mid", 1, 0.92, 0.20);
+    write_model(hub, "m-slow", 2, 0.91, 0.40);
+    gn_error err = {{0}};
+    gn_hub h;
+    assert_int_equal(gn_hub_scan(hub, &h, &err), 0);
+    assert_int_equal(gn_hub_write_index(&h, &err), 0);
+    gn_hub_free(&h);
+
+    char *cmp = tu_tmp_path("hub-plot-compare.json"), *png = tu_tmp_path("hub-plot-compare.png");
+    assert_int_equal(tu_write_file(cmp, "[{\"name\": \"hand-a\", \"latency_ms\": 0.30, \"test_top1\": 0.905},"
+                                        " {\"name\": \"hand-b\", \"latency_ms\": 0.05, \"test_top1\": 0.95}]"),
+                     0);
+    char args[3000], want[1200], *out, *errs;
+    snprintf(args, sizeof args, "hub plot %s --compare %s --out %s", hub, cmp, png);
+    assert_int_equal(tu_run_cli(args, &out, &errs), 0);
+    assert_string_equal(errs, "");
+    snprintf(want, sizeof want, "plot: %s (3 hub models, 2 compared)\n", png);
+    assert_non_null(strstr(out, want));
+    /* more accurate at no more latency: m-mid beats hand-a; m-slow is more accurate but slower */
+    assert_non_null(strstr(out, "hand-a (0.3000 ms, 90.50%): beaten by m-mid\n"));
+    assert_non_null(strstr(out, "hand-b (0.0500 ms, 95.00%): beaten by none\n"));
+    free(out), free(errs);
+    assert_png_1000x640(png);
+    size_t with_n = 0;
+    char *with = tu_read_file(png, &with_n);
+
+    /* no --compare: the hub alone, to HUB/compare.png; a different picture */
+    snprintf(args, sizeof args, "hub plot %s", hub);
+    assert_int_equal(tu_run_cli(args, &out, &errs), 0);
+    assert_non_null(strstr(out, "(3 hub models, 0 compared)"));
+    free(out), free(errs);
+    char def[1100];
+    snprintf(def, sizeof def, "%s/compare.png", hub);
+    assert_png_1000x640(def);
+    size_t alone_n = 0;
+    char *alone = tu_read_file(def, &alone_n);
+    assert_true(alone_n != with_n || memcmp(alone, with, with_n) != 0);
+    free(alone);
+    free(with);
+
+    /* the object form bench/baselines.py --points writes */
+    assert_int_equal(tu_write_file(cmp, "{\"hub\": [], \"baselines\": [{\"name\": \"b\", \"latency_ms\": 0.15,"
+                                        " \"test_top1\": 0.91, \"seeds\": 2}]}"),
+                     0);
+    snprintf(args, sizeof args, "hub plot %s --compare %s --out %s", hub, cmp, png);
+    assert_int_equal(tu_run_cli(args, &out, &errs), 0);
+    assert_non_null(strstr(out, "b (0.1500 ms, 91.00%): beaten by none\n"));
+    free(out), free(errs);
+
+    /* bad input: one line naming the file, the entry and the field; nothing written */
+    char *png2 = tu_tmp_path("hub-plot-never.png");
+    static const struct {
+        const char *text, *want;
+    } bad[] = {
+        {"[{\"name\": \"a\", ", "line 1"},
+        {"\"just a string\"", "expected an array of models, or an object with a \"baselines\" array"},
+        {"{\"models\": []}", "expected an array of models"},
+        {"[{\"name\": \"a\", \"latency_ms\": 0.1, \"test_top1\": 0.9}, {\"name\": \"b\", \"latency_ms\": -1,"
+         " \"test_top1\": 0.9}]",
+         "[1].latency_ms: expected a number > 0, got -1"},
+        {"{\"baselines\": [{\"name\": \"a\", \"latency_ms\": 0.1}]}",
+         "baselines[0].test_top1: expected a number in [0, 1], missing"},
+        {"[{\"name\": \"a\", \"latency_ms\": 0.1, \"test_top1\": 91.5}]",
+         "[0].test_top1: expected a number in [0, 1], got 91.5"},
+        {"[{\"name\": \"\", \"latency_ms\": 0.1, \"test_top1\": 0.9}]", "[0].name: expected a non-empty string"},
+        {"[7]", "[0]: expected an object"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(tu_write_file(cmp, bad[i].text), 0);
+        snprintf(args, sizeof args, "hub plot %s --compare %s --out %s", hub, cmp, png2);
+        snprintf(want, sizeof want, "gpunas hub: %s: ", cmp);
+        expect_error(args, 1, want);
+        expect_error(args, 1, bad[i].want);
+        FILE *f = fopen(png2, "rb");
+        assert_null(f);
+    }
+    snprintf(args, sizeof args, "hub plot %s --compare %s/no-such.json", hub, hub);
+    expect_error(args, 1, "no-such.json");
+    snprintf(args, sizeof args, "hub plot %s --out %s/no-such-dir/x.png", hub, hub);
+    expect_error(args, 1, "no-such-dir/x.png");
+    snprintf(args, sizeof args, "hub plot %s --frobnicate", hub);
+    expect_error(args, 2, "unknown option '--frobnicate'");
+    snprintf(args, sizeof args, "hub plot %s --compare", hub);
+    expect_error(args, 2, "option --compare: missing value");
+    snprintf(args, sizeof args, "hub plot %s/no-hub-here", hub);
+    expect_error(args, 1, "no-hub-here");
+    free(png2);
+    free(cmp);
+    free(png);
+    free(hub);
+}
+
 /* ------------------------------------------------------------------ build */
 static void add_trial(gn_store *st, const char *cfg_rel, double acc, double ms)
 {
@@ -384,6 +497,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hub_index_front_pick),
+        cmocka_unit_test(test_hub_plot_compare),
         cmocka_unit_test(test_hub_build_kill_resume),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -17,7 +17,10 @@
  *       ringed in black;
  *     - points flagged GN_PLOT_HUB as large outlined diamonds with their label (from
  *       opts->labels[i]) on a white backing, placed to the right of the symbol or to
- *       its left near the right edge.
+ *       its left near the right edge;
+ *     - points flagged GN_PLOT_OTHER (models compared with the hub, e.g. hand-designed
+ *       baselines: `gpunas hub plot --compare`) as large outlined grey squares, on top,
+ *       labelled like hub models; their tier is ignored (they keep no tier colour).
  *   Ranges: x from the points and the tier edges, y from the points, each padded by
  *   6% of its span (a single value gets +-10% of itself, or +-1 for 0); x never below 0,
  *   y kept inside [0, 100%].  So n = 1 gives a sensible picture too.
@@ -42,6 +45,7 @@ typedef struct {
 
 #define GN_PLOT_FRONT 1 /* on the accuracy/latency Pareto front */
 #define GN_PLOT_HUB 2   /* a hub model (drawn as a large marked symbol, with its label) */
+#define GN_PLOT_OTHER 4 /* a model compared with the hub (a large grey square, with its label) */
 
 typedef struct {
     const char *title;              /* NULL: none */

@@ -23,6 +23,7 @@ int cmd_predict(int argc, char **argv);
 int cmd_init(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_hub(int argc, char **argv);
+int cmd_hub_plot(int argc, char **argv); /* `hub plot` (cmd_hub_plot.c), argv after "plot" */
 int cmd_import(int argc, char **argv);
 int cmd_unas(int argc, char **argv);
 

@@ -6,6 +6,7 @@
  *             [--dataset NAME] [--data DIR] [--seed S]
  *   hub list [HUB] [--json]
  *   hub pick [HUB] --budget-ms X [--device PROFILE.json] [--json]
+ *   hub plot [HUB] [--compare FILE.json] [--out FILE.png]   (cmd_hub_plot.c)
  *
  * HUB defaults to ./hub.  Errors: one line "gpunas hub: ..." on stderr, exit 1 (2 for
  * bad usage); `pick` with no model within the budget exits 1 with the reason.
@@ -49,6 +50,9 @@ static void usage(FILE *f)
             "       gpunas hub list [HUB] [--json]          the hub's models\n"
             "       gpunas hub pick [HUB] --budget-ms X [--device PROFILE.json] [--json]\n"
             "                                               the most accurate model within X ms\n"
+            "       gpunas hub plot [HUB] [--compare FILE.json] [--out FILE.png]\n"
+            "                                               the hub's models (test top-1) with other\n"
+            "                                               models beside them (default HUB/compare.png)\n"
             "\nbuild options:\n"
             "  --hub DIR            the hub folder (default SEARCH_DIR/hub)\n"
             "  --epochs E           full training epochs (10)\n"
@@ -65,7 +69,10 @@ static void usage(FILE *f)
             "  --seed S             training seed (1)\n"
             "  --subset N           train on N images only (quick checks; default all)\n"
             "\nA killed build continues where it stopped when run again; a model folder in the hub\n"
-            "is always complete.  HUB defaults to ./hub for list and pick.\n");
+            "is always complete.  HUB defaults to ./hub for list, pick and plot.\n"
+            "\nplot: FILE.json is an array of {\"name\", \"latency_ms\", \"test_top1\"} (or an object\n"
+            "with such an array under \"baselines\"); latencies must be taken as the hub's were\n"
+            "(batch 1, its threads: see hub list).  Prints, for each, the hub models that beat it.\n");
 }
 
 static int do_build(int argc, char **argv)
@@ -310,6 +317,8 @@ int cmd_hub(int argc, char **argv)
         return do_list(argc - 2, argv + 2);
     if (!strcmp(argv[1], "pick"))
         return do_pick(argc - 2, argv + 2);
-    cli_error(CMD, "unknown sub-command '%s' (build, list, pick)", argv[1]);
+    if (!strcmp(argv[1], "plot"))
+        return cmd_hub_plot(argc - 2, argv + 2);
+    cli_error(CMD, "unknown sub-command '%s' (build, list, pick, plot)", argv[1]);
     return 2;
 }

@@ -156,6 +156,8 @@ static double text_width(cairo_t *cr, const char *s)
     return e.x_advance;
 }
 
+static void square(cairo_t *cr, double x, double y, double r) { cairo_rectangle(cr, x - r, y - r, 2 * r, 2 * r); }
+
 static void diamond(cairo_t *cr, double x, double y, double r)
 {
     cairo_move_to(cr, x, y - r);
@@ -255,8 +257,11 @@ static void draw_grid(cairo_t *cr, const ranges *r)
 
 static void legend(cairo_t *cr, const gn_plot_point *pts, int n, const double *edges, int n_tiers)
 {
-    int max_tier = n_tiers - 1, none = 0, front = 0, hub = 0;
+    int max_tier = n_tiers - 1, none = 0, front = 0, hub = 0, other = 0;
     for (int i = 0; i < n; i++) {
+        other |= (pts[i].flags & GN_PLOT_OTHER) != 0;
+        if (pts[i].flags & GN_PLOT_OTHER)
+            continue; /* no tier colour */
         if (pts[i].tier > max_tier)
             max_tier = pts[i].tier;
         none |= pts[i].tier < 0;
@@ -278,7 +283,7 @@ static void legend(cairo_t *cr, const gn_plot_point *pts, int n, const double *e
             continue;
         int count = 0;
         for (int i = 0; i < n; i++)
-            count += pts[i].tier == t;
+            count += pts[i].tier == t && !(pts[i].flags & GN_PLOT_OTHER);
         if (t < 0)
             snprintf(buf, sizeof buf, "no tier (%d)", count);
         else if (t < n_tiers && t == 0)
@@ -322,6 +327,16 @@ static void legend(cairo_t *cr, const gn_plot_point *pts, int n, const double *e
         cairo_set_line_width(cr, 2);
         cairo_stroke(cr);
         text_at(cr, lx + 22, y + 4, 0, "hub model");
+        y += row;
+    }
+    if (other) {
+        cairo_set_source_rgb(cr, 0.82, 0.82, 0.82);
+        square(cr, lx + 6, y, 6.5);
+        cairo_fill_preserve(cr);
+        cairo_set_source_rgb(cr, 0, 0, 0);
+        cairo_set_line_width(cr, 2);
+        cairo_stroke(cr);
+        text_at(cr, lx + 22, y + 4, 0, "compared model");
     }
 }
 
@@ -403,9 +418,9 @@ int gn_plot_pareto_png(const char *path, const gn_plot_point *pts, int n, const 
         text_at(cr, 0, 0, 0, buf);
         cairo_restore(cr);
     }
-    /* ordinary points (hub models are drawn later, on top) */
+    /* ordinary points (hub and compared models are drawn later, on top) */
     for (int i = 0; i < n; i++) {
-        if (pts[i].flags & GN_PLOT_HUB)
+        if (pts[i].flags & (GN_PLOT_HUB | GN_PLOT_OTHER))
             continue;
         set_rgb(cr, tier_colour(pts[i].tier), 0.8);
         cairo_arc(cr, px(&r, pts[i].latency_ms), py(&r, 100 * pts[i].accuracy), 4, 0, 2 * M_PI);
@@ -462,9 +477,20 @@ int gn_plot_pareto_png(const char *path, const gn_plot_point *pts, int n, const 
         cairo_set_line_width(cr, 2.2);
         cairo_stroke(cr);
     }
+    /* compared models: big outlined grey squares, on top of everything */
+    for (int i = 0; i < n; i++) {
+        if (!(pts[i].flags & GN_PLOT_OTHER))
+            continue;
+        cairo_set_source_rgba(cr, 0.82, 0.82, 0.82, 0.9);
+        square(cr, px(&r, pts[i].latency_ms), py(&r, 100 * pts[i].accuracy), 7.5);
+        cairo_fill_preserve(cr);
+        cairo_set_source_rgb(cr, 0, 0, 0);
+        cairo_set_line_width(cr, 2);
+        cairo_stroke(cr);
+    }
     cairo_restore(cr); /* end of clip */
 
-    /* hub labels: right of the symbol (left near the right edge), nudged vertically
+    /* hub and compared labels: right of the symbol (left near the right edge), nudged vertically
      * away from labels already placed; may extend past the plot area */
     if (o->labels) {
         box placed[64];
@@ -472,7 +498,7 @@ int gn_plot_pareto_png(const char *path, const gn_plot_point *pts, int n, const 
         font(cr, 12, 1);
         for (int i = 0; i < n; i++) {
             const char *lab = o->labels[i];
-            if (!(pts[i].flags & GN_PLOT_HUB) || !lab || !*lab)
+            if (!(pts[i].flags & (GN_PLOT_HUB | GN_PLOT_OTHER)) || !lab || !*lab)
                 continue;
             double x = px(&r, pts[i].latency_ms), y = py(&r, 100 * pts[i].accuracy);
             double tw = text_width(cr, lab), th = 14;
