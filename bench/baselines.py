@@ -36,16 +36,18 @@ Run (resumable: run the same command again to continue):
          [--search gpunas-search] [--max-runs N] [--threads N] [--only A,B]
          [--lat-repeats 2] [--time-only]
   quick check (never into the committed file):
-  python3 bench/baselines.py --epochs 1 --subset 500 --lat-duration 0.3 \\
+  python3 bench/baselines.py --epochs 2 --subset 500 --lat-duration 0.3 \\
          --data-file /tmp/bl.jsonl --work /tmp/bl-work --only mbv2-w035
 
   3. report   python3 bench/baselines.py --report [--hub gpunas-search/hub]
-              [--data-file F] [--svg F.svg] [--points F.json]
+              [--data-file F] [--svg F.svg] [--points F.json] [--png F.png]
               the markdown table of the issue (per baseline: test top-1 mean +- sd over
               seeds, latency, the hub model that beats it, the latency ratio at equal
               accuracy interpolated on the hub's front), a one-line verdict, and the
               plot's points as JSON (hub models and baselines); --svg draws the hub's
-              Pareto front with the baselines as an SVG (no plotting library needed).
+              Pareto front with the baselines as an SVG (no plotting library needed);
+              --png puts them on the hub's own picture (`gpunas hub plot HUB --compare`,
+              cairo), which also names the hub models that beat each one.
 """
 import argparse
 import datetime
@@ -465,7 +467,8 @@ def report(args):
         tiers = [t["max_latency_ms"] for t in json.load(open(summ)).get("tiers", []) if t.get("max_latency_ms")]
     points = {"hub": [{"name": m["name"], "test_top1": m["acc"], "latency_ms": m["lat"], "front": m["front"]}
                       for m in hub],
-              "baselines": [{"name": r["name"], "family": r["family"], "test_top1_mean": r["acc"],
+              # test_top1: the mean over seeds, under the name `gpunas hub plot --compare` reads
+              "baselines": [{"name": r["name"], "family": r["family"], "test_top1": r["acc"], "test_top1_mean": r["acc"],
                              "test_top1_sd": r["sd"] if r["sd"] == r["sd"] else None, "seeds": r["seeds"],
                              "latency_ms": r["lat"], "latency_sd_ms": r["lat_sd"] if r["lat_sd"] == r["lat_sd"]
                              else None} for r in rows],
@@ -477,6 +480,17 @@ def report(args):
     if args.points:
         with open(args.points, "w") as f:
             f.write(text + "\n")
+    if args.png and points["baselines"]:
+        # the hub's own picture (cairo, `gpunas hub plot`), with the baselines on it; it also
+        # prints, per baseline, the hub models that beat it (mean accuracy, as above)
+        pf = args.points or args.png + ".points.json"
+        if not args.points:
+            with open(pf, "w") as f:
+                f.write(text + "\n")
+        r = subprocess.run([args.gpunas, "hub", "plot", args.hub, "--compare", pf, "--out", args.png],
+                           capture_output=True, text=True)
+        print("\n`gpunas hub plot` " + ("prints:\n\n" + "\n".join("    " + l for l in r.stdout.splitlines())
+                                       if r.returncode == 0 else "failed: " + r.stderr.strip()))
     if args.svg:
         svg_plot(args.svg, hub, rows, tiers)
         print(f"\nplot: {args.svg}")
@@ -500,6 +514,7 @@ def main():
     ap.add_argument("--report", action="store_true")
     ap.add_argument("--hub", default=os.path.join(ROOT, "gpunas-search", "hub"))
     ap.add_argument("--svg", default="")
+    ap.add_argument("--png", default="", help="the hub's own plot with the baselines (gpunas hub plot)")
     ap.add_argument("--points", default="")
     args = ap.parse_args()
     if args.report:
