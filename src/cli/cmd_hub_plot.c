@@ -13,8 +13,11 @@
  * FILE.json: a JSON array of {"name": "...", "latency_ms": > 0, "test_top1": 0..1}
  * objects, or an object holding such an array under "baselines" (what
  * `bench/baselines.py --points` writes).  Other keys are ignored.  The latencies must
- * be in the hub's frame (batch 1, the hub's threads; `gpunas hub list` shows them):
- * gpunas cannot check how another number was taken, so it says so in the title.
+ * be in the hub's frame: batch 1 at the hub's threads (`gpunas hub list` shows them),
+ * the ratio to the built-in reference network (`gpunas latency --json`, "reference")
+ * times the hub's reference baseline (model.json latency.reference_baseline_ms), as
+ * bench/baselines.py takes them.  gpunas cannot check how a given number was taken, so
+ * the title says "latencies as given".
  *
  * Output: PATH (default HUB/compare.png), written atomically; one line on stdout
  * naming it, then one line per compared model: the hub models that beat it (more
