@@ -105,11 +105,25 @@ def commit_id():
         return None
 
 
-def search_latency_meta(search_dir):
-    """(threads, reference baseline ms) of a search store, or (None, None)."""
+def hub_latency_frame(hub_dir):
+    """(threads, reference baseline ms) the hub's models were timed in, or (None, None)."""
+    try:
+        h = json.load(open(os.path.join(hub_dir, "hub.json")))
+    except (OSError, ValueError):
+        return None, None
+    for m in h.get("models", []) + h.get("dropped", []):
+        lat = m.get("latency") or {}
+        if lat.get("reference_baseline_ms"):
+            return lat.get("threads"), float(lat["reference_baseline_ms"])
+    return None, None
+
+
+def search_latency_meta(search_dir, hub_dir=None):
+    """(threads, reference baseline ms) of a search store, or else of the hub it published
+    (a copied main job may keep only hub.json), or (None, None)."""
     db = os.path.join(search_dir, "search.db")
     if not os.path.exists(db):
-        return None, None
+        return hub_latency_frame(hub_dir or search_dir)
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
         meta = dict(con.execute("select key, value from meta where key like 'nas.lat_%'").fetchall())
@@ -167,8 +181,11 @@ def done_runs(path):
     return {(r["name"], r["seed"]) for r in read_lines(path) if r.get("kind", "train") == "train"}
 
 
-def done_timings(path):
-    return {(r["name"], r["repeat"]) for r in read_lines(path) if r.get("kind") == "latency"}
+def done_timings(path, threads):
+    """(name, repeat) of the measurements already made at this thread count (each hub's frame
+    has its own: the 12-03 main job timed at 2 threads, the 12-04 one at 1)."""
+    return {(r["name"], r["repeat"]) for r in read_lines(path)
+            if r.get("kind") == "latency" and r["latency"].get("threads") == threads}
 
 
 def append(path, rec):
@@ -216,9 +233,10 @@ def train(args, name, cfg_rel, seed):
 
 
 def time_all(args, names):
-    th, base = search_latency_meta(args.search)
+    th, base = search_latency_meta(args.search, args.hub)
     if base is None:
-        sys.exit(f"baselines: {args.search}/search.db has no nas.lat_reference_ms: give --search a finished search")
+        sys.exit(f"baselines: {args.search}/search.db has no nas.lat_reference_ms and {args.hub}/hub.json no "
+                 f"latency.reference_baseline_ms: give --search a finished search")
     args.lat_threads, args.lat_baseline_ms = th or 1, base
     # one timing process at a time (two instances may finish together): the other one leaves
     lock = open(os.path.join(args.work, "timing.lock"), "w")
@@ -227,7 +245,7 @@ def time_all(args, names):
     except OSError:
         print("baselines: another process is timing; leaving it to that one", flush=True)
         return
-    done = done_timings(args.data_file)
+    done = done_timings(args.data_file, args.lat_threads)
     for rep_i in range(1, args.lat_repeats + 1):
         for name, cfg_rel in names:
             if (name, rep_i) in done:
@@ -363,11 +381,19 @@ def report(args):
     front = [m for m in hub if m["front"]]
     lines = read_lines(args.data_file)
     runs = [r for r in lines if r.get("kind", "train") == "train"]
-    lat_lines = [r for r in lines if r.get("kind") == "latency"]
     if not runs:
         sys.exit(f"baselines: no runs in {args.data_file}")
     hub_base = next((m["ref_base"] for m in hub if m["ref_base"]), None)
+    hub_threads = {m["threads"] for m in hub if m["threads"]}
     notes = []
+    # only measurements at the hub's thread count are in its frame: a ratio to the
+    # reference moves with the threads (2 threads speed the baselines and the reference
+    # network by different factors)
+    lat_all = [r for r in lines if r.get("kind") == "latency"]
+    lat_lines = [r for r in lat_all if not hub_threads or r["latency"].get("threads") in hub_threads]
+    if len(lat_lines) < len(lat_all):
+        notes.append(f"{len(lat_all) - len(lat_lines)} latency measurement(s) at other thread counts than the hub's "
+                     f"({sorted(hub_threads)}) left out")
     by = {}
     for r in runs:
         by.setdefault(r["name"], []).append(r)
@@ -399,8 +425,8 @@ def report(args):
 
     print(f"## Hand-designed baselines against the hub ({args.hub}, {len(front)} models on the front)\n")
     print("| baseline | family | in space | params | MACs | test top-1 % (mean ± sd; seeds) | latency ms | "
-          "hub model that beats it | latency ratio at equal accuracy |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "hub model that beats it | latency ratio at equal accuracy | hub's pick: fastest at ≥ its accuracy |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     n_dom = n_fast = n_unreached = n_bound = n_slow = 0
     for r in rows:
         beats = [m for m in front if m["acc"] > r["acc"] and m["lat"] <= r["lat"]]
@@ -424,18 +450,25 @@ def report(args):
             ratio = f"{r['lat'] / ms:.2f}x (front at {ms:.3f} ms)"
             n_fast += r["lat"] / ms >= 1.5
             n_slow += r["lat"] / ms < 1.5
+        # what a user can actually take from the hub: its fastest model at least as accurate
+        # (the interpolated front above is a line between models that may not exist)
+        pick = min((m for m in hub if m["acc"] >= r["acc"]), key=lambda m: m["lat"], default=None)
+        pick = (f"{pick['name']}: {r['lat'] / pick['lat']:.2f}x" if pick else "none as accurate")
         sd = f"{100 * r['sd']:.2f}" if r["sd"] == r["sd"] else "n/a"
         seeds = ", ".join(f"{100 * a:.2f}" for a in r["accs"])
         lsd = f" ± {r['lat_sd']:.3f}" if r["lat_sd"] == r["lat_sd"] else ""
         print(f"| {r['name']} | {r['family']} | {'yes' if r['in_space'] else 'no'} | {r['params']:,} | "
               f"{r['macs'] / 1e6:.2f}M | {100 * r['acc']:.2f} ± {sd} ({seeds}) | {r['lat']:.3f}{lsd} | {beat} | "
-              f"{ratio} |")
+              f"{ratio} | {pick} |")
     print()
     print("Hub: " + "; ".join(f"{m['name']} {100 * m['acc']:.2f}% at {m['lat']:.3f} ms"
                               f"{'' if m['front'] else ' (dropped)'}" for m in hub) + ".")
     print("Latency ratio = baseline latency / the front's latency at the baseline's mean accuracy (linear between "
           "neighbouring front models; ≥: the fastest hub model is already more accurate). A hub model beats a "
-          "baseline when it is more accurate (one seed) than the baseline's mean at no more latency.")
+          "baseline when it is more accurate (one seed) than the baseline's mean at no more latency. Hub's pick: "
+          "baseline latency / latency of the fastest hub model at least as accurate (below 1: the hub's model is "
+          f"slower). Latency: mean ± sd of {'/'.join(str(n) for n in sorted({r['n_lat'] for r in rows}))} "
+          f"measurement(s) at {sorted(hub_threads) or '?'} thread(s).")
     for n in notes:
         print(f"\nNOTE: {n}")
     n_zoo = len(list(zoo()))
