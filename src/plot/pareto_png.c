@@ -491,10 +491,14 @@ int gn_plot_pareto_png(const char *path, const gn_plot_point *pts, int n, const 
     cairo_restore(cr); /* end of clip */
 
     /* hub and compared labels: right of the symbol (left near the right edge), nudged vertically
-     * away from labels already placed; may extend past the plot area */
+     * away from labels already placed and from every hub and compared symbol (a label box
+     * drawn over a compared model's square would hide it); may extend past the plot area */
     if (o->labels) {
-        box placed[64];
+        box placed[128];
         int np = 0;
+        for (int i = 0; i < n && np < 64; i++)
+            if (pts[i].flags & (GN_PLOT_HUB | GN_PLOT_OTHER))
+                placed[np++] = (box){px(&r, pts[i].latency_ms) - 10, py(&r, 100 * pts[i].accuracy) - 10, 20, 20};
         font(cr, 12, 1);
         for (int i = 0; i < n; i++) {
             const char *lab = o->labels[i];
@@ -523,7 +527,7 @@ int gn_plot_pareto_png(const char *path, const gn_plot_point *pts, int n, const 
                 b.y = 2;
             if (b.y + b.h > H - 2)
                 b.y = H - 2 - b.h;
-            if (np < 64)
+            if (np < 128)
                 placed[np++] = b;
             cairo_set_source_rgba(cr, 1, 1, 1, 0.88);
             cairo_rectangle(cr, b.x, b.y, b.w, b.h);
