@@ -29,6 +29,11 @@ Run (resumable: run the same command again to continue):
               ratio to the reference x the search's reference baseline (store meta
               nas.lat_reference_ms), so it is in the frame of the search's tier edges and
               of the hub's latencies.  One JSON line ("kind": "latency") per measurement.
+              A search folder without search.db (a copied main job keeps only hub.json)
+              gives its frame from the hub's models (latency.threads,
+              latency.reference_baseline_ms).  Measurements are kept per thread count, so
+              one baseline can be timed in the frames of several hubs (--search/--hub A,
+              then B); the report uses only those at its hub's threads.
               (The hub times its trained weights; `gpunas latency` times the config with
               seed-1 random weights: the same network and code path, other values.)
 
